@@ -125,6 +125,12 @@ def _scorer(analyzer: str) -> rouge_scorer.RougeScorer:
     return rouge_scorer.RougeScorer(list(ROUGE_TYPES), tokenizer=get_tokenizer(analyzer))
 
 
+def clear_caches() -> None:
+    """Drop cached analyzers, scorers and tokenizations (benchmarks use it to time cold runs)."""
+    for cached in (get_tokenizer, _scorer, _text_stats):
+        cached.cache_clear()
+
+
 # ---------------------------------------------------------------- corpus score
 
 
