@@ -1,0 +1,107 @@
+# The whole pipeline, readable top-down. `make demo` and `make test` each set everything up on a fresh clone.
+# Variables: MODEL (preset), DATA (folder with train/dev/test.csv), CONFIG (YAML), ARGS (KEY=VALUE overrides),
+# RUN (a run folder), TRACK (baseline|llm), TRIALS, MAXLEN, PREDS (prediction CSVs), GPUS.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PY := .venv/bin/python
+DATA ?= data
+SAMPLE := data/sample
+RUNS ?= runs
+CONFIG ?=
+ARGS ?=
+GPUS ?= 1
+# CPU machines get this CPU build of torch; machines with nvidia-smi get the default CUDA build.
+CPU_TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
+CONFIG_FLAG = $(if $(CONFIG),--config $(CONFIG),)
+
+.PHONY: setup demo test baseline llm truncation tune tune-gen ensemble submit bench bench-metric \
+        bench-baseline bench-llm bench-ensemble sample-data demo-core demo-baseline demo-llm demo-tune \
+        demo-ensemble clean
+
+setup: .venv/.installed
+
+.venv/.installed: pyproject.toml
+	python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	if command -v nvidia-smi >/dev/null 2>&1; then $(PY) -m pip install -q torch; \
+	else $(PY) -m pip install -q $(CPU_TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),); fi
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+# ---- the two README commands ----
+demo: setup demo-core demo-baseline demo-llm demo-tune demo-ensemble
+	@echo "demo finished: runs in $(RUNS)/demo, submissions in submissions/ (ledger: submissions/ledger.csv)"
+
+test: setup
+	$(PY) -m pytest -q
+
+# ---- demo stages (bundled sample data, tiny models, CPU) ----
+demo-core:
+	$(PY) -m competition.data $(SAMPLE)
+	$(PY) -m competition.trivial --data $(SAMPLE) --out $(RUNS)/demo/lead
+	$(PY) -m competition.score --pred $(RUNS)/demo/lead/preds_dev.csv --gold $(SAMPLE)/dev.csv \
+	    --report $(RUNS)/demo/lead/report
+	$(PY) -m competition.submit --pred $(RUNS)/demo/lead/preds_test.csv --test $(SAMPLE)/test.csv --label demo-lead
+
+demo-baseline:
+	$(PY) -m baselines.run --model tiny-bart --data $(SAMPLE) --out $(RUNS)/demo/baseline --demo
+
+demo-llm:
+	$(PY) -m llm.run --model tiny-llama --data $(SAMPLE) --out $(RUNS)/demo/llm --demo
+
+demo-tune:
+	$(PY) -m competition.tune --track baseline --model tiny-bart --data $(SAMPLE) --trials 3 \
+	    --out $(RUNS)/demo/tune --demo
+
+demo-ensemble:
+	$(PY) -m ensemble --runs $(RUNS)/demo --gold $(SAMPLE)/dev.csv --out $(RUNS)/demo/ensemble
+	$(PY) -m competition.submit --pred $(RUNS)/demo/ensemble/preds_test.csv --test $(SAMPLE)/test.csv \
+	    --label demo-ensemble --dev-pred $(RUNS)/demo/ensemble/preds_dev.csv --gold $(SAMPLE)/dev.csv
+
+# ---- a competitor's commands (real data in $(DATA)) ----
+baseline: setup
+	$(PY) -m baselines.run --model $(or $(MODEL),kobart) --data $(DATA) --out $(RUNS) $(CONFIG_FLAG) $(ARGS)
+
+llm: setup
+	$(PY) -m llm.run --model $(or $(MODEL),llama3.2-ko-3b) --data $(DATA) --out $(RUNS) $(CONFIG_FLAG) $(ARGS)
+
+truncation: setup
+	$(PY) -m llm.truncation --model $(or $(MODEL),llama3.2-ko-3b) --data $(DATA) \
+	    --maxlen $(or $(MAXLEN),512,768,1024,2048) --out reports/truncation
+
+tune: setup
+	$(PY) -m competition.tune --track $(or $(TRACK),baseline) --model $(or $(MODEL),kobart) --data $(DATA) \
+	    --trials $(or $(TRIALS),30) --out $(RUNS)/tune $(CONFIG_FLAG) $(ARGS)
+
+tune-gen: setup
+	$(PY) -m competition.tune_generation --run $(RUN) --data $(DATA) --trials $(or $(TRIALS),30) $(ARGS)
+
+ensemble: setup
+	$(PY) -m ensemble --runs $(RUNS) --gold $(DATA)/dev.csv --out $(RUNS)/ensemble $(if $(PREDS),--preds $(PREDS),) $(ARGS)
+
+submit: setup
+	$(PY) -m competition.submit --pred $(RUNS)/ensemble/preds_test.csv --test $(DATA)/test.csv --label ensemble \
+	    --dev-pred $(RUNS)/ensemble/preds_dev.csv --gold $(DATA)/dev.csv
+
+# ---- benchmarks (speed targets live here, not in unit tests) ----
+bench: bench-metric bench-ensemble
+
+bench-metric: setup
+	$(PY) benchmarks/bench_metric.py
+
+bench-ensemble: setup
+	$(PY) benchmarks/bench_ensemble.py
+
+bench-baseline: setup  # GPU
+	$(PY) benchmarks/bench_baseline.py
+
+bench-llm: setup  # GPU
+	$(PY) benchmarks/bench_llm.py
+
+sample-data: setup
+	$(PY) -m competition.sample_data --out $(SAMPLE)
+
+clean:
+	rm -rf .cache $(RUNS) reports

@@ -1,0 +1,284 @@
+"""Reading and validating competition files: the one place that knows the CSV formats.
+
+Every check raises `DataError` with the file, the row (1-based, header excluded), the column and what was
+expected, so a CLI can print one line and exit 2 (see `competition.cli.exit_on_bad_input`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Literal, Sequence
+
+import pandas as pd
+
+SplitKind = Literal["train", "dev", "test", "gold", "predictions", "submission"]
+
+SPEAKER_PATTERN = re.compile(r"#Person\d+#")
+MASK_PATTERN = re.compile(r"#[A-Z][A-Za-z]*#")
+# Masks documented for the competition data; always added to tokenizers, even if a split lacks some.
+KNOWN_MASKS = (
+    "#PhoneNumber#", "#Address#", "#PassportNumber#", "#DateOfBirth#", "#SSN#",
+    "#CardNumber#", "#CarNumber#", "#Email#",
+)
+MULTI_REFERENCE_PATTERN = re.compile(r"summary(\d+)")
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+class DataError(ValueError):
+    """A competition file is not what the harness expects; the message says where and what."""
+
+
+def where(path: Path | str, row: int | None = None, column: str | None = None) -> str:
+    """Format a location such as `data/dev.csv, row 5, column 'dialogue'`."""
+    parts = [str(path)]
+    if row is not None:
+        parts.append(f"row {row}")
+    if column is not None:
+        parts.append(f"column '{column}'")
+    return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class Schema:
+    """Columns a file kind must and may have."""
+
+    required: tuple[str, ...]
+    optional: tuple[str, ...] = ()
+    references: bool = False  # `summary` or `summary1..summaryN`
+    index_column: bool = False  # leading unnamed index, as in sample_submission.csv
+
+
+SCHEMAS: dict[str, Schema] = {
+    "train": Schema(("fname", "dialogue"), ("topic",), references=True),
+    "dev": Schema(("fname", "dialogue"), ("topic",), references=True),
+    "test": Schema(("fname", "dialogue"), ("topic",)),
+    "gold": Schema(("fname",), ("dialogue", "topic"), references=True),
+    "predictions": Schema(("fname", "summary"), index_column=True),
+    "submission": Schema(("fname", "summary"), index_column=True),
+}
+
+
+def read_text_checked(path: Path | str) -> str:
+    """Read a file as UTF-8, rejecting a missing or empty file, a BOM and other encodings (CP949)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise DataError(f"{path}: file is empty; expected a CSV header and rows")
+    if raw.startswith(UTF8_BOM):
+        raise DataError(
+            f"{path}: starts with a UTF-8 byte-order mark (BOM); expected plain UTF-8. "
+            f"Re-save without BOM, e.g. `sed -i '1s/^\\xEF\\xBB\\xBF//' {path}`"
+        )
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        hint = " It looks like CP949/EUC-KR." if _decodes_as_cp949(raw) else ""
+        raise DataError(
+            f"{path}: line {line}: not valid UTF-8 (byte {err.start}).{hint} "
+            f"Convert it: `iconv -f cp949 -t utf-8 {path} > fixed.csv`"
+        ) from None
+
+
+def _decodes_as_cp949(raw: bytes) -> bool:
+    try:
+        raw.decode("cp949")
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+def read_csv_checked(path: Path | str) -> pd.DataFrame:
+    """Parse a CSV as strings (empty cells stay ""), with encoding and quoting errors made readable."""
+    import io
+
+    path = Path(path)
+    text = read_text_checked(path)
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except pd.errors.ParserError as err:
+        raise DataError(f"{path}: malformed CSV (check quotes around multi-line dialogues): {err}") from None
+    if frame.empty:
+        raise DataError(f"{path}: has a header but no rows")
+    return frame
+
+
+def reference_columns(columns: Iterable[str]) -> list[str]:
+    """`['summary']` or `['summary1', ..., 'summaryN']` in order; empty if neither is present."""
+    columns = list(columns)
+    if "summary" in columns:
+        return ["summary"]
+    numbered = sorted(
+        (int(m.group(1)), c) for c in columns if (m := MULTI_REFERENCE_PATTERN.fullmatch(c))
+    )
+    return [c for _, c in numbered]
+
+
+def check_columns(frame: pd.DataFrame, path: Path | str, schema: Schema) -> pd.DataFrame:
+    """Reject missing or extra columns; drop a leading unnamed index column where the kind allows it."""
+    columns = list(frame.columns)
+    if schema.index_column and columns and (columns[0] == "" or columns[0].startswith("Unnamed: 0")):
+        frame = frame.drop(columns=columns[0])
+        columns = columns[1:]
+    references = reference_columns(columns) if schema.references else []
+    missing = [c for c in schema.required if c not in columns]
+    if schema.references and not references:
+        missing.append("summary (or summary1..summaryN)")
+    if references and references != ["summary"]:
+        expected = [f"summary{i}" for i in range(1, len(references) + 1)]
+        if references != expected:
+            raise DataError(f"{where(path)}: reference columns {references}; expected {expected}")
+    allowed = set(schema.required) | set(schema.optional) | set(references)
+    extra = [c for c in columns if c not in allowed]
+    if missing or extra:
+        expected = list(schema.required) + (["summary"] if schema.references else [])
+        raise DataError(
+            f"{where(path)}: columns {columns}; missing {missing}, unexpected {extra}; "
+            f"expected {expected} (optional: {list(schema.optional)})"
+        )
+    return frame
+
+
+def check_unique_fnames(frame: pd.DataFrame, path: Path | str) -> None:
+    """Reject duplicate fnames, naming both rows."""
+    first_row: dict[str, int] = {}
+    for row, fname in enumerate(frame["fname"], start=1):
+        if fname in first_row:
+            raise DataError(
+                f"{where(path, row, 'fname')}: duplicate fname '{fname}' (first seen at row {first_row[fname]})"
+            )
+        first_row[fname] = row
+
+
+def check_non_empty(frame: pd.DataFrame, path: Path | str, columns: Sequence[str]) -> None:
+    """Reject blank cells in the given columns."""
+    for column in columns:
+        blank = frame[column].str.strip() == ""
+        if blank.any():
+            row = int(blank.to_numpy().argmax()) + 1
+            raise DataError(
+                f"{where(path, row, column)}: empty {column} (fname '{frame['fname'].iloc[row - 1]}'); "
+                f"expected non-empty text"
+            )
+
+
+def read_split(path: Path | str, kind: SplitKind) -> pd.DataFrame:
+    """Read and validate one competition file.
+
+    Files with references (train, dev, gold) gain a `references` column holding a list of strings.
+    """
+    schema = SCHEMAS[kind]
+    frame = check_columns(read_csv_checked(path), path, schema)
+    check_unique_fnames(frame, path)
+    check_non_empty(frame, path, ["fname"] + [c for c in ("dialogue",) if c in frame.columns])
+    if schema.references:
+        ref_columns = reference_columns(frame.columns)
+        check_non_empty(frame, path, ref_columns)
+        frame = frame.assign(references=frame[ref_columns].apply(list, axis=1))
+    return frame.reset_index(drop=True)
+
+
+def read_predictions(path: Path | str) -> pd.DataFrame:
+    """Read `fname,summary` predictions (a leading index column, as in submissions, is accepted)."""
+    return read_split(path, "predictions")
+
+
+def read_gold(path: Path | str) -> pd.DataFrame:
+    """Read references for scoring: `fname` plus `summary` or `summary1..N` (dialogue and topic when present)."""
+    return read_split(path, "gold")
+
+
+def align_predictions(pred: pd.DataFrame, gold: pd.DataFrame, pred_path: Path | str) -> list[str]:
+    """Return predictions in gold fname order; missing or extra fnames are an error, never a silent drop."""
+    predicted = dict(zip(pred["fname"], pred["summary"]))
+    missing = [f for f in gold["fname"] if f not in predicted]
+    extra = sorted(set(predicted) - set(gold["fname"]))
+    if missing or extra:
+        raise DataError(
+            f"{where(pred_path, column='fname')}: fnames differ from the gold file: "
+            f"{len(missing)} missing {_preview(missing)}, {len(extra)} extra {_preview(extra)}"
+        )
+    return [predicted[f] for f in gold["fname"]]
+
+
+def _preview(items: Sequence[str], limit: int = 5) -> str:
+    shown = ", ".join(items[:limit])
+    return f"[{shown}{', ...' if len(items) > limit else ''}]"
+
+
+def split_paths(data_dir: Path | str) -> dict[str, Path]:
+    """The competition files present in a data folder: train, dev, test, sample_submission."""
+    data_dir = Path(data_dir)
+    names = {"train": "train.csv", "dev": "dev.csv", "test": "test.csv", "sample_submission": "sample_submission.csv"}
+    return {split: data_dir / name for split, name in names.items() if (data_dir / name).is_file()}
+
+
+def special_tokens(texts: Iterable[str]) -> list[str]:
+    """Speaker tags and masks found in the texts plus the known masks, sorted (speakers first).
+
+    The tracks add these to tokenizers as normal (non-special) tokens, so decoding keeps them.
+    """
+    found: set[str] = set(KNOWN_MASKS)
+    for text in texts:
+        found.update(MASK_PATTERN.findall(text))
+        found.update(SPEAKER_PATTERN.findall(text))
+    speakers = sorted((t for t in found if SPEAKER_PATTERN.fullmatch(t)), key=lambda t: int(t[7:-1]))
+    return speakers + sorted(found - set(speakers))
+
+
+def data_special_tokens(frames: Iterable[pd.DataFrame]) -> list[str]:
+    """Special-token inventory over the dialogues and references of several loaded splits."""
+    texts: list[str] = []
+    for frame in frames:
+        if "dialogue" in frame.columns:
+            texts.extend(frame["dialogue"])
+        if "references" in frame.columns:
+            texts.extend(ref for refs in frame["references"] for ref in refs)
+    return special_tokens(texts)
+
+
+def file_sha256(path: Path | str) -> str:
+    """Content hash recorded with every run, so results can be traced to the exact data."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m competition.data DIR`: validate every competition file in DIR and list its special tokens."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("data_dir", help="folder with train.csv, dev.csv, test.csv (and sample_submission.csv)")
+    args = parser.parse_args(argv)
+    paths = split_paths(args.data_dir)
+    if not {"dev", "test"} <= set(paths):
+        raise DataError(f"{args.data_dir}: expected at least dev.csv and test.csv; found {sorted(paths)}")
+    frames = []
+    for split in ("train", "dev", "test"):
+        if split in paths:
+            frame = read_split(paths[split], split)  # type: ignore[arg-type]
+            frames.append(frame)
+            print(f"{paths[split]}: {len(frame)} rows, columns {list(frame.columns.drop('references', errors='ignore'))}")
+    if "sample_submission" in paths:
+        from competition.submission import validate_submission
+
+        validate_submission(paths["sample_submission"], paths["test"])
+        print(f"{paths['sample_submission']}: valid submission format")
+    print("special tokens:", " ".join(data_special_tokens(frames)))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    from competition.cli import exit_on_bad_input
+
+    sys.exit(exit_on_bad_input(main)())

@@ -1,0 +1,94 @@
+"""Run folders and their provenance: seed, resolved config, git revision, data hashes, library versions."""
+
+from __future__ import annotations
+
+import json
+import platform
+import random
+import subprocess
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable
+
+from competition.config import config_hash, config_to_dict
+from competition.data import file_sha256
+from competition.files import write_text_atomic
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+RUN_INFO_FILE = "run.json"
+TRACKED_LIBRARIES = ("torch", "transformers", "peft", "accelerate", "bitsandbytes", "optuna", "python-mecab-ko")
+
+
+def new_run_dir(root: Path | str, track: str, preset: str) -> Path:
+    """Create `root/<track>-<preset>-<YYYYmmdd-HHMMSS>` (suffixed if taken)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = Path(root) / f"{track}-{preset}-{stamp}"
+    candidate, n = base, 1
+    while True:
+        try:
+            candidate.mkdir(parents=True)
+            return candidate
+        except FileExistsError:
+            n += 1
+            candidate = base.with_name(f"{base.name}-{n}")
+
+
+def git_revision() -> str:
+    """Current commit, with `-dirty` when the tree has uncommitted changes; `unknown` outside git."""
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT,
+                               capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that change results."""
+    versions = {"python": platform.python_version()}
+    for name in TRACKED_LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (when installed)."""
+    random.seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed)
+    except ImportError:
+        pass
+    try:
+        import torch
+
+        torch.manual_seed(seed)
+    except ImportError:
+        pass
+
+
+def save_run_info(run_dir: Path | str, config: Any, seed: int, data_files: Iterable[Path | str],
+                  extra: dict[str, Any] | None = None) -> Path:
+    """Write `run.json`: everything needed to trace and reproduce the run."""
+    info = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "git_revision": git_revision(),
+        "seed": seed,
+        "config_hash": config_hash(config),
+        "config": config_to_dict(config),
+        "data": {str(p): file_sha256(p) for p in data_files if Path(p).is_file()},
+        "versions": library_versions(),
+        **(extra or {}),
+    }
+    return write_text_atomic(Path(run_dir) / RUN_INFO_FILE, json.dumps(info, ensure_ascii=False, indent=2))
+
+
+def load_run_info(run_dir: Path | str) -> dict[str, Any]:
+    """Read a run's `run.json`."""
+    return json.loads((Path(run_dir) / RUN_INFO_FILE).read_text(encoding="utf-8"))

@@ -1,0 +1,54 @@
+"""Write a validated submission from test predictions:
+`python -m competition.submit --pred PREDS_TEST.csv --test TEST.csv [--label NAME] [--dev-pred PREDS_DEV.csv --gold DEV.csv]`
+
+The predictions are put in test order (a missing or extra fname is an error), validated, written under a unique
+name in submissions/ and recorded in the ledger with the dev score when dev predictions are given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from competition.cli import exit_on_bad_input
+from competition.config import config_hash
+from competition.data import align_predictions, read_gold, read_split
+from competition.predictions import read_predictions_with_metadata
+from competition.submission import SUBMISSIONS_DIR, write_submission
+
+
+def dev_score(dev_pred_path: str, gold_path: str, analyzer: str = "mecab") -> float:
+    """Competition score (0-100) of dev predictions."""
+    from competition.metric import compute_rouge
+
+    gold = read_gold(gold_path)
+    predictions = align_predictions(read_predictions_with_metadata(dev_pred_path)[0], gold, dev_pred_path)
+    return compute_rouge(predictions, list(gold["references"]), analyzer).final
+
+
+@exit_on_bad_input
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pred", required=True, help="test predictions (fname,summary)")
+    parser.add_argument("--test", required=True, help="competition test.csv")
+    parser.add_argument("--label", default="submission", help="short name put in the file name")
+    parser.add_argument("--dev-pred", help="dev predictions of the same system, to record its dev score")
+    parser.add_argument("--gold", help="dev.csv with references (with --dev-pred)")
+    parser.add_argument("--out-dir", default=str(SUBMISSIONS_DIR))
+    args = parser.parse_args(argv)
+
+    predictions, metadata = read_predictions_with_metadata(args.pred)
+    test = read_split(args.test, "test")
+    summaries = align_predictions(predictions, test, args.pred)
+    score = dev_score(args.dev_pred, args.gold) if args.dev_pred and args.gold else None
+    sources = metadata.get("source_runs") or [metadata.get("run_dir", args.pred)]
+    path = write_submission(test["fname"], summaries, args.test, label=args.label, out_dir=args.out_dir,
+                            source_runs=[str(s) for s in sources], dev_score=score,
+                            config_hash=metadata.get("config_hash") or config_hash(metadata))
+    note = f", dev score {score:.2f}" if score is not None else ""
+    print(f"wrote {path} (validated{note}); ledger: {args.out_dir}/ledger.csv")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""Trivial lead baseline: the first utterance of each dialogue, speaker tag kept.
+
+`python -m competition.trivial --data DIR --out RUN_DIR` writes preds_dev.csv and preds_test.csv. It is the floor
+every model must beat, and a cheap extra candidate for the ensembler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from competition.cli import exit_on_bad_input
+from competition.data import read_split, split_paths
+from competition.predictions import write_predictions
+
+
+def first_utterance(dialogue: str) -> str:
+    """The first non-empty line of a dialogue, e.g. `#Person1#: 안녕하세요.`."""
+    return next((line.strip() for line in dialogue.splitlines() if line.strip()), dialogue.strip())
+
+
+@exit_on_bad_input
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", required=True, help="folder with dev.csv and test.csv")
+    parser.add_argument("--out", required=True, help="run folder to write predictions into")
+    args = parser.parse_args(argv)
+    paths = split_paths(args.data)
+    for split in ("dev", "test"):
+        frame = read_split(paths[split], split)
+        out = Path(args.out) / f"preds_{split}.csv"
+        write_predictions(out, frame["fname"], [first_utterance(d) for d in frame["dialogue"]],
+                          metadata={"system": "lead", "split": split, "source": str(paths[split])})
+        print(f"wrote {out} ({len(frame)} rows)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
