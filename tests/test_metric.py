@@ -230,3 +230,36 @@ def test_agreement_on_real_dev_set_with_first_utterance_predictor():
     gold = read_gold(SHARED_DEV)
     assert len(gold) == 499
     _assert_agreement([first_utterance(d) for d in gold["dialogue"]], list(gold["references"]))
+
+
+# ------------------------------------------------ the local `evaluate` module
+
+
+def test_evaluate_module_loads_offline_and_matches_compute_rouge(tmp_path):
+    """evaluate.load of the local folder and of the script, hub and network off (fresh HF cache)."""
+    import json
+    import subprocess
+    import sys
+
+    from competition.hf_metric import KOREAN_ROUGE_PATH
+
+    code = (
+        "import json, evaluate\n"
+        f"folder = {str(KOREAN_ROUGE_PATH)!r}\n"
+        "out = {}\n"
+        "multi = evaluate.load(folder)\n"
+        f"out['multi'] = multi.compute(predictions=[{KOREAN_PRED!r}, ''], references=[[{KOREAN_REF!r}, '운동'], ['운동']])\n"
+        "single = evaluate.load(folder + '/korean_rouge.py')\n"
+        f"out['single'] = single.compute(predictions=[{KOREAN_PRED!r}], references=[{KOREAN_REF!r}], analyzer='whitespace')\n"
+        "print(json.dumps(out))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "HF_EVALUATE_OFFLINE": "1",
+           "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf_home")}
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=180)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    expected_multi = compute_rouge([KOREAN_PRED, ""], [[KOREAN_REF, "운동"], ["운동"]]).as_dict()
+    expected_single = compute_rouge([KOREAN_PRED], [[KOREAN_REF]], analyzer="whitespace").as_dict()
+    assert out["multi"] == pytest.approx(expected_multi)
+    assert out["single"] == pytest.approx(expected_single)
