@@ -53,6 +53,15 @@ def test_mecab_keeps_hangul():
     assert "운동" in tokens
 
 
+def test_mecab_tokenizer_equals_public_mecab_morphs():
+    texts = [KOREAN_PRED, KOREAN_REF, "#PhoneNumber#로 전화 주세요. 3시 30분!", "Hello, 세계 123"]
+    if SHARED_DEV.is_file():
+        texts += list(read_gold(SHARED_DEV)["dialogue"][:50])
+    mecab = MeCab()
+    for text in texts:
+        assert list(get_tokenizer("mecab").tokenize(text)) == mecab.morphs(text)
+
+
 def test_korean_score_is_strictly_between_0_and_100():
     final = compute_rouge([KOREAN_PRED], [[KOREAN_REF]]).final
     assert 0.0 < final < 100.0
