@@ -225,13 +225,18 @@ def _text_stats(text: str, analyzer: str) -> _TextStats:
     return _TextStats(tokens, Counter(tokens), Counter(zip(tokens, tokens[1:])), masks)
 
 
-def _ngram_f1(a: Counter, b: Counter) -> float:
-    if not a or not b:
+def _ngram_f1(a: Counter, b: Counter, a_total: int, b_total: int) -> float:
+    """F1 of clipped n-gram overlap; equals rouge_score's 2PR/(P+R) = 2*overlap/(|a|+|b|)."""
+    if a_total == 0 or b_total == 0:
         return 0.0
-    overlap = sum((a & b).values())
-    if overlap == 0:
-        return 0.0
-    return 2.0 * overlap / (sum(a.values()) + sum(b.values()))
+    if len(a) > len(b):
+        a, b = b, a
+    overlap = 0
+    for gram, count in a.items():  # cheaper than building `a & b` for short texts
+        other = b.get(gram)
+        if other:
+            overlap += count if count < other else other
+    return 2.0 * overlap / (a_total + b_total)
 
 
 def _lcs_length(a: _TextStats, b: _TextStats) -> int:
@@ -256,10 +261,11 @@ def similarity(a: str, b: str, analyzer: str = DEFAULT_ANALYZER) -> float:
     sa, sb = _text_stats(a, analyzer), _text_stats(b, analyzer)
     if not sa.tokens or not sb.tokens:
         return 0.0
-    r1 = _ngram_f1(sa.unigrams, sb.unigrams)
-    r2 = _ngram_f1(sa.bigrams, sb.bigrams)
+    na, nb = len(sa.tokens), len(sb.tokens)
+    r1 = _ngram_f1(sa.unigrams, sb.unigrams, na, nb)
+    r2 = _ngram_f1(sa.bigrams, sb.bigrams, na - 1, nb - 1)
     lcs = _lcs_length(sa, sb)
-    rl = 2.0 * lcs / (len(sa.tokens) + len(sb.tokens))
+    rl = 2.0 * lcs / (na + nb)
     return (r1 + r2 + rl) / 3.0
 
 

@@ -146,7 +146,9 @@ def test_baseline_matches_pltrdy_with_reference_mean():
 
 @pytest.mark.parametrize("analyzer", ["mecab", "whitespace"])
 def test_similarity_equals_mean_pair_f1_and_is_symmetric(analyzer):
-    texts = [KOREAN_PRED, KOREAN_REF, "오늘 오늘 오늘 날씨", "날씨 오늘 오늘", "", "운동 운동 하러 가자 운동"]
+    texts = [KOREAN_PRED, KOREAN_REF, "오늘 오늘 오늘 날씨", "날씨 오늘 오늘", "", "오늘", "운동 운동 하러 가자 운동"]
+    if SHARED_DEV.is_file():
+        texts += list(read_gold(SHARED_DEV)["references"].str[0][:25])
     for a in texts:
         for b in texts:
             expected = float(np.mean(pair_f1(a, b, analyzer)))
