@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from mecab import MeCab
 
@@ -28,6 +29,8 @@ from competition.metric import (
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DEV = REPO.parent / "shared/data/competition/dev.csv"
 SAMPLE_DEV = REPO / "data/sample/dev.csv"
+SAMPLE_TEST = REPO / "data/sample/test.csv"
+SAMPLE_TEST_REFS = REPO / "data/sample/test_refs.csv"
 
 KOREAN_PRED = "#Person1#은 Jimmy에게 오늘 3시 30분에 운동하러 가자고 합니다."
 KOREAN_REF = "#Person1#는 Jimmy를 운동하러 초대하고 팔과 복근 운동을 하도록 설득합니다."
@@ -228,12 +231,18 @@ def _assert_agreement(predictions: list[str], references: list[list[str]]) -> No
 def test_agreement_on_bundled_sample_or_in_memory_set():
     if SAMPLE_DEV.is_file():
         gold = read_gold(SAMPLE_DEV)
-        predictions = [first_utterance(d) for d in gold["dialogue"]]
-        references = list(gold["references"])
-    else:  # bundled sample not generated yet: a small Korean set with 3 references each
-        predictions = [first_utterance(d) for d in IN_MEMORY_SET["dialogues"]]
-        references = IN_MEMORY_SET["references"]
-    _assert_agreement(predictions, references)
+        _assert_agreement([first_utterance(d) for d in gold["dialogue"]], list(gold["references"]))
+    else:  # bundled sample not generated: a small Korean set with 3 references each
+        _assert_agreement([first_utterance(d) for d in IN_MEMORY_SET["dialogues"]], IN_MEMORY_SET["references"])
+
+
+@pytest.mark.skipif(not SAMPLE_TEST_REFS.is_file(), reason=f"bundled sample missing: {SAMPLE_TEST_REFS}")
+def test_agreement_on_bundled_sample_with_three_references():
+    refs = read_gold(SAMPLE_TEST_REFS)
+    test = pd.read_csv(SAMPLE_TEST)
+    dialogues = dict(zip(test["fname"], test["dialogue"]))
+    assert all(len(r) == 3 for r in refs["references"])
+    _assert_agreement([first_utterance(dialogues[f]) for f in refs["fname"]], list(refs["references"]))
 
 
 @pytest.mark.skipif(not SHARED_DEV.is_file(), reason=f"real dev set not present at {SHARED_DEV}")
