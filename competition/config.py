@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping, TypeVar
 
@@ -17,6 +18,7 @@ import yaml
 from competition.cli import ConfigError
 
 ConfigT = TypeVar("ConfigT")
+SCIENTIFIC_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
 
 
 def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
@@ -26,8 +28,18 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"override '{item}': expected KEY=VALUE")
-        overrides[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        overrides[key.strip()] = parse_value(value)
     return overrides
+
+
+def parse_value(text: str) -> Any:
+    """A YAML scalar, except that `1e-5` is a float (YAML 1.1 would keep it a string)."""
+    if not text.strip():
+        return ""
+    value = yaml.safe_load(text)
+    if isinstance(value, str) and SCIENTIFIC_NUMBER.fullmatch(value.strip()):
+        return float(value)
+    return value
 
 
 def load_yaml(path: Path | str) -> dict[str, Any]:

@@ -218,6 +218,14 @@ def split_paths(data_dir: Path | str) -> dict[str, Path]:
     return {split: data_dir / name for split, name in names.items() if (data_dir / name).is_file()}
 
 
+def require_split(data_dir: Path | str, split: str) -> Path:
+    """Path of one competition file in a data folder, or DataError naming what is missing."""
+    path = Path(data_dir) / f"{split}.csv"
+    if not path.is_file():
+        raise DataError(f"{path}: file not found; expected the competition's {split}.csv in {data_dir}")
+    return path
+
+
 def special_tokens(texts: Iterable[str]) -> list[str]:
     """Speaker tags and masks found in the texts plus the known masks, sorted (speakers first).
 

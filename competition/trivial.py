@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from competition.cli import exit_on_bad_input
-from competition.data import read_split, split_paths
+from competition.data import read_split, require_split
 from competition.predictions import write_predictions
 
 
@@ -26,9 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", required=True, help="folder with dev.csv and test.csv")
     parser.add_argument("--out", required=True, help="run folder to write predictions into")
     args = parser.parse_args(argv)
-    paths = split_paths(args.data)
-    for split in ("dev", "test"):
-        frame = read_split(paths[split], split)
+    paths = {split: require_split(args.data, split) for split in ("dev", "test")}
+    frames = {split: read_split(path, split) for split, path in paths.items()}  # validate all before writing
+    for split, frame in frames.items():
         out = Path(args.out) / f"preds_{split}.csv"
         write_predictions(out, frame["fname"], [first_utterance(d) for d in frame["dialogue"]],
                           metadata={"system": "lead", "split": split, "source": str(paths[split])})

@@ -1,0 +1,30 @@
+"""Shared test fixtures. Run the suite with `make test` (or `.venv/bin/python -m pytest -q`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_DIR = PROJECT_ROOT / "data" / "sample"
+REAL_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data" / "competition"
+
+# Tests never reach the model hub; tiny checkpoints are built locally.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture
+def sample_dir() -> Path:
+    """The bundled sample data (the project's own)."""
+    return SAMPLE_DIR
+
+
+@pytest.fixture
+def real_data_dir() -> Path:
+    """The real competition files beside the repo; tests using them skip when they are absent."""
+    if not (REAL_DATA_DIR / "dev.csv").is_file():
+        pytest.skip(f"real competition data not present at {REAL_DATA_DIR}")
+    return REAL_DATA_DIR

@@ -1,0 +1,121 @@
+"""Bad-input handling of competition files. Run: `.venv/bin/python -m pytest tests/test_data.py`.
+
+Every case checks the message (file, row, column, what was expected), exit code 2 from a CLI, and that the CLI left
+no output behind.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from competition.data import DataError, data_special_tokens, read_gold, read_split, special_tokens
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+GOOD_DEV = 'fname,dialogue,summary,topic\ndev_0,"#Person1#: 안녕\n#Person2#: 네",#Person1#이 인사합니다.,인사\n'
+GOOD_TEST = 'fname,dialogue\ntest_0,"#Person1#: 안녕\n#Person2#: 네"\n'
+
+
+def write_split_dir(tmp_path: Path, dev: bytes | str | None = GOOD_DEV, test: bytes | str | None = GOOD_TEST) -> Path:
+    """A data folder with dev.csv/test.csv from the given contents (None: file absent)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for name, content in (("dev.csv", dev), ("test.csv", test)):
+        if content is not None:
+            (data / name).write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+    return data
+
+
+def run_trivial(data: Path, out: Path) -> subprocess.CompletedProcess:
+    """A CLI that reads dev and test and writes outputs: the place bad input must stop cleanly."""
+    return subprocess.run([sys.executable, "-m", "competition.trivial", "--data", str(data), "--out", str(out)],
+                          cwd=PROJECT_ROOT, capture_output=True, text=True)
+
+
+BAD_DEV_CASES = {
+    "missing file": (None, ["dev.csv", "file not found"]),
+    "empty file": ("", ["dev.csv", "file is empty"]),
+    "header only": ("fname,dialogue,summary,topic\n", ["dev.csv", "no rows"]),
+    "missing column": ("fname,summary,topic\ndev_0,요약,주제\n", ["missing ['dialogue']"]),
+    "extra column": ('fname,dialogue,summary,topic,score\ndev_0,"#Person1#: 안녕",요약,주제,1\n', ["unexpected ['score']"]),
+    "duplicate fname": ('fname,dialogue,summary\ndev_0,"#Person1#: 안녕",요약\ndev_0,"#Person1#: 네",요약\n',
+                        ["row 2", "column 'fname'", "duplicate fname 'dev_0'", "first seen at row 1"]),
+    "empty dialogue": ('fname,dialogue,summary\ndev_0,"#Person1#: 안녕",요약\ndev_1,"  ",요약\n',
+                       ["row 2", "column 'dialogue'", "empty dialogue", "dev_1"]),
+    "empty summary": ('fname,dialogue,summary\ndev_0,"#Person1#: 안녕",\n', ["row 1", "column 'summary'"]),
+    "cp949": (GOOD_DEV.encode("cp949"), ["dev.csv", "not valid UTF-8", "CP949", "iconv"]),
+    "utf-8 bom": (b"\xef\xbb\xbf" + GOOD_DEV.encode("utf-8"), ["dev.csv", "byte-order mark"]),
+    "unclosed quote": ('fname,dialogue,summary\ndev_0,"#Person1#: 안녕\n#Person2#: 네,요약\n', ["malformed CSV", "quotes"]),
+    "gapped references": ("fname,dialogue,summary1,summary3\ndev_0,대화,a,b\n", ["summary1", "summary3", "expected"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_DEV_CASES))
+def test_bad_input_is_one_clear_error_and_leaves_nothing(tmp_path: Path, case: str) -> None:
+    content, expected_fragments = BAD_DEV_CASES[case]
+    data = write_split_dir(tmp_path, dev=content)
+    out = tmp_path / "out"
+    result = run_trivial(data, out)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: ")
+    assert "Traceback" not in result.stderr
+    for fragment in expected_fragments:
+        assert fragment in result.stderr, (fragment, result.stderr)
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_bad_test_file_is_reported_by_name(tmp_path: Path) -> None:
+    data = write_split_dir(tmp_path, test="fname,summary\ntest_0,요약\n")
+    result = run_trivial(data, tmp_path / "out")
+    assert result.returncode == 2
+    assert "test.csv" in result.stderr and "missing ['dialogue']" in result.stderr
+
+
+def test_quoted_newlines_stay_inside_one_row(tmp_path: Path) -> None:
+    data = write_split_dir(tmp_path)
+    frame = read_split(data / "dev.csv", "dev")
+    assert len(frame) == 1
+    assert frame.loc[0, "dialogue"] == "#Person1#: 안녕\n#Person2#: 네"
+    assert frame.loc[0, "references"] == ["#Person1#이 인사합니다."]
+
+
+def test_multi_reference_gold_file(tmp_path: Path) -> None:
+    path = tmp_path / "gold.csv"
+    path.write_text("fname,summary1,summary2,summary3,topic\nt_0,가,나,다,주제\n", encoding="utf-8")
+    gold = read_gold(path)
+    assert gold.loc[0, "references"] == ["가", "나", "다"]
+    assert gold.loc[0, "topic"] == "주제"
+
+
+def test_text_values_are_kept_verbatim(tmp_path: Path) -> None:
+    """pandas would turn 'NA' or 'null' into NaN without dtype=str/keep_default_na=False."""
+    path = tmp_path / "dev.csv"
+    path.write_text('fname,dialogue,summary\nNA,"#Person1#: null",None\n', encoding="utf-8")
+    frame = read_split(path, "dev")
+    assert (frame.loc[0, "fname"], frame.loc[0, "dialogue"], frame.loc[0, "summary"]) == ("NA", "#Person1#: null", "None")
+
+
+def test_special_token_inventory_orders_speakers_numerically() -> None:
+    tokens = special_tokens(["#Person10#: 전화 #PhoneNumber#", "#Person2#: #Person1# 씨 #CustomMask#"])
+    assert tokens[:3] == ["#Person1#", "#Person2#", "#Person10#"]
+    assert "#PhoneNumber#" in tokens and "#CustomMask#" in tokens and "#Email#" in tokens  # known masks always in
+
+
+def test_inventory_of_the_bundled_sample(sample_dir: Path) -> None:
+    frames = [read_split(sample_dir / f"{s}.csv", s) for s in ("train", "dev", "test")]
+    tokens = data_special_tokens(frames)
+    assert "#Person1#" in tokens and "#Person2#" in tokens and "#PhoneNumber#" in tokens
+
+
+def test_real_competition_files_validate(real_data_dir: Path) -> None:
+    dev = read_split(real_data_dir / "dev.csv", "dev")
+    test = read_split(real_data_dir / "test.csv", "test")
+    assert len(dev) == 499 and len(test) == 499
+    assert "#Person1#" in data_special_tokens([dev, test])
+
+
+def test_data_error_is_a_value_error() -> None:
+    assert issubclass(DataError, ValueError)

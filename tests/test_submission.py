@@ -1,0 +1,108 @@
+"""Submission writer, validator CLI and ledger. Run: `.venv/bin/python -m pytest tests/test_submission.py`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from competition.data import DataError
+from competition.submission import read_ledger, submission_csv_text, validate_submission, write_submission
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_test_file(tmp_path: Path, n: int = 3) -> Path:
+    path = tmp_path / "test.csv"
+    pd.DataFrame({"fname": [f"test_{i}" for i in range(n)], "dialogue": ["#Person1#: 안녕"] * n}).to_csv(path, index=False)
+    return path
+
+
+def validate_cli(submission: Path, test: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "competition.validate", str(submission), "--test", str(test)],
+                          cwd=PROJECT_ROOT, capture_output=True, text=True)
+
+
+def test_writer_matches_the_real_sample_format(real_data_dir: Path) -> None:
+    sample = (real_data_dir / "sample_submission.csv").read_text(encoding="utf-8")
+    frame = pd.read_csv(real_data_dir / "sample_submission.csv")
+    assert submission_csv_text(frame["fname"], frame["summary"]) == sample
+
+
+def test_bundled_sample_submission_is_valid(sample_dir: Path) -> None:
+    assert validate_submission(sample_dir / "sample_submission.csv", sample_dir / "test.csv") == 60
+
+
+def test_write_is_unique_validated_and_ledgered(tmp_path: Path) -> None:
+    test = make_test_file(tmp_path)
+    fnames = [f"test_{i}" for i in range(3)]
+    first = write_submission(fnames, ["요약 하나.", "요약 둘.", "요약 셋."], test, label="a b", out_dir=tmp_path / "subs",
+                             source_runs=["runs/x"], dev_score=47.5, config_hash="abc")
+    second = write_submission(fnames, ["다른 요약."] * 3, test, label="a b", out_dir=tmp_path / "subs")
+    assert first != second and first.read_text(encoding="utf-8") != second.read_text(encoding="utf-8")
+    assert first.read_text(encoding="utf-8").startswith(",fname,summary\n0,test_0,요약 하나.\n")
+    ledger = read_ledger(tmp_path / "subs")
+    assert list(ledger["name"]) == [first.name, second.name]
+    assert ledger.loc[0, "dev_score"] == "47.5000" and ledger.loc[0, "source_runs"] == "runs/x"
+    assert validate_cli(first, test).returncode == 0
+
+
+def test_invalid_submission_is_never_written(tmp_path: Path) -> None:
+    test = make_test_file(tmp_path)
+    with pytest.raises(DataError, match="row 2, column 'summary'.*empty summary"):
+        write_submission(["test_0", "test_1", "test_2"], ["요약.", " ", "요약."], test, out_dir=tmp_path / "subs")
+    assert [p.name for p in (tmp_path / "subs").iterdir()] == []
+
+
+def write_sub(tmp_path: Path, text: str, encoding: str = "utf-8") -> Path:
+    path = tmp_path / "sub.csv"
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+GOOD = ",fname,summary\n0,test_0,가.\n1,test_1,나.\n2,test_2,다.\n"
+VALIDATOR_CASES = {
+    "row count": (",fname,summary\n0,test_0,가.\n1,test_1,나.\n", "2 rows; expected 3"),
+    "order": (",fname,summary\n0,test_1,가.\n1,test_0,나.\n2,test_2,다.\n", "row 1, column 'fname': 'test_1'; expected 'test_0'"),
+    "unknown fname": (",fname,summary\n0,test_0,가.\n1,test_9,나.\n2,test_2,다.\n", "row 2, column 'fname': 'test_9'"),
+    "empty summary": (",fname,summary\n0,test_0,가.\n1,test_1,\n2,test_2,다.\n", "row 2, column 'summary': empty summary"),
+    "leftover token": (",fname,summary\n0,test_0,가.</s>\n1,test_1,나.\n2,test_2,다.<pad>\n", "row 1, column 'summary': leftover model tokens ['</s>']"),
+    "no index column": ("fname,summary\ntest_0,가.\ntest_1,나.\ntest_2,다.\n", "expected ',fname,summary'"),
+    "duplicate fname": (",fname,summary\n0,test_0,가.\n1,test_0,나.\n2,test_2,다.\n", "duplicate fname 'test_0'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(VALIDATOR_CASES))
+def test_validator_cli_rejects(tmp_path: Path, case: str) -> None:
+    text, message = VALIDATOR_CASES[case]
+    result = validate_cli(write_sub(tmp_path, text), make_test_file(tmp_path))
+    assert result.returncode == 2
+    assert message in result.stderr, result.stderr
+
+
+def test_validator_cli_rejects_encodings(tmp_path: Path) -> None:
+    test = make_test_file(tmp_path)
+    assert "not valid UTF-8" in validate_cli(write_sub(tmp_path, GOOD, "cp949"), test).stderr
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + GOOD.encode())
+    result = validate_cli(bom, test)
+    assert result.returncode == 2 and "byte-order mark" in result.stderr
+    assert validate_cli(write_sub(tmp_path, GOOD), test).returncode == 0
+
+
+def test_submit_cli_aligns_to_test_order_and_rejects_missing_fnames(tmp_path: Path) -> None:
+    test = make_test_file(tmp_path)
+    preds = tmp_path / "preds.csv"
+    preds.write_text("fname,summary\ntest_2,다.\ntest_0,가.\ntest_1,나.\n", encoding="utf-8")
+    out = tmp_path / "subs"
+    command = [sys.executable, "-m", "competition.submit", "--pred", str(preds), "--test", str(test), "--out-dir", str(out)]
+    assert subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True).returncode == 0
+    written = next(out.glob("*.csv"), None)
+    assert written is not None and pd.read_csv(written)["fname"].tolist() == ["test_0", "test_1", "test_2"]
+    preds.write_text("fname,summary\ntest_2,다.\ntest_0,가.\n", encoding="utf-8")
+    result = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True)
+    assert result.returncode == 2 and "1 missing [test_1]" in result.stderr
+    assert len(list(out.glob("*.csv"))) == 2  # the first submission and the ledger, nothing new
