@@ -43,7 +43,9 @@ demo-core:
 	$(PY) -m competition.trivial --data $(SAMPLE) --out $(RUNS)/demo/lead
 	$(PY) -m competition.score --pred $(RUNS)/demo/lead/preds_dev.csv --gold $(SAMPLE)/dev.csv \
 	    --report $(RUNS)/demo/lead/report
-	$(PY) -m competition.submit --pred $(RUNS)/demo/lead/preds_test.csv --test $(SAMPLE)/test.csv --label demo-lead
+	$(PY) -m competition.score --pred $(RUNS)/demo/lead/preds_test.csv --gold $(SAMPLE)/test_refs.csv
+	$(PY) -m competition.submit --pred $(RUNS)/demo/lead/preds_test.csv --test $(SAMPLE)/test.csv --label demo-lead \
+	    --dev-pred $(RUNS)/demo/lead/preds_dev.csv --gold $(SAMPLE)/dev.csv
 
 demo-baseline:
 	$(PY) -m baselines.run --model tiny-bart --data $(SAMPLE) --out $(RUNS)/demo/baseline --demo
