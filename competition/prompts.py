@@ -1,0 +1,461 @@
+"""Prompt building for the decoder-only track, in one place: template, token budget, labels, padding.
+
+The prompt is `head + dialogue + tail`: `head` holds the chat scaffolding and the instruction, `tail` closes
+the user turn and opens the assistant turn (the "assistant header"). The template is rendered ONCE per
+tokenizer and style with a placeholder where the dialogue goes; head, tail and the turn terminator are
+tokenized once and cached, and each dialogue is tokenized turn by turn.
+
+Token budget (the rule every caller relies on): the instruction, the scaffolding, the assistant header and,
+in training, the summary up to `max_target_length` are never cut. Only the dialogue is cut:
+- `middle`: keep whole turns from both ends, drop the middle ones, mark the gap with `cut_marker`;
+- `keep_end` / `keep_start`: keep whole turns from the end / start;
+- a dialogue whose kept end has no whole turn that fits is cut token by token.
+Every cut is counted (`Encoded.dialogue_tokens_cut`, `Encoded.target_tokens_cut`).
+
+The prompt budget is the same in training and generation (`max_length - max_target_length - suffix`), so the
+generation prompt of a dialogue is exactly the training prompt the model learned from.
+
+Pieces are tokenized as continuations (after a special-token anchor), which matches the tokenization of the
+fully rendered text wherever pieces meet at a special or added token (chat templates with the #PersonN#
+tokens added, as the tracks do); `tests/test_prompts.py` checks the equality.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import tempfile
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Sequence
+
+from competition.cli import ConfigError
+
+if TYPE_CHECKING:
+    from competition.presets import Preset
+
+CutMode = Literal["middle", "keep_end", "keep_start"]
+CUT_MODES: tuple[str, ...] = ("middle", "keep_end", "keep_start")
+IGNORE_INDEX = -100  # label of tokens without loss (the prompt)
+PROMPT_STYLE_FILE = "prompt_style.json"
+DEFAULT_INSTRUCTION = "다음 대화를 요약하세요."
+DEFAULT_FALLBACK_TEMPLATE = "### 지시:\n{instruction}\n\n### 대화:\n{dialogue}\n\n### 요약:\n"
+DEFAULT_USER_TEMPLATE = "{instruction}\n\n{dialogue}"
+DEFAULT_CUT_MARKER = "...\n"
+_PLACEHOLDER = "\u2063DIALOGUE\u2063"  # invisible separator: never in real text, survives jinja rendering
+_THINK = re.compile(r"<think>.*?(</think>|$)", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class PromptStyle:
+    """How prompts are built; saved beside every checkpoint (prompt_style.json) so inference rebuilds them."""
+
+    instruction: str = DEFAULT_INSTRUCTION
+    template: Literal["chat", "fallback"] = "chat"  # tokenizer chat template, or `fallback_template`
+    fallback_template: str = DEFAULT_FALLBACK_TEMPLATE  # must hold {instruction} and {dialogue}
+    cut: CutMode = "middle"
+    max_length: int = 1184  # whole sequence budget: prompt + summary + end marker + terminator
+    max_target_length: int = 160  # summary tokens kept in training; also reserved in every prompt budget
+    end_marker: str | None = None  # appended after the summary in training; generation stops on it
+    disable_thinking: bool = False  # qwen3: enable_thinking=False in the chat template
+    user_template: str = DEFAULT_USER_TEMPLATE  # the user message of the chat template
+    cut_marker: str = DEFAULT_CUT_MARKER  # marks where dialogue was cut
+    strip_think: bool = False  # remove <think>...</think> from generated text
+    preset: str = ""  # preset the style came from (provenance only)
+
+    def __post_init__(self) -> None:
+        if self.template not in ("chat", "fallback"):
+            raise ConfigError(f"prompt template '{self.template}': expected 'chat' or 'fallback'")
+        if self.cut not in CUT_MODES:
+            raise ConfigError(f"cut mode '{self.cut}': expected one of {', '.join(CUT_MODES)}")
+        if not 0 < self.max_target_length < self.max_length:
+            raise ConfigError(f"max_target_length {self.max_target_length} must be positive and below "
+                              f"max_length {self.max_length}")
+        for name in ("fallback_template", "user_template"):
+            text = getattr(self, name)
+            if "{instruction}" not in text or text.count("{dialogue}") != 1:
+                raise ConfigError(f"{name} {text!r} must contain {{instruction}} and {{dialogue}} once")
+        if not self.cut_marker.strip():
+            raise ConfigError("cut_marker must be visible text, e.g. '...\\n'")
+
+
+def prompt_style_for(preset: Preset, **overrides: Any) -> PromptStyle:
+    """The default style of a preset (its template source, lengths, end marker, thinking), with overrides."""
+    fields = {
+        "template": "fallback" if preset.chat_template == "fallback" else "chat",
+        "max_length": preset.max_source_length + preset.max_target_length,
+        "max_target_length": preset.max_target_length,
+        "end_marker": preset.end_marker,
+        "disable_thinking": preset.family == "qwen3",
+        "strip_think": preset.strip_think,
+        "preset": preset.name,
+    }
+    known = {f.name for f in dataclasses.fields(PromptStyle)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ConfigError(f"unknown prompt style fields {unknown}; known: {sorted(known)}")
+    return PromptStyle(**{**fields, **overrides})
+
+
+def resolve_template(style: PromptStyle, tokenizer) -> PromptStyle:
+    """The style to use with this tokenizer: `chat` becomes `fallback` when the tokenizer has no chat template."""
+    if style.template == "chat" and not getattr(tokenizer, "chat_template", None):
+        return dataclasses.replace(style, template="fallback")
+    return style
+
+
+def save_prompt_style(style: PromptStyle, directory: Path | str) -> Path:
+    """Write `prompt_style.json` into a checkpoint folder (atomically)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / PROMPT_STYLE_FILE
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".prompt_style-", suffix=".json")
+    with os.fdopen(handle, "w", encoding="utf-8") as out:
+        json.dump(dataclasses.asdict(style), out, ensure_ascii=False, indent=2)
+    os.replace(temporary, path)
+    return path
+
+
+def load_prompt_style(directory: Path | str) -> PromptStyle:
+    """Read the prompt style saved beside a checkpoint; a missing or malformed file is a ConfigError."""
+    path = Path(directory) / PROMPT_STYLE_FILE
+    if not path.is_file():
+        raise ConfigError(f"{path}: not found; a checkpoint of the LLM track must carry its prompt style")
+    try:
+        fields = json.loads(path.read_text(encoding="utf-8"))
+        return PromptStyle(**fields)
+    except (json.JSONDecodeError, TypeError) as err:
+        raise ConfigError(f"{path}: not a valid prompt style ({err})") from None
+
+
+# ---------------------------------------------------------------- tokenizer preparation
+
+def ensure_pad_token(tokenizer) -> int:
+    """Give a tokenizer without pad token (llama3, gpt-neox) one: its eos. Labels never depend on pad ids here."""
+    if tokenizer.pad_token_id is None:
+        if tokenizer.eos_token_id is None:
+            raise ConfigError("tokenizer has neither a pad nor an eos token; add a pad token first")
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer.pad_token_id
+
+
+def prepare_tokenizer(tokenizer, style: PromptStyle, data_tokens: Sequence[str] = ()) -> int:
+    """Add the data's speaker/mask tags (normal tokens) and the end marker (special token); set a pad token.
+
+    Returns how many tokens were added: the caller resizes the model's embeddings when it is not zero.
+    """
+    added = tokenizer.add_tokens(list(data_tokens))
+    if style.end_marker:  # one unsplittable token, so generation can stop on its id
+        added += tokenizer.add_special_tokens({"extra_special_tokens": [style.end_marker]},
+                                              replace_extra_special_tokens=False)
+    ensure_pad_token(tokenizer)
+    return added
+
+
+# ---------------------------------------------------------------- scaffold (rendered once)
+
+@dataclass(frozen=True)
+class Scaffold:
+    """The fixed token pieces of a style for one tokenizer."""
+
+    head_ids: tuple[int, ...]  # scaffolding + instruction, up to the dialogue
+    tail_ids: tuple[int, ...]  # rest of the user turn + assistant header
+    terminator_ids: tuple[int, ...]  # closes the assistant turn after the summary (turn end or eos)
+    end_marker_ids: tuple[int, ...]
+    cut_marker_ids: tuple[int, ...]  # between kept parts ("...\n")
+    end_cut_marker_ids: tuple[int, ...]  # after kept start, when the end is cut ("...")
+    head_text: str
+    tail_text: str
+
+    @property
+    def suffix_ids(self) -> tuple[int, ...]:
+        """What follows the summary in training."""
+        return self.end_marker_ids + self.terminator_ids
+
+    def dialogue_budget(self, style: PromptStyle) -> int:
+        """Tokens left for the dialogue once everything that is never cut has its room."""
+        return (style.max_length - style.max_target_length - len(self.suffix_ids)
+                - len(self.head_ids) - len(self.tail_ids))
+
+
+_SCAFFOLDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def scaffold_for(tokenizer, style: PromptStyle) -> Scaffold:
+    """The cached scaffold of a style; rebuilt when tokens were added to the tokenizer since."""
+    per_tokenizer = _SCAFFOLDS.setdefault(tokenizer, {})
+    key = (len(tokenizer), style)
+    if key not in per_tokenizer:
+        per_tokenizer[key] = _build_scaffold(tokenizer, style)
+    return per_tokenizer[key]
+
+
+def render_prompt_text(tokenizer, style: PromptStyle, dialogue: str) -> str:
+    """The full prompt text for a dialogue (the template rendered with it), ending with the assistant header."""
+    if style.template == "chat":
+        if not getattr(tokenizer, "chat_template", None):
+            raise ConfigError("prompt template 'chat' but the tokenizer has no chat template; "
+                              "use template=fallback (see resolve_template)")
+        content = style.user_template.format(instruction=style.instruction, dialogue=dialogue)
+        extra = {"enable_thinking": False} if style.disable_thinking else {}
+        return tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
+                                             add_generation_prompt=True, **extra)
+    return _leading_special_text(tokenizer) + style.fallback_template.format(
+        instruction=style.instruction, dialogue=dialogue)
+
+
+def _leading_special_text(tokenizer) -> str:
+    """The bos text a tokenizer puts in front of plain text (fallback template), or ''."""
+    with_specials = tokenizer("a", add_special_tokens=True)["input_ids"]
+    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+    starts = [i for i in range(len(with_specials) - len(plain) + 1) if with_specials[i:i + len(plain)] == plain]
+    lead = with_specials[: starts[0]] if starts else []
+    return "".join(tokenizer.convert_ids_to_tokens(lead))
+
+
+def _build_scaffold(tokenizer, style: PromptStyle) -> Scaffold:
+    rendered = render_prompt_text(tokenizer, style, _PLACEHOLDER)
+    if rendered.count(_PLACEHOLDER) != 1:
+        raise ConfigError("the chat template changed or repeated the dialogue placeholder; use template=fallback")
+    head_text, tail_text = rendered.split(_PLACEHOLDER)
+    marker_end = style.cut_marker.rstrip("\n") or style.cut_marker
+    return Scaffold(
+        head_ids=tuple(_encode(tokenizer, head_text)),
+        tail_ids=tuple(encode_continuation(tokenizer, tail_text)),
+        terminator_ids=tuple(_terminator_ids(tokenizer, style)),
+        end_marker_ids=tuple(encode_continuation(tokenizer, style.end_marker) if style.end_marker else ()),
+        cut_marker_ids=tuple(encode_continuation(tokenizer, style.cut_marker)),
+        end_cut_marker_ids=tuple(encode_continuation(tokenizer, marker_end)),
+        head_text=head_text,
+        tail_text=tail_text,
+    )
+
+
+def _terminator_ids(tokenizer, style: PromptStyle) -> list[int]:
+    """What closes the assistant turn: the chat template's turn end (up to its first added token), else eos."""
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    if style.template != "chat":
+        return eos
+    extra = {"enable_thinking": False} if style.disable_thinking else {}
+    rendered = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "x"}, {"role": "assistant", "content": _PLACEHOLDER}],
+        tokenize=False, **extra)
+    after = rendered.split(_PLACEHOLDER)[-1] if _PLACEHOLDER in rendered else ""
+    ids = encode_continuation(tokenizer, after) if after else []
+    # turn ends (<|eot_id|>, <|im_end|>, <end_of_turn>) are added tokens, not always flagged special
+    added = set(tokenizer.added_tokens_decoder) | set(tokenizer.all_special_ids)
+    for position, token in enumerate(ids):
+        if token in added:
+            return ids[: position + 1]
+    return eos
+
+
+def _encode(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def _anchor_id(tokenizer) -> int:
+    anchor = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.all_special_ids[0]
+    return anchor
+
+
+def encode_continuation(tokenizer, text: str) -> list[int]:
+    """Tokens of `text` as they appear inside a sequence, not at its start.
+
+    SentencePiece-like tokenizers mark the start of a text (a leading '▁'); tokenizing after a special token
+    anchor, then dropping the anchor, gives the in-sequence tokens.
+    """
+    return encode_continuations(tokenizer, [text])[0]
+
+
+def encode_continuations(tokenizer, texts: Sequence[str]) -> list[list[int]]:
+    """`encode_continuation` for many texts in one tokenizer call."""
+    if not texts:
+        return []
+    anchor = _anchor_id(tokenizer)
+    anchor_text = tokenizer.convert_ids_to_tokens(anchor)
+    encoded = tokenizer([anchor_text + text for text in texts], add_special_tokens=False)["input_ids"]
+    if any(not ids or ids[0] != anchor for ids in encoded):
+        return [_encode(tokenizer, text) for text in texts]
+    return [ids[1:] for ids in encoded]
+
+
+# ---------------------------------------------------------------- dialogue cutting
+
+def split_turns(dialogue: str) -> list[str]:
+    """Lines of a dialogue, each keeping its newline, so joining them gives the dialogue back exactly."""
+    return dialogue.splitlines(keepends=True) or [dialogue]
+
+
+@dataclass(frozen=True)
+class CutDialogue:
+    """The dialogue tokens that fit, and how many were cut."""
+
+    ids: list[int]
+    tokens_cut: int  # dialogue tokens dropped (the cut marker is not counted)
+    kept_turns: tuple[int, ...] | None  # indices of whole turns kept; None after a token-level cut
+
+
+def cut_dialogue_to_budget(turn_ids: Sequence[Sequence[int]], budget: int, mode: CutMode,
+                           marker: Sequence[int], end_marker: Sequence[int]) -> CutDialogue:
+    """Fit tokenized turns into `budget` tokens by `mode`; whole turns first, token-level as a last resort."""
+    total = sum(len(t) for t in turn_ids)
+    if total <= budget:
+        return CutDialogue([i for t in turn_ids for i in t], 0, tuple(range(len(turn_ids))))
+    room = budget - max(len(marker), len(end_marker))  # room for kept tokens, whichever marker is used
+    if room <= 0:
+        raise ConfigError(f"dialogue budget of {budget} tokens cannot hold the cut marker; raise max_length")
+    kept = _whole_turns_that_fit(turn_ids, room, mode)
+    if kept:
+        ids = _join_kept(turn_ids, kept, mode, marker, end_marker)
+        return CutDialogue(ids, total - sum(len(turn_ids[k]) for k in kept), tuple(kept))
+    flat = [i for t in turn_ids for i in t]
+    if mode == "keep_start":
+        ids = flat[:room] + list(end_marker)
+    elif mode == "keep_end":
+        ids = list(marker) + flat[len(flat) - room:]
+    else:
+        first = (room + 1) // 2
+        ids = flat[:first] + list(marker) + flat[len(flat) - (room - first):]
+    return CutDialogue(ids, total - room, None)
+
+
+def _whole_turns_that_fit(turn_ids: Sequence[Sequence[int]], room: int, mode: CutMode) -> list[int]:
+    """Indices of whole turns kept: from the start, from the end, or alternately from both ends (middle)."""
+    n = len(turn_ids)
+    if mode == "keep_start":
+        order = list(range(n))
+    elif mode == "keep_end":
+        order = list(range(n - 1, -1, -1))
+    else:
+        order = [i for pair in zip(range(n), range(n - 1, -1, -1)) for i in pair]
+        order = list(dict.fromkeys(order))  # start, end, start+1, end-1, ...
+    kept: list[int] = []
+    used = 0
+    for index in order:
+        if used + len(turn_ids[index]) > room:
+            break
+        kept.append(index)
+        used += len(turn_ids[index])
+    return sorted(kept)
+
+
+def _join_kept(turn_ids: Sequence[Sequence[int]], kept: list[int], mode: CutMode,
+               marker: Sequence[int], end_marker: Sequence[int]) -> list[int]:
+    ids: list[int] = []
+    if mode == "keep_end":
+        ids.extend(marker)
+    for position, index in enumerate(kept):
+        if mode == "middle" and position and index != kept[position - 1] + 1:
+            ids.extend(marker)
+        ids.extend(turn_ids[index])
+    if mode == "keep_start":
+        ids.extend(end_marker)
+    elif mode == "middle" and kept[-1] != len(turn_ids) - 1:  # only start turns fit
+        ids.extend(end_marker)
+    return ids
+
+
+# ---------------------------------------------------------------- encoding
+
+@dataclass
+class Encoded:
+    """One encoded example: ids, labels (training only) and the cut counts."""
+
+    input_ids: list[int]
+    labels: list[int] | None
+    dialogue_tokens_cut: int
+    target_tokens_cut: int
+    prompt_length: int = 0  # tokens before the summary (where the labels start)
+
+
+def encode_prompt(tokenizer, style: PromptStyle, dialogue: str) -> tuple[list[int], int]:
+    """Prompt ids (head + cut dialogue + tail) and the number of dialogue tokens cut."""
+    scaffold = scaffold_for(tokenizer, style)
+    budget = scaffold.dialogue_budget(style)
+    if budget <= len(scaffold.cut_marker_ids):
+        raise ConfigError(
+            f"max_length {style.max_length} leaves no room for the dialogue: scaffolding and instruction take "
+            f"{len(scaffold.head_ids) + len(scaffold.tail_ids)} tokens, summary {style.max_target_length}, "
+            f"end marker/terminator {len(scaffold.suffix_ids)}; raise max_length")
+    turn_ids = encode_continuations(tokenizer, split_turns(dialogue))
+    cut = cut_dialogue_to_budget(turn_ids, budget, style.cut, scaffold.cut_marker_ids,
+                                 scaffold.end_cut_marker_ids)
+    return list(scaffold.head_ids) + cut.ids + list(scaffold.tail_ids), cut.tokens_cut
+
+
+def encode_for_generation(tokenizer, style: PromptStyle, dialogue: str) -> Encoded:
+    """The generation prompt of a dialogue, ending with the assistant header."""
+    ids, dialogue_cut = encode_prompt(tokenizer, style, dialogue)
+    return Encoded(ids, None, dialogue_cut, 0, len(ids))
+
+
+def encode_for_training(tokenizer, style: PromptStyle, dialogue: str, summary: str) -> Encoded:
+    """Prompt + summary (cut to max_target_length) + end marker + terminator; loss on what follows the prompt."""
+    scaffold = scaffold_for(tokenizer, style)
+    prompt, dialogue_cut = encode_prompt(tokenizer, style, dialogue)
+    summary_ids = encode_continuation(tokenizer, summary)
+    target_cut = max(0, len(summary_ids) - style.max_target_length)
+    target = summary_ids[: style.max_target_length] + list(scaffold.suffix_ids)
+    labels = [IGNORE_INDEX] * len(prompt) + target
+    return Encoded(prompt + target, labels, dialogue_cut, target_cut, len(prompt))
+
+
+def left_pad_batch(tokenizer, batch_of_input_ids: Sequence[Sequence[int]]) -> dict[str, Any]:
+    """Left-padded `input_ids` and `attention_mask` tensors for batched generation."""
+    import torch
+
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    width = max(len(ids) for ids in batch_of_input_ids)
+    input_ids = torch.full((len(batch_of_input_ids), width), pad, dtype=torch.long)
+    attention_mask = torch.zeros((len(batch_of_input_ids), width), dtype=torch.long)
+    for row, ids in enumerate(batch_of_input_ids):
+        if ids:
+            input_ids[row, width - len(ids):] = torch.tensor(list(ids), dtype=torch.long)
+            attention_mask[row, width - len(ids):] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
+def pad_training_batch(tokenizer, examples: Sequence[Encoded]) -> dict[str, Any]:
+    """Right-padded `input_ids`, `attention_mask` and `labels` (-100 on padding) for training."""
+    import torch
+
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    width = max(len(e.input_ids) for e in examples)
+    batch = {"input_ids": torch.full((len(examples), width), pad, dtype=torch.long),
+             "attention_mask": torch.zeros((len(examples), width), dtype=torch.long),
+             "labels": torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)}
+    for row, example in enumerate(examples):
+        if example.labels is None:
+            raise ValueError("pad_training_batch needs examples from encode_for_training (labels missing)")
+        n = len(example.input_ids)
+        batch["input_ids"][row, :n] = torch.tensor(example.input_ids, dtype=torch.long)
+        batch["attention_mask"][row, :n] = 1
+        batch["labels"][row, :n] = torch.tensor(example.labels, dtype=torch.long)
+    return batch
+
+
+# ---------------------------------------------------------------- generation helpers
+
+def stop_token_ids(tokenizer, style: PromptStyle) -> list[int]:
+    """Token ids generation stops on: eos, the assistant-turn terminator and the end marker."""
+    scaffold = scaffold_for(tokenizer, style)
+    ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    ids += list(scaffold.terminator_ids[-1:])
+    if len(scaffold.end_marker_ids) == 1:
+        ids += list(scaffold.end_marker_ids)
+    return list(dict.fromkeys(ids))
+
+
+def clean_generated(text: str, style: PromptStyle) -> str:
+    """A generated summary as scored: cut at the end marker, <think> blocks removed, whitespace trimmed."""
+    if style.end_marker and style.end_marker in text:
+        text = text.split(style.end_marker, 1)[0]
+    if style.strip_think:
+        text = _THINK.sub("", text)
+        if "</think>" in text:  # generation began inside the block (template opened <think>)
+            text = text.split("</think>", 1)[1]
+    return text.strip()
