@@ -1,0 +1,5 @@
+"""Ensembling and post-processing of prediction files (`python -m ensemble`, see ensemble/__main__.py).
+
+Modules: postprocess (rules + pipeline), systems (inputs), mbr (consensus), routing (best / per-topic),
+weights (MBR weights), crossval (dev folds), pipeline (the whole run), report, extractive (a simple candidate).
+"""

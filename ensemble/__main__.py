@@ -1,0 +1,65 @@
+"""Ensemble prediction files:
+`python -m ensemble (--preds A.csv B.csv ... | --runs DIR) --out OUT [--method M] [--gold DEV.csv] [--test TEST.csv]
+ [--config C.yaml] [--disable-rule NAME ...] [KEY=VALUE ...]`
+
+OUT is a folder (preds_dev.csv, preds_test.csv with sidecars, run.json, config.yaml, report/) unless it ends in
+.csv (one split only). --runs finds every preds_dev.csv + preds_test.csv pair below DIR (DIR/ensemble and OUT
+skipped). --test defaults to test.csv beside --gold. Methods: default (mbr with >= 3 systems, else best), auto
+(best cross-validated dev score), mbr, weighted-mbr, best, topic. Different fnames across inputs: exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from competition.cli import exit_on_bad_input
+from competition.config import load_yaml, parse_overrides, resolve_config
+from ensemble.pipeline import METHOD_CHOICES, EnsembleConfig, load_inputs, run_ensemble, write_outputs
+from ensemble.postprocess import RULES
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ensemble", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preds", nargs="+", default=[], help="prediction CSVs (fname,summary), dev and/or test")
+    parser.add_argument("--runs", help="folder searched recursively for preds_dev.csv + preds_test.csv pairs")
+    parser.add_argument("--out", required=True, help="output folder, or OUT.csv for a single split")
+    parser.add_argument("--method", choices=METHOD_CHOICES, help="ensembling method (default: config, 'default')")
+    parser.add_argument("--gold", help="dev.csv with references: scores, fitted methods, rule measurements")
+    parser.add_argument("--test", help="test.csv (default: test.csv beside --gold): row order, dialogues, topics")
+    parser.add_argument("--config", help="YAML file with EnsembleConfig keys")
+    parser.add_argument("--disable-rule", action="append", default=[], choices=list(RULES), metavar="RULE",
+                        help=f"turn a post-processing rule off (repeatable): {', '.join(RULES)}")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. folds=10")
+    return parser
+
+
+@exit_on_bad_input
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    flags = {"method": args.method} if args.method else {}
+    config = resolve_config(EnsembleConfig, load_yaml(args.config) if args.config else {},
+                            parse_overrides(args.overrides), flags)
+    config.rules = [r for r in config.rules if r not in args.disable_rule]
+    test = args.test or (str(Path(args.gold).with_name("test.csv")) if args.gold and
+                         Path(args.gold).with_name("test.csv").is_file() else None)
+    exclude = [args.out] + ([Path(args.runs) / "ensemble"] if args.runs else [])
+    inputs = load_inputs(args.preds, args.runs, args.gold, test, exclude)
+    print(f"{len(inputs.systems)} systems: {', '.join(s.name for s in inputs.systems)}; splits: {list(inputs.order)}")
+    result = run_ensemble(config, inputs)
+    for name, score in result.system_scores.items():
+        print(f"  dev {score['postprocessed']:6.2f} (raw {score['raw']:6.2f})  {name}")
+    for m in result.method_scores:
+        print(f"  dev {m.in_sample:6.2f} (cross-validated {m.cross_validated:6.2f})  method {m.method}")
+    for note in result.notes:
+        print(f"  note: {note}")
+    written = write_outputs(result, inputs, args.out)
+    score = f", dev {result.dev_score:.2f}" if result.dev_score is not None else ""
+    print(f"method {result.method}{score}; wrote {', '.join(str(p) for p in written)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""A simple extractive candidate: the most central utterance of each dialogue.
+
+`python -m ensemble.extractive --data DIR --out RUN_DIR` writes preds_dev.csv and preds_test.csv (with metadata
+sidecars), like `competition.trivial` does for the first utterance. Centrality is the competition similarity
+(`competition.metric.similarity`) between an utterance and the rest of the dialogue, so the pick is the utterance
+that best "summarises" the others by the metric itself; its speaker tag is kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from competition.cli import exit_on_bad_input
+from competition.data import DataError, read_split, split_paths
+from competition.metric import DEFAULT_ANALYZER, similarity
+from competition.predictions import write_predictions
+
+SYSTEM_NAME = "extractive-central"
+
+
+def utterances(dialogue: str) -> list[str]:
+    """The non-empty lines of a dialogue."""
+    return [line.strip() for line in dialogue.splitlines() if line.strip()]
+
+
+def central_utterance(dialogue: str, analyzer: str = DEFAULT_ANALYZER) -> str:
+    """The utterance most similar to the rest of the dialogue (first one on ties; the text itself if one line)."""
+    lines = utterances(dialogue)
+    if len(lines) <= 1:
+        return lines[0] if lines else dialogue.strip()
+    scores = [similarity(line, "\n".join(lines[:i] + lines[i + 1:]), analyzer) for i, line in enumerate(lines)]
+    return lines[max(range(len(lines)), key=lambda i: (scores[i], -i))]
+
+
+@exit_on_bad_input
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, help="folder with dev.csv and test.csv")
+    parser.add_argument("--out", required=True, help="run folder to write predictions into")
+    args = parser.parse_args(argv)
+    paths = split_paths(args.data)
+    missing = [s for s in ("dev", "test") if s not in paths]
+    if missing:
+        raise DataError(f"{args.data}: no {' or '.join(s + '.csv' for s in missing)}; expected dev.csv and test.csv")
+    for split in ("dev", "test"):
+        frame = read_split(paths[split], split)  # type: ignore[arg-type]
+        summaries = [central_utterance(d) for d in tqdm(frame["dialogue"], desc=f"extractive {split}")]
+        out = Path(args.out) / f"preds_{split}.csv"
+        write_predictions(out, frame["fname"], summaries,
+                          metadata={"system": SYSTEM_NAME, "split": split, "source": str(paths[split]),
+                                    "run_dir": str(Path(args.out))})
+        print(f"wrote {out} ({len(frame)} rows)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

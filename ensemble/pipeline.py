@@ -1,0 +1,326 @@
+"""The ensembling pipeline: load systems, post-process, score on dev, cross-validate methods, choose, write.
+
+`python -m ensemble` (see `ensemble/__main__.py`) is a thin CLI over `load_inputs`, `run_ensemble` and
+`write_outputs`. Order of work:
+  1. every system's candidates go through the post-processing rules (each rule also measured on dev);
+  2. pairwise candidate similarities per split (the MBR utility);
+  3. with dev references: each system's dev score, and each method's in-sample and cross-validated dev score;
+  4. the chosen method is fitted on all dev rows and applied to every split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from competition.cli import ConfigError
+from competition.config import config_hash, config_to_dict, save_yaml
+from competition.data import read_gold, read_split
+from competition.metric import ANALYZERS, DEFAULT_ANALYZER
+from competition.predictions import write_predictions
+from competition.runs import save_run_info
+from ensemble.crossval import CrossValidation, cross_validate, make_folds
+from ensemble.mbr import select, similarity_tensor
+from ensemble.methods import Method, SplitData
+from ensemble.postprocess import DEFAULT_RULES, RULES, apply_pipeline, check_rule_names
+from ensemble.routing import BestOnDev, TopicRouting
+from ensemble.systems import (
+    SPLITS, System, build_systems, discover_prediction_files, read_prediction_files, sample_scores,
+)
+from ensemble.weights import Mbr, WeightedMbr
+
+METHODS = ("mbr", "weighted-mbr", "best", "topic")
+METHOD_CHOICES = ("default", "auto") + METHODS
+SINGLE = "single"  # one input system: nothing to choose
+HARMFUL_TOLERANCE = 1e-6  # score points; float noise from reordered sums is not a harmful rule
+
+
+@dataclass
+class EnsembleConfig:
+    """All ensembling settings (defaults < --config YAML < KEY=VALUE overrides < dedicated flags)."""
+
+    method: str = "default"  # default: mbr with >= 3 systems, else best; auto: best cross-validated dev score
+    rules: list[str] = field(default_factory=lambda: list(DEFAULT_RULES))  # post-processing rules, in order
+    folds: int = 5  # dev folds for cross-validated method scores
+    seed: int = 0  # fold shuffling and Optuna
+    weight_levels: list[float] = field(default_factory=lambda: [0.0, 1.0, 2.0, 3.0])  # grid per system weight
+    max_grid: int = 4096  # larger grids switch to Optuna
+    optuna_trials: int = 200
+    min_topic_count: int = 2  # dev rows a topic needs before routing uses it
+    analyzer: str = DEFAULT_ANALYZER
+
+    def __post_init__(self) -> None:
+        if self.method not in METHOD_CHOICES:
+            raise ValueError(f"method '{self.method}'; expected one of {list(METHOD_CHOICES)}")
+        if isinstance(self.rules, str):
+            self.rules = [r for r in self.rules.split(",") if r]
+        check_rule_names(self.rules)
+        if self.folds < 2:
+            raise ValueError(f"folds must be >= 2, got {self.folds}")
+        if self.analyzer not in ANALYZERS:
+            raise ValueError(f"analyzer '{self.analyzer}'; expected one of {list(ANALYZERS)}")
+
+
+def build_methods(config: EnsembleConfig) -> dict[str, Method]:
+    """The methods, configured."""
+    return {
+        "mbr": Mbr(),
+        "weighted-mbr": WeightedMbr(tuple(config.weight_levels), config.max_grid, config.optuna_trials, config.seed),
+        "best": BestOnDev(),
+        "topic": TopicRouting(config.min_topic_count),
+    }
+
+
+@dataclass
+class Inputs:
+    """Systems aligned per split, plus the gold dev file and the test file when known."""
+
+    order: dict[str, list[str]]
+    systems: list[System]
+    gold: pd.DataFrame | None = None
+    test: pd.DataFrame | None = None
+    data_files: list[Path] = field(default_factory=list)
+
+
+def load_inputs(preds: Sequence[Path | str], runs_dir: Path | str | None, gold_path: Path | str | None,
+                test_path: Path | str | None, exclude: Sequence[Path | str] = ()) -> Inputs:
+    """Read every input; gold and test files fix the fname order of their split (and catch lost rows)."""
+    paths = [Path(p) for p in preds]
+    if runs_dir is not None:
+        paths += discover_prediction_files(runs_dir, exclude)
+    paths = list(dict.fromkeys(p.resolve() for p in paths))
+    if not paths:
+        raise ConfigError(f"no prediction files: give --preds A.csv ... or a --runs folder with preds_dev.csv + "
+                          f"preds_test.csv pairs (searched {runs_dir})")
+    gold = read_gold(gold_path) if gold_path else None
+    test = read_split(test_path, "test") if test_path else None
+    known = {split: frame for split, frame in (("dev", gold), ("test", test)) if frame is not None}
+    files = read_prediction_files(paths, {s: set(f["fname"]) for s, f in known.items()})
+    order, systems = build_systems(files, {s: list(f["fname"]) for s, f in known.items()})
+    data_files = paths + [Path(p) for p in (gold_path, test_path) if p]
+    return Inputs(order, systems, gold, test, data_files)
+
+
+@dataclass
+class MethodScore:
+    """A method's dev score fitted and evaluated on all dev rows, and cross-validated."""
+
+    method: str
+    in_sample: float
+    cross_validated: float | None
+    params: dict[str, Any]
+    folds: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class RuleEffect:
+    """Mean dev score over systems with and without one rule (relative to the configured pipeline)."""
+
+    rule: str
+    enabled: bool
+    score_with: float
+    score_without: float
+
+    @property
+    def delta(self) -> float:
+        return self.score_with - self.score_without
+
+    @property
+    def harmful(self) -> bool:
+        return self.delta < -HARMFUL_TOLERANCE
+
+
+@dataclass
+class EnsembleResult:
+    """Everything the outputs and the report need."""
+
+    config: EnsembleConfig
+    method: str
+    params: dict[str, Any]
+    order: dict[str, list[str]]
+    summaries: dict[str, list[str]]
+    choices: dict[str, np.ndarray]
+    systems: list[str]
+    source_runs: list[str]
+    system_scores: dict[str, dict[str, float]] = field(default_factory=dict)  # name -> raw / postprocessed
+    method_scores: list[MethodScore] = field(default_factory=list)
+    rule_effects: list[RuleEffect] = field(default_factory=list)
+    dev_sample_scores: np.ndarray | None = None  # (n_dev, n_systems), post-processed
+    dev_topics: list[str] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def dev_score(self) -> float | None:
+        """Dev score (0-100) of the final dev predictions, when references are known."""
+        if self.dev_sample_scores is None or "dev" not in self.choices:
+            return None
+        rows = np.arange(len(self.choices["dev"]))
+        return float(self.dev_sample_scores[rows, self.choices["dev"]].mean())
+
+    @property
+    def cv_score(self) -> float | None:
+        return next((m.cross_validated for m in self.method_scores if m.method == self.method), None)
+
+
+def _dialogues(inputs: Inputs, split: str) -> list[str] | None:
+    frame = inputs.gold if split == "dev" else inputs.test if split == "test" else None
+    return list(frame["dialogue"]) if frame is not None and "dialogue" in frame.columns else None
+
+
+def _topics(inputs: Inputs, split: str) -> np.ndarray | None:
+    frame = inputs.gold if split == "dev" else inputs.test if split == "test" else None
+    return np.asarray(frame["topic"], dtype=object) if frame is not None and "topic" in frame.columns else None
+
+
+def measure_rules(summaries: Sequence[Sequence[str]], dialogues: Sequence[str] | None,
+                  references: Sequence[Sequence[str]], enabled: Sequence[str],
+                  analyzer: str = DEFAULT_ANALYZER) -> list[RuleEffect]:
+    """Mean dev score over systems of the configured pipeline with and without each rule.
+
+    Enabled rules are removed one at a time; each disabled rule is added at its default position, so the report
+    also says whether turning it on would help. ``summaries[k]`` are system k's raw dev summaries.
+    """
+    def mean_score(rules: Sequence[str]) -> float:
+        return float(np.mean([sample_scores(apply_pipeline(s, dialogues, rules), references, analyzer).mean()
+                              for s in summaries]))
+
+    full = mean_score(enabled)
+    effects = []
+    for rule in RULES:
+        if rule in enabled:
+            effects.append(RuleEffect(rule, True, full, mean_score([r for r in enabled if r != rule])))
+        else:
+            position = [r for r in RULES if r in enabled or r == rule]
+            effects.append(RuleEffect(rule, False, mean_score(position), full))
+    return effects
+
+
+def resolve_method(config: EnsembleConfig, n_systems: int, has_dev_scores: bool) -> str:
+    """The method to run: the configured one, or for `default` MBR with >= 3 systems else best-on-dev."""
+    if n_systems == 1:
+        return SINGLE
+    method = config.method
+    if method == "default":
+        method = "mbr" if n_systems >= 3 else "best"
+    if method in ("auto", "best", "topic", "weighted-mbr") and not has_dev_scores:
+        raise ConfigError(f"method '{method}' needs dev predictions and --gold DEV.csv with references"
+                          + (" (with 2 systems MBR cannot break the tie; add a system or --gold)"
+                             if config.method == "default" else ""))
+    return method
+
+
+def _score_methods(methods: dict[str, Method], dev: SplitData, config: EnsembleConfig) -> list[MethodScore]:
+    folds = make_folds(dev.n_rows, config.folds, config.seed)
+    all_rows = np.arange(dev.n_rows)
+    scores = []
+    for name, method in methods.items():
+        params = method.fit(dev, all_rows)
+        in_sample = float(dev.scores[all_rows, method.choose(dev, all_rows, params)].mean())
+        cv: CrossValidation = cross_validate(method, dev, folds)
+        fold_log = [{"train_rows": len(f.train_rows), "heldout_rows": f.heldout_rows.tolist(),
+                     "heldout_score": f.heldout_score, "params": f.params} for f in cv.folds]
+        scores.append(MethodScore(name, in_sample, cv.score, params, fold_log))
+    return scores
+
+
+def run_ensemble(config: EnsembleConfig, inputs: Inputs, progress: bool = True) -> EnsembleResult:
+    """Post-process, score, choose a method and apply it to every split."""
+    systems = inputs.systems
+    splits = list(inputs.order)
+    processed = {s: [apply_pipeline(sys_.summaries[s], _dialogues(inputs, s), config.rules) for sys_ in systems]
+                 for s in splits}
+    candidates = {s: [list(row) for row in zip(*processed[s])] for s in splits}
+    data = {s: SplitData(similarity_tensor(candidates[s], config.analyzer, progress), _topics(inputs, s))
+            for s in splits}
+    result = EnsembleResult(config, SINGLE, {}, inputs.order, {}, {}, [s.name for s in systems],
+                            [_source(s) for s in systems])
+    has_scores = inputs.gold is not None and "dev" in splits
+    if has_scores:
+        references = list(inputs.gold["references"])
+        raw = [sample_scores(s.summaries["dev"], references, config.analyzer) for s in systems]
+        scores = np.stack([sample_scores(p, references, config.analyzer) for p in processed["dev"]], axis=1)
+        data["dev"] = dataclasses.replace(data["dev"], scores=scores)
+        result.dev_sample_scores, result.dev_topics = scores, (list(inputs.gold["topic"])
+                                                              if "topic" in inputs.gold.columns else None)
+        result.system_scores = {s.name: {"raw": float(r.mean()), "postprocessed": float(scores[:, k].mean())}
+                                for k, (s, r) in enumerate(zip(systems, raw))}
+        result.rule_effects = measure_rules([s.summaries["dev"] for s in systems], _dialogues(inputs, "dev"),
+                                            references, config.rules, config.analyzer)
+    method = resolve_method(config, len(systems), has_scores)
+    methods = build_methods(config)
+    if has_scores and len(systems) > 1:
+        result.method_scores = _score_methods(methods, data["dev"], config)
+    if method == "auto":
+        best = max(result.method_scores, key=lambda m: (m.cross_validated, -METHODS.index(m.method)))
+        method = best.method
+        result.notes.append(f"auto: chose '{method}' (best cross-validated dev score {best.cross_validated:.2f})")
+    if method == "topic" and any(data[s].topics is None for s in splits if s != "dev"):
+        result.notes.append("topic routing: test rows have no topic column, so they all use the best overall system")
+    result.method = method
+    if method != SINGLE:
+        fitted = next((m.params for m in result.method_scores if m.method == method), None)
+        result.params = fitted if fitted is not None else methods[method].fit(data.get("dev"), np.arange(0))
+    for split in splits:
+        rows = np.arange(data[split].n_rows)
+        choices = (np.zeros(len(rows), dtype=int) if method == SINGLE
+                   else methods[method].choose(data[split], rows, result.params))
+        result.choices[split] = choices
+        result.summaries[split] = select(candidates[split], choices)
+    return result
+
+
+def _source(system: System) -> str:
+    """Where a system came from: its run folder when the metadata names one, else its first file."""
+    for metadata in system.metadata.values():
+        if metadata.get("run_dir"):
+            return str(metadata["run_dir"])
+    return str(next(iter(system.files.values())))
+
+
+def output_metadata(result: EnsembleResult, split: str, out: Path) -> dict[str, Any]:
+    """The sidecar of an ensembled predictions file (read by `competition.submit`)."""
+    return {
+        "system": "ensemble", "track": "ensemble", "split": split, "run_dir": str(out),
+        "method": result.method, "params": result.params, "rules": list(result.config.rules),
+        "systems": result.systems, "source_runs": result.source_runs,
+        "dev_score": result.dev_score, "cv_dev_score": result.cv_score,
+        "config_hash": config_hash(result.config), "config": config_to_dict(result.config),
+    }
+
+
+def write_outputs(result: EnsembleResult, inputs: Inputs, out: Path | str) -> list[Path]:
+    """Write predictions (+ sidecars), run.json, config.yaml and the report; returns the prediction files.
+
+    ``out`` ending in .csv: that one file for the single split, the report in ``<stem>_report/`` beside it.
+    Otherwise ``out`` is a folder receiving preds_<split>.csv and report/.
+    """
+    from ensemble.report import write_ensemble_report
+
+    out = Path(out)
+    if out.suffix.lower() == ".csv":
+        if len(result.order) != 1:
+            raise ConfigError(f"--out {out}: a .csv holds one split but the inputs have {list(result.order)}; "
+                              f"give a folder instead")
+        split = next(iter(result.order))
+        targets, folder, report_dir = {split: out}, out.parent, out.with_name(f"{out.stem}_report")
+    else:
+        targets = {s: out / f"preds_{s}.csv" for s in result.order}
+        folder, report_dir = out, out / "report"
+    folder.mkdir(parents=True, exist_ok=True)
+    written = [write_predictions(path, result.order[s], result.summaries[s], output_metadata(result, s, out))
+               for s, path in targets.items()]
+    if folder == out:
+        save_yaml(result.config, out / "config.yaml")
+        save_run_info(out, result.config, result.config.seed, inputs.data_files,
+                      extra={"method": result.method, "dev_score": result.dev_score, "cv_dev_score": result.cv_score})
+    write_ensemble_report(report_dir, result, inputs)
+    return written
+
+
+__all__ = ["EnsembleConfig", "Inputs", "EnsembleResult", "load_inputs", "run_ensemble", "write_outputs",
+           "measure_rules", "METHODS", "SPLITS"]
