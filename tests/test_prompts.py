@@ -1,0 +1,288 @@
+"""Prompt building and truncation safety. Run: `.venv/bin/python -m pytest -q tests/test_prompts.py`.
+
+The property test draws dialogues, summaries, budgets and cut modes and checks, against independent
+tokenizations, that the instruction, scaffolding, assistant header and summary are never cut and that the
+cut counts are exact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from competition.cli import ConfigError
+from competition.data import data_special_tokens, read_split
+from competition.presets import get_preset
+from competition.prompts import (
+    CUT_MODES, IGNORE_INDEX, PromptStyle, clean_generated, cut_dialogue_to_budget, encode_continuation,
+    encode_continuations, encode_for_generation, encode_for_training, left_pad_batch, load_prompt_style,
+    pad_training_batch, prepare_tokenizer, prompt_style_for, render_prompt_text, save_prompt_style, scaffold_for,
+    split_turns, stop_token_ids,
+)
+from competition.tiny import ensure_tiny_checkpoint
+
+from conftest import SAMPLE_DIR
+
+FAMILIES = ("tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-gemma2", "tiny-neox")
+# The assistant header as each template writes it (what generation must start right after).
+ASSISTANT_HEADERS = {
+    "tiny-llama": "<|start_header_id|>assistant<|end_header_id|>\n\n",
+    "tiny-qwen2": "<|im_start|>assistant\n",
+    "tiny-qwen3": "<|im_start|>assistant\n",
+    "tiny-gemma2": "<start_of_turn>model\n",
+    "tiny-neox": "### 요약:\n",
+}
+
+
+@functools.lru_cache(maxsize=None)
+def sample_frames():
+    return [read_split(SAMPLE_DIR / f"{split}.csv", split) for split in ("train", "dev")]
+
+
+@functools.lru_cache(maxsize=None)
+def prepared_tokenizer(preset_name: str):
+    """The tiny preset's tokenizer with the data tokens and end marker added, as the track prepares it."""
+    from transformers import AutoTokenizer
+
+    preset = get_preset(preset_name)
+    tokenizer = AutoTokenizer.from_pretrained(str(ensure_tiny_checkpoint(preset)))
+    prepare_tokenizer(tokenizer, prompt_style_for(preset), data_special_tokens(sample_frames()))
+    return tokenizer
+
+
+@functools.lru_cache(maxsize=None)
+def sample_words() -> tuple[str, ...]:
+    words = {w for text in sample_frames()[0]["dialogue"][:50] for w in text.split()}
+    return tuple(sorted(w for w in words if not w.startswith("#")))
+
+
+def plain_ids(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+# ---------------------------------------------------------------- full-render equality
+
+@pytest.mark.parametrize("preset_name", FAMILIES)
+def test_pieces_equal_the_tokenized_full_render(preset_name):
+    """Uncut prompts equal the tokenization of the template rendered with the whole dialogue."""
+    tokenizer = prepared_tokenizer(preset_name)
+    style = prompt_style_for(get_preset(preset_name), max_length=4096)
+    for dialogue in sample_frames()[1]["dialogue"][:40]:
+        encoded = encode_for_generation(tokenizer, style, dialogue)
+        assert encoded.dialogue_tokens_cut == 0
+        assert encoded.input_ids == plain_ids(tokenizer, render_prompt_text(tokenizer, style, dialogue))
+
+
+@pytest.mark.parametrize("preset_name", FAMILIES)
+@pytest.mark.parametrize("cut", CUT_MODES)
+def test_whole_turn_cuts_equal_the_full_render_of_the_kept_text(preset_name, cut):
+    """After dropping whole turns the prompt still equals the full render of the kept turns and the marker."""
+    tokenizer = prepared_tokenizer(preset_name)
+    style = prompt_style_for(get_preset(preset_name), max_length=150, max_target_length=20, cut=cut)
+    scaffold = scaffold_for(tokenizer, style)
+    checked = 0
+    for dialogue in sample_frames()[1]["dialogue"][:40]:
+        turns = split_turns(dialogue)
+        result = cut_dialogue_to_budget(encode_continuations(tokenizer, turns), scaffold.dialogue_budget(style),
+                                        cut, scaffold.cut_marker_ids, scaffold.end_cut_marker_ids)
+        if not result.tokens_cut or result.kept_turns is None:
+            continue
+        kept_text = kept_turns_text(turns, result.kept_turns, cut, style.cut_marker)
+        encoded = encode_for_generation(tokenizer, style, dialogue)
+        assert encoded.input_ids == plain_ids(tokenizer, render_prompt_text(tokenizer, style, kept_text))
+        checked += 1
+    assert checked >= 5
+
+
+def kept_turns_text(turns: list[str], kept: tuple[int, ...], cut: str, marker: str) -> str:
+    """The dialogue text a whole-turn cut should produce, built independently from the turn list."""
+    parts = [marker] if cut == "keep_end" else []
+    for position, index in enumerate(kept):
+        if position and index != kept[position - 1] + 1:
+            parts.append(marker)
+        parts.append(turns[index])
+    if kept[-1] != len(turns) - 1 and cut != "keep_end":
+        parts.append(marker.rstrip("\n"))
+    return "".join(parts)
+
+
+# ---------------------------------------------------------------- the property test
+
+turn_strategy = st.tuples(st.integers(1, 3), st.lists(st.integers(0, 10_000), min_size=0, max_size=40))
+
+
+@st.composite
+def examples(draw):
+    words = sample_words()
+    turns = draw(st.lists(turn_strategy, min_size=1, max_size=25))
+    dialogue = "\n".join(f"#Person{speaker}#: " + " ".join(words[i % len(words)] for i in picks)
+                         for speaker, picks in turns)
+    summary_words = draw(st.lists(st.integers(0, 10_000), min_size=1, max_size=80))
+    summary = "#Person1#은 " + " ".join(words[i % len(words)] for i in summary_words)
+    max_target = draw(st.integers(4, 60))
+    max_length = draw(st.integers(max_target + 60, max_target + 400))
+    return dialogue, summary, max_target, max_length, draw(st.sampled_from(CUT_MODES))
+
+
+@pytest.mark.parametrize("preset_name", ["tiny-llama", "tiny-neox", "tiny-qwen3"])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(example=examples())
+def test_nothing_but_the_dialogue_is_ever_cut(preset_name, example):
+    dialogue, summary, max_target, max_length, cut = example
+    tokenizer = prepared_tokenizer(preset_name)
+    style = prompt_style_for(get_preset(preset_name), max_length=max_length, max_target_length=max_target, cut=cut)
+    scaffold = scaffold_for(tokenizer, style)
+    header_text = render_prompt_text(tokenizer, style, "\x00").split("\x00")
+    instruction_head = plain_ids(tokenizer, header_text[0])  # independent tokenization of the rendered head
+
+    generation = encode_for_generation(tokenizer, style, dialogue)
+    training = encode_for_training(tokenizer, style, dialogue, summary)
+    prompt = generation.input_ids
+
+    # the instruction and scaffolding come whole, first
+    assert prompt[: len(instruction_head)] == instruction_head
+    assert style.instruction in tokenizer.decode(instruction_head)
+    # the prompt ends with the whole assistant header
+    tail = encode_continuation(tokenizer, header_text[1])
+    assert prompt[len(prompt) - len(tail):] == tail
+    assert tokenizer.decode(tail).endswith(ASSISTANT_HEADERS[preset_name])
+    # training = the same prompt + summary (up to max_target) + end marker + terminator; loss only there
+    summary_ids = encode_continuation(tokenizer, summary)
+    target = summary_ids[:max_target] + list(scaffold.end_marker_ids) + list(scaffold.terminator_ids)
+    assert training.input_ids == prompt + target
+    assert training.labels == [IGNORE_INDEX] * len(prompt) + target
+    assert training.target_tokens_cut == max(0, len(summary_ids) - max_target)
+    if style.end_marker:
+        assert tokenizer.convert_tokens_to_ids(style.end_marker) in training.labels
+    assert training.labels[-1] in stop_token_ids(tokenizer, style)
+    # the budget holds and the dialogue cut is exact: kept = a prefix + a suffix of the dialogue tokens
+    assert len(training.input_ids) <= max_length
+    assert training.dialogue_tokens_cut == generation.dialogue_tokens_cut
+    dialogue_ids = [i for turn in encode_continuations(tokenizer, split_turns(dialogue)) for i in turn]
+    region = prompt[len(instruction_head): len(prompt) - len(tail)]
+    budget = max_length - max_target - len(scaffold.suffix_ids) - len(instruction_head) - len(tail)
+    cut_count = generation.dialogue_tokens_cut
+    if len(dialogue_ids) <= budget:
+        assert cut_count == 0 and region == dialogue_ids
+    else:
+        assert cut_count > 0
+        assert is_prefix_marker_suffix(region, dialogue_ids, len(dialogue_ids) - cut_count,
+                                       [list(scaffold.cut_marker_ids), list(scaffold.end_cut_marker_ids)], cut)
+
+
+def is_prefix_marker_suffix(region, dialogue_ids, kept, markers, cut) -> bool:
+    """region == dialogue[:a] + marker + dialogue[n-b:] with a + b == kept (a == 0 for keep_end, b == 0 keep_start)."""
+    n = len(dialogue_ids)
+    starts = {"keep_end": [0], "keep_start": [kept]}.get(cut, range(kept + 1))
+    for a in starts:
+        for marker in markers:
+            if region == dialogue_ids[:a] + marker + dialogue_ids[n - (kept - a):]:
+                return True
+    return False
+
+
+# ---------------------------------------------------------------- the rest of the API
+
+def test_prompt_style_round_trips_beside_a_checkpoint(tmp_path):
+    style = prompt_style_for(get_preset("polyglot-ko-1.3b"), cut="keep_end")
+    save_prompt_style(style, tmp_path / "best")
+    assert load_prompt_style(tmp_path / "best") == style
+    assert [p.name for p in (tmp_path / "best").iterdir()] == ["prompt_style.json"]
+    with pytest.raises(ConfigError, match="prompt_style.json: not found"):
+        load_prompt_style(tmp_path)
+
+
+def test_preset_defaults_and_bad_overrides():
+    assert prompt_style_for(get_preset("qwen3-14b")).disable_thinking
+    assert prompt_style_for(get_preset("deepseek-r1-qwen-32b")).strip_think
+    polyglot = prompt_style_for(get_preset("polyglot-ko-1.3b"))
+    assert polyglot.template == "fallback" and polyglot.end_marker == "<|endofsummary|>"
+    with pytest.raises(ConfigError, match="unknown prompt style fields"):
+        prompt_style_for(get_preset("tiny-llama"), max_len=3)
+    with pytest.raises(ConfigError, match="cut mode 'tail'"):
+        prompt_style_for(get_preset("tiny-llama"), cut="tail")
+    with pytest.raises(ConfigError, match="max_target_length"):
+        PromptStyle(max_length=100, max_target_length=100)
+
+
+def test_too_small_budget_is_a_clear_error():
+    tokenizer = prepared_tokenizer("tiny-llama")
+    style = prompt_style_for(get_preset("tiny-llama"), max_length=30, max_target_length=10)
+    with pytest.raises(ConfigError, match="leaves no room for the dialogue"):
+        encode_for_generation(tokenizer, style, "#Person1#: 안녕하세요")
+
+
+def test_single_long_turn_is_cut_token_by_token():
+    tokenizer = prepared_tokenizer("tiny-llama")
+    dialogue = "#Person1#: " + " ".join(sample_words()[:300])
+    for cut in CUT_MODES:
+        style = prompt_style_for(get_preset("tiny-llama"), max_length=120, max_target_length=20, cut=cut)
+        encoded = encode_for_generation(tokenizer, style, dialogue)
+        assert encoded.dialogue_tokens_cut > 0 and len(encoded.input_ids) <= 120 - 20 - 1
+        text = tokenizer.decode(encoded.input_ids)
+        assert ("#Person1#" in text) == (cut != "keep_end")  # keep_end keeps the end of the only turn
+
+
+def test_qwen3_thinking_is_disabled_in_the_template():
+    """A Qwen3-style template opens an empty think block when enable_thinking is false; the header keeps it."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(ensure_tiny_checkpoint(get_preset("tiny-qwen3"))))
+    tokenizer.chat_template = tokenizer.chat_template.replace(
+        "<|im_start|>assistant\n{% endif %}",
+        "<|im_start|>assistant\n{% if enable_thinking is defined and not enable_thinking %}"
+        "<think>\n\n</think>\n\n{% endif %}{% endif %}")
+    thinking_off = prompt_style_for(get_preset("tiny-qwen3"))
+    thinking_on = dataclasses.replace(thinking_off, disable_thinking=False)
+    off = tokenizer.decode(encode_for_generation(tokenizer, thinking_off, "#Person1#: 안녕").input_ids)
+    on = tokenizer.decode(encode_for_generation(tokenizer, thinking_on, "#Person1#: 안녕").input_ids)
+    assert off.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
+    assert on.endswith("<|im_start|>assistant\n")
+
+
+def test_tokenizer_without_pad_gets_eos_and_batches_pad_left():
+    tokenizer = prepared_tokenizer("tiny-llama")  # llama3 ships without a pad token
+    assert tokenizer.pad_token_id == tokenizer.eos_token_id
+    style = prompt_style_for(get_preset("tiny-llama"))
+    short = encode_for_generation(tokenizer, style, "#Person1#: 네").input_ids
+    long = encode_for_generation(tokenizer, style, "#Person1#: 네 알겠습니다 고맙습니다").input_ids
+    batch = left_pad_batch(tokenizer, [short, long])
+    width = len(long)
+    assert batch["input_ids"].shape == (2, width)
+    assert batch["input_ids"][0, width - len(short):].tolist() == short
+    assert batch["attention_mask"][0].tolist() == [0] * (width - len(short)) + [1] * len(short)
+    assert batch["input_ids"][0, : width - len(short)].tolist() == [tokenizer.pad_token_id] * (width - len(short))
+
+
+def test_training_batch_pads_right_with_ignored_labels():
+    tokenizer = prepared_tokenizer("tiny-neox")
+    style = prompt_style_for(get_preset("tiny-neox"))
+    a = encode_for_training(tokenizer, style, "#Person1#: 네", "#Person1#이 대답합니다.")
+    b = encode_for_training(tokenizer, style, "#Person1#: 네 알겠습니다 고맙습니다", "#Person1#이 고마워합니다.")
+    batch = pad_training_batch(tokenizer, [a, b])
+    assert batch["labels"][0].tolist() == a.labels + [IGNORE_INDEX] * (len(b.input_ids) - len(a.input_ids))
+    assert batch["attention_mask"].sum().item() == len(a.input_ids) + len(b.input_ids)
+
+
+def test_clean_generated_cuts_marker_and_thinking():
+    style = PromptStyle(end_marker="<|endofsummary|>", strip_think=True)
+    assert clean_generated("<think>음...</think> 요약입니다.<|endofsummary|> 쓰레기", style) == "요약입니다."
+    assert clean_generated("생각 중</think>\n요약", style) == "요약"
+    assert clean_generated(" 그대로 ", PromptStyle()) == "그대로"
+
+
+def test_real_dialogues_render_equal(real_data_dir):
+    """On the real dev dialogues (when present) uncut prompts equal the full render, token for token."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(ensure_tiny_checkpoint(get_preset("tiny-llama"))))
+    frame = read_split(real_data_dir / "dev.csv", "dev")
+    style = prompt_style_for(get_preset("tiny-llama"), max_length=8192)
+    prepare_tokenizer(tokenizer, style, data_special_tokens([frame]))
+    for dialogue in frame["dialogue"][:100]:
+        assert (encode_for_generation(tokenizer, style, dialogue).input_ids
+                == plain_ids(tokenizer, render_prompt_text(tokenizer, style, dialogue)))
