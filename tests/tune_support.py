@@ -1,0 +1,207 @@
+"""Test helpers for the tuner: a fast fake track that follows the track contract, and a throwaway PostgreSQL server.
+
+Used by tests/test_tune*.py (run them with `.venv/bin/python -m pytest -q tests/test_tune.py`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import math
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import yaml
+
+from competition.config import load_yaml, resolve_config, save_yaml
+from competition.data import split_paths
+from competition.runs import save_run_info
+
+# ---------------------------------------------------------------- fake track
+
+
+@dataclass
+class FakeConfig:
+    """A track config with the fields a tuner would touch."""
+
+    preset: str = "fake"
+    seed: int = 0
+    lr: float = 1e-3
+    epochs: int = 4
+    warmup_ratio: float = 0.0
+    label_smoothing: float = 0.0
+    optimizer: str = "adamw"
+    seconds_per_epoch: float = 0.0  # slows trials down so parallel workers interleave
+    fail: str = ""  # "oom" | "nan" | "error": raise that failure in the first epoch
+
+
+@dataclass
+class FakeResult:
+    best_checkpoint: Path
+    best_dev_score: float
+
+
+# Test hooks: raise KeyboardInterrupt on this train() call (1-based) to simulate Ctrl-C mid-study.
+INTERRUPT_ON_CALL: int | None = None
+TRAIN_CALLS = 0
+
+
+def load_config(preset: str, yaml_path: Path | str | None = None, overrides: dict[str, Any] | None = None) -> FakeConfig:
+    """defaults < preset < YAML < overrides, like the real tracks."""
+    yaml_layer = load_yaml(yaml_path) if yaml_path else {}
+    return resolve_config(FakeConfig, {"preset": preset}, yaml_layer, overrides or {})
+
+
+def epoch_score(config: FakeConfig, epoch: int) -> float:
+    """Deterministic dev score: best near lr=1e-3, grows with epochs, small effects of the other settings."""
+    closeness = math.exp(-((math.log10(config.lr) + 3.0) ** 2))
+    bonus = 2.0 * config.warmup_ratio - 3.0 * abs(config.label_smoothing - 0.1) + (1.0 if config.optimizer == "adamw" else 0.0)
+    return 10.0 + 20.0 * closeness * (1.0 - 0.5 ** (epoch + 1)) + bonus + 0.01 * (config.seed % 7)
+
+
+def train(config: FakeConfig, data_dir: Path, run_dir: Path, on_evaluate: Callable[[int, float], None] | None = None) -> FakeResult:
+    """Pretend to train: one dev evaluation per epoch, logged to evaluations.txt; the track's run files are written."""
+    global TRAIN_CALLS
+    TRAIN_CALLS += 1
+    if INTERRUPT_ON_CALL is not None and TRAIN_CALLS == INTERRUPT_ON_CALL:
+        raise KeyboardInterrupt
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_yaml(config, run_dir / "config.yaml")
+    save_run_info(run_dir, config, config.seed, split_paths(data_dir).values())
+    with (run_dir / "started.txt").open("a") as log:
+        log.write(f"{os.getpid()}\n")
+    best = -math.inf
+    for epoch in range(config.epochs):
+        if config.fail == "oom":
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        if config.fail == "nan":
+            raise FloatingPointError("NaN loss at step 7")
+        if config.fail == "error":
+            raise ValueError("a bug in the track")
+        time.sleep(config.seconds_per_epoch)
+        score = epoch_score(config, epoch)
+        with (run_dir / "evaluations.txt").open("a") as log:
+            log.write(f"{epoch} {score}\n")
+        if score > best:
+            best = score
+            (run_dir / "best").mkdir(exist_ok=True)
+            (run_dir / "best" / "weights.bin").write_bytes(b"w")
+        if on_evaluate is not None:
+            on_evaluate(epoch, score)
+    return FakeResult(run_dir / "best", best)
+
+
+def fake_track():
+    """The fake as a TrackAPI."""
+    from competition.tune import TrackAPI
+
+    return TrackAPI("fake", load_config, train)
+
+
+def write_space(path: Path, params: dict[str, Any], fixed: dict[str, Any] | None = None, demo: dict | None = None) -> Path:
+    """A search-space YAML file."""
+    data: dict[str, Any] = {"params": params, "fixed": fixed or {}}
+    if demo:
+        data["demo"] = demo
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def write_tiny_data(data_dir: Path) -> Path:
+    """train/dev CSVs of two rows each (the fake track only hashes them)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "dev"):
+        (data_dir / f"{split}.csv").write_text(
+            f"fname,dialogue,summary\n{split}_0,#Person1#: 안녕,인사\n{split}_1,#Person1#: 네,대답\n", encoding="utf-8")
+    return data_dir
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+
+class PostgresUnavailable(RuntimeError):
+    """PostgreSQL cannot be installed or started here; the message says why (used as the skip reason)."""
+
+
+def postgres_bin_dir(install: bool = True) -> Path:
+    """The newest /usr/lib/postgresql/*/bin with initdb and postgres; installs the Debian package if allowed."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]))
+    if not found and install and os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "install", "-y", "-q", "postgresql"], env=env, capture_output=True, timeout=600)
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]))
+    if not found:
+        raise PostgresUnavailable("no /usr/lib/postgresql/*/bin/initdb (install with: apt-get install -y postgresql)")
+    return Path(found[-1]).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _as_postgres_user(cmd: list[str]) -> list[str]:
+    """initdb and postgres refuse to run as root: run them as the `postgres` system user then."""
+    if os.geteuid() != 0:
+        return cmd
+    if shutil.which("runuser"):
+        return ["runuser", "-u", "postgres", "--", *cmd]
+    return ["su", "postgres", "-s", "/bin/sh", "-c", " ".join(cmd)]
+
+
+@contextlib.contextmanager
+def postgres_server(timeout_s: float = 30.0) -> Iterator[str]:
+    """Start a throwaway PostgreSQL on 127.0.0.1 (trust auth, fsync off); yield its SQLAlchemy URL; stop and delete it."""
+    bin_dir = postgres_bin_dir()
+    data_dir = Path(tempfile.mkdtemp(prefix="tune-pg-"))
+    process = None
+    try:
+        if os.geteuid() == 0:
+            shutil.chown(data_dir, user="postgres", group="postgres")
+        init = subprocess.run(_as_postgres_user([str(bin_dir / "initdb"), "-D", str(data_dir), "-U", "postgres",
+                                                 "--auth=trust", "-E", "UTF8", "--no-sync"]),
+                              capture_output=True, text=True, timeout=120)
+        if init.returncode != 0:
+            raise PostgresUnavailable(f"initdb failed: {init.stderr.strip()[-400:]}")
+        port = _free_port()
+        process = subprocess.Popen(_as_postgres_user([
+            str(bin_dir / "postgres"), "-D", str(data_dir), "-p", str(port), "-k", str(data_dir), "-h", "127.0.0.1",
+            "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]),
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        url = f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
+        _wait_until_ready(port, process, timeout_s)
+        yield url
+    finally:
+        if process is not None:
+            process.terminate()  # SIGTERM: smart shutdown once clients are gone
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _wait_until_ready(port: int, process: subprocess.Popen, timeout_s: float) -> None:
+    import psycopg2
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if process.poll() is not None:
+            raise PostgresUnavailable(f"postgres exited with {process.returncode}: {process.stderr.read()[-400:]}")
+        try:
+            psycopg2.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres", connect_timeout=2).close()
+            return
+        except psycopg2.OperationalError as err:
+            if time.monotonic() > deadline:
+                raise PostgresUnavailable(f"postgres did not accept connections in {timeout_s:.0f} s: {err}") from None
+            time.sleep(0.2)
