@@ -79,7 +79,8 @@ def normalize_whitespace(summary: str, dialogue: str | None = None) -> str:
 # ---------------------------------------------------------------- #PersonN# tags
 
 _LOOSE_SPEAKER_TAG = re.compile(r"#\s*person\s*(\d+)\s*#", re.IGNORECASE)
-_HALF_SPEAKER_TAG = re.compile(r"(?<![#\w])#?\s?person\s?(\d+)\s?#?(?![\w#])", re.IGNORECASE)
+# Latin/digit neighbours only: a Korean particle may follow directly ("Person1은").
+_HALF_SPEAKER_TAG = re.compile(r"(?<![#A-Za-z0-9])#?\s?person\s?(\d+)\s?#?(?![A-Za-z0-9#])", re.IGNORECASE)
 _MASK_NAMES = ("PhoneNumber", "Address", "PassportNumber", "DateOfBirth", "SSN", "CardNumber", "CarNumber", "Email")
 _LOOSE_MASK = re.compile(r"#\s*(" + "|".join(_MASK_NAMES) + r")\s*#", re.IGNORECASE)
 _MASK_CASE = {name.lower(): name for name in _MASK_NAMES}

@@ -1,0 +1,130 @@
+"""Tests for the `python -m ensemble` CLI on tiny in-memory systems (folder and .csv outputs, errors exit 2).
+
+Run: .venv/bin/python -m pytest tests/test_ensemble_cli.py -q
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from competition.predictions import write_predictions
+from ensemble.__main__ import main
+from ensemble.extractive import central_utterance
+
+N_DEV, N_TEST = 12, 9
+ITEMS = ["사과", "포도", "딸기", "수박", "참외", "자두", "복숭아", "바나나"]
+
+
+def _summary(i: int, system: int) -> str:
+    words = [f"{ITEMS[(i + k) % len(ITEMS)]}" for k in range(4)]
+    if system == 2:  # the weakest system drops half the words
+        words = words[:2]
+    if system == 1 and i % 3 == 0:
+        words = ["고양이", "강아지"]
+    return f"#Person1#은 {' '.join(words)}를 산다."
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    """dev.csv (with topics) and test.csv in tmp_path/data, three systems' runs in tmp_path/runs."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    dev = pd.DataFrame({"fname": [f"dev_{i}" for i in range(N_DEV)],
+                        "dialogue": [f"#Person1#: 안녕 {i}.\n#Person2#: 네 {i}." for i in range(N_DEV)],
+                        "summary": [_summary(i, 0) for i in range(N_DEV)],
+                        "topic": ["쇼핑" if i % 2 else "여행" for i in range(N_DEV)]})
+    dev.to_csv(data_dir / "dev.csv", index=False)
+    test = pd.DataFrame({"fname": [f"test_{i}" for i in range(N_TEST)],
+                         "dialogue": [f"#Person1#: 안녕 {i}.\n#Person2#: 네." for i in range(N_TEST)]})
+    test.to_csv(data_dir / "test.csv", index=False)
+    for system in range(3):
+        run = tmp_path / "runs" / f"sys{system}"
+        for split, frame in (("dev", dev), ("test", test)):
+            summaries = [_summary(i, system) + (" 그리고" if system == 2 else "") for i in range(len(frame))]
+            write_predictions(run / f"preds_{split}.csv", frame["fname"], summaries,
+                              {"split": split, "run_dir": str(run), "preset": "toy"})
+    return tmp_path
+
+
+def test_runs_folder_ensemble_keeps_every_test_fname(data: Path, capsys: pytest.CaptureFixture) -> None:
+    out = data / "runs" / "ensemble"
+    assert main(["--runs", str(data / "runs"), "--gold", str(data / "data/dev.csv"), "--out", str(out)]) == 0
+    test = pd.read_csv(data / "data/test.csv")
+    preds = pd.read_csv(out / "preds_test.csv")
+    assert preds["fname"].tolist() == test["fname"].tolist()
+    assert preds["summary"].str.len().gt(0).all()
+    meta = json.loads((out / "preds_test.meta.json").read_text())
+    assert meta["method"] == "mbr" and len(meta["source_runs"]) == 3 and meta["split"] == "test"
+    report = json.loads((out / "report/ensemble_report.json").read_text())
+    assert set(report["systems"]) == {"sys0", "sys1", "sys2"}
+    assert {m["method"] for m in report["methods"]} == {"mbr", "weighted-mbr", "best", "topic"}
+    cut = next(r for r in report["rules"] if r["rule"] == "cut_unfinished_sentence")
+    assert cut["delta"] > 0  # sys2's trailing " 그리고" is cut, which raises its score
+    assert (out / "report/ensemble_scores.png").stat().st_size > 0
+    assert (out / "report/dev_rouge/rouge_report.md").is_file()
+    # A second run must not pick up its own earlier output as a fourth system.
+    assert main(["--runs", str(data / "runs"), "--gold", str(data / "data/dev.csv"), "--out", str(out)]) == 0
+    assert "3 systems" in capsys.readouterr().out
+
+
+def test_auto_picks_the_best_cross_validated_method(data: Path) -> None:
+    out = data / "auto"
+    assert main(["--runs", str(data / "runs"), "--gold", str(data / "data/dev.csv"), "--out", str(out),
+                 "--method", "auto", "folds=3"]) == 0
+    report = json.loads((out / "report/ensemble_report.json").read_text())
+    best = max(m["cross_validated"] for m in report["methods"])
+    chosen = next(m for m in report["methods"] if m["method"] == report["method"])
+    assert chosen["cross_validated"] == best
+    for method in report["methods"]:  # fold bookkeeping: every dev row held out exactly once
+        held = sorted(r for f in method["folds"] for r in f["heldout_rows"])
+        assert held == list(range(N_DEV)) and len(method["folds"]) == 3
+
+
+def test_plain_csvs_single_split_to_csv(data: Path, tmp_path: Path) -> None:
+    paths = []
+    for system in range(3):
+        frame = pd.read_csv(data / f"runs/sys{system}/preds_dev.csv")
+        path = tmp_path / f"plain/sys{system}_dev.csv"
+        path.parent.mkdir(exist_ok=True)
+        frame.to_csv(path, index=False)  # no metadata sidecar
+        paths.append(str(path))
+    out = tmp_path / "ens.csv"
+    assert main(["--preds", *paths, "--out", str(out), "--disable-rule", "cut_unfinished_sentence"]) == 0
+    result = pd.read_csv(out)
+    assert list(result.columns) == ["fname", "summary"] and len(result) == N_DEV
+    # Two splits cannot go into one .csv.
+    both = [str(data / "runs/sys0/preds_dev.csv"), str(data / "runs/sys0/preds_test.csv")]
+    assert main(["--preds", *both, "--out", str(tmp_path / "x.csv")]) == 2
+
+
+def test_differing_fnames_exit_2(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    broken = tmp_path / "broken"
+    frame = pd.read_csv(data / "runs/sys1/preds_test.csv").iloc[:-1]  # loses one test fname
+    write_predictions(broken / "preds_test.csv", frame["fname"], frame["summary"], {"split": "test"})
+    dev = pd.read_csv(data / "runs/sys1/preds_dev.csv")
+    write_predictions(broken / "preds_dev.csv", dev["fname"], dev["summary"], {"split": "dev"})
+    code = main(["--preds", str(data / "runs/sys0/preds_dev.csv"), str(data / "runs/sys0/preds_test.csv"),
+                 str(broken / "preds_dev.csv"), str(broken / "preds_test.csv"), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and "preds_test.csv" in err and "missing ['test_8']" in err
+    assert not (tmp_path / "o" / "preds_test.csv").exists()
+    # Against the test file: a system with a fname the test file lacks is an error too.
+    assert main(["--runs", str(data / "runs"), "--gold", str(data / "data/dev.csv"),
+                 "--test", str(data / "data/dev.csv"), "--out", str(tmp_path / "p")]) == 2
+
+
+def test_bad_config_exits_2(data: Path) -> None:
+    args = ["--runs", str(data / "runs"), "--out", str(data / "o")]
+    assert main(args + ["rules=strip_special_tokens,nope"]) == 2
+    assert main(args + ["--method", "best"]) == 2  # best-on-dev needs --gold
+
+
+def test_central_utterance() -> None:
+    # The third line repeats the other two; it is the most similar to the rest of the dialogue.
+    dialogue = "#Person1#: 사과 포도.\n#Person2#: 딸기 수박.\n#Person1#: 사과 포도 딸기 수박."
+    assert central_utterance(dialogue) == "#Person1#: 사과 포도 딸기 수박."
+    assert central_utterance("#Person1#: 혼자.") == "#Person1#: 혼자."
