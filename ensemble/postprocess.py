@@ -63,7 +63,8 @@ def strip_special_tokens(summary: str, dialogue: str | None = None) -> str:
 _SPACE_RUN = re.compile(r"\s+")
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+([.,!?])")
 _DOUBLED_PUNCT = re.compile(r"([,!?])\1+|(?<!\.)\.\.(?!\.)")  # keep a "..." ellipsis
-_MISSING_SPACE_AFTER = re.compile(r"([.!?,])(?=[가-힣A-Za-z#])")
+# Only after Hangul ("간다.온다"), so abbreviations such as "L.A.로" stay intact.
+_MISSING_SPACE_AFTER = re.compile(r"(?<=[가-힣])([.!?,])(?=[가-힣A-Za-z#])")
 
 
 def normalize_whitespace(summary: str, dialogue: str | None = None) -> str:
@@ -80,7 +81,7 @@ def normalize_whitespace(summary: str, dialogue: str | None = None) -> str:
 
 _LOOSE_SPEAKER_TAG = re.compile(r"#\s*person\s*(\d+)\s*#", re.IGNORECASE)
 # Latin/digit neighbours only: a Korean particle may follow directly ("Person1은").
-_HALF_SPEAKER_TAG = re.compile(r"(?<![#A-Za-z0-9])#?\s?person\s?(\d+)\s?#?(?![A-Za-z0-9#])", re.IGNORECASE)
+_HALF_SPEAKER_TAG = re.compile(r"(?<![#A-Za-z0-9])(?:#\s?)?person\s?(\d+)(?:\s?#)?(?![A-Za-z0-9#])", re.IGNORECASE)
 _MASK_NAMES = ("PhoneNumber", "Address", "PassportNumber", "DateOfBirth", "SSN", "CardNumber", "CarNumber", "Email")
 _LOOSE_MASK = re.compile(r"#\s*(" + "|".join(_MASK_NAMES) + r")\s*#", re.IGNORECASE)
 _MASK_CASE = {name.lower(): name for name in _MASK_NAMES}

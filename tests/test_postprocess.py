@@ -5,6 +5,8 @@ Run: .venv/bin/python -m pytest tests/test_postprocess.py -q
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ensemble.postprocess import (
@@ -41,6 +43,7 @@ def test_strip_special_tokens(raw: str, expected: str) -> None:
     ("그래서...", "그래서..."),  # an ellipsis is kept
     ("간다.온다.", "간다. 온다."),
     ("3.5배와 1,000원이다.", "3.5배와 1,000원이다."),  # numbers untouched
+    ("L.A.로 떠난다.", "L.A.로 떠난다."),  # abbreviations untouched
     ("   ", ""),  # whitespace only: nothing to keep
 ])
 def test_normalize_whitespace(raw: str, expected: str) -> None:
@@ -53,6 +56,7 @@ def test_normalize_whitespace(raw: str, expected: str) -> None:
     ("#Person 1#은 간다.", "#Person1#은 간다."),
     ("#PERSON2#와 #Person1#", "#Person2#와 #Person1#"),
     ("Person1은 간다.", "#Person1#은 간다."),
+    ("간다. Person2는 온다.", "간다. #Person2#는 온다."),  # the space before the tag stays
     ("#Person1은 간다.", "#Person1#은 간다."),
     ("#Person12#는 간다.", "#Person12#는 간다."),
     ("# phonenumber #로 전화한다.", "#PhoneNumber#로 전화한다."),
@@ -129,3 +133,20 @@ def test_rules_never_empty_a_summary() -> None:
     for text in ("</s>", "<pad> <pad>", "<think>", "   다", "A. A. A."):
         for name, rule in RULES.items():
             assert rule(text, DIALOGUE).strip(), (name, text)
+
+
+REAL_DEV = Path(__file__).resolve().parents[1].parent / "shared/data/competition/dev.csv"
+
+
+@pytest.mark.skipif(not REAL_DEV.is_file(), reason=f"real competition data not present at {REAL_DEV}")
+def test_default_rules_leave_real_references_almost_unchanged() -> None:
+    """Well-formed summaries are what the rules aim for: on the real dev references they change almost nothing."""
+    from competition.data import read_gold
+    from ensemble.systems import sample_scores
+
+    gold = read_gold(REAL_DEV)
+    references = list(gold["references"])
+    cleaned = apply_pipeline([r[0] for r in references], list(gold["dialogue"]), DEFAULT_RULES)
+    changed = sum(a != b[0] for a, b in zip(cleaned, references))
+    assert changed <= 3
+    assert sample_scores(cleaned, references).mean() > 99.9
