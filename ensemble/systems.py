@@ -8,6 +8,7 @@ split's files must carry exactly the same fnames (`DataError` otherwise), so no 
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ import pandas as pd
 
 from competition.data import DataError, where
 from competition.metric import DEFAULT_ANALYZER, similarity
-from competition.predictions import read_predictions_with_metadata
+from competition.predictions import metadata_path, read_predictions_with_metadata
 
 SPLITS = ("dev", "test")
 UNKNOWN_SPLIT = "preds"  # a lone split that is neither dev nor test (no gold, no test file matched)
@@ -49,7 +50,8 @@ class System:
 def discover_prediction_files(runs_dir: Path | str, exclude: Sequence[Path | str] = ()) -> list[Path]:
     """Every `preds_dev.csv` + `preds_test.csv` pair under `runs_dir` (recursive), skipping `exclude` folders.
 
-    Folders with only one of the two files are skipped with a note on stdout (an unfinished run).
+    Folders with only one of the two files (an unfinished run) and earlier ensemble outputs (sidecar track
+    "ensemble") are skipped with a note on stdout.
     """
     runs_dir = Path(runs_dir)
     excluded = [Path(p).resolve() for p in exclude]
@@ -59,11 +61,22 @@ def discover_prediction_files(runs_dir: Path | str, exclude: Sequence[Path | str
         if any(folder == e or e in folder.parents for e in excluded):
             continue
         test = dev.with_name("preds_test.csv")
-        if test.is_file():
+        if _is_ensemble_output(dev):
+            print(f"note: skipping {dev.parent} (an ensemble output)")
+        elif test.is_file():
             found += [dev, test]
         else:
             print(f"note: skipping {dev.parent} (preds_dev.csv without preds_test.csv)")
     return found
+
+
+def _is_ensemble_output(path: Path) -> bool:
+    """True when the sidecar says an earlier ensemble wrote the file (never ensemble an ensemble by accident)."""
+    sidecar = metadata_path(path)
+    try:
+        return sidecar.is_file() and json.loads(sidecar.read_text(encoding="utf-8")).get("track") == "ensemble"
+    except (json.JSONDecodeError, AttributeError):
+        return False
 
 
 def _split_from_name(path: Path) -> str | None:

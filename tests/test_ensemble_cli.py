@@ -66,9 +66,12 @@ def test_runs_folder_ensemble_keeps_every_test_fname(data: Path, capsys: pytest.
     assert cut["delta"] > 0  # sys2's trailing " 그리고" is cut, which raises its score
     assert (out / "report/ensemble_scores.png").stat().st_size > 0
     assert (out / "report/dev_rouge/rouge_report.md").is_file()
-    # A second run must not pick up its own earlier output as a fourth system.
+    # A second run must not pick up its own or another earlier ensemble output as a fourth system.
     assert main(["--runs", str(data / "runs"), "--gold", str(data / "data/dev.csv"), "--out", str(out)]) == 0
-    assert "3 systems" in capsys.readouterr().out
+    assert main(["--runs", str(data / "runs"), "--gold", str(data / "data/dev.csv"),
+                 "--out", str(data / "runs/other/ens")]) == 0
+    assert main(["--runs", str(data / "runs"), "--gold", str(data / "data/dev.csv"), "--out", str(out)]) == 0
+    assert capsys.readouterr().out.count("3 systems") == 4
 
 
 def test_auto_picks_the_best_cross_validated_method(data: Path) -> None:
