@@ -58,6 +58,7 @@ demo-tune:
 	    --out $(RUNS)/demo/tune --demo
 
 demo-ensemble:
+	$(PY) -m ensemble.extractive --data $(SAMPLE) --out $(RUNS)/demo/extractive
 	$(PY) -m ensemble --runs $(RUNS)/demo --gold $(SAMPLE)/dev.csv --out $(RUNS)/demo/ensemble
 	$(PY) -m competition.submit --pred $(RUNS)/demo/ensemble/preds_test.csv --test $(SAMPLE)/test.csv \
 	    --label demo-ensemble --dev-pred $(RUNS)/demo/ensemble/preds_dev.csv --gold $(SAMPLE)/dev.csv
