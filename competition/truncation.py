@@ -1,0 +1,249 @@
+"""Truncation report: how many prompts each max length would cut, and by how many tokens (both tracks).
+
+- LLM presets: the prompt is measured exactly as `competition.prompts` builds it (scaffolding + instruction +
+  dialogue + assistant header, plus the end marker/terminator reserved after the summary). A max length M is
+  the prompt budget (the style's `max_length` is M + max_target_length), so a prompt is cut when it is longer
+  than M. The tokens the configured cut mode really drops (whole turns) are reported beside the minimum.
+- Seq2seq presets: the encoder input is the tokenized dialogue (with the tokenizer's special tokens).
+Summaries (train/dev references) are compared with the preset's max_target_length.
+
+`count_truncation(lengths, max_length)` is the plain count any track can reuse.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from competition.cli import ConfigError
+from competition.data import DataError, data_special_tokens, file_sha256, read_split, split_paths
+from competition.files import atomic_path, write_text_atomic
+from competition.presets import Preset
+
+REPORT_JSON = "truncation.json"
+REPORT_MARKDOWN = "truncation.md"
+REPORT_PLOT = "lengths.png"
+SPLITS = ("train", "dev", "test")
+PERCENTILES = (50, 90, 99)
+
+
+def count_truncation(token_lengths: Sequence[int], max_length: int) -> dict[str, Any]:
+    """Rows longer than `max_length` and the tokens over it (mean/percentiles/max over the cut rows)."""
+    lengths = np.asarray(token_lengths, dtype=np.int64)
+    over = np.maximum(lengths - max_length, 0)
+    cut = over[over > 0]
+    stats: dict[str, Any] = {
+        "max_length": int(max_length),
+        "rows": int(lengths.size),
+        "cut_rows": int(cut.size),
+        "cut_fraction": float(cut.size / lengths.size) if lengths.size else 0.0,
+        "tokens_cut_total": int(cut.sum()),
+    }
+    stats.update(distribution(cut, prefix="tokens_cut_"))
+    return stats
+
+
+def distribution(values: Sequence[int] | np.ndarray, prefix: str = "") -> dict[str, float]:
+    """Mean, percentiles and max of integer values (zeros when empty)."""
+    values = np.asarray(values, dtype=np.int64)
+    if values.size == 0:
+        return {f"{prefix}mean": 0.0, **{f"{prefix}p{q}": 0.0 for q in PERCENTILES}, f"{prefix}max": 0}
+    return {f"{prefix}mean": float(values.mean()),
+            **{f"{prefix}p{q}": float(np.percentile(values, q)) for q in PERCENTILES},
+            f"{prefix}max": int(values.max())}
+
+
+# ---------------------------------------------------------------- measuring lengths
+
+@dataclass
+class SplitLengths:
+    """Token lengths of one split."""
+
+    prompt: list[int]  # LLM: whole prompt + reserved suffix; seq2seq: encoder input
+    summary: list[int]  # every reference summary (empty for test)
+    turns: list[list[list[int]]] = dataclasses.field(default_factory=list)  # LLM: dialogue turn ids, for cut modes
+
+
+def measure_split(tokenizer, preset: Preset, frame, style=None, progress: bool = True,
+                  desc: str = "") -> SplitLengths:
+    """Token lengths of the dialogues (as the track feeds them) and of the reference summaries."""
+    from tqdm.auto import tqdm
+
+    from competition.prompts import encode_continuation, encode_continuations, scaffold_for, split_turns
+
+    dialogues = list(frame["dialogue"])
+    references = [r for refs in frame["references"] for r in refs] if "references" in frame.columns else []
+    lengths = SplitLengths([], [])
+    if preset.track == "llm":
+        scaffold = scaffold_for(tokenizer, style)
+        fixed = len(scaffold.head_ids) + len(scaffold.tail_ids) + len(scaffold.suffix_ids)
+        for dialogue in tqdm(dialogues, desc=f"{desc} dialogues", unit="dlg", disable=not progress):
+            turn_ids = encode_continuations(tokenizer, split_turns(dialogue))
+            lengths.turns.append(turn_ids)
+            lengths.prompt.append(fixed + sum(len(t) for t in turn_ids))
+        lengths.summary = [len(encode_continuation(tokenizer, r)) for r in
+                           tqdm(references, desc=f"{desc} summaries", unit="sum", disable=not progress or not references)]
+    else:
+        batch = 256
+        for start in tqdm(range(0, len(dialogues), batch), desc=f"{desc} dialogues", unit="batch",
+                          disable=not progress):
+            lengths.prompt.extend(len(ids) for ids in tokenizer(dialogues[start:start + batch])["input_ids"])
+        if references:
+            lengths.summary = [len(ids) for ids in tokenizer(text_target=references)["input_ids"]]
+    return lengths
+
+
+# ---------------------------------------------------------------- the report
+
+@dataclass
+class TruncationReport:
+    """The report (the JSON content) and the lengths it was computed from (for the plot)."""
+
+    report: dict[str, Any]
+    lengths: dict[str, SplitLengths]
+
+
+def truncation_report(tokenizer, preset: Preset, data_dir: Path | str, max_lengths: Sequence[int],
+                      add_data_tokens: bool = True, progress: bool = True,
+                      tokenizer_source: str = "") -> TruncationReport:
+    """Measure every split in `data_dir` and count truncation at each max length."""
+    paths = {split: path for split, path in split_paths(data_dir).items() if split in SPLITS}
+    if not paths:
+        raise DataError(f"{data_dir}: no train.csv, dev.csv or test.csv found")
+    frames = {split: read_split(path, split) for split, path in paths.items()}
+    if add_data_tokens:
+        tokenizer.add_tokens(data_special_tokens(frames.values()))
+    style = _llm_style(tokenizer, preset, max(max_lengths)) if preset.track == "llm" else None
+    report: dict[str, Any] = {
+        "model": preset.name, "track": preset.track, "tokenizer": tokenizer_source,
+        "data_dir": str(data_dir), "data_files": {s: file_sha256(p) for s, p in paths.items()},
+        "data_tokens_added": add_data_tokens, "max_lengths": list(max_lengths),
+        "max_target_length": preset.max_target_length,
+        "cut_mode": style.cut if style else None,
+        "length_meaning": ("prompt tokens: scaffolding + instruction + dialogue + assistant header + reserved "
+                           "end marker/terminator" if style else "encoder tokens of the dialogue"),
+        "splits": {},
+    }
+    measured = {split: measure_split(tokenizer, preset, frame, style, progress, split)
+                for split, frame in frames.items()}
+    measured["all"] = SplitLengths([n for m in measured.values() for n in m.prompt],
+                                   [n for m in measured.values() for n in m.summary],
+                                   [t for m in measured.values() for t in m.turns])
+    for split, lengths in measured.items():
+        report["splits"][split] = split_section(lengths, preset, style, tokenizer, max_lengths)
+    return TruncationReport(report, measured)
+
+
+def _llm_style(tokenizer, preset: Preset, max_length: int):
+    from competition.prompts import prompt_style_for, resolve_template
+
+    return resolve_template(prompt_style_for(preset, max_length=max_length + preset.max_target_length), tokenizer)
+
+
+def split_section(lengths: SplitLengths, preset: Preset, style, tokenizer, max_lengths: Sequence[int]) -> dict:
+    """Length distributions, truncation per max length, summaries over the target length."""
+    section: dict[str, Any] = {"rows": len(lengths.prompt), "prompt_length": distribution(lengths.prompt),
+                               "by_max_length": {}}
+    for max_length in max_lengths:
+        counts = count_truncation(lengths.prompt, max_length)
+        if style is not None and lengths.turns:
+            counts["dropped_by_cut_mode"] = _dropped(lengths.turns, tokenizer, style, max_length)
+        section["by_max_length"][str(max_length)] = counts
+    if lengths.summary:
+        over = count_truncation(lengths.summary, preset.max_target_length)
+        section["summaries"] = {"count": len(lengths.summary), "length": distribution(lengths.summary),
+                                "over_target": over["cut_rows"], "over_target_fraction": over["cut_fraction"],
+                                "tokens_over_target_max": over["tokens_cut_max"]}
+    return section
+
+
+def _dropped(turns: list[list[list[int]]], tokenizer, style, max_length: int) -> dict[str, Any]:
+    """Tokens the cut mode drops at this prompt budget (whole turns, so at least the overflow)."""
+    from competition.prompts import cut_dialogue_to_budget, scaffold_for
+
+    sized = dataclasses.replace(style, max_length=max_length + style.max_target_length)
+    scaffold = scaffold_for(tokenizer, sized)
+    budget = scaffold.dialogue_budget(sized)
+    if budget <= len(scaffold.cut_marker_ids):
+        raise ConfigError(f"max length {max_length} leaves no room for the dialogue after the scaffolding "
+                          f"({len(scaffold.head_ids) + len(scaffold.tail_ids) + len(scaffold.suffix_ids)} tokens)")
+    dropped = [cut_dialogue_to_budget(t, budget, style.cut, scaffold.cut_marker_ids,
+                                      scaffold.end_cut_marker_ids).tokens_cut for t in turns]
+    cut = [d for d in dropped if d]
+    return {"cut_rows": len(cut), **distribution(cut, prefix="tokens_dropped_")}
+
+
+# ---------------------------------------------------------------- writing
+
+def write_truncation_report(result: TruncationReport, out_dir: Path | str) -> Path:
+    """truncation.json + truncation.md + lengths.png in `out_dir`, each written atomically."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plot_lengths(out_dir / REPORT_PLOT, result.lengths, result.report)
+    write_text_atomic(out_dir / REPORT_MARKDOWN, markdown(result.report))
+    write_text_atomic(out_dir / REPORT_JSON, json.dumps(result.report, ensure_ascii=False, indent=2))
+    return out_dir
+
+
+def markdown(report: dict) -> str:
+    """The report as markdown tables, one per split."""
+    lines = [f"# Truncation report: {report['model']} ({report['track']})", "",
+             f"- tokenizer: `{report['tokenizer']}`; data: `{report['data_dir']}`; "
+             f"speaker/mask tags added: {report['data_tokens_added']}",
+             f"- length = {report['length_meaning']}",
+             f"- summary target length: {report['max_target_length']} tokens"
+             + (f"; cut mode: {report['cut_mode']}" if report["cut_mode"] else ""), ""]
+    for split, section in report["splits"].items():
+        dist = section["prompt_length"]
+        lines += [f"## {split} ({section['rows']} rows)", "",
+                  f"length mean {dist['mean']:.1f}, p50 {dist['p50']:.0f}, p90 {dist['p90']:.0f}, "
+                  f"p99 {dist['p99']:.0f}, max {dist['max']}", "",
+                  "| max length | prompts cut | % cut | tokens over: mean | p50 | p90 | max |"
+                  + (" dropped by cut mode: mean | max |" if report["cut_mode"] else ""),
+                  "|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if report["cut_mode"] else "")]
+        for max_length, c in section["by_max_length"].items():
+            row = (f"| {max_length} | {c['cut_rows']} | {100 * c['cut_fraction']:.2f} | {c['tokens_cut_mean']:.1f} "
+                   f"| {c['tokens_cut_p50']:.0f} | {c['tokens_cut_p90']:.0f} | {c['tokens_cut_max']} |")
+            if "dropped_by_cut_mode" in c:
+                d = c["dropped_by_cut_mode"]
+                row += f" {d['tokens_dropped_mean']:.1f} | {d['tokens_dropped_max']} |"
+            lines.append(row)
+        if "summaries" in section:
+            s = section["summaries"]
+            lines += ["", f"summaries: {s['count']}, length mean {s['length']['mean']:.1f}, max {s['length']['max']}; "
+                          f"over {report['max_target_length']} tokens: {s['over_target']} "
+                          f"({100 * s['over_target_fraction']:.2f}%)"]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot_lengths(path: Path, measured: dict[str, SplitLengths], report: dict) -> None:
+    """Histograms of prompt and summary lengths per split, with the max lengths marked (ASCII labels)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for split, lengths in measured.items():
+        if split != "all" and lengths.prompt:
+            left.hist(lengths.prompt, bins=60, histtype="step", label=f"{split} (n={len(lengths.prompt)})")
+        if split != "all" and lengths.summary:
+            right.hist(lengths.summary, bins=60, histtype="step", label=f"{split} (n={len(lengths.summary)})")
+    for max_length in report["max_lengths"]:
+        left.axvline(max_length, color="gray", linestyle="--", linewidth=1)
+        left.text(max_length, left.get_ylim()[1] * 0.95, str(max_length), rotation=90, va="top", fontsize=8)
+    right.axvline(report["max_target_length"], color="red", linestyle="--", linewidth=1, label="max target")
+    left.set(title=f"{report['model']}: prompt / input length", xlabel="tokens", ylabel="rows")
+    right.set(title="summary length", xlabel="tokens", ylabel="summaries")
+    left.legend(fontsize=8)
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as temp:
+        fig.savefig(temp, format="png", dpi=100)
+    plt.close(fig)
