@@ -1,0 +1,174 @@
+"""Batched summary generation: length-sorted, left-padded batches, greedy or beam search, stopping on EOS or the
+preset's end marker (cleaning and <think> stripping: competition.prompts); resumable prediction files.
+
+`predict(checkpoint_dir, dialogues, config)` is the track-contract entry point. `predict_to_file` writes a
+predictions CSV and appends each finished batch to `<name>.partial.jsonl`, so an interrupted run regenerates only
+the missing fnames.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from competition.predictions import write_predictions
+from competition.trivial import first_utterance
+from llm.config import LLMConfig
+
+log = logging.getLogger(__name__)
+
+BatchCallback = Callable[[list[int], list[str]], None]
+
+
+def stop_token_ids(model, tokenizer, style) -> list[int]:
+    """Ids that end a summary: the prompt style's (eos, turn terminator, one-token end marker) and the model's EOS."""
+    from competition.prompts import stop_token_ids as style_stop_ids
+
+    ids = list(style_stop_ids(tokenizer, style))
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids.extend(configured if isinstance(configured, list) else [configured] if configured is not None else [])
+    return list(dict.fromkeys(ids))
+
+
+def generation_kwargs(config: LLMConfig, model, tokenizer, style) -> dict[str, Any]:
+    """Arguments of `model.generate` from the config: decoding, length and stopping."""
+    kwargs: dict[str, Any] = {
+        "max_new_tokens": config.max_new_tokens, "num_beams": config.num_beams, "do_sample": False,
+        "eos_token_id": stop_token_ids(model, tokenizer, style), "pad_token_id": tokenizer.pad_token_id,
+        "use_cache": True,
+    }
+    if config.num_beams > 1:
+        kwargs["early_stopping"] = True
+    if config.repetition_penalty != 1.0:
+        kwargs["repetition_penalty"] = config.repetition_penalty
+    if config.no_repeat_ngram_size:
+        kwargs["no_repeat_ngram_size"] = config.no_repeat_ngram_size
+    if config.cache_implementation:
+        kwargs["cache_implementation"] = config.cache_implementation
+    marker = style.end_marker
+    if marker and marker not in tokenizer.get_vocab():  # several tokens: match the decoded text instead
+        kwargs.update(stop_strings=[marker], tokenizer=tokenizer)
+    return kwargs
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Row indices in batches of similar length, longest first (an out-of-memory shows up at once)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+@torch.inference_mode()
+def generate_summaries(model, tokenizer, style, dialogues: Sequence[str], config: LLMConfig,
+                       on_batch: BatchCallback | None = None,
+                       desc: str = "generate") -> list[str]:
+    """Summaries of `dialogues`, in input order; `on_batch(indices, summaries)` sees each finished batch."""
+    from competition.prompts import clean_generated, encode_for_generation, left_pad_batch
+
+    prompts = [encode_for_generation(tokenizer, style, d).input_ids for d in dialogues]
+    kwargs = generation_kwargs(config, model, tokenizer, style)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    summaries: list[str] = [""] * len(prompts)
+    try:
+        with tqdm(total=len(prompts), desc=desc, unit="dlg") as bar:
+            for indices in length_sorted_batches([len(p) for p in prompts], config.gen_batch_size):
+                batch = left_pad_batch(tokenizer, [prompts[i] for i in indices])
+                inputs = {k: torch.as_tensor(v).to(device) for k, v in batch.items()}
+                output = model.generate(**inputs, **kwargs)
+                new_tokens = output[:, inputs["input_ids"].shape[1]:]
+                texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+                done = [clean_generated(t, style) for t in texts]
+                for i, text in zip(indices, done):
+                    summaries[i] = text
+                if on_batch is not None:
+                    on_batch(indices, done)
+                bar.update(len(indices))
+    finally:
+        model.train(was_training)
+    return summaries
+
+
+def fill_empty(summaries: list[str], dialogues: Sequence[str]) -> tuple[list[str], int]:
+    """Replace empty summaries (invalid in a submission) by the dialogue's first utterance; count them."""
+    filled = [s if s.strip() else first_utterance(d) for s, d in zip(summaries, dialogues)]
+    return filled, sum(1 for s in summaries if not s.strip())
+
+
+def predict(checkpoint_dir: Path | str, dialogues: list[str], config: LLMConfig) -> list[str]:
+    """Track contract: summaries of `dialogues` from a saved checkpoint (never drops a row)."""
+    from llm.model import load_checkpoint
+
+    model, tokenizer, style, _ = load_checkpoint(checkpoint_dir, config)
+    summaries = generate_summaries(model, tokenizer, style, dialogues, config)
+    return fill_empty(summaries, dialogues)[0]
+
+
+def partial_path(out_path: Path | str) -> Path:
+    """`run/preds_test.csv` -> `run/preds_test.partial.jsonl` (finished batches of an unfinished run)."""
+    return Path(out_path).with_suffix(".partial.jsonl")
+
+
+def read_partial(path: Path, wanted: set[str]) -> dict[str, str]:
+    """Summaries already generated for `wanted` fnames; a torn last line (killed mid-write) is ignored."""
+    done: dict[str, str] = {}
+    if not path.is_file():
+        return done
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if row.get("fname") in wanted:
+            done[row["fname"]] = row["summary"]
+    return done
+
+
+def predict_to_file(model, tokenizer, style, fnames: Sequence[str], dialogues: Sequence[str], out_path: Path | str,
+                    config: LLMConfig, metadata: dict[str, Any], on_batch: BatchCallback | None = None) -> list[str]:
+    """Generate the missing summaries, appending each batch to the partial sidecar, then write the CSV atomically.
+
+    Returns the summaries in `fnames` order. `on_batch` (tests, progress hooks) runs after each batch is saved.
+    """
+    out_path = Path(out_path)
+    finished = _finished_predictions(out_path, fnames)
+    if finished is not None:
+        return finished
+    sidecar = partial_path(out_path)
+    done = read_partial(sidecar, set(fnames))
+    missing = [i for i, f in enumerate(fnames) if f not in done]
+    if done:
+        log.info("%s: resuming, %d of %d rows already generated", out_path.name, len(done), len(fnames))
+    sidecar.parent.mkdir(parents=True, exist_ok=True)
+    with open(sidecar, "a", encoding="utf-8") as handle:
+        def save_batch(indices: list[int], summaries: list[str]) -> None:
+            for i, summary in zip(indices, summaries):
+                fname = fnames[missing[i]]
+                done[fname] = summary
+                handle.write(json.dumps({"fname": fname, "summary": summary}, ensure_ascii=False) + "\n")
+            handle.flush()
+            if on_batch is not None:
+                on_batch([missing[i] for i in indices], summaries)
+
+        generate_summaries(model, tokenizer, style, [dialogues[i] for i in missing], config,
+                           on_batch=save_batch, desc=out_path.stem)
+    summaries, empty = fill_empty([done[f] for f in fnames], dialogues)
+    write_predictions(out_path, fnames, summaries, {**metadata, "empty_replaced_by_lead": empty,
+                                                     "resumed_rows": len(fnames) - len(missing)})
+    sidecar.unlink(missing_ok=True)
+    return summaries
+
+
+def _finished_predictions(out_path: Path, fnames: Sequence[str]) -> list[str] | None:
+    """Summaries of an already written predictions file covering exactly `fnames` (a resumed run), else None."""
+    if not out_path.is_file():
+        return None
+    from competition.data import read_predictions
+
+    frame = read_predictions(out_path)
+    return list(frame["summary"]) if list(frame["fname"]) == list(fnames) else None

@@ -1,0 +1,241 @@
+"""Loading decoder-only models for training and inference: QLoRA (NF4, double quant), 8-bit, plain LoRA, full.
+
+The same `from_pretrained` code loads hub ids and the local tiny checkpoints. A trained checkpoint folder holds the
+adapter (or full/merged weights), the tokenizer, the prompt style and `llm_checkpoint.json`, which says how to
+rebuild the model: `load_checkpoint(folder, config)` is the only reader.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from competition.presets import Preset, get_preset
+from competition.tiny import ensure_tiny_checkpoint
+from llm.config import LLMConfig
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_INFO = "llm_checkpoint.json"
+
+
+@dataclass
+class CheckpointInfo:
+    """How a saved checkpoint was made: `kind` is adapter (base + LoRA), full or merged (standalone weights)."""
+
+    preset: str
+    base_source: str
+    kind: str
+    quantization: str = "none"
+    added_tokens: list[str] = field(default_factory=list)
+
+    def save(self, folder: Path) -> None:
+        (Path(folder) / CHECKPOINT_INFO).write_text(json.dumps(self.__dict__, ensure_ascii=False, indent=2),
+                                                    encoding="utf-8")
+
+    @classmethod
+    def load(cls, folder: Path | str) -> "CheckpointInfo":
+        path = Path(folder) / CHECKPOINT_INFO
+        if not path.is_file():
+            from competition.cli import ConfigError
+
+            raise ConfigError(f"{folder}: not an LLM checkpoint (no {CHECKPOINT_INFO})")
+        return cls(**json.loads(path.read_text(encoding="utf-8")))
+
+
+def has_cuda() -> bool:
+    """Whether a CUDA GPU is usable (bitsandbytes k-bit and bf16 training need one)."""
+    return torch.cuda.is_available()
+
+
+def model_source(preset: Preset) -> str:
+    """Hub id of a preset, or the local folder of a tiny one."""
+    return str(ensure_tiny_checkpoint(preset)) if preset.tiny else str(preset.hub_id)
+
+
+def effective_quantization(config: LLMConfig) -> str:
+    """The quantization actually used: k-bit needs CUDA, so CPU falls back to plain (LoRA) weights."""
+    if config.quantization != "none" and not has_cuda():
+        log.warning("quantization=%s needs a CUDA GPU (bitsandbytes); no GPU here: falling back to plain LoRA in "
+                    "fp32 on CPU", config.quantization)
+        return "none"
+    return config.quantization
+
+
+def training_dtype(model_config: Any) -> torch.dtype:
+    """bf16/fp16 from the model's config and the GPU (llm.lora.compute_dtype); fp32 on CPU."""
+    if not has_cuda():
+        return torch.float32
+    from llm.lora import compute_dtype
+
+    return compute_dtype(model_config)
+
+
+def quantization_config(quantization: str, dtype: torch.dtype):
+    """BitsAndBytesConfig for nf4 (double quant, compute in `dtype`) or int8; None for plain weights."""
+    if quantization == "none":
+        return None
+    from transformers import BitsAndBytesConfig
+
+    if quantization == "int8":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=dtype, bnb_4bit_quant_storage=dtype)
+
+
+def load_tokenizer(source: str | Path, trust_remote_code: bool = False):
+    """The tokenizer of a hub id or local folder, with a pad token (eos for Llama 3 / GPT-NeoX, which have none)."""
+    from transformers import AutoTokenizer
+
+    from competition.prompts import ensure_pad_token
+
+    tokenizer = AutoTokenizer.from_pretrained(str(source), trust_remote_code=trust_remote_code)
+    ensure_pad_token(tokenizer)
+    return tokenizer
+
+
+def build_prompt_style(config: LLMConfig, tokenizer):
+    """The preset's prompt style with the config's instruction, cut mode and lengths, fitted to the tokenizer.
+
+    `max_length` in the config counts the prompt (as the preset's max_source_length does); the style's budget is
+    prompt + summary.
+    """
+    from competition.prompts import prompt_style_for, resolve_template
+
+    preset = get_preset(config.preset, "llm")
+    target = config.max_target_length or preset.max_target_length
+    prompt = config.max_length or preset.max_source_length
+    overrides: dict[str, Any] = {"cut": config.cut, "max_target_length": target, "max_length": prompt + target}
+    if config.instruction:
+        overrides["instruction"] = config.instruction
+    return resolve_template(prompt_style_for(preset, **overrides), tokenizer)
+
+
+def add_data_tokens(tokenizer, style, tokens: list[str]) -> list[str]:
+    """Add speaker/mask tags (normal tokens) and the end marker (special); return the tokens that were new."""
+    from competition.prompts import prepare_tokenizer
+
+    before = set(tokenizer.get_vocab())
+    prepare_tokenizer(tokenizer, style, tokens)
+    return [t for t in tokenizer.get_vocab() if t not in before]
+
+
+def fit_embeddings(model, tokenizer) -> None:
+    """Grow the embeddings to the tokenizer; never shrink (some models ship padded embedding matrices)."""
+    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+
+
+def load_base_model(source: str | Path, config: LLMConfig, quantization: str, dtype: torch.dtype | None = None):
+    """`AutoModelForCausalLM.from_pretrained` with the quantization, dtype and attention implementation asked."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    model_config = AutoConfig.from_pretrained(str(source), trust_remote_code=config.trust_remote_code)
+    dtype = dtype or training_dtype(model_config)
+    kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": config.attn_implementation,
+                              "use_safetensors": True, "trust_remote_code": config.trust_remote_code}
+    bnb = quantization_config(quantization, dtype)
+    if bnb is not None:
+        kwargs.update(quantization_config=bnb, device_map={"": torch.cuda.current_device()})
+    model = AutoModelForCausalLM.from_pretrained(str(source), **kwargs)
+    if bnb is None and has_cuda():
+        model.to("cuda")
+    return model
+
+
+def load_for_training(config: LLMConfig, data_tokens: list[str]):
+    """(model, tokenizer, prompt style, CheckpointInfo) for training; the model is LoRA-wrapped unless
+    finetune=full. The end marker is always added; the data tags when add_data_tokens."""
+    preset = get_preset(config.preset, "llm")
+    source = model_source(preset)
+    quantization = effective_quantization(config) if config.finetune == "lora" else "none"
+    tokenizer = load_tokenizer(source, config.trust_remote_code)
+    style = build_prompt_style(config, tokenizer)
+    added = add_data_tokens(tokenizer, style, data_tokens if config.add_data_tokens else [])
+    model = load_base_model(source, config, quantization)
+    fit_embeddings(model, tokenizer)
+    model.config.use_cache = False  # the cache is useless in training and clashes with gradient checkpointing
+    if config.finetune == "full":
+        if config.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+        return model, tokenizer, style, CheckpointInfo(preset.name, source, "full", "none", added)
+    model = attach_lora(model, tokenizer, config, preset, quantization, added)
+    return model, tokenizer, style, CheckpointInfo(preset.name, source, "adapter", quantization, added)
+
+
+def attach_lora(model, tokenizer, config: LLMConfig, preset: Preset, quantization: str, added: list[str]):
+    """prepare_model_for_kbit_training (k-bit only) and wrap with LoRA on the family's linear layers.
+
+    Rows of added tokens are trained too (peft trainable tokens), so the new tags get real embeddings.
+    """
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    from llm.lora import lora_config_for
+
+    if quantization != "none":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing,
+                                                gradient_checkpointing_kwargs={"use_reentrant": False})
+    elif config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    lora_config = lora_config_for(preset, r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout,
+                                  model=model)
+    if added:
+        if not getattr(model.config, "tie_word_embeddings", False):
+            log.warning("%s has untied output embeddings: the %d added tokens train only their input rows",
+                        preset.name, len(added))
+        lora_config.trainable_token_indices = tokenizer.convert_tokens_to_ids(added)
+    model = get_peft_model(model, lora_config)
+    if log.isEnabledFor(logging.INFO):
+        trainable, total = model.get_nb_trainable_parameters()
+        log.info("LoRA on %s: %d trainable of %d parameters", list(lora_config.target_modules), trainable, total)
+    return model
+
+
+def save_checkpoint(model, tokenizer, style, info: CheckpointInfo, folder: Path | str) -> Path:
+    """Save weights (adapter or full), tokenizer, prompt style and CheckpointInfo into `folder`."""
+    from competition.prompts import save_prompt_style
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    save_prompt_style(style, folder)
+    info.save(folder)
+    return folder
+
+
+def load_checkpoint(folder: Path | str, config: LLMConfig, for_merge: bool = False):
+    """Rebuild (model, tokenizer, prompt style, info) from a saved checkpoint, in eval mode.
+
+    An adapter is applied to the base loaded as in training (same quantization), or in 16-bit when `for_merge`.
+    """
+    from competition.prompts import load_prompt_style
+
+    folder = Path(folder)
+    info = CheckpointInfo.load(folder)
+    style = load_prompt_style(folder)
+    tokenizer = load_tokenizer(folder, config.trust_remote_code)
+    if info.kind in ("full", "merged"):
+        model = load_base_model(folder, config, "none", dtype=_inference_dtype(folder, config))
+    else:
+        from peft import PeftModel
+
+        quantization = "none" if for_merge else effective_quantization(config)
+        base = load_base_model(info.base_source, config, quantization,
+                               dtype=_inference_dtype(info.base_source, config))
+        fit_embeddings(base, tokenizer)
+        model = PeftModel.from_pretrained(base, folder)
+    model.eval()
+    return model, tokenizer, style, info
+
+
+def _inference_dtype(source: str | Path, config: LLMConfig) -> torch.dtype:
+    from transformers import AutoConfig
+
+    return training_dtype(AutoConfig.from_pretrained(str(source), trust_remote_code=config.trust_remote_code))

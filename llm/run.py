@@ -1,0 +1,94 @@
+"""The LLM track pipeline: train (QLoRA/LoRA), export, predict dev and test, dev ROUGE report, submission.
+
+    python -m llm.run --model llama3.2-ko-3b --data data --out runs [--config C] [--demo] [KEY=VALUE ...]
+
+Without --config, `llm/configs/<model>.yaml` is used when it exists. Continue an interrupted run with
+`resume=runs/llm-<model>-<stamp>`: training restarts from its last checkpoint, predictions from their
+`.partial.jsonl` sidecars.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from competition.cli import exit_on_bad_input
+from competition.config import config_hash, parse_overrides
+from competition.files import write_text_atomic
+from competition.report import write_rouge_report
+from competition.runs import new_run_dir
+from competition.submission import write_submission
+from llm.config import LLMConfig, default_yaml_path, load_config
+from llm.generate import predict_to_file
+from llm.train import EvaluateHook, load_splits, train
+
+log = logging.getLogger(__name__)
+
+
+def run(config: LLMConfig, data_dir: Path | str, out_dir: Path | str, on_evaluate: EvaluateHook | None = None,
+        submissions_dir: Path | str = "submissions") -> Path:
+    """Train, predict dev and test, write the report and a submission; return the run folder."""
+    from llm.merge import export_merged
+    from llm.model import load_checkpoint
+
+    frames = load_splits(data_dir)  # validate every input before any work
+    run_dir = Path(config.resume) if config.resume else new_run_dir(out_dir, "llm", config.preset)
+    log.info("run folder: %s", run_dir)
+    result = train(config, data_dir, run_dir, on_evaluate)
+    checkpoint = result.best_checkpoint
+    if config.predict_with == "merged":
+        checkpoint = export_merged(checkpoint, run_dir / "merged", config)
+    model, tokenizer, style, info = load_checkpoint(checkpoint, config)
+    metadata = {"preset": config.preset, "track": "llm", "config_hash": config_hash(config),
+                "checkpoint": str(checkpoint), "run_dir": str(run_dir)}
+    dev = frames["dev"]
+    dev_preds = predict_to_file(model, tokenizer, style, list(dev["fname"]), list(dev["dialogue"]),
+                                run_dir / "preds_dev.csv", config, {**metadata, "split": "dev"})
+    rouge = write_rouge_report(run_dir / "report", list(dev["fname"]), dev_preds, list(dev["references"]),
+                               topics=list(dev["topic"]) if "topic" in dev else None,
+                               dialogues=list(dev["dialogue"]), title=f"LLM {config.preset} dev ROUGE")
+    summary = {"dev_score": rouge.final, "best_checkpoint_dev_score": result.best_dev_score,
+               "global_step": result.global_step, "cuts": result.cuts}
+    if "test" in frames:
+        test = frames["test"]
+        test_preds = predict_to_file(model, tokenizer, style, list(test["fname"]), list(test["dialogue"]),
+                                     run_dir / "preds_test.csv", config, {**metadata, "split": "test"})
+        submission = write_submission(list(test["fname"]), test_preds, Path(data_dir) / "test.csv",
+                                      label=run_dir.name, out_dir=submissions_dir, source_runs=[str(run_dir)],
+                                      dev_score=rouge.final, config_hash=config_hash(config))
+        summary["submission"] = str(submission)
+    write_text_atomic(run_dir / "summary.json", json.dumps(summary, ensure_ascii=False, indent=2))
+    print(f"dev score {rouge.final:.2f} | run {run_dir}" + (f" | submission {summary['submission']}"
+                                                             if "submission" in summary else ""))
+    return run_dir
+
+
+@exit_on_bad_input
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="LLM preset name (see competition/presets.py)")
+    parser.add_argument("--data", required=True, help="folder with train.csv, dev.csv (and test.csv)")
+    parser.add_argument("--out", required=True, help="root folder for run folders")
+    parser.add_argument("--config", help="YAML config (default: llm/configs/<model>.yaml when present)")
+    parser.add_argument("--demo", action="store_true", help="small settings for a CPU demo")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. learning_rate=1e-4")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    yaml_path = args.config or _shipped_yaml(args.model)
+    config = load_config(args.model, yaml_path, parse_overrides(args.overrides), demo=args.demo)
+    if yaml_path:
+        log.info("config file: %s", yaml_path)
+    run(config, args.data, args.out)
+    return 0
+
+
+def _shipped_yaml(model: str) -> Path | None:
+    path = default_yaml_path(model)
+    return path if path.is_file() else None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,241 @@
+"""LoRA/QLoRA fine-tuning with the transformers Trainer: packed or length-grouped batches, dev-score checkpoint
+selection, early stopping, resume after an interrupt.
+
+`train(config, data_dir, run_dir, on_evaluate=None)` is the track-contract entry point. At each evaluation the
+model generates summaries for a fixed dev subset and `eval_score` (competition ROUGE) joins the metrics, so the
+Trainer keeps the best checkpoint by score (or by `eval_loss` with select_by=loss). The best one is saved to
+`run_dir/best/` with its tokenizer and prompt style.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+import torch
+
+from competition.config import save_yaml
+from competition.data import data_special_tokens, read_split, require_split, split_paths
+from competition.files import write_text_atomic
+from competition.metric import compute_rouge
+from competition.presets import get_preset
+from competition.runs import save_run_info, seed_everything
+from llm.config import LLMConfig
+
+log = logging.getLogger(__name__)
+
+EvaluateHook = Callable[[int, float], None]
+TRAIN_RESULT_FILE = "train_result.json"
+BEST_DIR = "best"
+
+
+@dataclass
+class TrainResult:
+    """What training produced: the best checkpoint folder and its dev score (or -eval_loss with select_by=loss)."""
+
+    best_checkpoint: Path
+    best_dev_score: float
+    global_step: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    cuts: dict[str, int] = field(default_factory=dict)
+
+    def save(self, run_dir: Path) -> None:
+        data = {**asdict(self), "best_checkpoint": str(self.best_checkpoint)}
+        write_text_atomic(run_dir / TRAIN_RESULT_FILE, json.dumps(data, indent=2))
+
+    @classmethod
+    def load(cls, run_dir: Path) -> "TrainResult | None":
+        path = run_dir / TRAIN_RESULT_FILE
+        if not path.is_file():
+            return None
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return cls(**{**data, "best_checkpoint": Path(data["best_checkpoint"])})
+
+
+def encode_rows(tokenizer, style, frame: pd.DataFrame) -> tuple[list[dict[str, list[int]]], dict[str, int]]:
+    """Training examples (first reference as target) and how many dialogues/targets had to be cut."""
+    from competition.prompts import encode_for_training
+
+    examples, cuts = [], {"rows": len(frame), "dialogues_cut": 0, "targets_cut": 0}
+    for dialogue, references in zip(frame["dialogue"], frame["references"]):
+        encoded = encode_for_training(tokenizer, style, dialogue, references[0])
+        examples.append({"input_ids": list(encoded.input_ids), "labels": list(encoded.labels)})
+        cuts["dialogues_cut"] += int(encoded.dialogue_tokens_cut > 0)
+        cuts["targets_cut"] += int(encoded.target_tokens_cut > 0)
+    return examples, cuts
+
+
+class PaddedCollator:
+    """Right-pad input_ids (pad id), labels (-100) and the attention mask to the longest row (multiple of 8)."""
+
+    def __init__(self, pad_token_id: int, multiple: int = 8):
+        self.pad_token_id, self.multiple = pad_token_id, multiple
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        longest = max(len(f["input_ids"]) for f in features)
+        width = -(-longest // self.multiple) * self.multiple
+        ids = torch.full((len(features), width), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(features), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(features), width), dtype=torch.long)
+        for row, f in enumerate(features):
+            n = len(f["input_ids"])
+            ids[row, :n] = torch.tensor(f["input_ids"])
+            labels[row, :n] = torch.tensor(f["labels"])
+            mask[row, :n] = 1
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+class PackedCollator:
+    """Padding-free batches: rows concatenated into one sequence with restarting position_ids.
+
+    The attention implementations (flash_attention_2, and sdpa/eager through transformers' packed-sequence mask)
+    keep each row attending only to itself; the first label of every row is -100 so no row predicts across a seam.
+    """
+
+    def __init__(self):
+        from transformers import DataCollatorWithFlattening
+
+        self.flatten = DataCollatorWithFlattening(return_position_ids=True, separator_id=-100)
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        return self.flatten([{"input_ids": f["input_ids"], "labels": f["labels"]} for f in features])
+
+
+def make_collator(config: LLMConfig, tokenizer):
+    """The collator of `config.batching`."""
+    if config.batching == "packed":
+        if config.attn_implementation not in ("sdpa", "eager", "flash_attention_2"):
+            from competition.cli import ConfigError
+
+            raise ConfigError(f"batching=packed needs attn_implementation sdpa, eager or flash_attention_2")
+        return PackedCollator()
+    return PaddedCollator(tokenizer.pad_token_id)
+
+
+def dev_subset_indices(n_rows: int, subset: int, seed: int) -> list[int]:
+    """A fixed random subset of dev rows (all when subset is 0 or larger than dev), in file order."""
+    if subset <= 0 or subset >= n_rows:
+        return list(range(n_rows))
+    return sorted(random.Random(seed).sample(range(n_rows), subset))
+
+
+def _dev_score_callback(config: LLMConfig, tokenizer, style, dev: pd.DataFrame, on_evaluate: EvaluateHook | None):
+    """A TrainerCallback adding `eval_score` (dev ROUGE of generated summaries) to each evaluation's metrics."""
+    from transformers import TrainerCallback
+
+    from llm.generate import generate_summaries
+
+    class DevScoreCallback(TrainerCallback):
+        def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+            metrics = metrics if metrics is not None else {}
+            if config.select_by == "score":
+                summaries = generate_summaries(model, tokenizer, style, list(dev["dialogue"]), config,
+                                               desc=f"dev@{state.global_step}")
+                metrics["eval_score"] = compute_rouge(summaries, list(dev["references"])).final
+                score = metrics["eval_score"]
+            else:
+                score = -float(metrics["eval_loss"])
+            # kept in the Trainer's state, so it is saved with every checkpoint and survives a resume
+            state.log_history.append({"step": state.global_step, "epoch": float(state.epoch or 0),
+                                      "dev_score": score, "eval_loss": float(metrics.get("eval_loss", "nan"))})
+            log.info("step %d: dev %s %.4f", state.global_step, config.select_by, score)
+            if on_evaluate is not None:
+                on_evaluate(state.global_step, score)  # may raise (e.g. optuna.TrialPruned): propagates
+
+    return DevScoreCallback()
+
+
+def training_arguments(config: LLMConfig, output_dir: Path, use_bf16: bool, use_fp16: bool):
+    """TrainingArguments from the config (checkpointing aligned with evaluation so the best can be kept)."""
+    from transformers import TrainingArguments
+
+    from llm.model import has_cuda
+
+    strategy = "steps" if config.eval_every > 0 else "epoch"
+    optim = config.optim if config.optim != "auto" else ("paged_adamw_8bit" if has_cuda() else "adamw_torch")
+    return TrainingArguments(
+        output_dir=str(output_dir), seed=config.seed, data_seed=config.seed,
+        num_train_epochs=config.epochs, learning_rate=config.learning_rate,
+        per_device_train_batch_size=config.batch_size, per_device_eval_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum, warmup_steps=config.warmup_ratio,
+        weight_decay=config.weight_decay, lr_scheduler_type=config.lr_scheduler, optim=optim,
+        max_grad_norm=config.max_grad_norm, bf16=use_bf16, fp16=use_fp16, use_cpu=not has_cuda(),
+        eval_strategy=strategy, save_strategy=strategy,
+        eval_steps=config.eval_every or None, save_steps=config.eval_every or None,
+        logging_steps=config.logging_steps, save_total_limit=config.save_total_limit,
+        load_best_model_at_end=True, metric_for_best_model="eval_score" if config.select_by == "score" else "eval_loss",
+        greater_is_better=config.select_by == "score", restore_callback_states_from_checkpoint=True,
+        train_sampling_strategy="group_by_length" if config.batching == "grouped" else "random",
+        remove_unused_columns=False, label_names=["labels"], report_to="none", dataloader_num_workers=0,
+    )
+
+
+def load_splits(data_dir: Path | str) -> dict[str, pd.DataFrame]:
+    """train and dev (required) and test (when present), validated."""
+    frames = {split: read_split(require_split(data_dir, split), split) for split in ("train", "dev")}
+    if "test" in split_paths(data_dir):
+        frames["test"] = read_split(split_paths(data_dir)["test"], "test")
+    return frames
+
+
+def train(config: LLMConfig, data_dir: Path | str, run_dir: Path | str,
+          on_evaluate: EvaluateHook | None = None) -> TrainResult:
+    """Fine-tune per `config` on data_dir's train.csv, evaluating on dev.csv; resumes from run_dir's checkpoints."""
+    from transformers import EarlyStoppingCallback, Trainer
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from llm.model import load_for_training, save_checkpoint
+
+    run_dir = Path(run_dir)
+    finished = TrainResult.load(run_dir)
+    if finished is not None and finished.best_checkpoint.is_dir():
+        log.info("%s: training already finished; best checkpoint %s", run_dir, finished.best_checkpoint)
+        return finished
+    seed_everything(config.seed)
+    frames = load_splits(data_dir)
+    _save_provenance(config, data_dir, run_dir)
+    train_frame = frames["train"].head(config.train_limit) if config.train_limit else frames["train"]
+    model, tokenizer, style, info = load_for_training(config, data_special_tokens(frames.values()))
+    train_examples, cuts = encode_rows(tokenizer, style, train_frame)
+    log.info("train: %d rows, %d dialogues cut to fit, %d summaries cut to max_target_length",
+             cuts["rows"], cuts["dialogues_cut"], cuts["targets_cut"])
+    dev = frames["dev"].iloc[dev_subset_indices(len(frames["dev"]), config.dev_subset, config.seed)]
+    dev_examples, _ = encode_rows(tokenizer, style, dev)
+    callbacks = [_dev_score_callback(config, tokenizer, style, dev, on_evaluate)]
+    if config.early_stopping_patience > 0:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
+    dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
+    args = training_arguments(config, run_dir / "checkpoints", use_bf16=dtype == torch.bfloat16,
+                              use_fp16=dtype == torch.float16)
+    trainer = Trainer(model=model, args=args, train_dataset=train_examples, eval_dataset=dev_examples,
+                      data_collator=make_collator(config, tokenizer), processing_class=tokenizer, callbacks=callbacks)
+    last = get_last_checkpoint(str(run_dir / "checkpoints")) if (run_dir / "checkpoints").is_dir() else None
+    if last:
+        log.info("resuming training from %s", last)
+    trainer.train(resume_from_checkpoint=last)
+    best = save_checkpoint(trainer.model, tokenizer, style, info, run_dir / BEST_DIR)  # best weights loaded at end
+    result = TrainResult(best, _best_score(trainer, config), trainer.state.global_step,
+                         [e for e in trainer.state.log_history if "dev_score" in e], cuts)
+    result.save(run_dir)
+    return result
+
+
+def _best_score(trainer, config: LLMConfig) -> float:
+    best = trainer.state.best_metric
+    if best is None:
+        return float("nan")
+    return float(best) if config.select_by == "score" else -float(best)
+
+
+def _save_provenance(config: LLMConfig, data_dir: Path | str, run_dir: Path) -> None:
+    """Resolved config and run.json (seed, git revision, data hashes), unless the run already has them."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not (run_dir / "config.yaml").is_file():
+        save_yaml(config, run_dir / "config.yaml")
+    if not (run_dir / "run.json").is_file():
+        save_run_info(run_dir, config, config.seed, split_paths(data_dir).values(), extra={"track": "llm"})
