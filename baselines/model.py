@@ -1,0 +1,124 @@
+"""Loading seq2seq models and turning text into the token layout each family expects.
+
+Layouts (what the pretrained checkpoints saw), built explicitly instead of trusting each tokenizer's
+post-processor (KoBART's tokenizer adds no <s>/</s> at all, tiny-bart's does):
+    bart:  encoder `<s> dialogue </s>`,  labels `<s> summary </s>`,  decoder start `</s>`
+    t5:    encoder `dialogue </s>`,      labels `summary </s>`,      decoder start `<pad>`
+    mbart: encoder `ko_KR dialogue </s>`, labels `ko_KR summary </s>`, decoder start `</s>`, forced BOS ko_KR
+The model shifts labels right behind the decoder start token, so the decoder learns to emit exactly the
+label sequence; generation starts from the same token, and decoding drops the model's special tokens while
+keeping the data tokens (#Person1#, #PhoneNumber#, ...) that were added as normal tokens.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from competition.presets import Preset
+
+log = logging.getLogger(__name__)
+FAMILIES = ("bart", "t5", "mbart")
+
+
+@dataclass(frozen=True)
+class TokenLayout:
+    """Special-token ids wrapped around encoder inputs and labels."""
+
+    encoder_prefix: tuple[int, ...]
+    label_prefix: tuple[int, ...]
+    eos: int
+
+
+def model_source(preset: Preset) -> str:
+    """Local folder for tiny presets, hub id otherwise; both go through the same from_pretrained code."""
+    if preset.tiny:
+        from competition.tiny import ensure_tiny_checkpoint
+
+        return str(ensure_tiny_checkpoint(preset))
+    if not preset.hub_id:
+        raise ValueError(f"preset {preset.name} has no hub_id")
+    return preset.hub_id
+
+
+def load_pretrained(source: str | Path, allow_bin_weights: bool = True, trust_remote_code: bool = False):
+    """Tokenizer and seq2seq model from a hub id or folder, preferring safetensors weights.
+
+    Some hub models (e.g. digit82/kobart-summarization) ship only pytorch_model.bin; with allow_bin_weights
+    we fall back to it with a clear log line (transformers loads .bin with torch's weights_only loader).
+    """
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+    try:
+        model = AutoModelForSeq2SeqLM.from_pretrained(source, use_safetensors=True, trust_remote_code=trust_remote_code)
+    except OSError as err:
+        if not allow_bin_weights:
+            raise OSError(f"{source}: no safetensors weights and allow_bin_weights=false ({err})") from err
+        log.warning("%s has no safetensors weights; falling back to pytorch_model.bin (weights_only load)", source)
+        print(f"note: {source} has no safetensors weights; loading pytorch_model.bin instead")
+        model = AutoModelForSeq2SeqLM.from_pretrained(source, use_safetensors=False, trust_remote_code=trust_remote_code)
+    return tokenizer, model
+
+
+def add_data_tokens(tokenizer, model, tokens: Sequence[str]) -> int:
+    """Add speaker tags and masks as normal tokens (kept by skip_special_tokens decoding); resize embeddings."""
+    added = tokenizer.add_tokens(list(tokens))
+    if len(tokenizer) != model.get_input_embeddings().num_embeddings:
+        model.resize_token_embeddings(len(tokenizer))
+    return added
+
+
+def configure_family(tokenizer, model, family: str, mbart_lang: str = "ko_KR") -> TokenLayout:
+    """Set decoder start / forced BOS for the family and return the token layout used for inputs and labels."""
+    if family not in FAMILIES:
+        raise ValueError(f"family '{family}': expected one of {FAMILIES}")
+    eos = tokenizer.eos_token_id
+    if family == "bart":
+        start, prefix, label_prefix = eos, (tokenizer.bos_token_id,), (tokenizer.bos_token_id,)
+    elif family == "t5":
+        start, prefix, label_prefix = tokenizer.pad_token_id, (), ()
+    else:
+        lang = tokenizer.convert_tokens_to_ids(mbart_lang)
+        if lang is None or lang == tokenizer.unk_token_id:
+            raise ValueError(f"mBART language code '{mbart_lang}' is not in the tokenizer")
+        start, prefix, label_prefix = eos, (lang,), (lang,)
+        model.generation_config.forced_bos_token_id = lang
+    if family != "mbart":
+        model.generation_config.forced_bos_token_id = None  # labels already start with the right token
+    for cfg in (model.config, model.generation_config):
+        cfg.decoder_start_token_id = start
+        cfg.pad_token_id = tokenizer.pad_token_id
+        cfg.eos_token_id = eos
+    return TokenLayout(encoder_prefix=prefix, label_prefix=label_prefix, eos=eos)
+
+
+def wrap(content_ids: Sequence[int], prefix: Sequence[int], eos: int, max_len: int) -> tuple[list[int], int]:
+    """`prefix + content + [eos]` cut to max_len by dropping content tail; returns (ids, tokens cut)."""
+    budget = max_len - len(prefix) - 1
+    cut = max(0, len(content_ids) - budget)
+    return [*prefix, *content_ids[:budget], eos], cut
+
+
+def encode_texts(tokenizer, texts: Sequence[str], prefix: Sequence[int], eos: int,
+                 max_len: int) -> tuple[list[list[int]], list[int]]:
+    """Tokenize texts without the tokenizer's own specials, wrap them in the layout, cut to max_len.
+
+    Returns the ids and, per text, its full content length (for truncation reports).
+    """
+    content = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    return [wrap(ids, prefix, eos, max_len)[0] for ids in content], [len(ids) for ids in content]
+
+
+def generation_kwargs(config: Any) -> dict[str, Any]:
+    """Beam-search settings shared by dev evaluation and prediction."""
+    return {"num_beams": config.num_beams, "no_repeat_ngram_size": config.no_repeat_ngram_size,
+            "length_penalty": config.length_penalty, "early_stopping": config.beam_early_stopping}
+
+
+def decode(tokenizer, sequences) -> list[str]:
+    """Generated ids -> text without model special tokens (<s>, </s>, <pad>, lang codes); data tags stay."""
+    texts = tokenizer.batch_decode(sequences, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+    return [" ".join(text.split()) for text in texts]

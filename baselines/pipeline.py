@@ -1,0 +1,81 @@
+"""The whole track, top-down: run folder -> train -> truncation report -> dev predictions and ROUGE report
+-> test predictions -> validated submission. `baselines.run` is the CLI over `run`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from baselines.config import PRESET_TRACK, TRACK, BaselineConfig
+from baselines.model import encode_texts
+from baselines.predict import predict
+from baselines.train import train
+from baselines.truncation import write_truncation_report
+from competition.config import config_hash, save_yaml
+from competition.data import read_split, split_paths
+from competition.predictions import write_predictions
+from competition.presets import get_preset
+from competition.report import write_rouge_report
+from competition.runs import new_run_dir, save_run_info
+from competition.submission import SUBMISSIONS_DIR, write_submission
+
+CONFIG_FILE = "config.yaml"
+
+
+def prediction_metadata(config: BaselineConfig, run_dir: Path, checkpoint: Path, split: str) -> dict:
+    """What the ensembler needs to trace a predictions file back to its run."""
+    return {"preset": config.preset, "track": TRACK, "config_hash": config_hash(config), "checkpoint": str(checkpoint),
+            "run_dir": str(run_dir), "split": split}
+
+
+def encoder_truncation_report(checkpoint: Path, frames: dict, config: BaselineConfig, run_dir: Path) -> dict:
+    """truncation.json/md: dialogues longer than the encoder budget, per split, with the trained tokenizer."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)  # includes the added data tokens
+    counts = {split: encode_texts(tokenizer, frame["dialogue"], (), 0, config.encoder_max_len)[1]
+              for split, frame in frames.items()}
+    specials = 1 if get_preset(config.preset, PRESET_TRACK).family == "t5" else 2  # </s>, plus <s> or a lang code
+    return write_truncation_report(run_dir, counts, config.encoder_max_len - specials,
+                                   f"Encoder truncation ({config.preset}, encoder_max_len {config.encoder_max_len})")
+
+
+def run(config: BaselineConfig, data_dir: Path | str, out_dir: Path | str, run_dir: Path | str | None = None,
+        submissions_dir: Path | str = SUBMISSIONS_DIR) -> Path:
+    """Train, predict dev and test, report and submit; returns the run folder.
+
+    Pass `run_dir` (an earlier run folder) to resume it: training continues from its last checkpoint.
+    """
+    paths = split_paths(data_dir)
+    run_dir = Path(run_dir) if run_dir is not None else new_run_dir(out_dir, TRACK, config.preset)
+    save_yaml(config, run_dir / CONFIG_FILE)
+    save_run_info(run_dir, config, config.seed, paths.values(), {"track": TRACK})
+    result = train(config, data_dir, run_dir)
+    print(f"best dev ROUGE during training: {result.best_dev_score:.2f} ({result.best_checkpoint})")
+
+    frames = {split: read_split(paths[split], split) for split in ("train", "dev", "test") if split in paths}
+    truncation = encoder_truncation_report(result.best_checkpoint, frames, config, run_dir)
+    dev = frames["dev"]
+    dev_predictions = predict(result.best_checkpoint, list(dev["dialogue"]), config, desc="predict dev")
+    write_predictions(run_dir / "preds_dev.csv", list(dev["fname"]), dev_predictions,
+                      prediction_metadata(config, run_dir, result.best_checkpoint, "dev"))
+    report = write_rouge_report(run_dir / "report", list(dev["fname"]), dev_predictions, list(dev["references"]),
+                                topics=list(dev["topic"]) if "topic" in dev else None, dialogues=list(dev["dialogue"]),
+                                analyzer=config.analyzer, title=f"Dev ROUGE: {run_dir.name}")
+    print(f"dev ROUGE (full dev, {config.analyzer}): {report.final:.2f}")
+
+    submission = None
+    if "test" in frames:
+        test = frames["test"]
+        test_predictions = predict(result.best_checkpoint, list(test["dialogue"]), config, desc="predict test")
+        write_predictions(run_dir / "preds_test.csv", list(test["fname"]), test_predictions,
+                          prediction_metadata(config, run_dir, result.best_checkpoint, "test"))
+        submission = write_submission(list(test["fname"]), test_predictions, paths["test"], label=run_dir.name,
+                                      out_dir=submissions_dir, source_runs=[str(run_dir)], dev_score=report.final,
+                                      config_hash=config_hash(config))
+        print(f"submission: {submission}")
+    save_run_info(run_dir, config, config.seed, paths.values(),
+                  {"track": TRACK, "train": json.loads(result.to_json()), "dev_score": report.final,
+                   "truncation": truncation, "submission": str(submission) if submission else None})
+    return run_dir

@@ -1,0 +1,262 @@
+"""Fine-tuning with Seq2SeqTrainer: dev ROUGE (mecab) by generation every epoch, best checkpoint by that score,
+early stopping, length-grouped batches, and resume from the last checkpoint of an interrupted run.
+
+Stages: load data -> load model and add data tokens -> tokenize -> train (resuming if checkpoints exist)
+-> save `best/` -> drop checkpoints. A run folder whose `best/` is complete is not trained again.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from baselines.config import PRESET_TRACK, BaselineConfig
+from baselines.model import (TokenLayout, add_data_tokens, configure_family, decode, encode_texts,
+                             generation_kwargs, load_pretrained, model_source)
+from competition.data import DataError, data_special_tokens, read_split, split_paths
+from competition.files import write_text_atomic
+from competition.metric import compute_rouge
+from competition.presets import get_preset
+from competition.runs import seed_everything
+
+BEST_DIR = "best"
+CHECKPOINTS_DIR = "checkpoints"
+TRACK_INFO = "track.json"  # beside the best checkpoint: how to rebuild inputs for it
+TRAIN_RESULT = "train_result.json"
+SCORE_KEY = "rouge_final"  # compute_metrics key; the Trainer logs it as eval_rouge_final
+
+OnEvaluate = Callable[[int, float], None]
+
+
+@dataclass
+class TrainResult:
+    """Where the best model is and how it scored on dev, plus the per-evaluation history."""
+
+    best_checkpoint: Path
+    best_dev_score: float
+    history: list[dict[str, float]] = field(default_factory=list)  # [{"epoch", "dev_score", "loss"}, ...]
+    resumed_from: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), "best_checkpoint": str(self.best_checkpoint)}, indent=2)
+
+
+class Seq2SeqRows(torch.utils.data.Dataset):
+    """Tokenized rows as plain dicts (input_ids, attention_mask, labels)."""
+
+    def __init__(self, inputs: list[list[int]], labels: list[list[int]]):
+        self.rows = [{"input_ids": ids, "attention_mask": [1] * len(ids), "labels": lab}
+                     for ids, lab in zip(inputs, labels)]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict[str, list[int]]:
+        return self.rows[index]
+
+
+def build_rows(tokenizer, layout: TokenLayout, dialogues: Sequence[str], summaries: Sequence[str],
+               config: BaselineConfig) -> Seq2SeqRows:
+    """Encoder inputs and labels in the family layout, each cut to its own budget."""
+    inputs, _ = encode_texts(tokenizer, dialogues, layout.encoder_prefix, layout.eos, config.encoder_max_len)
+    labels, _ = encode_texts(tokenizer, summaries, layout.label_prefix, layout.eos, config.decoder_max_len)
+    return Seq2SeqRows(inputs, labels)
+
+
+def precision_flags(precision: str) -> dict[str, bool]:
+    """bf16/fp16 flags: `auto` picks bf16 where the GPU supports it, else fp16; fp32 without a GPU."""
+    if precision == "auto":
+        if not torch.cuda.is_available():
+            precision = "fp32"
+        else:
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+def load_training_frames(data_dir: Path | str, config: BaselineConfig):
+    """Train and dev frames (first N rows when max_*_samples is set) plus all frames for the token inventory."""
+    paths = split_paths(data_dir)
+    missing = [s for s in ("train", "dev") if s not in paths]
+    if missing:
+        raise DataError(f"{data_dir}: missing {', '.join(s + '.csv' for s in missing)}; expected train.csv and dev.csv")
+    train = read_split(paths["train"], "train")
+    dev = read_split(paths["dev"], "dev")
+    frames = [train, dev] + ([read_split(paths["test"], "test")] if "test" in paths else [])
+    if config.max_train_samples:
+        train = train.head(config.max_train_samples)
+    if config.max_dev_samples:
+        dev = dev.head(config.max_dev_samples)
+    return train, dev, frames
+
+
+def make_compute_metrics(tokenizer, dev_rows: Seq2SeqRows, references: Sequence[list[str]], analyzer: str):
+    """compute_metrics for generated dev predictions against their references.
+
+    The Trainer may reorder the eval set (group_by_length also groups eval batches), so each prediction is
+    matched to its references through its label ids, never through its position.
+    """
+    import numpy as np
+
+    by_labels = {}
+    for row, refs in zip(dev_rows.rows, references):
+        by_labels.setdefault(tuple(row["labels"]), refs)
+
+    def compute_metrics(eval_prediction) -> dict[str, float]:
+        sequences = np.asarray(eval_prediction.predictions)
+        sequences = np.where(sequences < 0, tokenizer.pad_token_id, sequences)  # -100 padding between batches
+        padding = {-100, tokenizer.pad_token_id}  # label padding: -100 from the collator, pad from the Trainer
+        matched = [by_labels.get(tuple(int(t) for t in labels if t not in padding))
+                   for labels in eval_prediction.label_ids]
+        if any(refs is None for refs in matched):
+            raise RuntimeError("dev predictions could not be matched to their references by label ids")
+        result = compute_rouge(decode(tokenizer, sequences), matched, analyzer=analyzer)
+        return {SCORE_KEY: result.final, "rouge1": result.rouge1 * 100, "rouge2": result.rouge2 * 100,
+                "rougeL": result.rougeL * 100}
+
+    return compute_metrics
+
+
+def hook_callback(on_evaluate: OnEvaluate | None):
+    """A TrainerCallback that prints each dev score and calls `on_evaluate(epoch, dev_score)`.
+
+    Exceptions from the hook (e.g. optuna.TrialPruned) propagate out of `train`.
+    """
+    from transformers import TrainerCallback
+
+    class EvaluateHook(TrainerCallback):
+        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+            if not metrics or f"eval_{SCORE_KEY}" not in metrics:
+                return
+            epoch, score = int(round(state.epoch or 0)), float(metrics[f"eval_{SCORE_KEY}"])
+            print(f"epoch {epoch}: dev ROUGE {score:.2f}")
+            if on_evaluate is not None:
+                on_evaluate(epoch, score)
+
+    return EvaluateHook()
+
+
+def training_arguments(config: BaselineConfig, output_dir: Path):
+    """Seq2SeqTrainingArguments from the config: evaluate and save every epoch, best by dev ROUGE."""
+    from transformers import Seq2SeqTrainingArguments
+
+    return Seq2SeqTrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=config.num_train_epochs,
+        learning_rate=config.learning_rate,
+        per_device_train_batch_size=config.per_device_train_batch_size,
+        per_device_eval_batch_size=config.eval_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        warmup_steps=config.warmup_ratio,  # a float below 1 is a ratio of the total steps in transformers 5
+        weight_decay=config.weight_decay,
+        lr_scheduler_type=config.lr_scheduler_type,
+        label_smoothing_factor=config.label_smoothing,
+        **precision_flags(config.precision),
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        logging_strategy="epoch",
+        load_best_model_at_end=True,
+        metric_for_best_model=SCORE_KEY,
+        greater_is_better=True,
+        save_total_limit=2,  # the best checkpoint is always kept, plus the latest for resuming
+        predict_with_generate=True,
+        generation_max_length=config.generation_max_length,
+        generation_num_beams=config.num_beams,
+        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
+        seed=config.seed,
+        full_determinism=config.full_determinism,
+        report_to="none",
+        dataloader_num_workers=0,
+        use_cpu=not torch.cuda.is_available(),
+    )
+
+
+def last_checkpoint(checkpoint_dir: Path) -> str | None:
+    """The newest checkpoint-* folder of an interrupted run, or None."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
+
+
+def save_best(trainer, tokenizer, config: BaselineConfig, run_dir: Path, best_score: float) -> Path:
+    """Write the best model, tokenizer and track info into `run_dir/best` (complete or absent)."""
+    best, building = run_dir / BEST_DIR, run_dir / f".{BEST_DIR}.building"
+    shutil.rmtree(building, ignore_errors=True)
+    trainer.save_model(str(building))
+    tokenizer.save_pretrained(str(building))
+    preset = get_preset(config.preset, PRESET_TRACK)
+    info = {"preset": preset.name, "family": preset.family, "mbart_lang": config.mbart_lang,
+            "best_dev_score": best_score, "source_checkpoint": trainer.state.best_model_checkpoint}
+    write_text_atomic(building / TRACK_INFO, json.dumps(info, indent=2))
+    shutil.rmtree(best, ignore_errors=True)
+    building.rename(best)
+    return best
+
+
+def finished_result(run_dir: Path) -> TrainResult | None:
+    """The stored result of a run whose training already completed."""
+    path = run_dir / TRAIN_RESULT
+    if not (path.is_file() and (run_dir / BEST_DIR / TRACK_INFO).is_file()):
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return TrainResult(Path(data["best_checkpoint"]), data["best_dev_score"], data["history"], data["resumed_from"])
+
+
+def train(config: BaselineConfig, data_dir: Path | str, run_dir: Path | str,
+          on_evaluate: OnEvaluate | None = None) -> TrainResult:
+    """Fine-tune the preset on train.csv, score dev every epoch, keep the best checkpoint in `run_dir/best`.
+
+    If `run_dir/checkpoints` holds checkpoints of an interrupted run, training resumes from the newest one
+    and reaches the same result as an uninterrupted run. A completed run returns its stored result.
+    """
+    from transformers import DataCollatorForSeq2Seq, EarlyStoppingCallback, Seq2SeqTrainer
+
+    run_dir = Path(run_dir)
+    if (done := finished_result(run_dir)) is not None:
+        return done
+    seed_everything(config.seed)
+    preset = get_preset(config.preset, PRESET_TRACK)
+    train_frame, dev_frame, all_frames = load_training_frames(data_dir, config)
+    tokenizer, model = load_pretrained(model_source(preset), config.allow_bin_weights)
+    add_data_tokens(tokenizer, model, data_special_tokens(all_frames))
+    layout = configure_family(tokenizer, model, preset.family, config.mbart_lang)
+    model.generation_config.update(**generation_kwargs(config), max_length=config.generation_max_length)
+
+    train_rows = build_rows(tokenizer, layout, train_frame["dialogue"], train_frame["summary"], config)
+    dev_rows = build_rows(tokenizer, layout, dev_frame["dialogue"], dev_frame["summary"], config)
+
+    checkpoint_dir = run_dir / CHECKPOINTS_DIR
+    resume_from = last_checkpoint(checkpoint_dir)
+    trainer = Seq2SeqTrainer(
+        model=model, args=training_arguments(config, checkpoint_dir),
+        data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100),
+        train_dataset=train_rows, eval_dataset=dev_rows, processing_class=tokenizer,
+        compute_metrics=make_compute_metrics(tokenizer, dev_rows, list(dev_frame["references"]), config.analyzer),
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience),
+                   hook_callback(on_evaluate)],
+    )
+    try:
+        if resume_from:
+            print(f"resuming from {resume_from}")
+        trainer.train(resume_from_checkpoint=resume_from)
+        best_score = float(trainer.state.best_metric)
+        best = save_best(trainer, tokenizer, config, run_dir, best_score)
+        full_history = [{"epoch": int(round(e["epoch"])), "dev_score": e[f"eval_{SCORE_KEY}"], "loss": e["eval_loss"]}
+                        for e in trainer.state.log_history if f"eval_{SCORE_KEY}" in e]
+        result = TrainResult(best, best_score, full_history, resume_from)
+        write_text_atomic(run_dir / TRAIN_RESULT, result.to_json())
+        if not config.keep_checkpoints:
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        return result
+    finally:
+        # Free the model even when the hook raised (e.g. a pruned Optuna trial keeps the traceback alive).
+        trainer.model = None
+        del trainer, model
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
