@@ -54,7 +54,9 @@ def _llm(name: str, hub_id: str | None, family: str, **kwargs: Any) -> Preset:
     kwargs.setdefault("lora_target_modules", GPT_NEOX_LINEARS if family == "gpt_neox" else LLAMA_LIKE_LINEARS)
     kwargs.setdefault("max_source_length", 1024)
     kwargs.setdefault("max_target_length", 160)
-    return Preset(name=name, track="llm", family=family, hub_id=hub_id, generation=dict(LLM_GENERATION), **kwargs)
+    # a summary never needs more new tokens than the target budget it was trained with
+    generation = dict(LLM_GENERATION, max_new_tokens=kwargs["max_target_length"])
+    return Preset(name=name, track="llm", family=family, hub_id=hub_id, generation=generation, **kwargs)
 
 
 PRESETS: tuple[Preset, ...] = (
@@ -79,7 +81,8 @@ PRESETS: tuple[Preset, ...] = (
          end_marker="<|endofsummary|>",
          notes="rarely emits EOS after fine-tuning: trained with an explicit end marker and stopped on it"),
     _llm("gemma2-2b", "google/gemma-2-2b-it", "gemma2", gated=True,
-         notes="gated: run `hf auth login` and accept the license on the hub first"),
+         notes="gated: run `hf auth login` and accept the license on the hub first; "
+               "its template has no system role (the instruction goes in the user turn)"),
     _llm("deepseek-r1-qwen-32b", "deepseek-ai/DeepSeek-R1-Distill-Qwen-32B", "qwen2", strip_think=True,
          notes="emits <think>...</think>, stripped before scoring"),
     # tiny LLMs, one per architecture family, for the demo and tests
