@@ -34,10 +34,10 @@ import yaml
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from competition.cli import ConfigError, exit_on_bad_input
-from competition.config import load_yaml, parse_overrides
+from competition.config import load_yaml, parse_overrides, save_yaml
 from competition.data import DataError, file_sha256, split_paths
 from competition.files import atomic_path, write_text_atomic
-from competition.runs import git_revision, library_versions
+from competition.runs import RUN_INFO_FILE, git_revision, library_versions, save_run_info
 
 SEARCH_SPACE_DIR = Path(__file__).with_name("search_spaces")
 TRACK_PACKAGES = {"baseline": "baselines", "llm": "llm"}
@@ -157,13 +157,18 @@ def _section(raw: Mapping[str, Any], source: str) -> tuple[dict[str, ParamSpec],
     return {name: parse_param(str(name), spec, source) for name, spec in params.items()}, dict(fixed)
 
 
-def load_search_space(path: Path | str, demo: bool = False) -> SearchSpace:
+def load_search_space(path: Path | str, demo: bool = False, section: str | None = None) -> SearchSpace:
     """Read a search-space YAML: `params`, `fixed`, and an optional `demo` section merged over them with --demo.
 
     The `demo` section may replace parameter specs and add fixed values (tiny epochs, data subsets).
+    With `section`, the space is the mapping under that top-level key (one file holding a space per track).
     """
     raw = load_yaml(path)
     source = str(path)
+    if section is not None:
+        if not isinstance(raw.get(section), Mapping):
+            raise ConfigError(f"{source}: no search space for '{section}'; sections: {sorted(raw)}")
+        raw, source = raw[section], f"{source} [{section}]"
     unknown = sorted(set(raw) - {"params", "fixed", "demo"})
     if unknown:
         raise ConfigError(f"{source}: unknown top-level keys {unknown}; allowed: ['demo', 'fixed', 'params']")
@@ -188,9 +193,15 @@ class TrackAPI:
     """The track contract the tuner drives (see TRACKS.md): build a config, train it, predict with it."""
 
     name: str
-    load_config: Callable[..., Any]  # (preset_name, yaml_path=None, overrides=None) -> config dataclass
+    load_config: Callable[..., Any]  # (preset_name, yaml_path=None, overrides=None[, demo=False]) -> config
     train: Callable[..., Any]  # (config, data_dir, run_dir, on_evaluate=None) -> TrainResult
     predict: Callable[..., list[str]] | None = None  # (checkpoint_dir, dialogues, config) -> summaries
+    default_yaml: Callable[[str], Path | None] = lambda preset: None  # the YAML the track's CLI uses without --config
+
+    def config(self, preset: str, yaml_path: Path | None, overrides: Mapping[str, Any], demo: bool = False) -> Any:
+        """Resolve a config; `demo` (the track's own --demo layer, below the YAML) is passed only when set."""
+        extra = {"demo": True} if demo else {}
+        return self.load_config(preset, yaml_path, dict(overrides), **extra)
 
 
 def load_track(name: str) -> TrackAPI:
@@ -201,7 +212,14 @@ def load_track(name: str) -> TrackAPI:
     missing = [attr for attr in ("load_config", "train") if not callable(getattr(module, attr, None))]
     if missing:
         raise ConfigError(f"track package '{module.__name__}' lacks {missing} required by the track contract")
-    return TrackAPI(name, module.load_config, module.train, getattr(module, "predict", None))
+    default_yaml = getattr(importlib.import_module(f"{module.__name__}.config"), "default_yaml_path", None)
+
+    def shipped_yaml(preset: str) -> Path | None:
+        """Like the track CLI (llm.run): `<pkg>/configs/<preset>.yaml` when it exists and no --config is given."""
+        path = default_yaml(preset) if default_yaml else None
+        return path if path is not None and Path(path).is_file() else None
+
+    return TrackAPI(name, module.load_config, module.train, getattr(module, "predict", None), shipped_yaml)
 
 
 def config_as_dict(config: Any) -> dict[str, Any]:
@@ -312,9 +330,21 @@ def safe_url(url: str) -> str:
 
 
 def open_study(name: str, storage_url: str, pruner: optuna.pruners.BasePruner) -> optuna.Study:
-    """Create the study, or load it when it exists (this is what makes a rerun resume)."""
-    return optuna.create_study(study_name=name, storage=make_storage(storage_url), direction="maximize",
-                               pruner=pruner, load_if_exists=True)
+    """Create the study, or load it when it exists (this is what makes a rerun resume).
+
+    Workers started together may race to create the tables or the study; the loser retries and loads it.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    for attempt in range(3):
+        try:
+            return optuna.create_study(study_name=name, storage=make_storage(storage_url), direction="maximize",
+                                       pruner=pruner, load_if_exists=True)
+        except SQLAlchemyError:
+            if attempt == 2:
+                raise
+            time.sleep(1.0 + random.random())
+    raise AssertionError("unreachable")
 
 
 def sampler_seed(seed: int, existing_trials: int, shared: bool) -> int:
@@ -351,17 +381,23 @@ class PruningReporter:
     def __init__(self, trial: Trial) -> None:
         self.trial = trial
         self.calls = 0
+        self.track_steps: list[int] = []
 
     def __call__(self, step: int, dev_score: float) -> None:
+        # Optuna's step is the evaluation's ordinal (0, 1, ...), not the track's epoch or global step, so trials
+        # with different batch sizes still compare at the same point; the track's step is kept in user attrs.
+        ordinal = self.calls
         self.calls += 1
         score = float(dev_score)
         if not math.isfinite(score):
             raise FloatingPointError(f"non-finite dev score {dev_score} at step {step} (NaN loss?)")
-        self.trial.report(score, int(step))
+        self.trial.report(score, ordinal)
         self.trial.set_user_attr("evaluations", self.calls)
+        self.track_steps.append(int(step))
+        self.trial.set_user_attr("track_steps", self.track_steps)
         if self.trial.should_prune():
-            self.trial.set_user_attr("pruned_at_step", int(step))
-            raise optuna.TrialPruned(f"pruned at step {step} with dev score {score:.4f}")
+            self.trial.set_user_attr("pruned_at_step", ordinal)
+            raise optuna.TrialPruned(f"pruned at evaluation {ordinal} (track step {step}) with dev score {score:.4f}")
 
 
 def trial_run_dir(study_dir: Path, number: int) -> Path:
@@ -386,9 +422,9 @@ def make_objective(track: TrackAPI, settings: TuneSettings, space: SearchSpace) 
         run_dir = trial_run_dir(settings.study_dir, trial.number)
         trial.set_user_attr("run_dir", str(run_dir))
         trial.set_user_attr("worker", worker_id())
-        config = track.load_config(settings.preset, settings.config_path, overrides)
+        config = track.config(settings.preset, settings.config_path, overrides, settings.demo)
         trial.set_user_attr("config", config_as_dict(config))
-        run_dir.mkdir(parents=True, exist_ok=True)
+        save_trial_provenance(run_dir, config, settings, trial.number, params)
         reporter = PruningReporter(trial)
         try:
             result = track.train(config, settings.data_dir, run_dir, on_evaluate=reporter)
@@ -406,8 +442,9 @@ def make_objective(track: TrackAPI, settings: TuneSettings, space: SearchSpace) 
             raise TrialFailed(reason) from err
         score = float(result.best_dev_score)
         if not math.isfinite(score):
-            record_failure(trial, "nan_loss", FloatingPointError(f"best dev score is {score}"))
-            raise TrialFailed(f"best dev score is {score}")
+            reason = record_failure(trial, "nan_loss", FloatingPointError(
+                f"best dev score is {score} (no finite dev evaluation: NaN loss?)"))
+            raise TrialFailed(reason)
         trial.set_user_attr("best_checkpoint", str(result.best_checkpoint))
         trial.set_user_attr("evaluations", reporter.calls)
         return score
@@ -415,12 +452,24 @@ def make_objective(track: TrackAPI, settings: TuneSettings, space: SearchSpace) 
     return objective
 
 
+def save_trial_provenance(run_dir: Path, config: Any, settings: TuneSettings, number: int,
+                          params: dict[str, Any]) -> None:
+    """config.yaml and run.json in the trial's run folder (the tracks keep them when already present)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not (run_dir / "config.yaml").is_file():
+        save_yaml(config, run_dir / "config.yaml")
+    if not (run_dir / RUN_INFO_FILE).is_file():
+        save_run_info(run_dir, config, getattr(config, "seed", settings.seed), split_paths(settings.data_dir).values(),
+                      extra={"track": settings.track,
+                             "tuning": {"study": settings.name, "trial": number, "params": params}})
+
+
 def remove_checkpoints(run_dir: Path) -> None:
     """Delete a trial's model weights (best/ and checkpoint-*), keeping its config, run.json, predictions, report."""
     if not run_dir.is_dir():
         return
     for child in run_dir.iterdir():
-        if child.is_dir() and (child.name == "best" or child.name.startswith("checkpoint")):
+        if child.is_dir() and (child.name in ("best", "merged") or child.name.startswith("checkpoint")):
             shutil.rmtree(child, ignore_errors=True)
 
 
@@ -467,7 +516,7 @@ def check_inputs(track: TrackAPI, settings: TuneSettings, space: SearchSpace) ->
     if settings.n_trials < 1:
         raise ConfigError(f"--trials must be at least 1, got {settings.n_trials}")
     example = {**space.fixed, **settings.overrides, **{p.name: p.example() for p in space.params}}
-    track.load_config(settings.preset, settings.config_path, example)  # unknown keys -> ConfigError
+    track.config(settings.preset, settings.config_path, example, settings.demo)  # unknown keys -> ConfigError
 
 
 def run_study(track: TrackAPI, settings: TuneSettings) -> optuna.Study:
@@ -477,6 +526,8 @@ def run_study(track: TrackAPI, settings: TuneSettings) -> optuna.Study:
     if pinned:
         print(f"not tuning {sorted(pinned)}: fixed by command-line overrides")
         space = space.without(pinned)
+    if settings.config_path is None:
+        settings.config_path = track.default_yaml(settings.preset)
     check_inputs(track, settings, space)
     settings.study_dir.mkdir(parents=True, exist_ok=True)
     study = open_study(settings.name, settings.storage_url, make_pruner(settings.pruner, settings.pruner_startup_trials))

@@ -53,10 +53,11 @@ INTERRUPT_ON_CALL: int | None = None
 TRAIN_CALLS = 0
 
 
-def load_config(preset: str, yaml_path: Path | str | None = None, overrides: dict[str, Any] | None = None) -> FakeConfig:
-    """defaults < preset < YAML < overrides, like the real tracks."""
+def load_config(preset: str, yaml_path: Path | str | None = None, overrides: dict[str, Any] | None = None,
+                demo: bool = False) -> FakeConfig:
+    """defaults < preset < (demo: one fast epoch) < YAML < overrides, like the real tracks."""
     yaml_layer = load_yaml(yaml_path) if yaml_path else {}
-    return resolve_config(FakeConfig, {"preset": preset}, yaml_layer, overrides or {})
+    return resolve_config(FakeConfig, {"preset": preset}, {"epochs": 1} if demo else {}, yaml_layer, overrides or {})
 
 
 def epoch_score(config: FakeConfig, epoch: int) -> float:
