@@ -27,7 +27,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Callable, Literal, Mapping, TypeVar
 
 import optuna
 import yaml
@@ -39,6 +39,7 @@ from competition.data import DataError, file_sha256, split_paths
 from competition.files import atomic_path, write_text_atomic
 from competition.runs import RUN_INFO_FILE, git_revision, library_versions, save_run_info
 
+ResultT = TypeVar("ResultT")
 SEARCH_SPACE_DIR = Path(__file__).with_name("search_spaces")
 TRACK_PACKAGES = {"baseline": "baselines", "llm": "llm"}
 PRUNERS = ("median", "hyperband", "none")
@@ -204,22 +205,47 @@ class TrackAPI:
         return self.load_config(preset, yaml_path, dict(overrides), **extra)
 
 
+# Where each contract function lives when the package does not re-export it (thin adapter: `llm/__init__.py`
+# exports nothing, its functions sit in submodules).
+CONTRACT_LOCATIONS = {
+    "load_config": ("", ".config"),
+    "train": ("", ".train"),
+    "predict": ("", ".predict", ".generate"),
+    "default_yaml_path": (".config",),
+}
+
+
+def _contract_function(package: str, name: str) -> Callable[..., Any] | None:
+    """`package.name`, else the first submodule in CONTRACT_LOCATIONS that defines it."""
+    for suffix in CONTRACT_LOCATIONS[name]:
+        try:
+            module = importlib.import_module(package + suffix)
+        except ModuleNotFoundError as err:
+            if err.name != package + suffix:
+                raise  # a missing dependency inside the track is a real error
+            continue
+        function = getattr(module, name, None)
+        if callable(function) and not isinstance(function, type(importlib)):
+            return function
+    return None
+
+
 def load_track(name: str) -> TrackAPI:
     """Import the track package (`baseline` -> `baselines`, `llm` -> `llm`) and check it has the contract."""
     if name not in TRACK_PACKAGES:
         raise ConfigError(f"unknown track '{name}'; known: {sorted(TRACK_PACKAGES)}")
-    module = importlib.import_module(TRACK_PACKAGES[name])
-    missing = [attr for attr in ("load_config", "train") if not callable(getattr(module, attr, None))]
-    if missing:
-        raise ConfigError(f"track package '{module.__name__}' lacks {missing} required by the track contract")
-    default_yaml = getattr(importlib.import_module(f"{module.__name__}.config"), "default_yaml_path", None)
+    package = TRACK_PACKAGES[name]
+    load_config, train = _contract_function(package, "load_config"), _contract_function(package, "train")
+    if load_config is None or train is None:
+        raise ConfigError(f"track package '{package}' lacks load_config/train required by the track contract")
+    default_yaml = _contract_function(package, "default_yaml_path")
 
     def shipped_yaml(preset: str) -> Path | None:
         """Like the track CLI (llm.run): `<pkg>/configs/<preset>.yaml` when it exists and no --config is given."""
         path = default_yaml(preset) if default_yaml else None
-        return path if path is not None and Path(path).is_file() else None
+        return Path(path) if path is not None and Path(path).is_file() else None
 
-    return TrackAPI(name, module.load_config, module.train, getattr(module, "predict", None), shipped_yaml)
+    return TrackAPI(name, load_config, train, _contract_function(package, "predict"), shipped_yaml)
 
 
 def config_as_dict(config: Any) -> dict[str, Any]:
@@ -413,6 +439,25 @@ def record_failure(trial: Trial, kind: str, err: BaseException) -> str:
     return reason
 
 
+def run_guarded(trial: Trial, work: Callable[[], ResultT]) -> ResultT:
+    """Run a trial's work; record why it failed. OOM/NaN become TrialFailed (the study goes on), other errors
+    and Ctrl-C propagate (the study stops), pruning passes through."""
+    try:
+        return work()
+    except optuna.TrialPruned:
+        raise
+    except KeyboardInterrupt as err:
+        record_failure(trial, "interrupted", err)
+        raise
+    except Exception as err:
+        kind = failure_kind(err)
+        reason = record_failure(trial, kind or "error", err)
+        free_accelerator_memory()
+        if kind is None:
+            raise
+        raise TrialFailed(reason) from err
+
+
 def make_objective(track: TrackAPI, settings: TuneSettings, space: SearchSpace) -> Callable[[Trial], float]:
     """The function Optuna calls per trial: sample, resolve the config, train, return the best dev score."""
 
@@ -426,20 +471,7 @@ def make_objective(track: TrackAPI, settings: TuneSettings, space: SearchSpace) 
         trial.set_user_attr("config", config_as_dict(config))
         save_trial_provenance(run_dir, config, settings, trial.number, params)
         reporter = PruningReporter(trial)
-        try:
-            result = track.train(config, settings.data_dir, run_dir, on_evaluate=reporter)
-        except optuna.TrialPruned:
-            raise
-        except KeyboardInterrupt as err:
-            record_failure(trial, "interrupted", err)
-            raise
-        except Exception as err:
-            kind = failure_kind(err)
-            reason = record_failure(trial, kind or "error", err)
-            free_accelerator_memory()
-            if kind is None:
-                raise
-            raise TrialFailed(reason) from err
+        result = run_guarded(trial, lambda: track.train(config, settings.data_dir, run_dir, on_evaluate=reporter))
         score = float(result.best_dev_score)
         if not math.isfinite(score):
             reason = record_failure(trial, "nan_loss", FloatingPointError(
@@ -589,7 +621,7 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
         rows.append({
             "number": t.number,
             "state": t.state.name,
-            "score": t.value,
+            "score": t.value if t.state == TrialState.COMPLETE else None,
             "last_intermediate": t.intermediate_values.get(last_step) if last_step is not None else None,
             **{f"param_{k}": v for k, v in t.params.items()},
             "evaluations": t.user_attrs.get("evaluations", len(t.intermediate_values)),
@@ -636,6 +668,7 @@ def plot_history(study: optuna.Study, path: Path) -> Path | None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     trials = study.get_trials(deepcopy=False)
     done = [t for t in trials if t.state == TrialState.COMPLETE]
@@ -653,6 +686,7 @@ def plot_history(study: optuna.Study, path: Path) -> Path | None:
     if pruned:
         ax.scatter([t.number for t in pruned], [t.intermediate_values[t.last_step] for t in pruned], marker="x",
                    color="gray", label="pruned (last report)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("trial")
     ax.set_ylabel("dev score (ROUGE mean x100)")
     ax.set_title(f"Optimization history: {study.study_name}")
@@ -692,24 +726,32 @@ def plot_importance(study: optuna.Study, path: Path) -> tuple[Path | None, str]:
     return path, ""
 
 
-def write_best_config(best: FrozenTrial, settings: TuneSettings, path: Path) -> Path:
-    """The best trial's resolved track config as YAML, with the command that trains it."""
-    target = "baseline" if settings.track == "baseline" else "llm"
+def train_command(settings: TuneSettings, config_path: Path) -> str:
+    """The command that trains a config file (what the best config is for)."""
+    return f"make {settings.track} MODEL={settings.preset} DATA={settings.data_dir} CONFIG={config_path}"
+
+
+def write_best_config(best: FrozenTrial, settings: TuneSettings, path: Path, usage: str) -> Path:
+    """The best trial's resolved track config as YAML, with the command that uses it."""
     header = (f"# best trial {best.number} of study '{settings.name}': dev score {best.value:.4f}\n"
               f"# run dir: {best.user_attrs.get('run_dir')}\n"
-              f"# train it: make {target} MODEL={settings.preset} DATA={settings.data_dir} CONFIG={path}\n")
+              f"# use it: {usage}\n")
     config = best.user_attrs["config"]
     return write_text_atomic(path, header + yaml.safe_dump(config, allow_unicode=True, sort_keys=False))
 
 
-def write_study_outputs(study: optuna.Study, settings: TuneSettings) -> dict[str, Any]:
-    """Trials table, plots, best config and summary (md + json); safe to call with zero finished trials."""
+def write_study_outputs(study: optuna.Study, settings: TuneSettings, usage: str | None = None) -> dict[str, Any]:
+    """Trials table, plots, best config and summary (md + json); safe to call with zero finished trials.
+
+    `usage` is the command line shown for the best config (default: train it with the track's make target).
+    """
     study_dir = settings.study_dir
+    usage = usage or train_command(settings, study_dir / "best_config.yaml")
     rows = write_trials_table(study, study_dir)
     history = plot_history(study, study_dir / "history.png")
     importance, importance_note = plot_importance(study, study_dir / "importance.png")
     best = _best_trial(study)
-    best_config = write_best_config(best, settings, study_dir / "best_config.yaml") if best else None
+    best_config = write_best_config(best, settings, study_dir / "best_config.yaml", usage) if best else None
     states = {s.name: sum(r["state"] == s.name for r in rows) for s in TrialState}
     summary = {
         "study": settings.name,
@@ -720,6 +762,7 @@ def write_study_outputs(study: optuna.Study, settings: TuneSettings) -> dict[str
         "best": None if best is None else {"number": best.number, "score": best.value, "params": best.params,
                                            "run_dir": best.user_attrs.get("run_dir")},
         "best_config": str(best_config) if best_config else None,
+        "usage": usage,
         "plots": {"history": str(history) if history else None, "importance": str(importance) if importance else None},
         "importance_note": importance_note,
     }
@@ -739,8 +782,7 @@ def summary_markdown(summary: dict[str, Any], settings: TuneSettings) -> str:
     if best:
         lines += ["", f"## Best: trial {best['number']}, dev score {best['score']:.4f}", "",
                   *[f"- {k}: {v}" for k, v in best["params"].items()], "",
-                  f"Best config: `{summary['best_config']}` "
-                  f"(`make {settings.track} MODEL={settings.preset} CONFIG={summary['best_config']}`)"]
+                  f"Best config: `{summary['best_config']}`; use it: `{summary['usage']}`"]
     else:
         lines += ["", "No completed trial yet."]
     lines += ["", "Trials: `trials.csv` / `trials.md`.", ""]

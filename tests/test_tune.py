@@ -178,7 +178,7 @@ def test_best_config_reproduces_best_trial_score(tmp_path):
     assert config.lr == study.best_params["lr"] and config.seed == 5
     rerun = tune_support.train(config, settings.data_dir, tmp_path / "rerun")
     assert rerun.best_dev_score == study.best_value
-    assert "make baseline MODEL=fake" in best_config.read_text()
+    assert f"make baseline MODEL=fake DATA={settings.data_dir} CONFIG={best_config}" in best_config.read_text()
 
 
 def test_outputs_record_every_trial_and_plots(tmp_path):
