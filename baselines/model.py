@@ -113,9 +113,11 @@ def encode_texts(tokenizer, texts: Sequence[str], prefix: Sequence[int], eos: in
 
 
 def generation_kwargs(config: Any) -> dict[str, Any]:
-    """Beam-search settings shared by dev evaluation and prediction."""
-    return {"num_beams": config.num_beams, "no_repeat_ngram_size": config.no_repeat_ngram_size,
-            "length_penalty": config.length_penalty, "early_stopping": config.beam_early_stopping}
+    """Beam-search settings shared by dev evaluation and prediction (beam-only flags only when beams > 1)."""
+    kwargs: dict[str, Any] = {"num_beams": config.num_beams, "no_repeat_ngram_size": config.no_repeat_ngram_size}
+    if config.num_beams > 1:
+        kwargs.update(length_penalty=config.length_penalty, early_stopping=config.beam_early_stopping)
+    return kwargs
 
 
 def decode(tokenizer, sequences) -> list[str]:

@@ -8,17 +8,16 @@ import json
 from pathlib import Path
 
 from baselines.config import PRESET_TRACK, TRACK, BaselineConfig
-from baselines.model import encode_texts
 from baselines.predict import predict
 from baselines.train import train
-from baselines.truncation import write_truncation_report
 from competition.config import config_hash, save_yaml
-from competition.data import read_split, split_paths
+from competition.data import DataError, read_split, split_paths
 from competition.predictions import write_predictions
 from competition.presets import get_preset
 from competition.report import write_rouge_report
 from competition.runs import new_run_dir, save_run_info
 from competition.submission import SUBMISSIONS_DIR, write_submission
+from competition.truncation import truncation_report, write_truncation_report
 
 CONFIG_FILE = "config.yaml"
 
@@ -29,16 +28,17 @@ def prediction_metadata(config: BaselineConfig, run_dir: Path, checkpoint: Path,
             "run_dir": str(run_dir), "split": split}
 
 
-def encoder_truncation_report(checkpoint: Path, frames: dict, config: BaselineConfig, run_dir: Path) -> dict:
-    """truncation.json/md: dialogues longer than the encoder budget, per split, with the trained tokenizer."""
+def encoder_truncation_report(checkpoint: Path, data_dir: Path | str, config: BaselineConfig, run_dir: Path) -> dict:
+    """truncation.json/md/png in the run folder: dialogues longer than encoder_max_len with this tokenizer."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(checkpoint)  # includes the added data tokens
-    counts = {split: encode_texts(tokenizer, frame["dialogue"], (), 0, config.encoder_max_len)[1]
-              for split, frame in frames.items()}
-    specials = 1 if get_preset(config.preset, PRESET_TRACK).family == "t5" else 2  # </s>, plus <s> or a lang code
-    return write_truncation_report(run_dir, counts, config.encoder_max_len - specials,
-                                   f"Encoder truncation ({config.preset}, encoder_max_len {config.encoder_max_len})")
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)  # the trained tokenizer, data tokens included
+    preset = get_preset(config.preset, PRESET_TRACK)
+    report = truncation_report(tokenizer, preset, data_dir, [config.encoder_max_len], progress=False,
+                               tokenizer_source=str(checkpoint))
+    write_truncation_report(report, run_dir)
+    return {split: section["by_max_length"][str(config.encoder_max_len)]
+            for split, section in report.report["splits"].items()}
 
 
 def run(config: BaselineConfig, data_dir: Path | str, out_dir: Path | str, run_dir: Path | str | None = None,
@@ -48,6 +48,9 @@ def run(config: BaselineConfig, data_dir: Path | str, out_dir: Path | str, run_d
     Pass `run_dir` (an earlier run folder) to resume it: training continues from its last checkpoint.
     """
     paths = split_paths(data_dir)
+    missing = [f"{split}.csv" for split in ("train", "dev") if split not in paths]
+    if missing:
+        raise DataError(f"{data_dir}: missing {', '.join(missing)}; expected train.csv, dev.csv (and test.csv)")
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir(out_dir, TRACK, config.preset)
     save_yaml(config, run_dir / CONFIG_FILE)
     save_run_info(run_dir, config, config.seed, paths.values(), {"track": TRACK})
@@ -55,7 +58,7 @@ def run(config: BaselineConfig, data_dir: Path | str, out_dir: Path | str, run_d
     print(f"best dev ROUGE during training: {result.best_dev_score:.2f} ({result.best_checkpoint})")
 
     frames = {split: read_split(paths[split], split) for split in ("train", "dev", "test") if split in paths}
-    truncation = encoder_truncation_report(result.best_checkpoint, frames, config, run_dir)
+    truncation = encoder_truncation_report(result.best_checkpoint, data_dir, config, run_dir)
     dev = frames["dev"]
     dev_predictions = predict(result.best_checkpoint, list(dev["dialogue"]), config, desc="predict dev")
     write_predictions(run_dir / "preds_dev.csv", list(dev["fname"]), dev_predictions,

@@ -225,6 +225,8 @@ def train(config: BaselineConfig, data_dir: Path | str, run_dir: Path | str,
     tokenizer, model = load_pretrained(model_source(preset), config.allow_bin_weights)
     add_data_tokens(tokenizer, model, data_special_tokens(all_frames))
     layout = configure_family(tokenizer, model, preset.family, config.mbart_lang)
+    if config.num_beams == 1:  # a checkpoint's beam-only flags would make the generation config invalid
+        model.generation_config.early_stopping = False
     model.generation_config.update(**generation_kwargs(config), max_length=config.generation_max_length)
 
     train_rows = build_rows(tokenizer, layout, train_frame["dialogue"], train_frame["summary"], config)

@@ -1,0 +1,48 @@
+"""Prediction helpers and token layout of the encoder-decoder track (fast, no training).
+
+Run: .venv/bin/python -m pytest -q tests/test_baselines_predict.py
+"""
+
+from __future__ import annotations
+
+from baselines.config import load_config
+from baselines.model import add_data_tokens, configure_family, decode, encode_texts, load_pretrained, model_source, wrap
+from baselines.predict import batches_by_length, summary_budget
+from competition.presets import get_preset
+
+
+def test_wrap_cuts_content_and_keeps_the_special_tokens() -> None:
+    assert wrap([5, 6, 7, 8], (0,), 2, max_len=4) == ([0, 5, 6, 2], 2)
+    assert wrap([5], (), 2, max_len=4) == ([5, 2], 0)
+
+
+def test_summary_budget_per_length_bucket() -> None:
+    config = load_config("kobart", overrides={"max_new_tokens_by_length": [[300, 100], [0, 60]]})
+    assert summary_budget(10, config) == {"max_new_tokens": 60}
+    assert summary_budget(300, config) == {"max_new_tokens": 100}
+    assert summary_budget(10, load_config("kobart")) == {"max_length": 100}
+
+
+def test_batches_group_by_budget_longest_first_and_cover_every_row() -> None:
+    lengths = [5, 50, 20, 40, 10, 30]
+    budgets = [{"max_new_tokens": 60 if n < 25 else 100} for n in lengths]
+    batches = batches_by_length(lengths, budgets, batch_size=2)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for batch in batches:
+        assert len(batch) <= 2 and len({budgets[i]["max_new_tokens"] for i in batch}) == 1
+    assert batches[:2] == [[2, 4], [0]]  # budget 60 group, longest first; its last batch is not mixed
+
+
+def test_bart_layout_and_decoding_keep_data_tags() -> None:
+    """Encoder `<s> x </s>`, labels `<s> y </s>`, decoder starts at `</s>`; decoding drops only model specials."""
+    tokenizer, model = load_pretrained(model_source(get_preset("tiny-bart")))
+    add_data_tokens(tokenizer, model, ["#Person1#", "#Person2#"])
+    assert model.get_input_embeddings().num_embeddings == len(tokenizer)
+    layout = configure_family(tokenizer, model, "bart")
+    assert model.config.decoder_start_token_id == tokenizer.eos_token_id
+    text = "#Person1#은 #Person2#에게 길을 묻습니다."
+    (ids,), (content_length,) = encode_texts(tokenizer, [text], layout.label_prefix, layout.eos, 100)
+    assert ids[0] == tokenizer.bos_token_id and ids[-1] == tokenizer.eos_token_id
+    assert len(ids) == content_length + 2
+    assert tokenizer.convert_tokens_to_ids("#Person1#") in ids  # one token, not split into pieces
+    assert decode(tokenizer, [ids + [tokenizer.pad_token_id]]) == [text]
