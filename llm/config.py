@@ -43,7 +43,7 @@ class LLMConfig:
     finetune: str = _setting("lora", "lora | full (full fine-tune: tiny models only)")
     gradient_checkpointing: bool = _setting(True, "recompute activations in backward: less memory, ~30% slower")
     attn_implementation: str = _setting("sdpa", "sdpa | eager | flash_attention_2 (packed batches need one of these)")
-    add_data_tokens: bool = _setting(True, "add #PersonN# and mask tags as whole tokens (their rows are trained)")
+    add_data_tokens: bool = _setting(False, "add #PersonN#/mask tags as whole tokens, rows trained (resume not exact)")
     trust_remote_code: bool = _setting(False, "opt in to remote code, only for presets that need it")
     # --- LoRA ---
     lora_r: int = _setting(16, "LoRA rank")
@@ -140,3 +140,17 @@ def load_config(preset_name: str, yaml_path: Path | str | None = None, overrides
 def config_hints() -> dict[str, str]:
     """The one-line hint of every setting."""
     return {f.name: f.metadata.get("hint", "") for f in dataclasses.fields(LLMConfig)}
+
+
+def yaml_text(config: LLMConfig, header: str) -> str:
+    """A flat YAML of `config` with the hint of every key (how the shipped `llm/configs/*.yaml` are written)."""
+    import yaml
+
+    hints = config_hints()
+    lines = [f"# {line}".rstrip() for line in header.splitlines()]
+    for key, value in dataclasses.asdict(config).items():
+        if key == "resume":
+            continue
+        rendered = yaml.safe_dump({key: value}, allow_unicode=True, default_flow_style=True).strip()[1:-1]
+        lines.append(f"{rendered:<40}  # {hints[key]}")
+    return "\n".join(lines) + "\n"

@@ -186,15 +186,23 @@ def attach_lora(model, tokenizer, config: LLMConfig, preset: Preset, quantizatio
     lora_config = lora_config_for(preset, r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout,
                                   model=model)
     if added:
-        if not getattr(model.config, "tie_word_embeddings", False):
-            log.warning("%s has untied output embeddings: the %d added tokens train only their input rows",
-                        preset.name, len(added))
-        lora_config.trainable_token_indices = tokenizer.convert_tokens_to_ids(added)
+        lora_config.trainable_token_indices = trainable_token_targets(model, tokenizer.convert_tokens_to_ids(added))
     model = get_peft_model(model, lora_config)
     if log.isEnabledFor(logging.INFO):
         trainable, total = model.get_nb_trainable_parameters()
         log.info("LoRA on %s: %d trainable of %d parameters", list(lora_config.target_modules), trainable, total)
     return model
+
+
+def trainable_token_targets(model, token_ids: list[int]) -> dict[str, list[int]]:
+    """peft trainable-token targets for new tokens: the input embedding rows, and the output rows when untied
+    (else an untied model could never learn to emit the new tags or the end marker)."""
+    names = {id(module): name.rsplit(".", 1)[-1] for name, module in model.named_modules() if name}
+    targets = {names[id(model.get_input_embeddings())]: list(token_ids)}
+    output = model.get_output_embeddings()
+    if output is not None and output.weight is not model.get_input_embeddings().weight:
+        targets[names[id(output)]] = list(token_ids)
+    return targets
 
 
 def save_checkpoint(model, tokenizer, style, info: CheckpointInfo, folder: Path | str) -> Path:

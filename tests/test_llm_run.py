@@ -1,0 +1,101 @@
+"""Tests for the LLM track CLI and pipeline (`python -m llm.run`), its configs and the benchmark's smoke mode.
+
+Run: .venv/bin/python -m pytest tests/test_llm_run.py -q     (slow ones: -m slow; they still run in CI)
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from competition.cli import ConfigError
+from competition.config import load_yaml
+from competition.presets import PRESETS, preset_names
+from competition.submission import validate_submission
+from llm.config import LLMConfig, default_yaml_path, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, cwd: Path = REPO, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "llm.run", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin",
+                                                "PYTHONPATH": str(REPO)})
+
+
+def test_unknown_model_exits_2_and_lists_every_llm_preset(tmp_path):
+    result = run_cli("--model", "no-such-model", "--data", str(tmp_path), "--out", str(tmp_path))
+    assert result.returncode == 2
+    for name in preset_names("llm"):
+        assert name in result.stderr
+
+
+def test_every_llm_preset_ships_a_yaml_that_loads():
+    for preset in (p for p in PRESETS if p.track == "llm"):
+        path = default_yaml_path(preset.name)
+        text = path.read_text(encoding="utf-8")
+        assert f"python -m llm.run --model {preset.name}" in text.splitlines()[1]
+        assert set(load_yaml(path)) == {f for f in LLMConfig.__dataclass_fields__ if f != "resume"}
+        assert load_config(preset.name, path).preset == preset.name
+
+
+def test_config_layers_in_order_and_unknown_keys_rejected(tmp_path):
+    assert load_config("llama3.2-ko-3b").quantization == "nf4"
+    assert load_config("tiny-llama").quantization == "none"  # preset layer
+    assert load_config("tiny-llama", demo=True).train_limit == 64  # demo layer
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text("learning_rate: 0.001\nepochs: 5\n", encoding="utf-8")
+    config = load_config("tiny-llama", yaml_file, {"epochs": 7}, demo=True)
+    assert (config.learning_rate, config.epochs) == (0.001, 7)
+    with pytest.raises(ConfigError, match="lr"):
+        load_config("tiny-llama", overrides={"lr": 1})
+    with pytest.raises(ConfigError, match="batching"):
+        load_config("tiny-llama", overrides={"batching": "nope"})
+
+
+@pytest.mark.slow
+def test_cli_pipeline_end_to_end_then_resume(tmp_path, sample_dir):
+    """LoRA on tiny-llama through the CLI: run folder, merged export, predictions, report, valid submission;
+    rerun with resume= finishes without retraining or regenerating."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for split, rows in (("train", 16), ("dev", 6), ("test", 6)):
+        pd.read_csv(sample_dir / f"{split}.csv", dtype=str, keep_default_na=False).head(rows).to_csv(
+            data / f"{split}.csv", index=False)
+    args = ["--model", "tiny-llama", "--data", str(data), "--out", str(tmp_path / "runs"), "--demo",
+            "epochs=1", "dev_subset=3", "max_new_tokens=12", "predict_with=merged"]
+    result = run_cli(*args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    for name in ("run.json", "config.yaml", "best/adapter_model.safetensors", "best/prompt_style.json",
+                 "merged/model.safetensors", "preds_dev.csv", "preds_dev.meta.json", "preds_test.csv",
+                 "report/rouge_report.json", "summary.json", "train_result.json"):
+        assert (run_dir / name).is_file(), name
+    meta = json.loads((run_dir / "preds_test.meta.json").read_text(encoding="utf-8"))
+    assert meta["preset"] == "tiny-llama" and meta["split"] == "test" and meta["run_dir"] == str(run_dir)
+    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    assert validate_submission(summary["submission"] if Path(summary["submission"]).is_absolute()
+                               else tmp_path / summary["submission"], data / "test.csv") == 6
+    before = (run_dir / "preds_test.csv").stat().st_mtime_ns
+    resumed = run_cli(*args, f"resume={run_dir}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "training already finished" in resumed.stderr
+    assert (run_dir / "preds_test.csv").stat().st_mtime_ns == before
+    assert len(list((tmp_path / "submissions").glob("*_llm-tiny-llama-*.csv"))) == 2  # a new submission, never an overwrite
+
+
+@pytest.mark.slow
+def test_benchmark_smoke_mode_runs_and_reports_both_parts():
+    result = subprocess.run([sys.executable, "benchmarks/bench_llm.py", "--smoke"], cwd=REPO, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout[result.stdout.index("{\n"):])  # after the Trainer's own log lines
+    assert report["training"]["packed"]["real_tokens_per_s"] > 0
+    assert report["training"]["padded"]["real_tokens_per_s"] > 0
+    assert set(report["generation"]) >= {"batch_4", "batch_8"}
+    assert report["targets"]["train_real_tokens_per_s_min"] == 10_000
