@@ -562,7 +562,8 @@ def run_study(track: TrackAPI, settings: TuneSettings) -> optuna.Study:
         settings.config_path = track.default_yaml(settings.preset)
     check_inputs(track, settings, space)
     settings.study_dir.mkdir(parents=True, exist_ok=True)
-    study = open_study(settings.name, settings.storage_url, make_pruner(settings.pruner, settings.pruner_startup_trials))
+    pruner = make_pruner(settings.pruner, settings.pruner_startup_trials)
+    study = open_study(settings.name, settings.storage_url, pruner)
     seed = sampler_seed(settings.seed, len(study.get_trials(deepcopy=False)), shared=settings.storage is not None)
     study.sampler = optuna.samplers.TPESampler(seed=seed)
     write_study_info(settings, space, seed)
@@ -616,7 +617,8 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
     """One row per trial: number, state, score, params, run dir, evaluations, failure reason, worker, duration."""
     rows = []
     for t in study.get_trials(deepcopy=False):
-        duration = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else None
+        ended = t.datetime_complete and t.datetime_start
+        duration = (t.datetime_complete - t.datetime_start).total_seconds() if ended else None
         last_step = t.last_step
         rows.append({
             "number": t.number,

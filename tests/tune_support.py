@@ -63,11 +63,13 @@ def load_config(preset: str, yaml_path: Path | str | None = None, overrides: dic
 def epoch_score(config: FakeConfig, epoch: int) -> float:
     """Deterministic dev score: best near lr=1e-3, grows with epochs, small effects of the other settings."""
     closeness = math.exp(-((math.log10(config.lr) + 3.0) ** 2))
-    bonus = 2.0 * config.warmup_ratio - 3.0 * abs(config.label_smoothing - 0.1) + (1.0 if config.optimizer == "adamw" else 0.0)
+    bonus = 2.0 * config.warmup_ratio - 3.0 * abs(config.label_smoothing - 0.1)
+    bonus += 1.0 if config.optimizer == "adamw" else 0.0
     return 10.0 + 20.0 * closeness * (1.0 - 0.5 ** (epoch + 1)) + bonus + 0.01 * (config.seed % 7)
 
 
-def train(config: FakeConfig, data_dir: Path, run_dir: Path, on_evaluate: Callable[[int, float], None] | None = None) -> FakeResult:
+def train(config: FakeConfig, data_dir: Path, run_dir: Path,
+          on_evaluate: Callable[[int, float], None] | None = None) -> FakeResult:
     """Pretend to train: one dev evaluation per epoch, logged to evaluations.txt; the track's run files are written."""
     global TRAIN_CALLS
     TRAIN_CALLS += 1
@@ -107,7 +109,8 @@ def fake_track():
     return TrackAPI("fake", load_config, train)
 
 
-def write_space(path: Path, params: dict[str, Any], fixed: dict[str, Any] | None = None, demo: dict | None = None) -> Path:
+def write_space(path: Path, params: dict[str, Any], fixed: dict[str, Any] | None = None,
+                demo: dict | None = None) -> Path:
     """A search-space YAML file."""
     data: dict[str, Any] = {"params": params, "fixed": fixed or {}}
     if demo:
@@ -121,7 +124,8 @@ def write_tiny_data(data_dir: Path) -> Path:
     data_dir.mkdir(parents=True, exist_ok=True)
     for split in ("train", "dev"):
         (data_dir / f"{split}.csv").write_text(
-            f"fname,dialogue,summary\n{split}_0,#Person1#: 안녕,인사\n{split}_1,#Person1#: 네,대답\n", encoding="utf-8")
+            f"fname,dialogue,summary\n{split}_0,#Person1#: 안녕,인사\n{split}_1,#Person1#: 네,대답\n",
+            encoding="utf-8")
     return data_dir
 
 
@@ -161,7 +165,8 @@ def _as_postgres_user(cmd: list[str]) -> list[str]:
 
 @contextlib.contextmanager
 def postgres_server(timeout_s: float = 30.0) -> Iterator[str]:
-    """Start a throwaway PostgreSQL on 127.0.0.1 (trust auth, fsync off); yield its SQLAlchemy URL; stop and delete it."""
+    """Start a throwaway PostgreSQL on 127.0.0.1 (trust auth, fsync off), yield its SQLAlchemy URL, then stop
+    and delete it."""
     bin_dir = postgres_bin_dir()
     data_dir = Path(tempfile.mkdtemp(prefix="tune-pg-"))
     process = None
