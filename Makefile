@@ -18,7 +18,7 @@ CONFIG_FLAG = $(if $(CONFIG),--config $(CONFIG),)
 
 .PHONY: setup demo test baseline llm truncation tune tune-gen ensemble submit bench bench-metric \
         bench-baseline bench-llm bench-ensemble sample-data demo-core demo-baseline demo-llm demo-tune \
-        demo-ensemble clean
+        demo-ensemble test-services clean
 
 setup: .venv/.installed
 
@@ -34,8 +34,16 @@ setup: .venv/.installed
 demo: setup demo-core demo-baseline demo-llm demo-tune demo-ensemble
 	@echo "demo finished: runs in $(RUNS)/demo, submissions in submissions/ (ledger: submissions/ledger.csv)"
 
-test: setup
+test: setup test-services
 	$(PY) -m pytest -q
+
+# PostgreSQL server for the shared-study tuning test (installed where we are root with apt; else that test skips).
+test-services:
+	@if ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
+	  || echo "note: PostgreSQL could not be installed; the shared-study test will skip"; \
+	else echo "note: PostgreSQL not installed; the shared-study test will skip"; fi
 
 # ---- demo stages (bundled sample data, tiny models, CPU) ----
 demo-core:
