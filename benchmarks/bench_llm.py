@@ -37,9 +37,9 @@ TINY_SHAPE = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, nu
                   intermediate_size=128, tie_word_embeddings=True, max_position_embeddings=2048)
 
 
-def load_texts(smoke: bool) -> tuple[list[str], list[str], list[str]]:
-    """(dialogues for training, summaries, test dialogues): ../shared data, or the bundled sample in smoke mode."""
-    folder = PROJECT_ROOT / "data" / "sample" if smoke else SHARED_DATA
+def load_texts(smoke: bool, data_dir: Path | None = None) -> tuple[list[str], list[str], list[str]]:
+    """(dialogues for training, summaries, test dialogues): ../shared data (or --data-dir), or the sample in smoke mode."""
+    folder = PROJECT_ROOT / "data" / "sample" if smoke else (data_dir or SHARED_DATA)
     if not (folder / "dev.csv").is_file() or not (folder / "test.csv").is_file():
         sys.exit(f"error: {folder}/dev.csv and test.csv are needed for real prompt lengths; not found "
                  "(put the competition data in ../shared/data/competition or run with --smoke)")
@@ -185,6 +185,7 @@ def bench_generation(folder: Path, tokenizer, style, test_dialogues, args) -> di
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes on CPU, bundled sample data")
+    parser.add_argument("--data-dir", type=Path, help="folder with dev.csv and test.csv (default: ../shared data)")
     parser.add_argument("--train-prompts", type=int, default=12_500)
     parser.add_argument("--train-batch", type=int, default=16, help="sequences per optimizer step")
     parser.add_argument("--train-steps", type=int, default=40, help="timed optimizer steps per batching mode")
@@ -204,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     elif not torch.cuda.is_available():
         sys.exit("error: the full benchmark needs a CUDA GPU (bitsandbytes NF4); use --smoke on CPU")
     args.batch_sizes = [int(b) for b in str(args.batch_sizes).split(",")]
-    dialogues, summaries, test_dialogues = load_texts(args.smoke)
+    dialogues, summaries, test_dialogues = load_texts(args.smoke, args.data_dir)
     if args.smoke:
         test_dialogues = test_dialogues[:12]
     tokenizer, tokenizer_name = load_tokenizer(args.smoke, args.tokenizer)
