@@ -84,7 +84,7 @@ def preset_layer(preset: Preset) -> dict[str, Any]:
 # Small settings for the CPU demo: a few epochs of the tiny model, greedy-ish short generation.
 DEMO_LAYER: dict[str, Any] = {
     "num_train_epochs": 4, "learning_rate": 1e-3, "per_device_train_batch_size": 16, "warmup_ratio": 0.05,
-    "num_beams": 2, "generation_max_length": 48, "eval_batch_size": 30, "early_stopping_patience": 2,
+    "num_beams": 2, "generation_max_length": 40, "eval_batch_size": 30, "early_stopping_patience": 2,
 }
 
 

@@ -21,7 +21,6 @@ from baselines.model import (TokenLayout, add_data_tokens, configure_family, dec
                              generation_kwargs, load_pretrained, model_source)
 from competition.data import DataError, data_special_tokens, read_split, split_paths
 from competition.files import write_text_atomic
-from competition.metric import compute_rouge
 from competition.presets import get_preset
 from competition.runs import seed_everything
 
@@ -102,6 +101,8 @@ def make_compute_metrics(tokenizer, dev_rows: Seq2SeqRows, references: Sequence[
     matched to its references through its label ids, never through its position.
     """
     import numpy as np
+
+    from competition.metric import compute_rouge
 
     by_labels = {}
     for row, refs in zip(dev_rows.rows, references):

@@ -1,0 +1,32 @@
+"""The GPU benchmark script in --smoke mode (tiny sizes, CPU, data/sample), so it cannot rot unnoticed.
+
+Run: .venv/bin/python -m pytest -q tests/test_bench_baseline.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = PROJECT_ROOT / "benchmarks" / "bench_baseline.py"
+
+
+def test_smoke_mode_runs_and_reports_timings(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, str(SCRIPT), "--smoke", "--out", str(out)], cwd=PROJECT_ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text(encoding="utf-8"))
+    assert result["mode"] == "smoke" and result["generated_summaries"] == 8 and result["train_rows"] == 48
+    assert result["epoch_seconds"] > 0 and result["generation_seconds"] > 0
+
+
+def test_missing_real_data_is_a_clear_error(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, str(SCRIPT), "--smoke", "--data-dir", str(tmp_path)], cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2 and "dev.csv and test.csv not found" in done.stderr
