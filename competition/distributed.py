@@ -62,6 +62,15 @@ def barrier() -> None:
         dist.barrier()
 
 
+def broadcast_from_main(make: Callable[[], Result]) -> Result:
+    """Call `make` on rank 0 only and return its value on every rank (e.g. the run folder rank 0 created)."""
+    if world_size() == 1 or not dist.is_initialized():
+        return make()
+    box = [make() if is_main_process() else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]  # type: ignore[return-value]
+
+
 def shard_indices(count: int, shard: int, shards: int) -> list[int]:
     """Round-robin share of `count` items; over length-sorted items this balances the work between ranks."""
     return list(range(shard, count, shards))

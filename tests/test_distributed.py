@@ -28,7 +28,8 @@ def _worker(rank: int, port: int, items: list[str], queue) -> None:
         return [f"{item}:{distributed.rank()}" for item in batch]
 
     results = distributed.distributed_map(work, items)
-    queue.put((rank, seen, results, distributed.is_main_process()))
+    made_on = distributed.broadcast_from_main(lambda: f"made by rank {distributed.rank()}")
+    queue.put((rank, seen, results, distributed.is_main_process(), made_on))
     dist.destroy_process_group()
 
 
@@ -38,7 +39,8 @@ def test_two_ranks_split_the_work_and_gather_it_in_order() -> None:
     queue = context.SimpleQueue()
     mp.start_processes(_worker, args=(free_port(), items, queue), nprocs=2, start_method="spawn")
     reports = sorted(queue.get() for _ in range(2))
-    (_, seen0, results0, main0), (_, seen1, results1, main1) = reports
+    (_, seen0, results0, main0, made0), (_, seen1, results1, main1, made1) = reports
+    assert made0 == made1 == "made by rank 0"
     assert sorted(seen0 + seen1) == sorted(items) and not set(seen0) & set(seen1)  # each item worked once
     assert results0 == results1  # every rank holds the full, ordered result
     assert [r.split(":")[0] for r in results0] == items
