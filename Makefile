@@ -15,6 +15,8 @@ GPUS ?= 1
 CPU_TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
 CONFIG_FLAG = $(if $(CONFIG),--config $(CONFIG),)
+# GPUS>1: one process per GPU through torchrun (DDP); only rank 0 writes files.
+LAUNCH = $(if $(filter-out 1,$(GPUS)),.venv/bin/torchrun --standalone --nproc_per_node=$(GPUS),$(PY))
 
 .PHONY: setup demo test baseline llm truncation tune tune-gen ensemble submit bench bench-metric \
         bench-baseline bench-llm bench-ensemble sample-data demo-core demo-baseline demo-llm demo-tune \
@@ -73,10 +75,10 @@ demo-ensemble:
 
 # ---- a competitor's commands (real data in $(DATA)) ----
 baseline: setup
-	$(PY) -m baselines.run --model $(or $(MODEL),kobart) --data $(DATA) --out $(RUNS) $(CONFIG_FLAG) $(ARGS)
+	$(LAUNCH) -m baselines.run --model $(or $(MODEL),kobart) --data $(DATA) --out $(RUNS) $(CONFIG_FLAG) $(ARGS)
 
 llm: setup
-	$(PY) -m llm.run --model $(or $(MODEL),llama3.2-ko-3b) --data $(DATA) --out $(RUNS) $(CONFIG_FLAG) $(ARGS)
+	$(LAUNCH) -m llm.run --model $(or $(MODEL),llama3.2-ko-3b) --data $(DATA) --out $(RUNS) $(CONFIG_FLAG) $(ARGS)
 
 truncation: setup
 	$(PY) -m llm.truncation --model $(or $(MODEL),llama3.2-ko-3b) --data $(DATA) \

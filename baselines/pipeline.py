@@ -12,7 +12,8 @@ from baselines.predict import predict
 from baselines.train import train
 from competition.config import config_hash, save_yaml
 from competition.data import DataError, read_split, split_paths
-from competition.predictions import write_predictions
+from competition.distributed import broadcast_from_main, distributed_map, ensure_process_group, is_main_process
+from competition.predictions import fill_empty, write_predictions
 from competition.presets import get_preset
 from competition.report import write_rouge_report
 from competition.runs import new_run_dir, save_run_info
@@ -41,6 +42,18 @@ def encoder_truncation_report(checkpoint: Path, data_dir: Path | str, config: Ba
             for split, section in report.report["splits"].items()}
 
 
+def predict_sharded(checkpoint: Path, dialogues: list[str], config: BaselineConfig, desc: str) -> list[str]:
+    """`predict` over this rank's share of the dialogues, gathered back in input order on every rank.
+
+    An empty summary (a model that emits EOS at once) becomes the dialogue's first utterance, with a warning.
+    """
+    summaries = distributed_map(lambda share: predict(checkpoint, share, config, desc=desc), dialogues)
+    summaries, empty = fill_empty(summaries, dialogues)
+    if empty and is_main_process():
+        print(f"warning: {desc}: {empty} empty summaries replaced by the dialogue's first utterance")
+    return summaries
+
+
 def run(config: BaselineConfig, data_dir: Path | str, out_dir: Path | str, run_dir: Path | str | None = None,
         submissions_dir: Path | str = SUBMISSIONS_DIR) -> Path:
     """Train, predict dev and test, report and submit; returns the run folder.
@@ -51,16 +64,23 @@ def run(config: BaselineConfig, data_dir: Path | str, out_dir: Path | str, run_d
     missing = [f"{split}.csv" for split in ("train", "dev") if split not in paths]
     if missing:
         raise DataError(f"{data_dir}: missing {', '.join(missing)}; expected train.csv, dev.csv (and test.csv)")
-    run_dir = Path(run_dir) if run_dir is not None else new_run_dir(out_dir, TRACK, config.preset)
-    save_yaml(config, run_dir / CONFIG_FILE)
-    save_run_info(run_dir, config, config.seed, paths.values(), {"track": TRACK})
+    ensure_process_group()  # no-op unless launched by torchrun (GPUS>1)
+    run_dir = Path(run_dir) if run_dir is not None else broadcast_from_main(
+        lambda: new_run_dir(out_dir, TRACK, config.preset))
+    if is_main_process():
+        save_yaml(config, run_dir / CONFIG_FILE)
+        save_run_info(run_dir, config, config.seed, paths.values(), {"track": TRACK})
     result = train(config, data_dir, run_dir)
     print(f"best dev ROUGE during training: {result.best_dev_score:.2f} ({result.best_checkpoint})")
 
     frames = {split: read_split(paths[split], split) for split in ("train", "dev", "test") if split in paths}
-    truncation = encoder_truncation_report(result.best_checkpoint, data_dir, config, run_dir)
     dev = frames["dev"]
-    dev_predictions = predict(result.best_checkpoint, list(dev["dialogue"]), config, desc="predict dev")
+    dev_predictions = predict_sharded(result.best_checkpoint, list(dev["dialogue"]), config, "predict dev")
+    test_predictions = (predict_sharded(result.best_checkpoint, list(frames["test"]["dialogue"]), config,
+                                        "predict test") if "test" in frames else None)
+    if not is_main_process():  # every rank generated its share; rank 0 writes everything
+        return run_dir
+    truncation = encoder_truncation_report(result.best_checkpoint, data_dir, config, run_dir)
     write_predictions(run_dir / "preds_dev.csv", list(dev["fname"]), dev_predictions,
                       prediction_metadata(config, run_dir, result.best_checkpoint, "dev"))
     report = write_rouge_report(run_dir / "report", list(dev["fname"]), dev_predictions, list(dev["references"]),
@@ -69,9 +89,8 @@ def run(config: BaselineConfig, data_dir: Path | str, out_dir: Path | str, run_d
     print(f"dev ROUGE (full dev, {config.analyzer}): {report.final:.2f}")
 
     submission = None
-    if "test" in frames:
+    if test_predictions is not None:
         test = frames["test"]
-        test_predictions = predict(result.best_checkpoint, list(test["dialogue"]), config, desc="predict test")
         write_predictions(run_dir / "preds_test.csv", list(test["fname"]), test_predictions,
                           prediction_metadata(config, run_dir, result.best_checkpoint, "test"))
         submission = write_submission(list(test["fname"]), test_predictions, paths["test"], label=run_dir.name,

@@ -19,6 +19,7 @@ import torch
 from baselines.config import PRESET_TRACK, BaselineConfig
 from baselines.model import (TokenLayout, add_data_tokens, configure_family, decode, encode_texts,
                              generation_kwargs, load_pretrained, model_source)
+from competition.distributed import barrier, is_main_process
 from competition.data import DataError, data_special_tokens, read_split, split_paths
 from competition.files import write_text_atomic
 from competition.presets import get_preset
@@ -185,17 +186,24 @@ def last_checkpoint(checkpoint_dir: Path) -> str | None:
 
 
 def save_best(trainer, tokenizer, config: BaselineConfig, run_dir: Path, best_score: float) -> Path:
-    """Write the best model, tokenizer and track info into `run_dir/best` (complete or absent)."""
+    """Write the best model, tokenizer and track info into `run_dir/best` (complete or absent).
+
+    Under DDP every rank calls this (the Trainer's save needs them all); only rank 0 touches files.
+    """
     best, building = run_dir / BEST_DIR, run_dir / f".{BEST_DIR}.building"
-    shutil.rmtree(building, ignore_errors=True)
-    trainer.save_model(str(building))
-    tokenizer.save_pretrained(str(building))
-    preset = get_preset(config.preset, PRESET_TRACK)
-    info = {"preset": preset.name, "family": preset.family, "mbart_lang": config.mbart_lang,
-            "best_dev_score": best_score, "source_checkpoint": trainer.state.best_model_checkpoint}
-    write_text_atomic(building / TRACK_INFO, json.dumps(info, indent=2))
-    shutil.rmtree(best, ignore_errors=True)
-    building.rename(best)
+    if is_main_process():
+        shutil.rmtree(building, ignore_errors=True)
+    barrier()
+    trainer.save_model(str(building))  # writes on the main process only
+    if is_main_process():
+        tokenizer.save_pretrained(str(building))
+        preset = get_preset(config.preset, PRESET_TRACK)
+        info = {"preset": preset.name, "family": preset.family, "mbart_lang": config.mbart_lang,
+                "best_dev_score": best_score, "source_checkpoint": trainer.state.best_model_checkpoint}
+        write_text_atomic(building / TRACK_INFO, json.dumps(info, indent=2))
+        shutil.rmtree(best, ignore_errors=True)
+        building.rename(best)
+    barrier()
     return best
 
 
@@ -252,9 +260,11 @@ def train(config: BaselineConfig, data_dir: Path | str, run_dir: Path | str,
         full_history = [{"epoch": int(round(e["epoch"])), "dev_score": e[f"eval_{SCORE_KEY}"], "loss": e["eval_loss"]}
                         for e in trainer.state.log_history if f"eval_{SCORE_KEY}" in e]
         result = TrainResult(best, best_score, full_history, resume_from)
-        write_text_atomic(run_dir / TRAIN_RESULT, result.to_json())
-        if not config.keep_checkpoints:
-            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        if is_main_process():
+            write_text_atomic(run_dir / TRAIN_RESULT, result.to_json())
+            if not config.keep_checkpoints:
+                shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        barrier()
         return result
     finally:
         # Free the model even when the hook raised (e.g. a pruned Optuna trial keeps the traceback alive).

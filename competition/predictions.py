@@ -15,6 +15,14 @@ from competition.data import DataError, read_predictions
 from competition.files import atomic_path, write_text_atomic
 
 
+def fill_empty(summaries: Sequence[str], dialogues: Sequence[str]) -> tuple[list[str], int]:
+    """Replace empty summaries (invalid in a submission) by the dialogue's first utterance; count them."""
+    from competition.trivial import first_utterance
+
+    filled = [s if s.strip() else first_utterance(d) for s, d in zip(summaries, dialogues)]
+    return filled, sum(1 for s in summaries if not s.strip())
+
+
 def metadata_path(predictions_path: Path | str) -> Path:
     """`run/preds_dev.csv` -> `run/preds_dev.meta.json`."""
     return Path(predictions_path).with_suffix(".meta.json")
