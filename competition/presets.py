@@ -109,3 +109,16 @@ def get_preset(name: str, track: Track | None = None) -> Preset:
         known = preset_names(track)
         raise ConfigError(f"unknown {track or ''} preset '{name}'. Known presets: {', '.join(known)}".replace("  ", " "))
     return preset
+
+
+def main() -> int:
+    """`python -m competition.presets`: list every preset with its track, family and source."""
+    for preset in PRESETS:
+        source = preset.hub_id or "built locally (tiny)"
+        flags = " ".join(f for f, on in (("gated", preset.gated), ("strips-<think>", preset.strip_think)) if on)
+        print(f"{preset.name:22} {preset.track:8} {preset.family:9} {source} {flags}".rstrip())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
