@@ -100,9 +100,9 @@ def test_submit_cli_aligns_to_test_order_and_rejects_missing_fnames(tmp_path: Pa
     out = tmp_path / "subs"
     command = [sys.executable, "-m", "competition.submit", "--pred", str(preds), "--test", str(test), "--out-dir", str(out)]
     assert subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True).returncode == 0
-    written = next(out.glob("*.csv"), None)
-    assert written is not None and pd.read_csv(written)["fname"].tolist() == ["test_0", "test_1", "test_2"]
+    written = [p for p in out.glob("*.csv") if p.name != "ledger.csv"]
+    assert len(written) == 1 and pd.read_csv(written[0])["fname"].tolist() == ["test_0", "test_1", "test_2"]
     preds.write_text("fname,summary\ntest_2,다.\ntest_0,가.\n", encoding="utf-8")
     result = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True)
     assert result.returncode == 2 and "1 missing [test_1]" in result.stderr
-    assert len(list(out.glob("*.csv"))) == 2  # the first submission and the ledger, nothing new
+    assert sorted(p.name for p in out.glob("*.csv")) == sorted([written[0].name, "ledger.csv"])  # nothing new
