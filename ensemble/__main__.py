@@ -4,7 +4,7 @@
 
 OUT is a folder (preds_dev.csv, preds_test.csv with sidecars, run.json, config.yaml, report/) unless it ends in
 .csv (one split only). --runs finds every preds_dev.csv + preds_test.csv pair below DIR (DIR/ensemble and OUT
-skipped). --test defaults to test.csv beside --gold. Methods: default (mbr with >= 3 systems, else best), auto
+skipped). --test defaults to test.csv beside --gold. Methods: default (auto with --gold, else mbr), auto
 (best cross-validated dev score), mbr, weighted-mbr, best, topic. Different fnames across inputs: exit 2.
 """
 

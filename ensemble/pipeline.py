@@ -44,7 +44,7 @@ HARMFUL_TOLERANCE = 1e-6  # score points; float noise from reordered sums is not
 class EnsembleConfig:
     """All ensembling settings (defaults < --config YAML < KEY=VALUE overrides < dedicated flags)."""
 
-    method: str = "default"  # default: mbr with >= 3 systems, else best; auto: best cross-validated dev score
+    method: str = "default"  # default: auto with --gold, else mbr; auto: best cross-validated dev score
     rules: list[str] = field(default_factory=lambda: list(DEFAULT_RULES))  # post-processing rules, in order
     folds: int = 5  # dev folds for cross-validated method scores
     seed: int = 0  # fold shuffling and Optuna
@@ -201,12 +201,13 @@ def measure_rules(summaries: Sequence[Sequence[str]], dialogues: Sequence[str] |
 
 
 def resolve_method(config: EnsembleConfig, n_systems: int, has_dev_scores: bool) -> str:
-    """The method to run: the configured one, or for `default` MBR with >= 3 systems else best-on-dev."""
+    """The method to run: the configured one; for `default`, the best cross-validated method when dev scores
+    exist (`auto`), else MBR (>= 3 systems)."""
     if n_systems == 1:
         return SINGLE
     method = config.method
     if method == "default":
-        method = "mbr" if n_systems >= 3 else "best"
+        method = "auto" if has_dev_scores else ("mbr" if n_systems >= 3 else "best")
     if method in ("auto", "best", "topic", "weighted-mbr") and not has_dev_scores:
         raise ConfigError(f"method '{method}' needs dev predictions and --gold DEV.csv with references"
                           + (" (with 2 systems MBR cannot break the tie; add a system or --gold)"

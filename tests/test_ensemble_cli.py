@@ -58,9 +58,13 @@ def test_runs_folder_ensemble_keeps_every_test_fname(data: Path, capsys: pytest.
     assert preds["fname"].tolist() == test["fname"].tolist()
     assert preds["summary"].str.len().gt(0).all()
     meta = json.loads((out / "preds_test.meta.json").read_text())
-    assert meta["method"] == "mbr" and len(meta["source_runs"]) == 3 and meta["split"] == "test"
+    assert len(meta["source_runs"]) == 3 and meta["split"] == "test"
     report = json.loads((out / "report/ensemble_report.json").read_text())
     assert set(report["systems"]) == {"sys0", "sys1", "sys2"}
+    # with --gold the default is the method with the best cross-validated dev score
+    assert meta["method"] == report["method"]
+    chosen = next(m for m in report["methods"] if m["method"] == report["method"])
+    assert chosen["cross_validated"] == max(m["cross_validated"] for m in report["methods"])
     assert {m["method"] for m in report["methods"]} == {"mbr", "weighted-mbr", "best", "topic"}
     cut = next(r for r in report["rules"] if r["rule"] == "cut_unfinished_sentence")
     assert cut["delta"] > 0  # sys2's trailing " 그리고" is cut, which raises its score
