@@ -4,6 +4,9 @@ preset's end marker (cleaning and <think> stripping: competition.prompts); resum
 `predict(checkpoint_dir, dialogues, config)` is the track-contract entry point. `predict_to_file` writes a
 predictions CSV and appends each finished batch to `<name>.partial.jsonl`, so an interrupted run regenerates only
 the missing fnames.
+
+Under torchrun (several processes) the length-sorted batches are dealt out to the ranks round by round and
+gathered back, so every rank returns all summaries in input order; only rank 0 writes files.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any, Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from competition.distributed import broadcast_from_main, distributed_map, is_main_process, world_size
 from competition.predictions import write_predictions
 from competition.trivial import first_utterance
 from llm.config import LLMConfig
@@ -66,29 +70,43 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[
 def generate_summaries(model, tokenizer, style, dialogues: Sequence[str], config: LLMConfig,
                        on_batch: BatchCallback | None = None,
                        desc: str = "generate") -> list[str]:
-    """Summaries of `dialogues`, in input order; `on_batch(indices, summaries)` sees each finished batch."""
+    """Summaries of `dialogues`, in input order; `on_batch(indices, summaries)` sees each finished batch.
+
+    Under several processes each round deals one batch to each rank (`distributed_map`) and gathers the results, so
+    every rank gets every summary and `on_batch` sees every batch on every rank; one process runs batch after batch.
+    """
     from competition.prompts import clean_generated, encode_for_generation, left_pad_batch
 
     prompts = [encode_for_generation(tokenizer, style, d).input_ids for d in dialogues]
     kwargs = generation_kwargs(config, model, tokenizer, style)
     device = next(model.parameters()).device
+
+    def run_batches(my_batches: list[list[int]]) -> list[list[str]]:
+        texts_per_batch = []
+        for indices in my_batches:
+            batch = left_pad_batch(tokenizer, [prompts[i] for i in indices])
+            inputs = {k: torch.as_tensor(v).to(device) for k, v in batch.items()}
+            output = model.generate(**inputs, **kwargs)
+            new_tokens = output[:, inputs["input_ids"].shape[1]:]
+            texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+            texts_per_batch.append([clean_generated(t, style) for t in texts])
+        return texts_per_batch
+
+    batches = length_sorted_batches([len(p) for p in prompts], config.gen_batch_size)
+    ranks = world_size()
     was_training = model.training
     model.eval()
     summaries: list[str] = [""] * len(prompts)
     try:
-        with tqdm(total=len(prompts), desc=desc, unit="dlg") as bar:
-            for indices in length_sorted_batches([len(p) for p in prompts], config.gen_batch_size):
-                batch = left_pad_batch(tokenizer, [prompts[i] for i in indices])
-                inputs = {k: torch.as_tensor(v).to(device) for k, v in batch.items()}
-                output = model.generate(**inputs, **kwargs)
-                new_tokens = output[:, inputs["input_ids"].shape[1]:]
-                texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-                done = [clean_generated(t, style) for t in texts]
-                for i, text in zip(indices, done):
-                    summaries[i] = text
-                if on_batch is not None:
-                    on_batch(indices, done)
-                bar.update(len(indices))
+        with tqdm(total=len(prompts), desc=desc, unit="dlg", disable=not is_main_process()) as bar:
+            for start in range(0, len(batches), ranks):
+                round_batches = batches[start:start + ranks]  # neighbours in length order: balanced ranks
+                for indices, done in zip(round_batches, distributed_map(run_batches, round_batches)):
+                    for i, text in zip(indices, done):
+                        summaries[i] = text
+                    if on_batch is not None:
+                        on_batch(indices, done)
+                    bar.update(len(indices))
     finally:
         model.train(was_training)
     return summaries
@@ -134,34 +152,49 @@ def predict_to_file(model, tokenizer, style, fnames: Sequence[str], dialogues: S
     """Generate the missing summaries, appending each batch to the partial sidecar, then write the CSV atomically.
 
     Returns the summaries in `fnames` order. `on_batch` (tests, progress hooks) runs after each batch is saved.
+    Under several processes rank 0 reads and writes the files; every rank generates its share of the missing
+    fnames and returns the same summaries.
     """
     out_path = Path(out_path)
-    finished = _finished_predictions(out_path, fnames)
+    sidecar = partial_path(out_path)
+    finished, done = broadcast_from_main(
+        lambda: (_finished_predictions(out_path, fnames), read_partial(sidecar, set(fnames))))
     if finished is not None:
         return finished
-    sidecar = partial_path(out_path)
-    done = read_partial(sidecar, set(fnames))
     missing = [i for i, f in enumerate(fnames) if f not in done]
     if done:
         log.info("%s: resuming, %d of %d rows already generated", out_path.name, len(done), len(fnames))
-    sidecar.parent.mkdir(parents=True, exist_ok=True)
-    with open(sidecar, "a", encoding="utf-8") as handle:
+    writer = _main_process_appender(sidecar)
+    with writer as handle:
         def save_batch(indices: list[int], summaries: list[str]) -> None:
             for i, summary in zip(indices, summaries):
                 fname = fnames[missing[i]]
                 done[fname] = summary
-                handle.write(json.dumps({"fname": fname, "summary": summary}, ensure_ascii=False) + "\n")
-            handle.flush()
+                if handle is not None:
+                    handle.write(json.dumps({"fname": fname, "summary": summary}, ensure_ascii=False) + "\n")
+            if handle is not None:
+                handle.flush()
             if on_batch is not None:
                 on_batch([missing[i] for i in indices], summaries)
 
         generate_summaries(model, tokenizer, style, [dialogues[i] for i in missing], config,
                            on_batch=save_batch, desc=out_path.stem)
     summaries, empty = fill_empty([done[f] for f in fnames], dialogues)
-    write_predictions(out_path, fnames, summaries, {**metadata, "empty_replaced_by_lead": empty,
-                                                     "resumed_rows": len(fnames) - len(missing)})
-    sidecar.unlink(missing_ok=True)
+    if is_main_process():
+        write_predictions(out_path, fnames, summaries, {**metadata, "empty_replaced_by_lead": empty,
+                                                         "resumed_rows": len(fnames) - len(missing)})
+        sidecar.unlink(missing_ok=True)
     return summaries
+
+
+def _main_process_appender(path: Path):
+    """The sidecar opened for appending on rank 0; a context yielding None on the other ranks (they write nothing)."""
+    from contextlib import nullcontext
+
+    if not is_main_process():
+        return nullcontext(None)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return open(path, "a", encoding="utf-8")
 
 
 def _finished_predictions(out_path: Path, fnames: Sequence[str]) -> list[str] | None:

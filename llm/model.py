@@ -140,12 +140,19 @@ def load_base_model(source: str | Path, config: LLMConfig, quantization: str, dt
     kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": config.attn_implementation,
                               "use_safetensors": True, "trust_remote_code": config.trust_remote_code}
     bnb = quantization_config(quantization, dtype)
-    if bnb is not None:
-        kwargs.update(quantization_config=bnb, device_map={"": torch.cuda.current_device()})
+    if bnb is not None:  # a k-bit model cannot be moved after loading: load all of it onto this process's GPU
+        kwargs.update(quantization_config=bnb, device_map={"": this_process_gpu()})
     model = AutoModelForCausalLM.from_pretrained(str(source), **kwargs)
     if bnb is None and has_cuda():
-        model.to("cuda")
+        model.to(f"cuda:{this_process_gpu()}")
     return model
+
+
+def this_process_gpu() -> int:
+    """The GPU this process owns: its local rank under torchrun (DDP: one model per GPU), else the current one."""
+    from competition.distributed import local_rank, world_size
+
+    return local_rank() if world_size() > 1 else torch.cuda.current_device()
 
 
 def load_for_training(config: LLMConfig, data_tokens: list[str]):

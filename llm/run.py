@@ -5,6 +5,10 @@
 Without --config, `llm/configs/<model>.yaml` is used when it exists. Continue an interrupted run with
 `resume=runs/llm-<model>-<stamp>`: training restarts from its last checkpoint, predictions from their
 `.partial.jsonl` sidecars.
+
+On several GPUs: `torchrun --standalone --nproc_per_node=N -m llm.run ...` (`make llm GPUS=N`). Every rank trains
+(DDP; QLoRA loads the 4-bit model onto each rank's own GPU) and generates its share of dev and test; rank 0 alone
+creates the run folder and writes every file.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 
 from competition.cli import exit_on_bad_input
 from competition.config import config_hash, parse_overrides
+from competition.distributed import barrier, broadcast_from_main, ensure_process_group, is_main_process
 from competition.files import write_text_atomic
 from competition.report import write_rouge_report
 from competition.runs import new_run_dir
@@ -30,40 +35,57 @@ log = logging.getLogger(__name__)
 
 def run(config: LLMConfig, data_dir: Path | str, out_dir: Path | str, on_evaluate: EvaluateHook | None = None,
         submissions_dir: Path | str = "submissions") -> Path:
-    """Train, predict dev and test, write the report and a submission; return the run folder."""
+    """Train, predict dev and test, write the report and a submission; return the run folder.
+
+    Under torchrun every rank calls this: rank 0 creates the run folder and writes every file, all ranks train and
+    generate their shares, and each returns the same folder once rank 0 is done.
+    """
     from llm.merge import export_merged
     from llm.model import load_checkpoint
 
+    ensure_process_group()  # before the Trainer sets up its own distributed state
     frames = load_splits(data_dir)  # validate every input before any work
-    run_dir = Path(config.resume) if config.resume else new_run_dir(out_dir, "llm", config.preset)
+    run_dir = broadcast_from_main(
+        lambda: Path(config.resume) if config.resume else new_run_dir(out_dir, "llm", config.preset))
     log.info("run folder: %s", run_dir)
     result = train(config, data_dir, run_dir, on_evaluate)
     checkpoint = result.best_checkpoint
     if config.predict_with == "merged":
-        checkpoint = export_merged(checkpoint, run_dir / "merged", config)
+        checkpoint = broadcast_from_main(lambda: export_merged(checkpoint, run_dir / "merged", config))
     model, tokenizer, style, info = load_checkpoint(checkpoint, config)
     metadata = {"preset": config.preset, "track": "llm", "config_hash": config_hash(config),
                 "checkpoint": str(checkpoint), "run_dir": str(run_dir)}
     dev = frames["dev"]
     dev_preds = predict_to_file(model, tokenizer, style, list(dev["fname"]), list(dev["dialogue"]),
                                 run_dir / "preds_dev.csv", config, {**metadata, "split": "dev"})
+    test_preds = None
+    if "test" in frames:
+        test = frames["test"]
+        test_preds = predict_to_file(model, tokenizer, style, list(test["fname"]), list(test["dialogue"]),
+                                     run_dir / "preds_test.csv", config, {**metadata, "split": "test"})
+    if is_main_process():
+        _write_results(config, frames, dev_preds, test_preds, result, data_dir, run_dir, submissions_dir)
+    barrier()  # every rank returns once the run's files exist
+    return run_dir
+
+
+def _write_results(config: LLMConfig, frames, dev_preds: list[str], test_preds: list[str] | None, result,
+                   data_dir: Path | str, run_dir: Path, submissions_dir: Path | str) -> None:
+    """Dev ROUGE report, a submission (when test.csv exists) and summary.json (rank 0 only)."""
+    dev = frames["dev"]
     rouge = write_rouge_report(run_dir / "report", list(dev["fname"]), dev_preds, list(dev["references"]),
                                topics=list(dev["topic"]) if "topic" in dev else None,
                                dialogues=list(dev["dialogue"]), title=f"LLM {config.preset} dev ROUGE")
     summary = {"dev_score": rouge.final, "best_checkpoint_dev_score": result.best_dev_score,
                "global_step": result.global_step, "cuts": result.cuts}
-    if "test" in frames:
-        test = frames["test"]
-        test_preds = predict_to_file(model, tokenizer, style, list(test["fname"]), list(test["dialogue"]),
-                                     run_dir / "preds_test.csv", config, {**metadata, "split": "test"})
-        submission = write_submission(list(test["fname"]), test_preds, Path(data_dir) / "test.csv",
+    if test_preds is not None:
+        submission = write_submission(list(frames["test"]["fname"]), test_preds, Path(data_dir) / "test.csv",
                                       label=run_dir.name, out_dir=submissions_dir, source_runs=[str(run_dir)],
                                       dev_score=rouge.final, config_hash=config_hash(config))
         summary["submission"] = str(submission)
     write_text_atomic(run_dir / "summary.json", json.dumps(summary, ensure_ascii=False, indent=2))
     print(f"dev score {rouge.final:.2f} | run {run_dir}" + (f" | submission {summary['submission']}"
                                                              if "submission" in summary else ""))
-    return run_dir
 
 
 @exit_on_bad_input
@@ -76,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--demo", action="store_true", help="small settings for a CPU demo")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. learning_rate=1e-4")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO if is_main_process() else logging.WARNING,  # one log, not one per rank
+                        format="%(levelname)s %(name)s: %(message)s")
     yaml_path = args.config or _shipped_yaml(args.model)
     config = load_config(args.model, yaml_path, parse_overrides(args.overrides), demo=args.demo)
     if yaml_path:

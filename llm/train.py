@@ -5,6 +5,9 @@ selection, early stopping, resume after an interrupt.
 model generates summaries for a fixed dev subset and `eval_score` (competition ROUGE) joins the metrics, so the
 Trainer keeps the best checkpoint by score (or by `eval_loss` with select_by=loss). The best one is saved to
 `run_dir/best/` with its tokenizer and prompt style.
+
+Under torchrun every rank trains (the Trainer's DDP), the dev subset is generated in shares and scored once
+(rank 0's score is every rank's, so early stopping and the best checkpoint agree), and only rank 0 writes files.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import torch
 
 from competition.config import save_yaml
 from competition.data import data_special_tokens, read_split, require_split, split_paths
+from competition.distributed import barrier, broadcast_from_main, ensure_process_group, is_main_process
 from competition.files import write_text_atomic
 from competition.metric import compute_rouge
 from competition.presets import get_preset
@@ -135,8 +139,9 @@ def _dev_score_callback(config: LLMConfig, tokenizer, style, dev: pd.DataFrame, 
             metrics = metrics if metrics is not None else {}
             if config.select_by == "score":
                 summaries = generate_summaries(model, tokenizer, style, list(dev["dialogue"]), config,
-                                               desc=f"dev@{state.global_step}")
-                metrics["eval_score"] = compute_rouge(summaries, list(dev["references"])).final
+                                               desc=f"dev@{state.global_step}")  # shared out over the ranks
+                metrics["eval_score"] = broadcast_from_main(
+                    lambda: compute_rouge(summaries, list(dev["references"])).final)
                 score = metrics["eval_score"]
             else:
                 score = -float(metrics["eval_loss"])
@@ -172,6 +177,9 @@ def training_arguments(config: LLMConfig, output_dir: Path, use_bf16: bool, use_
         greater_is_better=config.select_by == "score", restore_callback_states_from_checkpoint=True,
         train_sampling_strategy="group_by_length" if config.batching == "grouped" else "random",
         remove_unused_columns=False, label_names=["labels"], report_to="none", dataloader_num_workers=0,
+        # DDP only: every trainable (LoRA or full) weight takes part in each step, so skip the unused-weight
+        # search (the Trainer would turn it on for a PeftModel; it also clashes with gradient checkpointing)
+        ddp_find_unused_parameters=False,
     )
 
 
@@ -185,20 +193,25 @@ def load_splits(data_dir: Path | str) -> dict[str, pd.DataFrame]:
 
 def train(config: LLMConfig, data_dir: Path | str, run_dir: Path | str,
           on_evaluate: EvaluateHook | None = None) -> TrainResult:
-    """Fine-tune per `config` on data_dir's train.csv, evaluating on dev.csv; resumes from run_dir's checkpoints."""
+    """Fine-tune per `config` on data_dir's train.csv, evaluating on dev.csv; resumes from run_dir's checkpoints.
+
+    Under torchrun, every rank calls this with the same run_dir; each returns once rank 0 has saved `best/`.
+    """
     from transformers import EarlyStoppingCallback, Trainer
     from transformers.trainer_utils import get_last_checkpoint
 
     from llm.model import load_for_training, save_checkpoint
 
+    ensure_process_group()
     run_dir = Path(run_dir)
-    finished = TrainResult.load(run_dir)
+    finished = broadcast_from_main(lambda: TrainResult.load(run_dir))
     if finished is not None and finished.best_checkpoint.is_dir():
         log.info("%s: training already finished; best checkpoint %s", run_dir, finished.best_checkpoint)
         return finished
     seed_everything(config.seed)
     frames = load_splits(data_dir)
-    _save_provenance(config, data_dir, run_dir)
+    if is_main_process():
+        _save_provenance(config, data_dir, run_dir)
     train_frame = frames["train"].head(config.train_limit) if config.train_limit else frames["train"]
     model, tokenizer, style, info = load_for_training(config, data_special_tokens(frames.values()))
     train_examples, cuts = encode_rows(tokenizer, style, train_frame)
@@ -218,10 +231,12 @@ def train(config: LLMConfig, data_dir: Path | str, run_dir: Path | str,
     if last:
         log.info("resuming training from %s", last)
     trainer.train(resume_from_checkpoint=last)
-    best = save_checkpoint(trainer.model, tokenizer, style, info, run_dir / BEST_DIR)  # best weights loaded at end
-    result = TrainResult(best, _best_score(trainer, config), trainer.state.global_step,
+    result = TrainResult(run_dir / BEST_DIR, _best_score(trainer, config), trainer.state.global_step,
                          [e for e in trainer.state.log_history if "dev_score" in e], cuts)
-    result.save(run_dir)
+    if is_main_process():
+        save_checkpoint(trainer.model, tokenizer, style, info, result.best_checkpoint)  # best weights loaded at end
+        result.save(run_dir)
+    barrier()  # the other ranks load best/ next
     return result
 
 
