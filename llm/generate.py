@@ -20,8 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from competition.distributed import broadcast_from_main, distributed_map, is_main_process, world_size
-from competition.predictions import write_predictions
-from competition.trivial import first_utterance
+from competition.predictions import fill_empty, write_predictions
 from llm.config import LLMConfig
 
 log = logging.getLogger(__name__)
@@ -110,12 +109,6 @@ def generate_summaries(model, tokenizer, style, dialogues: Sequence[str], config
     finally:
         model.train(was_training)
     return summaries
-
-
-def fill_empty(summaries: list[str], dialogues: Sequence[str]) -> tuple[list[str], int]:
-    """Replace empty summaries (invalid in a submission) by the dialogue's first utterance; count them."""
-    filled = [s if s.strip() else first_utterance(d) for s, d in zip(summaries, dialogues)]
-    return filled, sum(1 for s in summaries if not s.strip())
 
 
 def predict(checkpoint_dir: Path | str, dialogues: list[str], config: LLMConfig) -> list[str]:

@@ -12,7 +12,8 @@ import pytest
 
 from competition.predictions import read_predictions_with_metadata
 from llm.config import load_config
-from llm.generate import (fill_empty, generation_kwargs, length_sorted_batches, partial_path, predict_to_file,
+from competition.predictions import fill_empty
+from llm.generate import (generation_kwargs, length_sorted_batches, partial_path, predict_to_file,
                           stop_token_ids)
 from llm.model import load_checkpoint, load_for_training, save_checkpoint
 
