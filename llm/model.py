@@ -19,6 +19,8 @@ from competition.presets import Preset, get_preset
 from competition.tiny import ensure_tiny_checkpoint
 from llm.config import LLMConfig
 
+from llm.lora import compute_dtype
+
 log = logging.getLogger(__name__)
 
 CHECKPOINT_INFO = "llm_checkpoint.json"
@@ -65,15 +67,6 @@ def effective_quantization(config: LLMConfig) -> str:
                     "fp32 on CPU", config.quantization)
         return "none"
     return config.quantization
-
-
-def training_dtype(model_config: Any) -> torch.dtype:
-    """bf16/fp16 from the model's config and the GPU (llm.lora.compute_dtype); fp32 on CPU."""
-    if not has_cuda():
-        return torch.float32
-    from llm.lora import compute_dtype
-
-    return compute_dtype(model_config)
 
 
 def quantization_config(quantization: str, dtype: torch.dtype):
@@ -136,7 +129,7 @@ def load_base_model(source: str | Path, config: LLMConfig, quantization: str, dt
     from transformers import AutoConfig, AutoModelForCausalLM
 
     model_config = AutoConfig.from_pretrained(str(source), trust_remote_code=config.trust_remote_code)
-    dtype = dtype or training_dtype(model_config)
+    dtype = dtype or compute_dtype(model_config)
     kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": config.attn_implementation,
                               "use_safetensors": True, "trust_remote_code": config.trust_remote_code}
     bnb = quantization_config(quantization, dtype)
@@ -253,4 +246,4 @@ def load_checkpoint(folder: Path | str, config: LLMConfig, for_merge: bool = Fal
 def _inference_dtype(source: str | Path, config: LLMConfig) -> torch.dtype:
     from transformers import AutoConfig
 
-    return training_dtype(AutoConfig.from_pretrained(str(source), trust_remote_code=config.trust_remote_code))
+    return compute_dtype(AutoConfig.from_pretrained(str(source), trust_remote_code=config.trust_remote_code))
