@@ -22,9 +22,11 @@ TORCHRUN = Path(sys.executable).with_name("torchrun")
 # Same global batch (2 x 4 vs 1 x 8), same sample order, no dropout. The gloo all-reduce averages the two ranks'
 # fp32 gradients in another summation order than one process, so the weights drift at float rounding level
 # (measured: per-step losses equal to ~1e-6, identical summaries) and a greedy token could still flip: allow one
-# ROUGE point on the dev score and 1e-3 relative on each logged training loss.
+# ROUGE point on the dev score. Logged losses can differ more: under DDP each rank averages over its own tokens and
+# the ranks' means are averaged, which weights tokens differently from one process's mean over the whole batch
+# (seen on a fresh clone: 0.11% at one step), so each logged loss gets 2% relative.
 SCORE_TOLERANCE = 1.0
-LOSS_RELATIVE_TOLERANCE = 1e-3
+LOSS_RELATIVE_TOLERANCE = 2e-2
 # LoRA at a high learning rate, so the tiny model's summaries change between evaluations (the scores are not a
 # constant); dev_subset=0 scores every dev row; gen_batch_size=2 makes several rounds of sharded generation.
 SETTINGS = ["epochs=4", "learning_rate=1e-2", "lora_r=32", "lora_dropout=0", "dev_subset=0", "max_new_tokens=24",
