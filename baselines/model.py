@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from competition.presets import Preset
+from competition.tiny import model_source  # re-exported for the track's callers
 
 log = logging.getLogger(__name__)
 FAMILIES = ("bart", "t5", "mbart")
@@ -30,17 +30,6 @@ class TokenLayout:
     encoder_prefix: tuple[int, ...]
     label_prefix: tuple[int, ...]
     eos: int
-
-
-def model_source(preset: Preset) -> str:
-    """Local folder for tiny presets, hub id otherwise; both go through the same from_pretrained code."""
-    if preset.tiny:
-        from competition.tiny import ensure_tiny_checkpoint
-
-        return str(ensure_tiny_checkpoint(preset))
-    if not preset.hub_id:
-        raise ValueError(f"preset {preset.name} has no hub_id")
-    return preset.hub_id
 
 
 def load_pretrained(source: str | Path, allow_bin_weights: bool = True, trust_remote_code: bool = False):

@@ -177,3 +177,12 @@ def ensure_tiny_checkpoint(preset: Preset, sample_dir: Path | str = DEFAULT_SAMP
     except OSError:  # another process finished first
         shutil.rmtree(building, ignore_errors=True)
     return target
+
+
+def model_source(preset: Preset) -> str:
+    """Where a preset loads from: the local folder of a tiny one, else its hub id (same from_pretrained code)."""
+    if preset.tiny:
+        return str(ensure_tiny_checkpoint(preset))
+    if not preset.hub_id:
+        raise ValueError(f"preset {preset.name} has no hub_id")
+    return preset.hub_id

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from competition.presets import Preset, get_preset
-from competition.tiny import ensure_tiny_checkpoint
+from competition.tiny import model_source
 from llm.config import LLMConfig
 
 from llm.lora import compute_dtype
@@ -53,11 +53,6 @@ class CheckpointInfo:
 def has_cuda() -> bool:
     """Whether a CUDA GPU is usable (bitsandbytes k-bit and bf16 training need one)."""
     return torch.cuda.is_available()
-
-
-def model_source(preset: Preset) -> str:
-    """Hub id of a preset, or the local folder of a tiny one."""
-    return str(ensure_tiny_checkpoint(preset)) if preset.tiny else str(preset.hub_id)
 
 
 def effective_quantization(config: LLMConfig) -> str:
