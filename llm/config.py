@@ -23,6 +23,7 @@ BATCHINGS = ("packed", "grouped", "padded")
 SELECT_BY = ("score", "loss")
 CUTS = ("middle", "keep_end", "keep_start")
 PREDICT_WITH = ("adapter", "merged")
+DECODINGS = ("fast", "generate")
 
 
 def _setting(default: Any, hint: str) -> Any:
@@ -75,17 +76,19 @@ class LLMConfig:
     # --- generation ---
     num_beams: int = _setting(1, "1 = greedy, >1 = beam search")
     max_new_tokens: int = _setting(128, "generated tokens per summary at most")
+    min_new_tokens: int = _setting(0, "generated tokens per summary at least (stop tokens are held back until then)")
     repetition_penalty: float = _setting(1.0, "1.0 = off")
     no_repeat_ngram_size: int = _setting(0, "0 = off")
     gen_batch_size: int = _setting(16, "dialogues per generation batch (length-sorted)")
-    cache_implementation: str | None = _setting(None, "null = dynamic KV cache; static = static cache (compile-friendly)")
+    decoding: str = _setting("fast", "fast = greedy with a static cache (+ CUDA graph on GPU; beams and penalties use generate) | generate")
+    cache_implementation: str | None = _setting(None, "decoding=generate only: null = dynamic KV cache | static")
     predict_with: str = _setting("adapter", "adapter = base + adapter | merged = export merged 16-bit model first")
     # --- pipeline ---
     resume: str | None = _setting(None, "run folder to continue after an interrupt (training and predictions)")
 
     def __post_init__(self) -> None:
         choices = {"quantization": QUANTIZATIONS, "finetune": FINETUNES, "batching": BATCHINGS,
-                   "select_by": SELECT_BY, "cut": CUTS, "predict_with": PREDICT_WITH}
+                   "select_by": SELECT_BY, "cut": CUTS, "predict_with": PREDICT_WITH, "decoding": DECODINGS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}={getattr(self, name)!r}; expected one of {list(allowed)}")

@@ -45,6 +45,8 @@ def generation_kwargs(config: LLMConfig, model, tokenizer, style) -> dict[str, A
         "eos_token_id": stop_token_ids(model, tokenizer, style), "pad_token_id": tokenizer.pad_token_id,
         "use_cache": True,
     }
+    if config.min_new_tokens:
+        kwargs["min_new_tokens"] = config.min_new_tokens
     if config.num_beams > 1:
         kwargs["early_stopping"] = True
     if config.repetition_penalty != 1.0:
@@ -79,14 +81,14 @@ def generate_summaries(model, tokenizer, style, dialogues: Sequence[str], config
     prompts = [encode_for_generation(tokenizer, style, d).input_ids for d in dialogues]
     kwargs = generation_kwargs(config, model, tokenizer, style)
     device = next(model.parameters()).device
+    fast = config.decoding == "fast" and _fast_greedy_fits(model, kwargs)
 
     def run_batches(my_batches: list[list[int]]) -> list[list[str]]:
         texts_per_batch = []
         for indices in my_batches:
             batch = left_pad_batch(tokenizer, [prompts[i] for i in indices])
             inputs = {k: torch.as_tensor(v).to(device) for k, v in batch.items()}
-            output = model.generate(**inputs, **kwargs)
-            new_tokens = output[:, inputs["input_ids"].shape[1]:]
+            new_tokens = _new_tokens(model, inputs, kwargs, fast)
             texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
             texts_per_batch.append([clean_generated(t, style) for t in texts])
         return texts_per_batch
@@ -109,6 +111,30 @@ def generate_summaries(model, tokenizer, style, dialogues: Sequence[str], config
     finally:
         model.train(was_training)
     return summaries
+
+
+def _fast_greedy_fits(model, kwargs: dict[str, Any]) -> bool:
+    """Whether llm.decode's loop gives generate's greedy tokens here (the reason is logged when it does not)."""
+    from llm.decode import fast_greedy_unsupported
+
+    reason = fast_greedy_unsupported(model, kwargs["num_beams"], kwargs.get("repetition_penalty", 1.0),
+                                     kwargs.get("no_repeat_ngram_size", 0), kwargs.get("stop_strings"))
+    if reason:
+        log.info("decoding with model.generate: %s", reason)
+    return reason is None
+
+
+def _new_tokens(model, inputs: dict[str, torch.Tensor], kwargs: dict[str, Any], fast: bool) -> torch.Tensor:
+    """[B, n] generated token ids of a left-padded batch (pad after each row's stop)."""
+    if fast:
+        from llm.decode import fast_greedy_generate
+
+        stops = kwargs["eos_token_id"]
+        pad = kwargs["pad_token_id"] if kwargs["pad_token_id"] is not None else stops[0]
+        return fast_greedy_generate(model, inputs["input_ids"], inputs["attention_mask"], kwargs["max_new_tokens"],
+                                    stops, pad, kwargs.get("min_new_tokens", 0))
+    output = model.generate(**inputs, **kwargs)
+    return output[:, inputs["input_ids"].shape[1]:]
 
 
 def predict(checkpoint_dir: Path | str, dialogues: list[str], config: LLMConfig) -> list[str]:

@@ -1,0 +1,211 @@
+"""Fast greedy decoding for left-padded batches: a static KV cache, masks built here, and on CUDA the one-token
+decode step captured once as a CUDA graph and replayed.
+
+`model.generate` pays Python and kernel-launch overhead for every new token and, with grouped-query attention and
+a padding mask, copies the whole KV cache per layer per token (`repeat_kv`). This loop keeps the same model
+forward and picks the same greedy tokens, but:
+- the KV cache is preallocated (transformers' `StaticCache`), so nothing grows or is copied;
+- the attention masks are built once per batch as 4D boolean tensors (transformers uses a 4D mask as given);
+- at a one-token step the query heads sharing a KV head are packed as query rows of one SDPA call, so the cache
+  is read once per KV head (`GQA_DECODE_ATTENTION`);
+- on CUDA the step (forward, argmax, bookkeeping) is replayed as a CUDA graph, with no host sync except a
+  stop check every `STOP_CHECK_EVERY` tokens.
+
+`fast_greedy_unsupported(model, ...)` says why a model or setting needs `model.generate` instead (beam search,
+logits processors, logit soft-capping, sliding-window layers).
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from typing import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+
+log = logging.getLogger(__name__)
+
+GQA_DECODE_ATTENTION = "harness_gqa_sdpa"
+STOP_CHECK_EVERY = 16
+_GRAPH_WARMUP_STEPS = 2  # eager steps before capture (allocator and cuBLAS workspaces settle)
+
+
+def gqa_decode_sdpa(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, is_causal=None,
+                    **kwargs):
+    """transformers' SDPA attention, except one-token steps with grouped KV heads: the query heads of each KV head
+    become that head's query rows ([B, H, 1, D] -> [B, KV, H/KV, D]), so the cache is not repeated per head."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    groups = getattr(module, "num_key_value_groups", 1)
+    if query.shape[2] != 1 or groups == 1 or kwargs.get("softcap") is not None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      is_causal=is_causal, **kwargs)
+    batch, heads, _, dim = query.shape
+    packed = query.reshape(batch, heads // groups, groups, dim)  # head h reads KV head h // groups (repeat_kv order)
+    out = F.scaled_dot_product_attention(packed, key, value, attn_mask=attention_mask, scale=scaling)
+    return out.reshape(batch, heads, 1, dim).transpose(1, 2).contiguous(), None
+
+
+def _register_attention() -> None:
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(GQA_DECODE_ATTENTION, gqa_decode_sdpa)
+
+
+def _text_config(model):
+    return model.config.get_text_config(decoder=True)
+
+
+def fast_greedy_unsupported(model, num_beams: int = 1, repetition_penalty: float = 1.0,
+                            no_repeat_ngram_size: int = 0, stop_strings: Sequence[str] | None = None) -> str | None:
+    """Why this model/setting needs `model.generate` (None: the fast loop gives the same greedy tokens)."""
+    config = _text_config(model)
+    if num_beams > 1:
+        return "beam search"
+    if repetition_penalty != 1.0 or no_repeat_ngram_size:
+        return "repetition penalty / no-repeat n-grams"
+    if stop_strings:
+        return "a multi-token end marker (stop strings)"
+    if getattr(config, "attn_logit_softcapping", None) or getattr(config, "final_logit_softcapping", None):
+        return "logit soft-capping"
+    if any(kind != "full_attention" for kind in (getattr(config, "layer_types", None) or [])):
+        return "sliding-window or non-standard attention layers"
+    if getattr(config, "is_encoder_decoder", False):
+        return "an encoder-decoder model"
+    return None
+
+
+@contextmanager
+def _attention(model, name: str) -> Iterator[None]:
+    """Switch the model's attention implementation for the duration (restored afterwards). The config setter
+    is enough: attention layers look the function up by that name at every call. (`set_attn_implementation`
+    would also re-validate the model, which costs about a second per call.)"""
+    config = model.config
+    before = config._attn_implementation
+    _register_attention()
+    config._attn_implementation = name
+    try:
+        yield
+    finally:
+        config._attn_implementation = before
+
+
+def _is_quantized(model) -> bool:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return getattr(base, "is_quantized", False) or getattr(base.config, "quantization_config", None) is not None
+
+
+class _DecodeState:
+    """The static tensors one decode step reads and advances (a CUDA graph replays on these same addresses)."""
+
+    def __init__(self, first_tokens: torch.Tensor, last_positions: torch.Tensor, key_ok: torch.Tensor,
+                 prompt_width: int, new_tokens: int, stop_ids: torch.Tensor, forbid_stop: bool):
+        batch, device = first_tokens.shape[0], first_tokens.device
+        self.tokens = first_tokens.view(batch, 1).clone()          # last emitted token, the next step's input
+        self.positions = (last_positions + 1).view(batch, 1)       # its rotary position (left padding aware)
+        self.slot = torch.tensor([prompt_width], device=device)    # its KV-cache slot
+        self.key_ok = key_ok                                       # [B, L]: cache slots each row may attend
+        self.prompt_width = prompt_width
+        self.out = torch.empty((batch, new_tokens), dtype=torch.long, device=device)
+        self.out[:, 0] = first_tokens
+        self.stop_ids = stop_ids
+        self.stop_penalty = torch.full((batch, len(stop_ids)), float("-inf") if forbid_stop else 0.0, device=device)
+
+    def step(self, model, cache) -> None:
+        """Feed `tokens`, write the argmax into `out` and advance: one new token per row (graph-capturable)."""
+        self.key_ok.index_fill_(1, self.slot, True)
+        logits = model(input_ids=self.tokens, attention_mask=self.key_ok[:, None, None, :],
+                       position_ids=self.positions, past_key_values=cache, use_cache=True).logits[:, -1].float()
+        logits.index_add_(1, self.stop_ids, self.stop_penalty)
+        chosen = logits.argmax(-1)
+        self.out.index_copy_(1, self.slot - self.prompt_width + 1, chosen[:, None])
+        self.tokens.copy_(chosen[:, None])
+        self.positions.add_(1)
+        self.slot.add_(1)
+
+
+@torch.inference_mode()
+def fast_greedy_generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int,
+                         stop_ids: Sequence[int], pad_token_id: int, min_new_tokens: int = 0,
+                         cuda_graph: bool = True) -> torch.Tensor:
+    """Greedy continuations of a left-padded batch: [B, n] new token ids, `pad_token_id` after each row's stop.
+
+    Same tokens as `model.generate(do_sample=False, eos_token_id=stop_ids, min_new_tokens=...)`. A CUDA graph is
+    used on CUDA for unquantized models when `cuda_graph`; any capture failure falls back to the eager loop.
+    """
+    from transformers import StaticCache
+
+    batch, width = input_ids.shape
+    device = input_ids.device
+    cache = StaticCache(config=model.config, max_cache_len=width + max_new_tokens)
+    prompt_ok = attention_mask.bool()
+    key_ok = torch.zeros((batch, width + max_new_tokens), dtype=torch.bool, device=device)
+    key_ok[:, :width] = prompt_ok
+    positions = (prompt_ok.long().cumsum(-1) - 1).clamp(min=0)
+    stops = torch.tensor(list(stop_ids), dtype=torch.long, device=device)
+    with _attention(model, GQA_DECODE_ATTENTION):
+        logits = model(input_ids=input_ids, attention_mask=_prefill_mask(key_ok, width),
+                       position_ids=positions, past_key_values=cache, use_cache=True, logits_to_keep=1).logits
+        first = logits[:, -1].float()
+        if min_new_tokens > 0:
+            first[:, stops] = float("-inf")
+        state = _DecodeState(first.argmax(-1), positions[:, -1], key_ok, width, max_new_tokens, stops,
+                             forbid_stop=min_new_tokens > 1)
+        _decode(model, cache, state, max_new_tokens, min_new_tokens,
+                use_graph=cuda_graph and device.type == "cuda" and not _is_quantized(model))
+    return _pad_after_stop(state.out, stops, pad_token_id)
+
+
+def _prefill_mask(key_ok: torch.Tensor, width: int) -> torch.Tensor:
+    """[B, 1, width, L] boolean: causal over the real prompt tokens; a padding query sees only itself (a fully
+    masked row would give NaN, which the cache would then carry)."""
+    length = key_ok.shape[1]
+    query = torch.arange(width, device=key_ok.device)[:, None]
+    key = torch.arange(length, device=key_ok.device)[None, :]
+    allowed = ((key <= query)[None] & key_ok[:, None, :]) | (key == query)[None]
+    return allowed[:, None]
+
+
+def _decode(model, cache, state: _DecodeState, max_new_tokens: int, min_new_tokens: int, use_graph: bool) -> None:
+    """Run steps 1..max_new_tokens-1, stopping early once every row has emitted a stop token."""
+    graph = None
+    done_steps = 1
+    while done_steps < max_new_tokens:
+        if done_steps == min_new_tokens and min_new_tokens > 1:
+            state.stop_penalty.zero_()  # token `min_new_tokens` (0-based) is the first that may stop
+        if use_graph and graph is None and done_steps > _GRAPH_WARMUP_STEPS:
+            graph = _capture(model, cache, state)
+            use_graph = graph is not None
+        if graph is not None:
+            graph.replay()
+        else:
+            state.step(model, cache)
+        done_steps += 1
+        if done_steps % STOP_CHECK_EVERY == 0 and done_steps >= min_new_tokens and _all_stopped(state, done_steps):
+            state.out = state.out[:, :done_steps]
+            return
+
+
+def _capture(model, cache, state: _DecodeState):
+    """A CUDA graph of one decode step (capture records, it does not run the step); None if capture fails."""
+    try:
+        graph = torch.cuda.CUDAGraph()
+        torch.cuda.synchronize()
+        with torch.cuda.graph(graph):
+            state.step(model, cache)
+        return graph
+    except RuntimeError as err:  # an op that syncs with the host cannot be captured
+        log.warning("decode step could not be captured as a CUDA graph (%s); decoding eagerly", err)
+        return None
+
+
+def _all_stopped(state: _DecodeState, steps: int) -> bool:
+    return bool(torch.isin(state.out[:, :steps], state.stop_ids).any(-1).all())
+
+
+def _pad_after_stop(tokens: torch.Tensor, stops: torch.Tensor, pad_token_id: int) -> torch.Tensor:
+    """Keep each row up to and including its first stop token; pad the rest (as `generate` does)."""
+    is_stop = torch.isin(tokens, stops).long()
+    after_stop = (is_stop.cumsum(-1) - is_stop) > 0
+    return tokens.masked_fill(after_stop, pad_token_id)

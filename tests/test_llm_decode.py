@@ -1,0 +1,107 @@
+"""Tests for the fast greedy loop (`llm.decode`): it must pick exactly `model.generate`'s greedy tokens.
+
+The CUDA-graph replay only runs on a GPU (benchmarks/bench_llm.py checks it there against `generate`); these tests
+cover the static cache, the masks, position ids under left padding, the packed-GQA attention, stopping and
+min_new_tokens, on every tiny family the fast path accepts, plain and LoRA-wrapped.
+
+Run: .venv/bin/python -m pytest tests/test_llm_decode.py -q
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+from competition.prompts import encode_for_generation, left_pad_batch
+from llm.config import load_config
+from llm.decode import fast_greedy_generate, fast_greedy_unsupported
+from llm.generate import generate_summaries, stop_token_ids
+from llm.model import load_for_training
+
+NEW_TOKENS = 16
+
+
+def _model(preset: str, finetune: str = "full"):
+    """A tiny model with large random weights: its greedy tokens vary with the prompt and the position (the
+    library's small initial weights make an untrained tiny model repeat one token, which would prove nothing)."""
+    torch.manual_seed(0)
+    model, tokenizer, style, _ = load_for_training(load_config(preset, overrides={"finetune": finetune}), [])
+    with torch.no_grad():
+        for weight in model.parameters():
+            if weight.dim() == 2:
+                weight.normal_(0, 0.5)
+    return model.eval(), tokenizer, style
+
+
+def _batch(tokenizer, style, sample_dir, rows: int = 6):
+    dialogues = pd.read_csv(sample_dir / "test.csv", dtype=str, keep_default_na=False)["dialogue"].head(rows)
+    # different lengths, so the batch is left-padded
+    return left_pad_batch(tokenizer, [encode_for_generation(tokenizer, style, d).input_ids for d in dialogues])
+
+
+def _greedy_pair(model, batch, stops: list[int], pad: int, min_new: int) -> tuple[torch.Tensor, torch.Tensor]:
+    with torch.inference_mode():
+        reference = model.generate(**batch, max_new_tokens=NEW_TOKENS, min_new_tokens=min_new, do_sample=False,
+                                   eos_token_id=stops, pad_token_id=pad)[:, batch["input_ids"].shape[1]:]
+    fast = fast_greedy_generate(model, batch["input_ids"], batch["attention_mask"], NEW_TOKENS, stops, pad, min_new)
+    return reference, fast
+
+
+def _assert_same_tokens(reference: torch.Tensor, fast: torch.Tensor, pad: int) -> None:
+    # generate stops once every row has stopped; the fast loop checks every few tokens, so it may run on (padded)
+    width = reference.shape[1]
+    assert torch.equal(fast[:, :width], reference)
+    assert bool((fast[:, width:] == pad).all())
+
+
+@pytest.mark.parametrize("preset", ["tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-neox"])
+@pytest.mark.parametrize("min_new", [0, 6])
+def test_fast_greedy_equals_generate_with_early_stops(preset, min_new, sample_dir):
+    model, tokenizer, style = _model(preset)
+    assert fast_greedy_unsupported(model) is None
+    batch = _batch(tokenizer, style, sample_dir)
+    stops = stop_token_ids(model, tokenizer, style)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
+    free, _ = _greedy_pair(model, batch, stops, pad, 0)
+    # an untrained model rarely emits its EOS: also stop on tokens it emits just after min_new, so rows end early
+    stops = stops + sorted(set(free[:, min_new + 2].tolist()))
+    reference, fast = _greedy_pair(model, batch, stops, pad, min_new)
+    ended = torch.isin(reference, torch.tensor(stops)).any(-1)
+    assert ended.any(), "the test needs rows that stop early"
+    if min_new:
+        assert not torch.isin(reference[:, :min_new], torch.tensor(stops)).any()
+    _assert_same_tokens(reference, fast, pad)
+
+
+def test_fast_greedy_equals_generate_through_a_lora_adapter(sample_dir):
+    model, tokenizer, style = _model("tiny-llama", finetune="lora")
+    assert any("lora_B" in name for name, _ in model.named_parameters())  # _model randomised it: the path counts
+    batch = _batch(tokenizer, style, sample_dir)
+    stops = stop_token_ids(model, tokenizer, style)
+    reference, fast = _greedy_pair(model, batch, stops, stops[0], 0)
+    _assert_same_tokens(reference, fast, stops[0])
+    assert model.get_base_model().config._attn_implementation == "sdpa"  # restored after decoding
+
+
+def test_generate_summaries_gives_the_same_texts_either_way(sample_dir):
+    model, tokenizer, style = _model("tiny-qwen3")
+    dialogues = list(pd.read_csv(sample_dir / "dev.csv", dtype=str, keep_default_na=False)["dialogue"].head(5))
+    texts = {}
+    for decoding in ("fast", "generate"):
+        config = load_config("tiny-qwen3", overrides={"decoding": decoding, "max_new_tokens": 12,
+                                                      "min_new_tokens": 3, "gen_batch_size": 2})
+        texts[decoding] = generate_summaries(model, tokenizer, style, dialogues, config)
+    assert texts["fast"] == texts["generate"] and all(texts["fast"])
+
+
+def test_settings_the_fast_loop_cannot_reproduce_fall_back_to_generate():
+    model, _, _ = _model("tiny-llama")
+    assert fast_greedy_unsupported(model, num_beams=4) == "beam search"
+    assert "repetition" in fast_greedy_unsupported(model, repetition_penalty=1.2)
+    assert "stop strings" in fast_greedy_unsupported(model, stop_strings=["<end>"])
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    gemma = Gemma2ForCausalLM(Gemma2Config(hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                                           num_attention_heads=2, num_key_value_heads=1, head_dim=8, vocab_size=64))
+    assert fast_greedy_unsupported(gemma) == "logit soft-capping"
