@@ -27,6 +27,7 @@ from competition.data import data_special_tokens, read_split, require_split, spl
 from competition.distributed import barrier, broadcast_from_main, ensure_process_group, is_main_process
 from competition.files import write_text_atomic
 from competition.metric import compute_rouge
+from competition.prompts import IGNORE_INDEX
 from competition.presets import get_preset
 from competition.runs import save_run_info, seed_everything
 from llm.config import LLMConfig
@@ -75,7 +76,12 @@ def encode_rows(tokenizer, style, frame: pd.DataFrame) -> tuple[list[dict[str, l
 
 
 class PaddedCollator:
-    """Right-pad input_ids (pad id), labels (-100) and the attention mask to the longest row (multiple of 8)."""
+    """Right-pad input_ids (pad id) and labels (-100) to the longest row (multiple of 8), with no attention mask.
+
+    Padding sits after every real token, so the causal mask alone already hides it from them, and the padded
+    positions carry no label. Without a padding mask SDPA runs its causal flash kernel instead of the slower
+    masked one; the loss is the same (tests/test_llm_train.py checks it against unpadded rows).
+    """
 
     def __init__(self, pad_token_id: int, multiple: int = 8):
         self.pad_token_id, self.multiple = pad_token_id, multiple
@@ -85,13 +91,11 @@ class PaddedCollator:
         width = -(-longest // self.multiple) * self.multiple
         ids = torch.full((len(features), width), self.pad_token_id, dtype=torch.long)
         labels = torch.full((len(features), width), -100, dtype=torch.long)
-        mask = torch.zeros((len(features), width), dtype=torch.long)
         for row, f in enumerate(features):
             n = len(f["input_ids"])
             ids[row, :n] = torch.tensor(f["input_ids"])
             labels[row, :n] = torch.tensor(f["labels"])
-            mask[row, :n] = 1
-        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+        return {"input_ids": ids, "labels": labels}
 
 
 class PackedCollator:
@@ -110,15 +114,95 @@ class PackedCollator:
         return self.flatten([{"input_ids": f["input_ids"], "labels": f["labels"]} for f in features])
 
 
+class LabelledLogitsCollator:
+    """Wraps a collator so the model computes logits only where a target exists (the summary tokens).
+
+    The batch gains `logits_to_keep` (the positions where some row has a next-token target; transformers' causal
+    LMs apply the LM head only there) and its `labels` become [B, K + 1]: column k + 1 is the target of kept
+    position k and column 0 is ignored, the same shift as causal-LM labels, so the Trainer's label count is
+    unchanged. With a 128k vocabulary the full [tokens, vocab] logits are most of a step's memory; a summary is a
+    fraction of each row. `summary_token_loss` is the matching loss.
+    """
+
+    def __init__(self, collate: Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]]):
+        self.collate = collate
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        batch = self.collate(features)
+        targets = batch["labels"][:, 1:]
+        positions = (targets != IGNORE_INDEX).any(0).nonzero().flatten()
+        batch["logits_to_keep"] = positions
+        batch["labels"] = torch.nn.functional.pad(targets[:, positions], (1, 0), value=IGNORE_INDEX)
+        return batch
+
+
+def summary_token_loss(outputs, labels: torch.Tensor, num_items_in_batch: torch.Tensor | int | None = None):
+    """Cross-entropy of the kept logits against `LabelledLogitsCollator` labels, summed over target tokens and
+    divided by the Trainer's target count (the same reduction as transformers' causal-LM loss)."""
+    logits = outputs.logits.float()
+    targets = labels[:, 1:].to(logits.device)
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                                             ignore_index=IGNORE_INDEX, reduction="sum")
+    count = num_items_in_batch if num_items_in_batch is not None else (targets != IGNORE_INDEX).sum()
+    return loss / (count.to(loss.device) if torch.is_tensor(count) else count)
+
+
+class BucketCollator:
+    """Collates a token-budget bucket (`{"bucket": [examples]}`, one per Trainer batch) or plain examples."""
+
+    def __init__(self, collate: Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]]):
+        self.collate = collate
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        if features and "bucket" in features[0]:
+            features = [example for feature in features for example in feature["bucket"]]
+        return self.collate(features)
+
+
 def make_collator(config: LLMConfig, tokenizer):
-    """The collator of `config.batching`."""
+    """The collator of `config.batching`, computing logits only at target positions, accepting buckets."""
     if config.batching == "packed":
         if config.attn_implementation not in ("sdpa", "eager", "flash_attention_2"):
             from competition.cli import ConfigError
 
             raise ConfigError(f"batching=packed needs attn_implementation sdpa, eager or flash_attention_2")
-        return PackedCollator()
-    return PaddedCollator(tokenizer.pad_token_id)
+        collate = PackedCollator()
+    else:
+        collate = PaddedCollator(tokenizer.pad_token_id)
+    return BucketCollator(LabelledLogitsCollator(collate))
+
+
+def token_budget_buckets(lengths: list[int], budget: int, padded: bool, seed: int) -> list[list[int]]:
+    """Row indices in batches of similar length holding at most `budget` tokens each (padding to the longest row,
+    rounded up to 8, counted when `padded`); a row longer than the budget is a batch of its own.
+
+    Rows are ordered by length (ties in a seeded random order) and cut greedily; the Trainer shuffles the batches.
+    """
+    shuffled = list(range(len(lengths)))
+    random.Random(seed).shuffle(shuffled)
+    order = sorted(shuffled, key=lambda i: -lengths[i])
+    buckets: list[list[int]] = []
+    current: list[int] = []
+    for index in order:
+        width = -(-lengths[current[0] if current else index] // 8) * 8  # longest first: the bucket's first row
+        cost = width * (len(current) + 1) if padded else sum(lengths[i] for i in current) + lengths[index]
+        if current and cost > budget:
+            buckets.append(current)
+            current = []
+        current.append(index)
+    if current:
+        buckets.append(current)
+    return buckets
+
+
+def training_dataset(examples: list[dict[str, list[int]]], config: LLMConfig) -> list[dict[str, Any]]:
+    """The Trainer's train dataset: the examples, or token-budget buckets of them when batch_tokens > 0."""
+    if config.batch_tokens <= 0:
+        return examples
+    buckets = token_budget_buckets([len(e["input_ids"]) for e in examples], config.batch_tokens,
+                                   padded=config.batching != "packed", seed=config.seed)
+    log.info("train: %d rows in %d batches of at most %d tokens", len(examples), len(buckets), config.batch_tokens)
+    return [{"bucket": [examples[i] for i in bucket]} for bucket in buckets]
 
 
 def dev_subset_indices(n_rows: int, subset: int, seed: int) -> list[int]:
@@ -166,7 +250,8 @@ def training_arguments(config: LLMConfig, output_dir: Path, use_bf16: bool, use_
     return TrainingArguments(
         output_dir=str(output_dir), seed=config.seed, data_seed=config.seed,
         num_train_epochs=config.epochs, learning_rate=config.learning_rate,
-        per_device_train_batch_size=config.batch_size, per_device_eval_batch_size=config.batch_size,
+        per_device_train_batch_size=1 if config.batch_tokens > 0 else config.batch_size,  # a bucket is a batch
+        per_device_eval_batch_size=config.batch_size,
         gradient_accumulation_steps=config.grad_accum, warmup_steps=config.warmup_ratio,
         weight_decay=config.weight_decay, lr_scheduler_type=config.lr_scheduler, optim=optim,
         max_grad_norm=config.max_grad_norm, bf16=use_bf16, fp16=use_fp16, use_cpu=not has_cuda(),
@@ -175,7 +260,8 @@ def training_arguments(config: LLMConfig, output_dir: Path, use_bf16: bool, use_
         logging_steps=config.logging_steps, save_total_limit=config.save_total_limit,
         load_best_model_at_end=True, metric_for_best_model="eval_score" if config.select_by == "score" else "eval_loss",
         greater_is_better=config.select_by == "score", restore_callback_states_from_checkpoint=True,
-        train_sampling_strategy="group_by_length" if config.batching == "grouped" else "random",
+        train_sampling_strategy="group_by_length" if config.batching == "grouped" and config.batch_tokens <= 0
+        else "random",
         remove_unused_columns=False, label_names=["labels"], report_to="none", dataloader_num_workers=0,
         # DDP only: every trainable (LoRA or full) weight takes part in each step, so skip the unused-weight
         # search (the Trainer would turn it on for a PeftModel; it also clashes with gradient checkpointing)
@@ -225,8 +311,9 @@ def train(config: LLMConfig, data_dir: Path | str, run_dir: Path | str,
     dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
     args = training_arguments(config, run_dir / "checkpoints", use_bf16=dtype == torch.bfloat16,
                               use_fp16=dtype == torch.float16)
-    trainer = Trainer(model=model, args=args, train_dataset=train_examples, eval_dataset=dev_examples,
-                      data_collator=make_collator(config, tokenizer), processing_class=tokenizer, callbacks=callbacks)
+    trainer = Trainer(model=model, args=args, train_dataset=training_dataset(train_examples, config),
+                      eval_dataset=dev_examples, data_collator=make_collator(config, tokenizer),
+                      compute_loss_func=summary_token_loss, processing_class=tokenizer, callbacks=callbacks)
     last = get_last_checkpoint(str(run_dir / "checkpoints")) if (run_dir / "checkpoints").is_dir() else None
     if last:
         log.info("resuming training from %s", last)

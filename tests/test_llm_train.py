@@ -16,7 +16,8 @@ from competition.prompts import IGNORE_INDEX, encode_continuation, scaffold_for
 from llm.config import load_config
 from llm.generate import predict
 from llm.model import load_for_training
-from llm.train import PackedCollator, PaddedCollator, encode_rows, load_splits, train
+from llm.train import (PackedCollator, PaddedCollator, encode_rows, load_splits, make_collator, summary_token_loss,
+                       token_budget_buckets, train)
 
 # Settings under which a random-init tiny Llama memorises 16 summaries in ~40 s on 2 free cores: short prompts
 # (the opening of each dialogue identifies it), full fine-tune, no evaluation until the end.
@@ -57,6 +58,44 @@ def test_packed_batch_gives_the_same_loss_as_padded(sixteen):
     counts = [sum(1 for x in e["labels"][1:] if x != IGNORE_INDEX) for e in examples]
     weighted = sum(l.item() * c for l, c in zip(separate, counts)) / sum(counts)
     assert packed.item() == pytest.approx(weighted, abs=1e-4)
+
+
+@pytest.mark.parametrize("preset", ["tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-gemma2", "tiny-neox"])
+@pytest.mark.parametrize("batching", ["padded", "packed"])
+def test_logits_at_target_positions_only_give_the_models_own_loss(preset, batching, sixteen):
+    """The training collator keeps only target positions' logits; the loss must equal the full-logits loss."""
+    overrides = {"finetune": "full", "max_length": 96, "batching": batching}
+    if preset == "tiny-gemma2":
+        overrides["attn_implementation"] = "eager"
+    config = load_config(preset, overrides=overrides)
+    model, tokenizer, style, _ = load_for_training(config, [])
+    examples, _ = encode_rows(tokenizer, style, load_splits(sixteen)["train"].head(4))
+    inner = PackedCollator() if batching == "packed" else PaddedCollator(tokenizer.pad_token_id)
+    model.eval()
+    with torch.no_grad():
+        full = model(**inner(examples)).loss
+        batch = make_collator(config, tokenizer)(examples)
+        labels = batch.pop("labels")
+        outputs = model(**batch)
+        kept = summary_token_loss(outputs, labels, num_items_in_batch=None)
+    targets = sum(1 for e in examples for x in e["labels"][1:] if x != IGNORE_INDEX)
+    assert outputs.logits.shape[1] < batch["input_ids"].shape[1] / 2  # most positions skipped
+    assert int((labels[:, 1:] != IGNORE_INDEX).sum()) == int((labels != IGNORE_INDEX).sum()) == targets
+    assert kept.item() == pytest.approx(full.item(), rel=1e-5)
+
+
+def test_token_budget_buckets_cover_every_row_once_within_the_budget():
+    lengths = [37, 400, 12, 250, 251, 90, 91, 92, 700, 30, 31, 33]
+    buckets = token_budget_buckets(lengths, budget=512, padded=True, seed=1)
+    assert sorted(i for b in buckets for i in b) == list(range(len(lengths)))
+    for bucket in buckets:
+        width = -(-max(lengths[i] for i in bucket) // 8) * 8
+        assert len(bucket) == 1 or width * len(bucket) <= 512
+    assert [8] in buckets  # longer than the budget: alone
+    packed = token_budget_buckets(lengths, budget=512, padded=False, seed=1)
+    assert all(len(b) == 1 or sum(lengths[i] for i in b) <= 512 for b in packed)
+    assert len(packed) <= len(buckets)
+    assert token_budget_buckets(lengths, 512, True, seed=1) == buckets  # seeded
 
 
 def test_labels_cover_exactly_the_summary_and_its_terminator(sixteen):
@@ -133,3 +172,16 @@ def test_lora_training_resumes_from_its_last_checkpoint(sixteen, tmp_path):
         torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-4)
     # a finished run is not retrained
     assert train(config, sixteen, tmp_path / "cut").global_step == 8
+
+
+@pytest.mark.slow
+def test_token_budget_batches_are_the_trainers_steps(sixteen, tmp_path):
+    """batch_tokens: one optimizer step per token-budget bucket, every row trained once per epoch."""
+    config = load_config("tiny-llama", overrides={**LORA_QUICK, "epochs": 1, "eval_every": 0, "batch_tokens": 600})
+    result = train(config, sixteen, tmp_path / "run")
+    model, tokenizer, style, _ = load_for_training(config, [])
+    examples, _ = encode_rows(tokenizer, style, load_splits(sixteen)["train"])
+    buckets = token_budget_buckets([len(e["input_ids"]) for e in examples], 600, padded=True, seed=config.seed)
+    assert 1 < len(buckets) < len(examples) // 2
+    assert result.global_step == len(buckets)
+    assert result.history and all(h["dev_score"] == h["dev_score"] for h in result.history)  # evaluated, not NaN
