@@ -42,6 +42,7 @@ class LLMConfig:
     # --- model loading ---
     quantization: str = _setting("nf4", "nf4 = QLoRA 4-bit double-quant | int8 | none (plain LoRA); GPU only, CPU uses none")
     finetune: str = _setting("lora", "lora | full (full fine-tune: tiny models only)")
+    kbit_fp32_norms: bool = _setting(False, "k-bit: cast embeddings and norms to fp32 (peft's prepare_model_for_kbit_training; ~40% slower) | false: keep bf16")
     gradient_checkpointing: bool = _setting(True, "recompute activations in backward: less memory, ~30% slower")
     attn_implementation: str = _setting("sdpa", "sdpa | eager | flash_attention_2 (packed batches need one of these)")
     add_data_tokens: bool = _setting(False, "add #PersonN#/mask tags as whole tokens, rows trained (resume not exact)")

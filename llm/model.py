@@ -164,7 +164,8 @@ def load_for_training(config: LLMConfig, data_tokens: list[str]):
 
 
 def attach_lora(model, tokenizer, config: LLMConfig, preset: Preset, quantization: str, added: list[str]):
-    """prepare_model_for_kbit_training (k-bit only) and wrap with LoRA on the family's linear layers.
+    """prepare_model_for_kbit_training (k-bit with kbit_fp32_norms only) and wrap with LoRA on the family's linear
+    layers.
 
     Rows of added tokens are trained too (peft trainable tokens), so the new tags get real embeddings.
     """
@@ -172,7 +173,7 @@ def attach_lora(model, tokenizer, config: LLMConfig, preset: Preset, quantizatio
 
     from llm.lora import lora_config_for
 
-    if quantization != "none":
+    if quantization != "none" and config.kbit_fp32_norms:  # peft casts embeddings and norms to fp32
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing,
                                                 gradient_checkpointing_kwargs={"use_reentrant": False})
     elif config.gradient_checkpointing:
