@@ -1,15 +1,20 @@
-"""LLM track GPU benchmark: QLoRA training throughput (packed vs padded) and batched generation time.
+"""LLM track GPU benchmark: QLoRA training throughput per batching mode, and the time to generate every summary.
 
     python benchmarks/bench_llm.py                    # full: needs a CUDA GPU and ../shared/data/competition
-    python benchmarks/bench_llm.py --static-cache     # generation with the static KV cache (+ --compile)
+    python benchmarks/bench_llm.py --train-runs grouped:16,grouped:32:ckpt --skip-generate
     python benchmarks/bench_llm.py --smoke            # tiny sizes on CPU (run by the tests so it cannot rot)
 
 Training: a Llama-3.2-3B-shaped model (hidden 3072, 28 layers, 24 heads, 8 kv heads, ffn 8192, vocab 128256,
 tied embeddings) with random weights, loaded in NF4 with double quantization, LoRA r16 on all linear layers,
-paged AdamW 8-bit, bf16, gradient checkpointing; prompts of real lengths built from the ../shared dialogues
-(12,500 by default, cycling dev+test dialogues with dev summaries), through the track's own prompt builder and
-collators. Throughput counts real tokens only (no padding). Generation: the same model shape unquantized in bf16
-(what a merged adapter is), 499 prompts from ../shared test.csv, exactly 80 new tokens each, a batch-size sweep.
+paged AdamW 8-bit, bf16; prompts of real lengths built from the ../shared dialogues (12,500 by default, cycling
+dev+test dialogues with dev summaries), through the track's own prompt builder, collators and Trainer. Each
+`--train-runs` item is one run (batching, sequences per step, gradient checkpointing or not); throughput counts
+real tokens only (no padding); a run that runs out of memory is reported as such.
+
+Generation: the same model shape unquantized in bf16 (what a merged adapter is), 499 prompts from ../shared
+test.csv, exactly 80 new tokens each, through the track's `generate_summaries` (tokenizing, decoding and
+cleaning included): the fast greedy loop (llm/decode.py) per batch size, median of --repeats runs, and
+`model.generate` at one batch size for comparison, with the share of identical summaries.
 Prints one JSON object with the figures and the targets.
 """
 
@@ -18,9 +23,11 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -31,6 +38,8 @@ sys.path.insert(0, str(PROJECT_ROOT))
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data" / "competition"
 TARGETS = {"train_real_tokens_per_s_min": 10_000, "generate_499_s_max": 10.0, "generate_physical_lower_bound_s": 3.6,
            "generate_hf_eager_batch64_measured_s": 21.0}
+DEFAULT_TRAIN_RUNS = ("grouped:16384tok:ckpt,grouped:12288tok,grouped:49152tok:ckpt,grouped:16384tok:ckpt:fp32norms,"
+                      "grouped:16:ckpt,padded:16:ckpt")
 LLAMA_3B_SHAPE = dict(hidden_size=3072, num_hidden_layers=28, num_attention_heads=24, num_key_value_heads=8,
                       intermediate_size=8192, vocab_size=128256, tie_word_embeddings=True,
                       max_position_embeddings=4096, rope_theta=500000.0)
@@ -79,66 +88,58 @@ def build_model_folder(tokenizer, smoke: bool, folder: Path) -> Path:
     return folder
 
 
-def bench_training(folder: Path, tokenizer, style, dialogues, summaries, args) -> dict:
-    """Real-token throughput of QLoRA training for packed and padded batches."""
-    from transformers import Trainer, TrainerCallback
+@dataclass(frozen=True)
+class TrainRun:
+    """One training measurement: `batching:size[:flag...]`, size N sequences or Ntok (a token budget,
+    batch_tokens); flags: ckpt (gradient checkpointing), fp32norms (kbit_fp32_norms=true). E.g. `grouped:16`,
+    `padded:24000tok` or `padded:48000tok:ckpt:fp32norms`."""
 
-    from competition.presets import get_preset
+    batching: str
+    size: int
+    tokens: bool
+    flags: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, spec: str) -> "TrainRun":
+        parts = spec.split(":")
+        size = parts[1].removesuffix("tok") if len(parts) > 1 else ""
+        if (len(parts) < 2 or parts[0] not in ("packed", "grouped", "padded") or not size.isdigit()
+                or not set(parts[2:]) <= {"ckpt", "fp32norms"}):
+            raise SystemExit(f"error: --train-runs item {spec!r}; expected batching:N[tok][:ckpt][:fp32norms], "
+                             "batching one of packed, grouped, padded")
+        return cls(parts[0], int(size), parts[1].endswith("tok"), tuple(parts[2:]))
+
+    @property
+    def name(self) -> str:
+        return "_".join([self.batching, f"{self.size}{'tok' if self.tokens else 'seq'}", *self.flags])
+
+    def overrides(self) -> dict:
+        size = {"batch_tokens": self.size} if self.tokens else {"batch_size": self.size, "batch_tokens": 0}
+        return {"batching": self.batching, **size, "gradient_checkpointing": "ckpt" in self.flags,
+                "kbit_fp32_norms": "fp32norms" in self.flags}
+
+
+def training_examples(tokenizer, style, dialogues, summaries, count: int) -> list[dict[str, list[int]]]:
     from competition.prompts import encode_for_training
-    from llm.config import load_config
-    from llm.model import attach_lora, effective_quantization, load_base_model
-    from llm.train import make_collator, training_arguments
 
     examples = []
-    for i in range(args.train_prompts):
+    for i in range(count):
         encoded = encode_for_training(tokenizer, style, dialogues[i % len(dialogues)], summaries[i % len(summaries)])
         examples.append({"input_ids": encoded.input_ids, "labels": encoded.labels})
+    return examples
+
+
+def bench_training(folder: Path, tokenizer, style, examples, runs: list[TrainRun], args) -> dict:
+    """Real-token throughput of QLoRA training (the track's own loading, LoRA, collators and Trainer) per run."""
     lengths = [len(e["input_ids"]) for e in examples]
-    results = {"prompts": len(examples), "mean_tokens": sum(lengths) / len(lengths), "max_tokens": max(lengths)}
-    for batching in ("packed", "padded"):
-        config = load_config("llama3.2-ko-3b", overrides={
-            "batching": batching, "batch_size": args.train_batch, "grad_accum": 1, "quantization": "nf4",
-            "gradient_checkpointing": args.gradient_checkpointing and not args.smoke, "optim": "auto", "logging_steps": 1000})
-        quantization = effective_quantization(config)
-        model = load_base_model(folder, config, quantization, dtype=torch.bfloat16 if torch.cuda.is_available()
-                                else torch.float32)
-        model.config.use_cache = False
-        model = attach_lora(model, tokenizer, config, get_preset("llama3.2-ko-3b"), quantization, [])
-        counted: list[int] = []
-        collate = make_collator(config, tokenizer)
-
-        def counting(features, collate=collate):
-            counted.append(sum(len(f["input_ids"]) for f in features))
-            return collate(features)
-
-        marks: dict[str, float] = {}
-
-        class Clock(TrainerCallback):
-            def on_step_end(self, a, state, control, **kw):
-                if torch.cuda.is_available():
-                    torch.cuda.synchronize()
-                if state.global_step == args.warmup_steps:
-                    marks["start"] = time.perf_counter()
-                marks["end"] = time.perf_counter()
-
-        train_args = training_arguments(config, Path(tempfile.mkdtemp()), use_bf16=torch.cuda.is_available(),
-                                        use_fp16=False)
-        train_args.max_steps = args.warmup_steps + args.train_steps
-        train_args.eval_strategy = train_args.save_strategy = "no"
-        train_args.load_best_model_at_end = False
-        train_args.disable_tqdm = True
-        trainer = Trainer(model=model, args=train_args, train_dataset=examples, data_collator=counting,
-                          processing_class=tokenizer, callbacks=[Clock()])
-        trainer.train()
-        timed_tokens = sum(counted[args.warmup_steps:args.warmup_steps + args.train_steps])
-        seconds = marks["end"] - marks["start"]
-        results[batching] = {"real_tokens_per_s": timed_tokens / seconds, "seconds": seconds,
-                             "steps": args.train_steps, "sequences_per_step": args.train_batch,
-                             "quantization": quantization, "gradient_checkpointing": config.gradient_checkpointing,
-                             "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30
-                             if torch.cuda.is_available() else None}
-        print(json.dumps({f"training_{batching}": results[batching]}), flush=True)  # partial results survive a crash
-        del trainer, model
+    results: dict = {"prompts": len(examples), "mean_tokens": sum(lengths) / len(lengths), "max_tokens": max(lengths)}
+    for index, run in enumerate(runs):
+        try:
+            results[run.name] = _train_once(folder, tokenizer, examples, run, args,
+                                            profile=args.profile_steps if index == 0 else 0)
+        except torch.OutOfMemoryError:
+            results[run.name] = {"error": "CUDA out of memory"}
+        print(json.dumps({f"training_{run.name}": results[run.name]}), flush=True)  # partial results survive a crash
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -146,44 +147,188 @@ def bench_training(folder: Path, tokenizer, style, dialogues, summaries, args) -
     return results
 
 
-@torch.inference_mode()
+def _train_once(folder: Path, tokenizer, examples, run: TrainRun, args, profile: int) -> dict:
+    from transformers import Trainer, TrainerCallback
+
+    from competition.presets import get_preset
+    from llm.config import load_config
+    from llm.model import attach_lora, effective_quantization, load_base_model
+    from llm.train import make_collator, summary_token_loss, training_arguments, training_dataset
+
+    config = load_config("llama3.2-ko-3b", overrides={
+        **run.overrides(), "grad_accum": 1, "quantization": "nf4", "optim": "auto", "logging_steps": 1000})
+    quantization = effective_quantization(config)
+    model = load_base_model(folder, config, quantization,
+                            dtype=torch.bfloat16 if torch.cuda.is_available() else torch.float32)
+    model.config.use_cache = False
+    model = attach_lora(model, tokenizer, config, get_preset("llama3.2-ko-3b"), quantization, [])
+    real_tokens: list[int] = []
+    step_tokens: list[int] = []  # with padding
+    step_rows: list[int] = []
+    collate = make_collator(config, tokenizer)
+
+    def counting(features):
+        batch = collate(features)
+        rows = [e for f in features for e in f.get("bucket", [f])]
+        real_tokens.append(sum(len(e["input_ids"]) for e in rows))
+        step_tokens.append(batch["input_ids"].numel())
+        step_rows.append(len(rows))
+        return batch
+
+    marks: dict[str, float] = {}
+    profiler = _start_profiler(profile)
+
+    class Clock(TrainerCallback):
+        def on_step_end(self, a, state, control, **kw):
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            if state.global_step == args.warmup_steps:
+                marks["start"] = time.perf_counter()
+            marks["end"] = time.perf_counter()
+            if profiler is not None and state.global_step <= args.warmup_steps + profile:
+                profiler.step()
+
+    train_args = training_arguments(config, Path(tempfile.mkdtemp()), use_bf16=torch.cuda.is_available(),
+                                    use_fp16=False)
+    train_args.max_steps = args.warmup_steps + args.train_steps
+    train_args.eval_strategy = train_args.save_strategy = "no"
+    train_args.load_best_model_at_end = False
+    train_args.disable_tqdm = True
+    trainer = Trainer(model=model, args=train_args, train_dataset=training_dataset(examples, config),
+                      data_collator=counting, compute_loss_func=summary_token_loss, processing_class=tokenizer,
+                      callbacks=[Clock()])
+    try:
+        trainer.train()
+    finally:
+        if profiler is not None:
+            profiler.stop()
+    if profiler is not None:
+        _save_profile(profiler, args)
+    timed = slice(args.warmup_steps, args.warmup_steps + args.train_steps)
+    seconds = marks["end"] - marks["start"]
+    return {"real_tokens_per_s": sum(real_tokens[timed]) / seconds, "seconds": seconds, "steps": args.train_steps,
+            "sequences_per_step_mean": statistics.mean(step_rows[timed]), "padding_share": 1 - sum(real_tokens[timed]) / sum(step_tokens[timed]),
+            "largest_step_tokens": max(step_tokens), "quantization": quantization,
+            "gradient_checkpointing": config.gradient_checkpointing, "kbit_fp32_norms": config.kbit_fp32_norms,
+            "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None}
+
+
+def _start_profiler(steps: int):
+    """A torch profiler over `steps` timed training steps (the first run only), or None."""
+    if steps <= 0 or not torch.cuda.is_available():
+        return None
+    from torch.profiler import ProfilerActivity, profile, schedule
+
+    profiler = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA],
+                       schedule=schedule(wait=0, warmup=1, active=steps, repeat=1))
+    profiler.start()
+    return profiler
+
+
+def _save_profile(profiler, args) -> None:
+    table = profiler.key_averages().table(sort_by="cuda_time_total", row_limit=30)
+    print(table, file=sys.stderr)
+    if args.out:
+        Path(args.out).with_suffix(".profile.txt").write_text(table, encoding="utf-8")
+
+
 def bench_generation(folder: Path, tokenizer, style, test_dialogues, args) -> dict:
-    """Seconds to generate exactly `new_tokens` for every test prompt, per batch size (bf16, merged-like)."""
+    """Seconds for the track's `generate_summaries` to write every test summary with exactly `new_tokens` tokens
+    (bf16, merged-like), per batch size (median of `repeats`), and the same for `model.generate` at one batch size,
+    with how many summaries the two agree on."""
     from transformers import AutoModelForCausalLM
 
-    from competition.prompts import encode_for_generation, left_pad_batch
-    from llm.generate import length_sorted_batches
+    from llm.config import load_config
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16 if device == "cuda" else torch.float32,
                                                  attn_implementation="sdpa", use_safetensors=True).to(device).eval()
-    if args.compile:
-        model.forward = torch.compile(model.forward, mode="reduce-overhead", fullgraph=True)
-    prompts = [encode_for_generation(tokenizer, style, d).input_ids for d in test_dialogues]
-    kwargs = dict(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=False,
-                  pad_token_id=tokenizer.pad_token_id, use_cache=True)
-    if args.static_cache:
-        kwargs["cache_implementation"] = "static"
-    results = {"prompts": len(prompts), "new_tokens": args.new_tokens, "static_cache": args.static_cache,
-               "compile": args.compile, "mean_prompt_tokens": sum(map(len, prompts)) / len(prompts)}
+
+    def config_for(batch_size: int, decoding: str):
+        return load_config("llama3.2-ko-3b", overrides={
+            "max_new_tokens": args.new_tokens, "min_new_tokens": args.new_tokens, "gen_batch_size": batch_size,
+            "decoding": decoding})
+
+    _timed_summaries(model, tokenizer, style, test_dialogues[:8], config_for(8, "fast"))  # CUDA/cuBLAS warm-up
+    results: dict = {"prompts": len(test_dialogues), "new_tokens": args.new_tokens, "repeats": args.repeats}
+    fast_texts: dict[int, list[str]] = {}
     for batch_size in args.batch_sizes:
-        batches = length_sorted_batches([len(p) for p in prompts], batch_size)
-        warm = left_pad_batch(tokenizer, [prompts[i] for i in batches[-1]])  # compile/cudnn warm-up
-        model.generate(**{k: v.to(device) for k, v in warm.items()}, **kwargs)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        generated = 0
-        for indices in batches:
-            batch = left_pad_batch(tokenizer, [prompts[i] for i in indices])
-            out = model.generate(**{k: v.to(device) for k, v in batch.items()}, **kwargs)
-            generated += (out.shape[1] - batch["input_ids"].shape[1]) * len(indices)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        seconds = time.perf_counter() - start
-        results[f"batch_{batch_size}"] = {"seconds": seconds, "new_tokens_per_s": generated / seconds}
-        print(json.dumps({f"generation_batch_{batch_size}": results[f"batch_{batch_size}"]}), flush=True)
+        runs = [_timed_summaries(model, tokenizer, style, test_dialogues, config_for(batch_size, "fast"))
+                for _ in range(args.repeats)]
+        fast_texts[batch_size] = runs[-1][1]
+        results[f"fast_batch_{batch_size}"] = {"seconds_median": statistics.median(r[0] for r in runs),
+                                               "seconds_each": [r[0] for r in runs]}
+        print(json.dumps({f"generation_fast_batch_{batch_size}": results[f"fast_batch_{batch_size}"]}), flush=True)
+    if args.compare_generate_batch:
+        size = args.compare_generate_batch
+        seconds, texts = _timed_summaries(model, tokenizer, style, test_dialogues, config_for(size, "generate"))
+        reference = fast_texts.get(size) or next(iter(fast_texts.values()))
+        results[f"generate_batch_{size}"] = {
+            "seconds": seconds, "same_summary_as_fast": sum(a == b for a, b in zip(texts, reference)) / len(texts)}
+        print(json.dumps({f"generation_generate_batch_{size}": results[f"generate_batch_{size}"]}), flush=True)
+    if args.decode_breakdown:
+        results["breakdown"] = _decode_breakdown(model, tokenizer, style, test_dialogues, args)
+        print(json.dumps({"generation_breakdown": results["breakdown"]}), flush=True)
+    if args.check_fp32 and device == "cuda":
+        del model
+        gc.collect()
+        torch.cuda.empty_cache()
+        results["fp32_check"] = _fp32_agreement(folder, tokenizer, style, test_dialogues[:args.check_fp32], config_for)
+        print(json.dumps({"generation_fp32_check": results["fp32_check"]}), flush=True)
     return results
+
+
+def _decode_breakdown(model, tokenizer, style, dialogues, args) -> dict:
+    """Where the fast loop's time goes at one batch size: prompt encoding (CPU), prefill only (1 new token), and
+    whole batches with and without the CUDA graph."""
+    from competition.prompts import encode_for_generation, left_pad_batch
+    from llm.decode import fast_greedy_generate
+    from llm.generate import length_sorted_batches, stop_token_ids
+
+    start = time.perf_counter()
+    prompts = [encode_for_generation(tokenizer, style, d).input_ids for d in dialogues]
+    result: dict = {"encode_s": time.perf_counter() - start, "batch_size": args.decode_breakdown}
+    stops = stop_token_ids(model, tokenizer, style)
+    batches = [left_pad_batch(tokenizer, [prompts[i] for i in indices])
+               for indices in length_sorted_batches([len(p) for p in prompts], args.decode_breakdown)]
+    for label, new_tokens, graph in (("prefill_s", 1, True), ("graph_s", args.new_tokens, True),
+                                     ("eager_s", args.new_tokens, False)):
+        per_batch = []
+        for batch in batches:
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+            fast_greedy_generate(model, batch["input_ids"].cuda(), batch["attention_mask"].cuda(), new_tokens, stops,
+                                 stops[0], min_new_tokens=new_tokens, cuda_graph=graph)
+            torch.cuda.synchronize()
+            per_batch.append(round(time.perf_counter() - start, 3))
+        result[label] = per_batch
+    result["prompt_widths"] = [int(b["input_ids"].shape[1]) for b in batches]
+    return result
+
+
+def _fp32_agreement(folder: Path, tokenizer, style, dialogues, config_for) -> dict:
+    """Share of identical summaries from the fast loop (CUDA graph) and `model.generate` with fp32 weights, where
+    kernel rounding cannot flip a greedy choice the way it does between bf16 paths on random weights."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, attn_implementation="sdpa",
+                                                 use_safetensors=True).to("cuda").eval()
+    texts = {decoding: _timed_summaries(model, tokenizer, style, dialogues, config_for(len(dialogues), decoding))[1]
+             for decoding in ("fast", "generate")}
+    same = sum(a == b for a, b in zip(texts["fast"], texts["generate"]))
+    return {"prompts": len(dialogues), "same_summary": same / len(dialogues)}
+
+
+def _timed_summaries(model, tokenizer, style, dialogues, config) -> tuple[float, list[str]]:
+    from llm.generate import generate_summaries
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    texts = generate_summaries(model, tokenizer, style, dialogues, config, desc=f"{config.decoding}")
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - start, texts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,26 +336,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes on CPU, bundled sample data")
     parser.add_argument("--data-dir", type=Path, help="folder with dev.csv and test.csv (default: ../shared data)")
     parser.add_argument("--train-prompts", type=int, default=12_500)
-    parser.add_argument("--train-batch", type=int, default=16, help="sequences per optimizer step")
-    parser.add_argument("--train-steps", type=int, default=40, help="timed optimizer steps per batching mode")
-    parser.add_argument("--warmup-steps", type=int, default=3, help="untimed steps first")
+    parser.add_argument("--train-runs", default=DEFAULT_TRAIN_RUNS,
+                        help="comma-separated batching:batch[:ckpt] (ckpt = gradient checkpointing), one run each")
+    parser.add_argument("--train-steps", type=int, default=30, help="timed optimizer steps per run")
+    parser.add_argument("--warmup-steps", type=int, default=3, help="untimed steps first (the longest batch "
+                        "comes first with grouped batches, so the peak memory is seen)")
+    parser.add_argument("--profile-steps", type=int, default=0, help="profile this many steps of the first run "
+                        "(table on stderr and next to --out)")
     parser.add_argument("--batch-sizes", default="64,128,256", help="generation batch sizes to sweep")
+    parser.add_argument("--repeats", type=int, default=3, help="timed generation runs per batch size (median)")
+    parser.add_argument("--compare-generate-batch", type=int, default=256,
+                        help="also time decoding=generate (model.generate) at this batch size; 0 = skip")
     parser.add_argument("--new-tokens", type=int, default=80, help="forced new tokens per summary")
-    parser.add_argument("--static-cache", action="store_true", help="generate with cache_implementation=static")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the forward (with --static-cache)")
+    parser.add_argument("--decode-breakdown", type=int, default=0, help="time prefill, graph and eager decoding "
+                        "per batch at this batch size (GPU only); 0 = skip")
+    parser.add_argument("--check-fp32", type=int, default=64, help="also compare fast and generate summaries of "
+                        "this many prompts with fp32 weights (GPU only); 0 = skip")
     parser.add_argument("--tokenizer", help="hub id or folder of the tokenizer (default: the llama3.2-ko-3b one)")
-    parser.add_argument("--no-gradient-checkpointing", dest="gradient_checkpointing", action="store_false",
-                        help="keep activations (faster; fits a 3B NF4 model at these batch sizes on 80 GB)")
     parser.add_argument("--skip-train", action="store_true")
     parser.add_argument("--skip-generate", action="store_true")
     parser.add_argument("--out", help="also write the JSON here")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.train_prompts, args.train_batch, args.train_steps, args.warmup_steps = 32, 4, 2, 1
-        args.new_tokens, args.batch_sizes = 4, "4,8"
+        args.train_prompts, args.train_steps, args.warmup_steps = 32, 2, 1
+        args.train_runs = "packed:4,grouped:4,padded:4,padded:800tok"
+        args.new_tokens, args.batch_sizes, args.repeats, args.compare_generate_batch = 4, "4,8", 1, 8
     elif not torch.cuda.is_available():
         sys.exit("error: the full benchmark needs a CUDA GPU (bitsandbytes NF4); use --smoke on CPU")
     args.batch_sizes = [int(b) for b in str(args.batch_sizes).split(",")]
+    runs = [TrainRun.parse(spec) for spec in args.train_runs.split(",") if spec]
     dialogues, summaries, test_dialogues = load_texts(args.smoke, args.data_dir)
     if args.smoke:
         test_dialogues = test_dialogues[:12]
@@ -224,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         folder = build_model_folder(tokenizer, args.smoke, Path(scratch) / "model")
         if not args.skip_train:
-            report["training"] = bench_training(folder, tokenizer, style, dialogues, summaries, args)
+            examples = training_examples(tokenizer, style, dialogues, summaries, args.train_prompts)
+            report["training"] = bench_training(folder, tokenizer, style, examples, runs, args)
             gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()

@@ -95,7 +95,10 @@ def test_benchmark_smoke_mode_runs_and_reports_both_parts():
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout[result.stdout.index("{\n"):])  # after the Trainer's own log lines
-    assert report["training"]["packed"]["real_tokens_per_s"] > 0
-    assert report["training"]["padded"]["real_tokens_per_s"] > 0
-    assert set(report["generation"]) >= {"batch_4", "batch_8"}
+    for run in ("packed_4seq", "grouped_4seq", "padded_4seq", "padded_800tok"):
+        assert report["training"][run]["real_tokens_per_s"] > 0
+    assert report["training"]["padded_4seq"]["padding_share"] > report["training"]["packed_4seq"]["padding_share"] == 0
+    assert report["training"]["padded_800tok"]["largest_step_tokens"] <= 800
+    assert set(report["generation"]) >= {"fast_batch_4", "fast_batch_8", "generate_batch_8"}
+    assert report["generation"]["generate_batch_8"]["same_summary_as_fast"] == 1.0  # fp32 on CPU: identical
     assert report["targets"]["train_real_tokens_per_s_min"] == 10_000
