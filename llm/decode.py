@@ -18,7 +18,7 @@ logits processors, logit soft-capping, sliding-window layers).
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Iterator, Sequence
 
 import torch
@@ -152,8 +152,9 @@ def fast_greedy_generate(model, input_ids: torch.Tensor, attention_mask: torch.T
             first[:, stops] = float("-inf")
         state = _DecodeState(first.argmax(-1), positions[:, -1], key_ok, width, max_new_tokens, stops,
                              forbid_stop=min_new_tokens > 1)
-        _decode(model, cache, state, max_new_tokens, min_new_tokens,
-                use_graph=cuda_graph and device.type == "cuda" and not _is_quantized(model))
+        use_graph = cuda_graph and device.type == "cuda" and not _is_quantized(model)
+        with torch.cuda.device(device) if use_graph else nullcontext():  # capture on the model's GPU (DDP ranks)
+            _decode(model, cache, state, max_new_tokens, min_new_tokens, use_graph)
     return _pad_after_stop(state.out, stops, pad_token_id)
 
 
