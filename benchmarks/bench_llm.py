@@ -337,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, help="folder with dev.csv and test.csv (default: ../shared data)")
     parser.add_argument("--train-prompts", type=int, default=12_500)
     parser.add_argument("--train-runs", default=DEFAULT_TRAIN_RUNS,
-                        help="comma-separated batching:batch[:ckpt] (ckpt = gradient checkpointing), one run each")
+                        help="comma-separated batching:N[tok][:ckpt][:fp32norms], one run each (N rows, or a budget "
+                        "of N tokens; ckpt = gradient checkpointing; fp32norms = kbit_fp32_norms=true)")
     parser.add_argument("--train-steps", type=int, default=30, help="timed optimizer steps per run")
     parser.add_argument("--warmup-steps", type=int, default=3, help="untimed steps first (the longest batch "
                         "comes first with grouped batches, so the peak memory is seen)")
@@ -345,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
                         "(table on stderr and next to --out)")
     parser.add_argument("--batch-sizes", default="64,128,256", help="generation batch sizes to sweep")
     parser.add_argument("--repeats", type=int, default=3, help="timed generation runs per batch size (median)")
-    parser.add_argument("--compare-generate-batch", type=int, default=256,
+    parser.add_argument("--compare-generate-batch", type=int, default=128,
                         help="also time decoding=generate (model.generate) at this batch size; 0 = skip")
     parser.add_argument("--new-tokens", type=int, default=80, help="forced new tokens per summary")
     parser.add_argument("--decode-breakdown", type=int, default=0, help="time prefill, graph and eager decoding "
