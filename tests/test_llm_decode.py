@@ -1,8 +1,8 @@
 """Tests for the fast greedy loop (`llm.decode`): it must pick exactly `model.generate`'s greedy tokens.
 
-The CUDA-graph replay only runs on a GPU (benchmarks/bench_llm.py checks it there against `generate`); these tests
-cover the static cache, the masks, position ids under left padding, the packed-GQA attention, stopping and
-min_new_tokens, on every tiny family the fast path accepts, plain and LoRA-wrapped.
+They cover the static cache, the masks, position ids under left padding, the packed-GQA attention, stopping and
+min_new_tokens, on every tiny family the fast path accepts, plain and LoRA-wrapped. Models run in fp32, so on a GPU
+(`pytest tests/test_llm_decode.py` there) they also check the CUDA-graph replay token for token.
 
 Run: .venv/bin/python -m pytest tests/test_llm_decode.py -q
 """
@@ -31,13 +31,14 @@ def _model(preset: str, finetune: str = "full"):
         for weight in model.parameters():
             if weight.dim() == 2:
                 weight.normal_(0, 0.5)
-    return model.eval(), tokenizer, style
+    return model.float().eval(), tokenizer, style  # fp32 on a GPU too: bf16 kernel rounding may flip near-ties
 
 
-def _batch(tokenizer, style, sample_dir, rows: int = 6):
+def _batch(model, tokenizer, style, sample_dir, rows: int = 6):
     dialogues = pd.read_csv(sample_dir / "test.csv", dtype=str, keep_default_na=False)["dialogue"].head(rows)
     # different lengths, so the batch is left-padded
-    return left_pad_batch(tokenizer, [encode_for_generation(tokenizer, style, d).input_ids for d in dialogues])
+    batch = left_pad_batch(tokenizer, [encode_for_generation(tokenizer, style, d).input_ids for d in dialogues])
+    return {k: v.to(model.device) for k, v in batch.items()}  # on a GPU the fast loop replays a CUDA graph
 
 
 def _greedy_pair(model, batch, stops: list[int], pad: int, min_new: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,24 +61,24 @@ def _assert_same_tokens(reference: torch.Tensor, fast: torch.Tensor, pad: int) -
 def test_fast_greedy_equals_generate_with_early_stops(preset, min_new, sample_dir):
     model, tokenizer, style = _model(preset)
     assert fast_greedy_unsupported(model) is None
-    batch = _batch(tokenizer, style, sample_dir)
+    batch = _batch(model, tokenizer, style, sample_dir)
     stops = stop_token_ids(model, tokenizer, style)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
     free, _ = _greedy_pair(model, batch, stops, pad, 0)
     # an untrained model rarely emits its EOS: also stop on tokens it emits just after min_new, so rows end early
     stops = stops + sorted(set(free[:, min_new + 2].tolist()))
     reference, fast = _greedy_pair(model, batch, stops, pad, min_new)
-    ended = torch.isin(reference, torch.tensor(stops)).any(-1)
+    ended = torch.isin(reference, torch.tensor(stops, device=reference.device)).any(-1)
     assert ended.any(), "the test needs rows that stop early"
     if min_new:
-        assert not torch.isin(reference[:, :min_new], torch.tensor(stops)).any()
+        assert not torch.isin(reference[:, :min_new], torch.tensor(stops, device=reference.device)).any()
     _assert_same_tokens(reference, fast, pad)
 
 
 def test_fast_greedy_equals_generate_through_a_lora_adapter(sample_dir):
     model, tokenizer, style = _model("tiny-llama", finetune="lora")
     assert any("lora_B" in name for name, _ in model.named_parameters())  # _model randomised it: the path counts
-    batch = _batch(tokenizer, style, sample_dir)
+    batch = _batch(model, tokenizer, style, sample_dir)
     stops = stop_token_ids(model, tokenizer, style)
     reference, fast = _greedy_pair(model, batch, stops, stops[0], 0)
     _assert_same_tokens(reference, fast, stops[0])
