@@ -79,8 +79,8 @@ def fast_greedy_unsupported(model, num_beams: int = 1, repetition_penalty: float
 @contextmanager
 def _attention(model, name: str) -> Iterator[None]:
     """Switch the model's attention implementation for the duration (restored afterwards). The config setter
-    is enough: attention layers look the function up by that name at every call. (`set_attn_implementation`
-    would also re-validate the model, which costs about a second per call.)"""
+    is enough: attention layers look the function up by that name at every call (`set_attn_implementation`
+    would re-validate the whole model for every batch)."""
     config = model.config
     before = config._attn_implementation
     _register_attention()
