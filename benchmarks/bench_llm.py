@@ -129,7 +129,7 @@ def training_examples(tokenizer, style, dialogues, summaries, count: int) -> lis
     return examples
 
 
-def bench_training(folder: Path, tokenizer, style, examples, runs: list[TrainRun], args) -> dict:
+def bench_training(folder: Path, tokenizer, examples, runs: list[TrainRun], args) -> dict:
     """Real-token throughput of QLoRA training (the track's own loading, LoRA, collators and Trainer) per run."""
     lengths = [len(e["input_ids"]) for e in examples]
     results: dict = {"prompts": len(examples), "mean_tokens": sum(lengths) / len(lengths), "max_tokens": max(lengths)}
@@ -380,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         folder = build_model_folder(tokenizer, args.smoke, Path(scratch) / "model")
         if not args.skip_train:
             examples = training_examples(tokenizer, style, dialogues, summaries, args.train_prompts)
-            report["training"] = bench_training(folder, tokenizer, style, examples, runs, args)
+            report["training"] = bench_training(folder, tokenizer, examples, runs, args)
             gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()

@@ -75,6 +75,11 @@ def encode_rows(tokenizer, style, frame: pd.DataFrame) -> tuple[list[dict[str, l
     return examples, cuts
 
 
+def padded_width(longest: int, multiple: int = 8) -> int:
+    """The width a padded batch gets: its longest row rounded up to `multiple`."""
+    return -(-longest // multiple) * multiple
+
+
 class PaddedCollator:
     """Right-pad input_ids (pad id) and labels (-100) to the longest row (multiple of 8), with no attention mask.
 
@@ -88,7 +93,7 @@ class PaddedCollator:
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         longest = max(len(f["input_ids"]) for f in features)
-        width = -(-longest // self.multiple) * self.multiple
+        width = padded_width(longest, self.multiple)
         ids = torch.full((len(features), width), self.pad_token_id, dtype=torch.long)
         labels = torch.full((len(features), width), -100, dtype=torch.long)
         for row, f in enumerate(features):
@@ -183,13 +188,16 @@ def token_budget_buckets(lengths: list[int], budget: int, padded: bool, seed: in
     order = sorted(shuffled, key=lambda i: -lengths[i])
     buckets: list[list[int]] = []
     current: list[int] = []
+    tokens = 0  # real tokens in `current`
     for index in order:
-        width = -(-lengths[current[0] if current else index] // 8) * 8  # longest first: the bucket's first row
-        cost = width * (len(current) + 1) if padded else sum(lengths[i] for i in current) + lengths[index]
+        # longest first: the bucket's first row sets its padded width
+        cost = (padded_width(lengths[current[0] if current else index]) * (len(current) + 1) if padded
+                else tokens + lengths[index])
         if current and cost > budget:
             buckets.append(current)
-            current = []
+            current, tokens = [], 0
         current.append(index)
+        tokens += lengths[index]
     if current:
         buckets.append(current)
     return buckets
