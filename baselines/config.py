@@ -1,19 +1,19 @@
 """Settings of the encoder-decoder track, one dataclass, built in layers:
-defaults (the official baseline) < preset < demo settings < YAML file < command-line KEY=VALUE overrides.
+defaults (the official baseline) < preset < demo settings < YAML file (`--config`, else
+`baselines/configs/<preset>.yaml`) < command-line KEY=VALUE overrides. Names follow Seq2SeqTrainingArguments.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
 from competition.cli import ConfigError
-from competition.config import load_yaml, resolve_config
-from competition.presets import Preset, get_preset
+from competition.config import TrackSettings, setting
+from competition.presets import Preset
 
-TRACK = "baseline"  # run folders are `<out>/baseline-<preset>-<stamp>`
-PRESET_TRACK = "seq2seq"
+TRACK = "baseline"  # the preset track, the tuning track and run folders `<out>/baseline-<preset>-<stamp>`
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
 
 
@@ -21,58 +21,58 @@ Precision = Literal["auto", "bf16", "fp16", "fp32"]
 class BaselineConfig:
     """Every setting of a seq2seq run. Defaults are the official baseline's values."""
 
-    preset: str = "kobart"
-    seed: int = 42
+    preset: str = setting("kobart", "model preset (competition/presets.py); must match --model")
+    seed: int = setting(42, "python/numpy/torch/Trainer seed")
     # lengths (tokens): source and target are separate budgets, so a long dialogue never eats the summary
-    encoder_max_len: int = 512
-    decoder_max_len: int = 100
+    max_source_length: int = setting(512, "encoder tokens per dialogue (longer dialogues are cut)")
+    max_target_length: int = setting(100, "summary tokens incl. </s> for training labels")
     # optimisation
-    num_train_epochs: int = 20
-    learning_rate: float = 1e-5
-    per_device_train_batch_size: int = 50
-    gradient_accumulation_steps: int = 1
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    lr_scheduler_type: str = "cosine"
-    label_smoothing: float = 0.0
-    precision: Precision = "auto"  # auto: bf16 if the GPU supports it, else fp16; fp32 on CPU
-    group_by_length: bool = True
-    early_stopping_patience: int = 3  # dev evaluations without improvement before stopping
-    max_train_samples: int | None = None  # first N train rows (demo, smoke runs)
-    max_dev_samples: int | None = None  # first N dev rows scored during training and in the report
-    keep_checkpoints: bool = False  # keep checkpoint-* folders after `best/` is saved
-    full_determinism: bool = False  # deterministic kernels (slower; used by the resume test)
+    num_train_epochs: int = setting(20, "upper bound; early stopping usually ends sooner")
+    learning_rate: float = setting(1e-5, "peak learning rate")
+    per_device_train_batch_size: int = setting(50, "rows per device step")
+    gradient_accumulation_steps: int = setting(1, "device steps per optimizer step")
+    warmup_ratio: float = setting(0.1, "share of total steps with linear warmup")
+    weight_decay: float = setting(0.01, "AdamW weight decay")
+    lr_scheduler_type: str = setting("cosine", "transformers scheduler name")
+    label_smoothing_factor: float = setting(0.0, "label smoothing, e.g. 0.1")
+    precision: Precision = setting("auto", "auto: bf16 if the GPU supports it, else fp16; fp32 on CPU")
+    group_by_length: bool = setting(True, "batch dialogues of similar length")
+    early_stopping_patience: int = setting(3, "dev evaluations without a better dev ROUGE before stopping")
+    max_train_samples: int | None = setting(None, "first N train rows (demo, smoke runs); null = all")
+    max_eval_samples: int | None = setting(None, "first N dev rows scored at each evaluation; null = all")
+    keep_checkpoints: bool = setting(False, "keep checkpoint-* folders after best/ is saved")
+    full_determinism: bool = setting(False, "deterministic kernels (slower; used by the resume test)")
     # generation (dev evaluation and prediction)
-    num_beams: int = 4
-    no_repeat_ngram_size: int = 2
-    generation_max_length: int = 100  # max decoder tokens (incl. the start token), as the baseline's max_length
-    length_penalty: float = 1.0
-    beam_early_stopping: bool = True
-    # [[min_dialogue_tokens, max_new_tokens], ...]: a budget per dialogue-length bucket (empty: use max length)
-    max_new_tokens_by_length: list[list[int]] = field(default_factory=list)
-    eval_batch_size: int = 32  # generation batch for dev evaluation and prediction
+    num_beams: int = setting(4, "beam search width")
+    no_repeat_ngram_size: int = setting(2, "baseline value; blocks repeated bigrams such as '#Person2# 는'")
+    generation_max_length: int = setting(100, "max decoder tokens incl. the start token, as the baseline's max_length")
+    length_penalty: float = setting(1.0, ">1 favours longer beams, <1 shorter ones")
+    beam_early_stopping: bool = setting(True, "stop a beam search when num_beams candidates are finished")
+    max_new_tokens_by_length: list[list[int]] = setting(
+        [], "[[min_dialogue_tokens, max_new_tokens], ...]: a budget per dialogue-length bucket; [] = max length")
+    per_device_eval_batch_size: int = setting(32, "generation batch for dev evaluation and prediction")
     # model loading
-    allow_bin_weights: bool = True  # fall back to pytorch_model.bin when a hub model has no safetensors
-    mbart_lang: str = "ko_KR"  # source and target language code for mBART presets
-    analyzer: str = "mecab"  # metric tokenizer; the leaderboard uses morphemes
+    allow_bin_weights: bool = setting(True, "fall back to pytorch_model.bin when a hub model has no safetensors")
+    mbart_lang: str = setting("ko_KR", "source and target language code for mBART presets")
+    analyzer: str = setting("mecab", "metric tokenizer; the leaderboard uses morphemes")
 
     def __post_init__(self) -> None:
-        if self.encoder_max_len < 8 or self.decoder_max_len < 4:
-            raise ConfigError(f"encoder_max_len/decoder_max_len too small: {self.encoder_max_len}/{self.decoder_max_len}")
-        if self.precision not in ("auto", "bf16", "fp16", "fp32"):
-            raise ConfigError(f"precision '{self.precision}'; expected auto, bf16, fp16 or fp32")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ConfigError(f"label_smoothing {self.label_smoothing}; expected 0 <= value < 1")
+        if self.max_source_length < 8 or self.max_target_length < 4:
+            raise ConfigError(f"max_source_length/max_target_length too small: "
+                              f"{self.max_source_length}/{self.max_target_length}")
+        if not 0.0 <= self.label_smoothing_factor < 1.0:
+            raise ConfigError(f"label_smoothing_factor {self.label_smoothing_factor}; expected 0 <= value < 1")
         for bucket in self.max_new_tokens_by_length:
-            if not (isinstance(bucket, (list, tuple)) and len(bucket) == 2 and all(isinstance(v, int) for v in bucket)):
-                raise ConfigError(f"max_new_tokens_by_length item {bucket!r}; expected [min_dialogue_tokens, max_new_tokens]")
+            if len(bucket) != 2:
+                raise ConfigError(f"max_new_tokens_by_length item {bucket!r}; expected [min_dialogue_tokens, "
+                                  "max_new_tokens]")
 
 
 def preset_layer(preset: Preset) -> dict[str, Any]:
     """The settings a preset implies: its lengths and generation defaults."""
     generation = preset.generation
-    layer: dict[str, Any] = {"preset": preset.name, "encoder_max_len": preset.max_source_length,
-                             "decoder_max_len": preset.max_target_length}
+    layer: dict[str, Any] = {"preset": preset.name, "max_source_length": preset.max_source_length,
+                             "max_target_length": preset.max_target_length}
     for source, target in (("num_beams", "num_beams"), ("no_repeat_ngram_size", "no_repeat_ngram_size"),
                            ("max_length", "generation_max_length"), ("early_stopping", "beam_early_stopping"),
                            ("length_penalty", "length_penalty")):
@@ -84,24 +84,20 @@ def preset_layer(preset: Preset) -> dict[str, Any]:
 # Small settings for the CPU demo: a few epochs of the tiny model, greedy-ish short generation.
 DEMO_LAYER: dict[str, Any] = {
     "num_train_epochs": 4, "learning_rate": 1e-3, "per_device_train_batch_size": 16, "warmup_ratio": 0.05,
-    "num_beams": 2, "generation_max_length": 40, "eval_batch_size": 30, "early_stopping_patience": 2,
+    "num_beams": 2, "generation_max_length": 40, "per_device_eval_batch_size": 30, "early_stopping_patience": 2,
 }
+
+# Keys of earlier versions, so an old YAML fails with the new name instead of "unknown key".
+RENAMED = {"encoder_max_len": "max_source_length", "decoder_max_len": "max_target_length",
+           "label_smoothing": "label_smoothing_factor", "max_dev_samples": "max_eval_samples",
+           "eval_batch_size": "per_device_eval_batch_size"}
+
+SETTINGS = TrackSettings(track=TRACK, config_class=BaselineConfig,
+                         configs_dir=Path(__file__).resolve().parent / "configs",
+                         preset_layer=preset_layer, demo_layer=DEMO_LAYER, renamed=RENAMED)
 
 
 def load_config(preset_name: str, yaml_path: Path | str | None = None,
                 overrides: Mapping[str, Any] | None = None, demo: bool = False) -> BaselineConfig:
-    """Resolve a config: defaults < preset < demo < YAML < overrides. Unknown preset or key -> ConfigError."""
-    preset = get_preset(preset_name, PRESET_TRACK)
-    layers: list[Mapping[str, Any]] = [preset_layer(preset)]
-    if demo:
-        layers.append(DEMO_LAYER)
-    if yaml_path is not None:
-        file_layer = load_yaml(yaml_path)
-        if file_layer.get("preset", preset.name) != preset.name:
-            raise ConfigError(f"{yaml_path}: preset '{file_layer['preset']}' but --model is '{preset.name}'")
-        layers.append(file_layer)
-    if overrides:
-        if overrides.get("preset", preset.name) != preset.name:
-            raise ConfigError("change the preset with --model, not preset=...")
-        layers.append(dict(overrides))
-    return resolve_config(BaselineConfig, *layers)
+    """defaults < preset < demo < YAML (`yaml_path`, else the shipped one) < overrides; bad input -> ConfigError."""
+    return SETTINGS.resolve(SETTINGS.layers(preset_name, yaml_path, overrides, demo))

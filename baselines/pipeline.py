@@ -7,20 +7,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from baselines.config import PRESET_TRACK, TRACK, BaselineConfig
+from baselines.config import TRACK, BaselineConfig
 from baselines.predict import predict
 from baselines.train import train
-from competition.config import config_hash, save_yaml
+from competition.config import config_hash
 from competition.data import DataError, read_split, split_paths
 from competition.distributed import broadcast_from_main, distributed_map, ensure_process_group, is_main_process
 from competition.predictions import fill_empty, write_predictions
 from competition.presets import get_preset
 from competition.report import write_rouge_report
-from competition.runs import new_run_dir, save_run_info
+from competition.runs import finish_run, new_run_dir, start_run
 from competition.submission import SUBMISSIONS_DIR, write_submission
 from competition.truncation import truncation_report, write_truncation_report
-
-CONFIG_FILE = "config.yaml"
 
 
 def prediction_metadata(config: BaselineConfig, run_dir: Path, checkpoint: Path, split: str) -> dict:
@@ -34,11 +32,11 @@ def encoder_truncation_report(checkpoint: Path, data_dir: Path | str, config: Ba
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)  # the trained tokenizer, data tokens included
-    preset = get_preset(config.preset, PRESET_TRACK)
-    report = truncation_report(tokenizer, preset, data_dir, [config.encoder_max_len], progress=False,
+    preset = get_preset(config.preset, TRACK)
+    report = truncation_report(tokenizer, preset, data_dir, [config.max_source_length], progress=False,
                                tokenizer_source=str(checkpoint))
     write_truncation_report(report, run_dir)
-    return {split: section["by_max_length"][str(config.encoder_max_len)]
+    return {split: section["by_max_length"][str(config.max_source_length)]
             for split, section in report.report["splits"].items()}
 
 
@@ -68,8 +66,7 @@ def run(config: BaselineConfig, data_dir: Path | str, out_dir: Path | str, run_d
     run_dir = Path(run_dir) if run_dir is not None else broadcast_from_main(
         lambda: new_run_dir(out_dir, TRACK, config.preset))
     if is_main_process():
-        save_yaml(config, run_dir / CONFIG_FILE)
-        save_run_info(run_dir, config, config.seed, paths.values(), {"track": TRACK})
+        start_run(run_dir, config, paths.values(), TRACK)
     result = train(config, data_dir, run_dir)
     print(f"best dev ROUGE during training: {result.best_dev_score:.2f} ({result.best_checkpoint})")
 
@@ -97,7 +94,6 @@ def run(config: BaselineConfig, data_dir: Path | str, out_dir: Path | str, run_d
                                       out_dir=submissions_dir, source_runs=[str(run_dir)], dev_score=report.final,
                                       config_hash=config_hash(config))
         print(f"submission: {submission}")
-    save_run_info(run_dir, config, config.seed, paths.values(),
-                  {"track": TRACK, "train": json.loads(result.to_json()), "dev_score": report.final,
-                   "truncation": truncation, "submission": str(submission) if submission else None})
+    finish_run(run_dir, {"train": json.loads(result.to_json()), "dev_score": report.final, "truncation": truncation,
+                         "submission": str(submission) if submission else None})
     return run_dir

@@ -59,10 +59,10 @@ def predict(checkpoint_dir: Path | str, dialogues: Sequence[str], config: Baseli
             desc: str = "predict") -> list[str]:
     """Summaries for `dialogues`, in the same order, by beam search with the config's generation settings."""
     tokenizer, model, layout = load_for_inference(checkpoint_dir, config)
-    inputs, lengths = encode_texts(tokenizer, dialogues, layout.encoder_prefix, layout.eos, config.encoder_max_len)
+    inputs, lengths = encode_texts(tokenizer, dialogues, layout.encoder_prefix, layout.eos, config.max_source_length)
     budgets = [summary_budget(n, config) for n in lengths]
     summaries: list[str | None] = [None] * len(dialogues)
-    batches = batches_by_length([len(ids) for ids in inputs], budgets, config.eval_batch_size)
+    batches = batches_by_length([len(ids) for ids in inputs], budgets, config.per_device_eval_batch_size)
     with tqdm(total=len(dialogues), desc=desc, unit="dialogue") as progress:
         for batch in batches:
             padded = tokenizer.pad({"input_ids": [inputs[i] for i in batch]}, return_tensors="pt").to(model.device)

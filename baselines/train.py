@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from baselines.config import PRESET_TRACK, BaselineConfig
+from baselines.config import TRACK, BaselineConfig
 from baselines.model import (TokenLayout, add_data_tokens, configure_family, decode, encode_texts,
                              generation_kwargs, load_pretrained, model_source)
 from competition.distributed import barrier, is_main_process
@@ -64,8 +64,8 @@ class Seq2SeqRows(torch.utils.data.Dataset):
 def build_rows(tokenizer, layout: TokenLayout, dialogues: Sequence[str], summaries: Sequence[str],
                config: BaselineConfig) -> Seq2SeqRows:
     """Encoder inputs and labels in the family layout, each cut to its own budget."""
-    inputs, _ = encode_texts(tokenizer, dialogues, layout.encoder_prefix, layout.eos, config.encoder_max_len)
-    labels, _ = encode_texts(tokenizer, summaries, layout.label_prefix, layout.eos, config.decoder_max_len)
+    inputs, _ = encode_texts(tokenizer, dialogues, layout.encoder_prefix, layout.eos, config.max_source_length)
+    labels, _ = encode_texts(tokenizer, summaries, layout.label_prefix, layout.eos, config.max_target_length)
     return Seq2SeqRows(inputs, labels)
 
 
@@ -90,8 +90,8 @@ def load_training_frames(data_dir: Path | str, config: BaselineConfig):
     frames = [train, dev] + ([read_split(paths["test"], "test")] if "test" in paths else [])
     if config.max_train_samples:
         train = train.head(config.max_train_samples)
-    if config.max_dev_samples:
-        dev = dev.head(config.max_dev_samples)
+    if config.max_eval_samples:
+        dev = dev.head(config.max_eval_samples)
     return train, dev, frames
 
 
@@ -152,12 +152,12 @@ def training_arguments(config: BaselineConfig, output_dir: Path):
         num_train_epochs=config.num_train_epochs,
         learning_rate=config.learning_rate,
         per_device_train_batch_size=config.per_device_train_batch_size,
-        per_device_eval_batch_size=config.eval_batch_size,
+        per_device_eval_batch_size=config.per_device_eval_batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         warmup_steps=config.warmup_ratio,  # a float below 1 is a ratio of the total steps in transformers 5
         weight_decay=config.weight_decay,
         lr_scheduler_type=config.lr_scheduler_type,
-        label_smoothing_factor=config.label_smoothing,
+        label_smoothing_factor=config.label_smoothing_factor,
         **precision_flags(config.precision),
         eval_strategy="epoch",
         save_strategy="epoch",
@@ -197,7 +197,7 @@ def save_best(trainer, tokenizer, config: BaselineConfig, run_dir: Path, best_sc
     trainer.save_model(str(building))  # writes on the main process only
     if is_main_process():
         tokenizer.save_pretrained(str(building))
-        preset = get_preset(config.preset, PRESET_TRACK)
+        preset = get_preset(config.preset, TRACK)
         info = {"preset": preset.name, "family": preset.family, "mbart_lang": config.mbart_lang,
                 "best_dev_score": best_score, "source_checkpoint": trainer.state.best_model_checkpoint}
         write_text_atomic(building / TRACK_INFO, json.dumps(info, indent=2))
@@ -229,7 +229,7 @@ def train(config: BaselineConfig, data_dir: Path | str, run_dir: Path | str,
     if (done := finished_result(run_dir)) is not None:
         return done
     seed_everything(config.seed)
-    preset = get_preset(config.preset, PRESET_TRACK)
+    preset = get_preset(config.preset, TRACK)
     train_frame, dev_frame, all_frames = load_training_frames(data_dir, config)
     tokenizer, model = load_pretrained(model_source(preset), config.allow_bin_weights)
     add_data_tokens(tokenizer, model, data_special_tokens(all_frames))

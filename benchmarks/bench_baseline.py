@@ -142,7 +142,7 @@ def time_generation(model, inputs: list[list[int]], config, summary_tokens: int)
         flags = precision_flags(config.precision)
         model = model.to(torch.bfloat16 if flags["bf16"] else torch.float16 if flags["fp16"] else torch.float32)
     budget = {"min_new_tokens": summary_tokens, "max_new_tokens": summary_tokens}
-    batches = batches_by_length([len(i) for i in inputs], [budget] * len(inputs), config.eval_batch_size)
+    batches = batches_by_length([len(i) for i in inputs], [budget] * len(inputs), config.per_device_eval_batch_size)
     device = model.device
     _sync()
     start = time.perf_counter()
@@ -174,9 +174,9 @@ def main(argv: list[str] | None = None) -> int:
                  if v is not None}
     config = load_config("kobart", PROJECT_ROOT / "baselines" / "configs" / "kobart.yaml", overrides)
     if args.smoke:
-        config.per_device_train_batch_size, config.eval_batch_size, config.num_beams = 8, 4, 2
+        config.per_device_train_batch_size, config.per_device_eval_batch_size, config.num_beams = 8, 4, 2
 
-    cap_in, cap_out = config.encoder_max_len, config.decoder_max_len
+    cap_in, cap_out = config.max_source_length, config.max_target_length
     if args.lengths:  # e.g. measured on a machine that has the data, for a GPU machine that has not
         saved = json.loads(args.lengths.read_text(encoding="utf-8"))
         dialogue_lengths, summary_lengths, test_lengths = saved["dialogue"], saved["summary"], saved["test"]
@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         "label_tokens_mean": round(float(np.mean(label_lengths)), 1),
         "epoch_seconds": round(epoch_seconds, 2),
         "generated_summaries": len(gen_inputs), "num_beams": config.num_beams, "summary_tokens": size["summary_tokens"],
-        "generation_batch": config.eval_batch_size,
+        "generation_batch": config.per_device_eval_batch_size,
         "generation_seconds": round(generation_seconds, 2),
         "targets_h100": TARGETS,
         "meets_targets": None if args.smoke else {k: result_value <= TARGETS[k] for k, result_value in

@@ -114,7 +114,7 @@ class TrainRun:
         return "_".join([self.batching, f"{self.size}{'tok' if self.tokens else 'seq'}", *self.flags])
 
     def overrides(self) -> dict:
-        size = {"batch_tokens": self.size} if self.tokens else {"batch_size": self.size, "batch_tokens": 0}
+        size = {"batch_tokens": self.size} if self.tokens else {"per_device_train_batch_size": self.size, "batch_tokens": 0}
         return {"batching": self.batching, **size, "gradient_checkpointing": "ckpt" in self.flags,
                 "kbit_fp32_norms": "fp32norms" in self.flags}
 
@@ -156,7 +156,7 @@ def _train_once(folder: Path, tokenizer, examples, run: TrainRun, args, profile:
     from llm.train import make_collator, summary_token_loss, training_arguments, training_dataset
 
     config = load_config("llama3.2-ko-3b", overrides={
-        **run.overrides(), "grad_accum": 1, "quantization": "nf4", "optim": "auto", "logging_steps": 1000})
+        **run.overrides(), "gradient_accumulation_steps": 1, "quantization": "nf4", "optim": "auto", "logging_steps": 1000})
     quantization = effective_quantization(config)
     model = load_base_model(folder, config, quantization,
                             dtype=torch.bfloat16 if torch.cuda.is_available() else torch.float32)
@@ -246,7 +246,7 @@ def bench_generation(folder: Path, tokenizer, style, test_dialogues, args) -> di
 
     def config_for(batch_size: int, decoding: str):
         return load_config("llama3.2-ko-3b", overrides={
-            "max_new_tokens": args.new_tokens, "min_new_tokens": args.new_tokens, "gen_batch_size": batch_size,
+            "max_new_tokens": args.new_tokens, "min_new_tokens": args.new_tokens, "per_device_eval_batch_size": batch_size,
             "decoding": decoding})
 
     _timed_summaries(model, tokenizer, style, test_dialogues[:8], config_for(8, "fast"))  # CUDA/cuBLAS warm-up

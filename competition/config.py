@@ -1,24 +1,62 @@
-"""Layered run configuration: dataclass defaults < preset < YAML file < command-line KEY=VALUE overrides.
+"""Layered, typed run configuration: dataclass defaults < preset < (demo) < YAML file < KEY=VALUE overrides.
 
-Each track declares its settings as a dataclass; `resolve_config` builds it from the layers and rejects unknown
-keys with the list of known ones, so a typo never silently falls back to a default.
+Each track declares every setting once, as a dataclass field made with `setting(default, hint)`. `resolve_config`
+merges the layers in order; every value of every layer is coerced to its field's declared type (pydantic's lax
+mode: YAML's string `'1e-5'` becomes the float 1e-5, `"3"` the int 3), and a value that cannot be coerced, an
+unknown key or a renamed key fails at once with a `ConfigError` naming the layer (the file), the key, the value
+and what was expected. `resolve_layers` also says which layer set each key (`--print-config` shows it).
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import functools
 import hashlib
 import json
 import re
+import typing
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, TypeVar
+from typing import Any, Iterable, Mapping, Sequence, TypeVar
 
+import pydantic
 import yaml
 
 from competition.cli import ConfigError
+from competition.files import write_text_atomic
 
 ConfigT = TypeVar("ConfigT")
 SCIENTIFIC_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
+DEFAULTS = "defaults"
+# Keys a resumed run may change: they decide how fast or how verbosely it runs, not what it learns or writes.
+SAFE_ON_RESUME = frozenset({"per_device_eval_batch_size", "logging_steps", "gradient_checkpointing",
+                            "save_total_limit", "keep_checkpoints"})
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One source of settings: where it came from (a file, `command line`, `preset kobart`) and its values."""
+
+    source: str
+    values: Mapping[str, Any]
+
+
+def setting(default: Any, hint: str) -> Any:
+    """A config field with its one-line hint (shown by `--print-config` and in the shipped YAMLs)."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"hint": hint})
+    return field(default=default, metadata={"hint": hint})
+
+
+def parse_value(text: str) -> Any:
+    """A YAML scalar, except that `1e-5` is a float (YAML 1.1 would keep it a string)."""
+    if not text.strip():
+        return ""
+    value = yaml.safe_load(text)
+    if isinstance(value, str) and SCIENTIFIC_NUMBER.fullmatch(value.strip()):
+        return float(value)
+    return value
 
 
 def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
@@ -32,40 +70,112 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     return overrides
 
 
-def parse_value(text: str) -> Any:
-    """A YAML scalar, except that `1e-5` is a float (YAML 1.1 would keep it a string)."""
-    if not text.strip():
-        return ""
-    value = yaml.safe_load(text)
-    if isinstance(value, str) and SCIENTIFIC_NUMBER.fullmatch(value.strip()):
-        return float(value)
-    return value
-
-
 def load_yaml(path: Path | str) -> dict[str, Any]:
     """Read a YAML config file as a flat mapping."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
-    loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(loaded, dict):
         raise ConfigError(f"{path}: expected a mapping of KEY: VALUE")
     return loaded
 
 
-def resolve_config(cls: type[ConfigT], *layers: Mapping[str, Any]) -> ConfigT:
-    """Build `cls` from its defaults and the layers, later layers winning; unknown keys are an error."""
-    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    merged: dict[str, Any] = {}
-    for layer in layers:
-        unknown = sorted(set(layer) - known)
-        if unknown:
-            raise ConfigError(f"unknown config keys {unknown} for {cls.__name__}; known: {sorted(known)}")
-        merged.update(layer)
+def yaml_layer(path: Path | str) -> Layer:
+    """A YAML file as a layer named after the file (relative to the working folder when inside it)."""
+    path = Path(path)
     try:
-        return cls(**merged)
+        shown = path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        shown = path
+    return Layer(str(shown), load_yaml(path))
+
+
+@functools.lru_cache(maxsize=None)
+def field_types(cls: type) -> dict[str, Any]:
+    """Each field's declared type, resolved from its annotation."""
+    return typing.get_type_hints(cls)
+
+
+@functools.lru_cache(maxsize=None)
+def _adapter(annotation: Any) -> pydantic.TypeAdapter:
+    return pydantic.TypeAdapter(annotation)
+
+
+def type_label(annotation: Any) -> str:
+    """`float`, `int | None`, `one of ['a', 'b']`: the expected type as a user reads it."""
+    if typing.get_origin(annotation) is typing.Literal:
+        return f"one of {list(typing.get_args(annotation))}"
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def coerce_value(cls: type, key: str, value: Any, source: str) -> Any:
+    """`value` as the declared type of `cls.key`; ConfigError naming the source, key, value and type otherwise."""
+    annotation = field_types(cls)[key]
+    if isinstance(value, str) and SCIENTIFIC_NUMBER.fullmatch(value.strip()):
+        value = value.strip()  # YAML 1.1 keeps `1e-5` a string; pydantic reads it as a float
+    try:
+        return _adapter(annotation).validate_python(value)
+    except pydantic.ValidationError:
+        raise ConfigError(f"{source}: {key}={value!r}: expected {type_label(annotation)}") from None
+
+
+def _as_layer(layer: Layer | Mapping[str, Any], index: int) -> Layer:
+    return layer if isinstance(layer, Layer) else Layer(f"layer {index}", layer)
+
+
+def resolve_layers(cls: type, layers: Sequence[Layer | Mapping[str, Any]],
+                   renamed: Mapping[str, str] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+    """The merged, coerced values of the layers (later ones win) and the source that set each key."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    renamed = renamed or {}
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for index, raw in enumerate(layers):
+        layer = _as_layer(raw, index)
+        for old in sorted(set(layer.values) & set(renamed)):
+            raise ConfigError(f"{layer.source}: '{old}' is now called '{renamed[old]}'; rename the key")
+        unknown = sorted(set(layer.values) - known)
+        if unknown:
+            raise ConfigError(f"{layer.source}: unknown config keys {unknown} for {cls.__name__}; "
+                              f"known: {sorted(known)}")
+        for key, value in layer.values.items():
+            values[key] = coerce_value(cls, key, value, layer.source)
+            sources[key] = layer.source
+    return values, sources
+
+
+def resolve_config(cls: type[ConfigT], *layers: Layer | Mapping[str, Any],
+                   renamed: Mapping[str, str] | None = None) -> ConfigT:
+    """Build `cls` from its defaults and the layers, later layers winning; bad keys or values -> ConfigError."""
+    values, _ = resolve_layers(cls, layers, renamed)
+    try:
+        return cls(**values)
     except (TypeError, ValueError) as err:
+        if isinstance(err, ConfigError):
+            raise
         raise ConfigError(f"{cls.__name__}: {err}") from None
+
+
+def config_hints(cls: type) -> dict[str, str]:
+    """The one-line hint of every setting of a config class."""
+    return {f.name: f.metadata.get("hint", "") for f in dataclasses.fields(cls)}
+
+
+def _yaml_value(value: Any) -> str:
+    return yaml.safe_dump({"v": value}, allow_unicode=True, default_flow_style=True).strip()[4:-1]
+
+
+def describe_config(config: Any, sources: Mapping[str, str]) -> str:
+    """The resolved config as YAML: every key with its value, its hint and the layer that set it."""
+    hints = config_hints(type(config))
+    lines = [f"# {type(config).__name__}: value  # hint [set by]"]
+    for key, value in dataclasses.asdict(config).items():
+        lines.append(f"{key + ': ' + _yaml_value(value):<44}  # {hints[key]} [{sources.get(key, DEFAULTS)}]")
+    return "\n".join(lines) + "\n"
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -81,7 +191,96 @@ def config_hash(config: Any) -> str:
 
 def save_yaml(config: Any, path: Path | str) -> Path:
     """Write a config as YAML that `resolve_config` (via `load_yaml`) accepts back."""
-    from competition.files import write_text_atomic
-
     data = config_to_dict(config) if dataclasses.is_dataclass(config) else dict(config)
     return write_text_atomic(path, yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
+
+
+def _saved_config(run_dir: Path | str) -> Path:
+    saved = Path(run_dir) / "config.yaml"
+    if not saved.is_file():
+        raise ConfigError(f"{run_dir}: no config.yaml; expected a run folder written by this track")
+    return saved
+
+
+def _differs(cls: type, key: str, value: Any, saved: Any) -> bool:
+    if key not in field_types(cls):
+        return True  # unknown: let resolve report it
+    return coerce_value(cls, key, value, "command line") != coerce_value(cls, key, saved, "saved config")
+
+
+@dataclass(frozen=True)
+class TrackSettings:
+    """How one track builds its config: the dataclass, its shipped YAMLs, the preset and demo layers."""
+
+    track: str  # the preset registry's track name
+    config_class: type
+    configs_dir: Path  # `<package>/configs/<preset>.yaml`, read when no --config is given
+    preset_layer: Any  # Callable[[Preset], dict]: what a preset implies (lengths, generation defaults)
+    demo_layer: Mapping[str, Any]
+    renamed: Mapping[str, str] = field(default_factory=dict)  # old key -> new key
+
+    def shipped_yaml(self, preset: str) -> Path | None:
+        """The preset's own YAML in the track's configs folder, when it ships one."""
+        path = self.configs_dir / f"{preset}.yaml"
+        return path if path.is_file() else None
+
+    def layers(self, preset_name: str, yaml_path: Path | str | None = None,
+               overrides: Mapping[str, Any] | None = None, demo: bool = False) -> list[Layer]:
+        """preset < demo < YAML (`yaml_path`, else the shipped one) < overrides, each named by its source."""
+        from competition.presets import get_preset
+
+        preset = get_preset(preset_name, self.track)  # type: ignore[arg-type]
+        layers = [Layer(f"preset {preset.name}", self.preset_layer(preset))]
+        if demo:
+            layers.append(Layer("--demo", self.demo_layer))
+        path = yaml_path if yaml_path is not None else self.shipped_yaml(preset.name)
+        if path is not None:
+            layers.append(yaml_layer(path))
+        if overrides:
+            layers.append(Layer("command line", dict(overrides)))
+        for layer in layers[1:]:
+            chosen = layer.values.get("preset", preset.name)
+            if chosen != preset.name:
+                raise ConfigError(f"{layer.source}: preset '{chosen}' but --model is '{preset.name}'")
+        return layers
+
+    def resume_layers(self, run_dir: Path | str, overrides: Mapping[str, Any] | None = None) -> list[Layer]:
+        """A resumed run: its saved config, plus overrides that cannot change what it trains or writes."""
+        saved = yaml_layer(_saved_config(run_dir))
+        changed = {key: value for key, value in (overrides or {}).items()
+                   if key not in saved.values or _differs(self.config_class, key, value, saved.values[key])}
+        unsafe = sorted(set(changed) - SAFE_ON_RESUME)
+        if unsafe:
+            raise ConfigError(f"resuming {run_dir}: {unsafe} would change the run ({saved.source} says otherwise); "
+                              f"only {sorted(SAFE_ON_RESUME)} may change on resume: start a new run instead")
+        return [saved, Layer("command line", changed)] if changed else [saved]
+
+    def resolve(self, layers: Sequence[Layer]) -> Any:
+        """The config from these layers."""
+        return resolve_config(self.config_class, *layers, renamed=self.renamed)
+
+    def describe(self, layers: Sequence[Layer]) -> str:
+        """`--print-config`: the resolved config with every key's hint and the layer that set it."""
+        _, sources = resolve_layers(self.config_class, layers, self.renamed)
+        return describe_config(self.resolve(layers), sources)
+
+
+def add_track_arguments(parser: argparse.ArgumentParser, default_model: str) -> None:
+    """The options every track CLI takes, with the same meaning in both."""
+    parser.add_argument("--model", default=default_model, help="preset name (python -m competition.presets)")
+    parser.add_argument("--data", default="data", help="folder with train.csv, dev.csv (and test.csv)")
+    parser.add_argument("--out", default="runs", help="runs go to OUT/<track>-<preset>-<stamp>/")
+    parser.add_argument("--config", help="YAML file (default: the track's configs/<model>.yaml when it exists)")
+    parser.add_argument("--demo", action="store_true", help="small CPU settings (below the YAML)")
+    parser.add_argument("--resume", type=Path, help="an earlier run folder: continue it with its saved config")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the resolved config (value, hint, the layer that set it) and exit")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. learning_rate=3e-5")
+
+
+def layers_from_args(settings: TrackSettings, args: argparse.Namespace) -> list[Layer]:
+    """The config layers a track CLI's arguments ask for (a resumed run: its saved config)."""
+    overrides = parse_overrides(args.overrides)
+    if args.resume is not None:
+        return settings.resume_layers(args.resume, overrides)
+    return settings.layers(args.model, args.config, overrides, args.demo)

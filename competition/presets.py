@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from competition.cli import ConfigError
 
-Track = Literal["seq2seq", "llm"]
+Track = Literal["baseline", "llm"]  # the encoder-decoder track is "baseline" everywhere
 
 # Linear layers LoRA should wrap, per architecture family.
 LLAMA_LIKE_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -45,7 +45,7 @@ LLM_GENERATION = {"num_beams": 1, "do_sample": False, "max_new_tokens": 128, "re
 
 
 def _seq2seq(name: str, hub_id: str | None, family: str, **kwargs: Any) -> Preset:
-    return Preset(name=name, track="seq2seq", family=family, hub_id=hub_id,
+    return Preset(name=name, track="baseline", family=family, hub_id=hub_id,
                   generation=dict(SEQ2SEQ_GENERATION), **kwargs)
 
 

@@ -11,12 +11,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable
 
-from competition.config import config_hash, config_to_dict
+from competition.config import config_hash, config_to_dict, save_yaml
 from competition.data import file_sha256
 from competition.files import write_text_atomic
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 RUN_INFO_FILE = "run.json"
+CONFIG_FILE = "config.yaml"  # the resolved config; `--resume` reloads it
 TRACKED_LIBRARIES = ("torch", "transformers", "peft", "accelerate", "bitsandbytes", "optuna", "python-mecab-ko")
 
 
@@ -92,3 +93,19 @@ def save_run_info(run_dir: Path | str, config: Any, seed: int, data_files: Itera
 def load_run_info(run_dir: Path | str) -> dict[str, Any]:
     """Read a run's `run.json`."""
     return json.loads((Path(run_dir) / RUN_INFO_FILE).read_text(encoding="utf-8"))
+
+
+def start_run(run_dir: Path | str, config: Any, data_files: Iterable[Path | str], track: str) -> None:
+    """A run's `config.yaml` and `run.json`, written once: a resumed run keeps the ones it started with."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not (run_dir / CONFIG_FILE).is_file():
+        save_yaml(config, run_dir / CONFIG_FILE)
+    if not (run_dir / RUN_INFO_FILE).is_file():
+        save_run_info(run_dir, config, config.seed, data_files, {"track": track})
+
+
+def finish_run(run_dir: Path | str, results: dict[str, Any]) -> Path:
+    """Add a finished run's results (dev score, submission, ...) to its `run.json`."""
+    info = {**load_run_info(run_dir), **results, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    return write_text_atomic(Path(run_dir) / RUN_INFO_FILE, json.dumps(info, ensure_ascii=False, indent=2))

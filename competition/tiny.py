@@ -165,7 +165,7 @@ def ensure_tiny_checkpoint(preset: Preset, sample_dir: Path | str = DEFAULT_SAMP
     byte_level = preset.family in BYTE_LEVEL_FAMILIES
     tokenizer = family_tokenizer(train_base_tokenizer(sample_texts(sample_dir), byte_level), preset.family)
     config = tiny_model_config(preset.family, tokenizer)
-    auto = transformers.AutoModelForSeq2SeqLM if preset.track == "seq2seq" else transformers.AutoModelForCausalLM
+    auto = transformers.AutoModelForSeq2SeqLM if preset.track == "baseline" else transformers.AutoModelForCausalLM
     model = auto.from_config(config)
     cache_dir.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(dir=cache_dir, prefix=f".{preset.name}-"))  # renamed into place when complete

@@ -93,7 +93,7 @@ def generate_summaries(model, tokenizer, style, dialogues: Sequence[str], config
             texts_per_batch.append([clean_generated(t, style) for t in texts])
         return texts_per_batch
 
-    batches = length_sorted_batches([len(p) for p in prompts], config.gen_batch_size)
+    batches = length_sorted_batches([len(p) for p in prompts], config.per_device_eval_batch_size)
     ranks = world_size()
     was_training = model.training
     model.eval()

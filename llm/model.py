@@ -97,7 +97,7 @@ def build_prompt_style(config: LLMConfig, tokenizer):
 
     preset = get_preset(config.preset, "llm")
     target = config.max_target_length or preset.max_target_length
-    prompt = config.max_length or preset.max_source_length
+    prompt = config.max_source_length or preset.max_source_length
     overrides: dict[str, Any] = {"cut": config.cut, "max_target_length": target, "max_length": prompt + target}
     if config.instruction:
         overrides["instruction"] = config.instruction

@@ -1,10 +1,11 @@
 """The LLM track pipeline: train (QLoRA/LoRA), export, predict dev and test, dev ROUGE report, submission.
 
     python -m llm.run --model llama3.2-ko-3b --data data --out runs [--config C] [--demo] [KEY=VALUE ...]
+    python -m llm.run --model qwen3-14b --print-config        # every setting, its hint and the layer that set it
 
 Without --config, `llm/configs/<model>.yaml` is used when it exists. Continue an interrupted run with
-`resume=runs/llm-<model>-<stamp>`: training restarts from its last checkpoint, predictions from their
-`.partial.jsonl` sidecars.
+`--resume runs/llm-<model>-<stamp>`: its saved config is reloaded, training restarts from its last checkpoint,
+predictions from their `.partial.jsonl` sidecars.
 
 On several GPUs: `torchrun --standalone --nproc_per_node=N -m llm.run ...` (`make llm GPUS=N`). Every rank trains
 (DDP; QLoRA loads the 4-bit model onto each rank's own GPU) and generates its share of dev and test; rank 0 alone
@@ -20,21 +21,21 @@ import sys
 from pathlib import Path
 
 from competition.cli import exit_on_bad_input
-from competition.config import config_hash, parse_overrides
+from competition.config import add_track_arguments, config_hash, layers_from_args
 from competition.distributed import barrier, broadcast_from_main, ensure_process_group, is_main_process
 from competition.files import write_text_atomic
 from competition.report import write_rouge_report
-from competition.runs import new_run_dir
+from competition.runs import finish_run, new_run_dir
 from competition.submission import write_submission
-from llm.config import LLMConfig, default_yaml_path, load_config
+from llm.config import SETTINGS, TRACK, LLMConfig, check_remote_code
 from llm.generate import predict_to_file
 from llm.train import EvaluateHook, load_splits, train
 
 log = logging.getLogger(__name__)
 
 
-def run(config: LLMConfig, data_dir: Path | str, out_dir: Path | str, on_evaluate: EvaluateHook | None = None,
-        submissions_dir: Path | str = "submissions") -> Path:
+def run(config: LLMConfig, data_dir: Path | str, out_dir: Path | str, run_dir: Path | str | None = None,
+        on_evaluate: EvaluateHook | None = None, submissions_dir: Path | str = "submissions") -> Path:
     """Train, predict dev and test, write the report and a submission; return the run folder.
 
     Under torchrun every rank calls this: rank 0 creates the run folder and writes every file, all ranks train and
@@ -45,8 +46,8 @@ def run(config: LLMConfig, data_dir: Path | str, out_dir: Path | str, on_evaluat
 
     ensure_process_group()  # before the Trainer sets up its own distributed state
     frames = load_splits(data_dir)  # validate every input before any work
-    run_dir = broadcast_from_main(
-        lambda: Path(config.resume) if config.resume else new_run_dir(out_dir, "llm", config.preset))
+    run_dir = Path(run_dir) if run_dir is not None else broadcast_from_main(
+        lambda: new_run_dir(out_dir, TRACK, config.preset))
     log.info("run folder: %s", run_dir)
     result = train(config, data_dir, run_dir, on_evaluate)
     checkpoint = result.best_checkpoint
@@ -84,33 +85,26 @@ def _write_results(config: LLMConfig, frames, dev_preds: list[str], test_preds: 
                                       dev_score=rouge.final, config_hash=config_hash(config))
         summary["submission"] = str(submission)
     write_text_atomic(run_dir / "summary.json", json.dumps(summary, ensure_ascii=False, indent=2))
+    finish_run(run_dir, summary)
     print(f"dev score {rouge.final:.2f} | run {run_dir}" + (f" | submission {summary['submission']}"
                                                              if "submission" in summary else ""))
 
 
 @exit_on_bad_input
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="LLM preset name (see competition/presets.py)")
-    parser.add_argument("--data", required=True, help="folder with train.csv, dev.csv (and test.csv)")
-    parser.add_argument("--out", required=True, help="root folder for run folders")
-    parser.add_argument("--config", help="YAML config (default: llm/configs/<model>.yaml when present)")
-    parser.add_argument("--demo", action="store_true", help="small settings for a CPU demo")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. learning_rate=1e-4")
+    parser = argparse.ArgumentParser(prog="python -m llm.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_track_arguments(parser, default_model="llama3.2-ko-3b")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if is_main_process() else logging.WARNING,  # one log, not one per rank
                         format="%(levelname)s %(name)s: %(message)s")
-    yaml_path = args.config or _shipped_yaml(args.model)
-    config = load_config(args.model, yaml_path, parse_overrides(args.overrides), demo=args.demo)
-    if yaml_path:
-        log.info("config file: %s", yaml_path)
-    run(config, args.data, args.out)
+    layers = layers_from_args(SETTINGS, args)
+    if args.print_config:
+        print(SETTINGS.describe(layers), end="")
+        return 0
+    log.info("config layers: %s", ", ".join(layer.source for layer in layers))
+    run(check_remote_code(SETTINGS.resolve(layers)), args.data, args.out, run_dir=args.resume)
     return 0
-
-
-def _shipped_yaml(model: str) -> Path | None:
-    path = default_yaml_path(model)
-    return path if path.is_file() else None
 
 
 if __name__ == "__main__":

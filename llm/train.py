@@ -22,15 +22,14 @@ from typing import Any, Callable
 import pandas as pd
 import torch
 
-from competition.config import save_yaml
 from competition.data import data_special_tokens, read_split, require_split, split_paths
 from competition.distributed import barrier, broadcast_from_main, ensure_process_group, is_main_process
 from competition.files import write_text_atomic
 from competition.metric import compute_rouge
 from competition.prompts import IGNORE_INDEX
 from competition.presets import get_preset
-from competition.runs import save_run_info, seed_everything
-from llm.config import LLMConfig
+from competition.runs import seed_everything, start_run
+from llm.config import TRACK, LLMConfig
 
 log = logging.getLogger(__name__)
 
@@ -253,18 +252,18 @@ def training_arguments(config: LLMConfig, output_dir: Path, use_bf16: bool, use_
 
     from llm.model import has_cuda
 
-    strategy = "steps" if config.eval_every > 0 else "epoch"
+    strategy = "steps" if config.eval_steps > 0 else "epoch"
     optim = config.optim if config.optim != "auto" else ("paged_adamw_8bit" if has_cuda() else "adamw_torch")
     return TrainingArguments(
         output_dir=str(output_dir), seed=config.seed, data_seed=config.seed,
-        num_train_epochs=config.epochs, learning_rate=config.learning_rate,
-        per_device_train_batch_size=1 if config.batch_tokens > 0 else config.batch_size,  # a bucket is a batch
-        per_device_eval_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.grad_accum, warmup_steps=config.warmup_ratio,
-        weight_decay=config.weight_decay, lr_scheduler_type=config.lr_scheduler, optim=optim,
+        num_train_epochs=config.num_train_epochs, learning_rate=config.learning_rate,
+        per_device_train_batch_size=1 if config.batch_tokens > 0 else config.per_device_train_batch_size,  # a bucket is a batch
+        per_device_eval_batch_size=config.per_device_train_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps, warmup_steps=config.warmup_ratio,
+        weight_decay=config.weight_decay, lr_scheduler_type=config.lr_scheduler_type, optim=optim,
         max_grad_norm=config.max_grad_norm, bf16=use_bf16, fp16=use_fp16, use_cpu=not has_cuda(),
         eval_strategy=strategy, save_strategy=strategy,
-        eval_steps=config.eval_every or None, save_steps=config.eval_every or None,
+        eval_steps=config.eval_steps or None, save_steps=config.eval_steps or None,
         logging_steps=config.logging_steps, save_total_limit=config.save_total_limit,
         load_best_model_at_end=True, metric_for_best_model="eval_score" if config.select_by == "score" else "eval_loss",
         greater_is_better=config.select_by == "score", restore_callback_states_from_checkpoint=True,
@@ -305,13 +304,13 @@ def train(config: LLMConfig, data_dir: Path | str, run_dir: Path | str,
     seed_everything(config.seed)
     frames = load_splits(data_dir)
     if is_main_process():
-        _save_provenance(config, data_dir, run_dir)
-    train_frame = frames["train"].head(config.train_limit) if config.train_limit else frames["train"]
+        start_run(run_dir, config, split_paths(data_dir).values(), TRACK)
+    train_frame = frames["train"].head(config.max_train_samples) if config.max_train_samples else frames["train"]
     model, tokenizer, style, info = load_for_training(config, data_special_tokens(frames.values()))
     train_examples, cuts = encode_rows(tokenizer, style, train_frame)
     log.info("train: %d rows, %d dialogues cut to fit, %d summaries cut to max_target_length",
              cuts["rows"], cuts["dialogues_cut"], cuts["targets_cut"])
-    dev = frames["dev"].iloc[dev_subset_indices(len(frames["dev"]), config.dev_subset, config.seed)]
+    dev = frames["dev"].iloc[dev_subset_indices(len(frames["dev"]), config.max_eval_samples or 0, config.seed)]
     dev_examples, _ = encode_rows(tokenizer, style, dev)
     callbacks = [_dev_score_callback(config, tokenizer, style, dev, on_evaluate)]
     if config.early_stopping_patience > 0:
@@ -340,12 +339,3 @@ def _best_score(trainer, config: LLMConfig) -> float:
     if best is None:
         return float("nan")
     return float(best) if config.select_by == "score" else -float(best)
-
-
-def _save_provenance(config: LLMConfig, data_dir: Path | str, run_dir: Path) -> None:
-    """Resolved config and run.json (seed, git revision, data hashes), unless the run already has them."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not (run_dir / "config.yaml").is_file():
-        save_yaml(config, run_dir / "config.yaml")
-    if not (run_dir / "run.json").is_file():
-        save_run_info(run_dir, config, config.seed, split_paths(data_dir).values(), extra={"track": "llm"})

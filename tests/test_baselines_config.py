@@ -22,7 +22,7 @@ CONFIG_DIR = PROJECT_ROOT / "baselines" / "configs"
 
 def test_defaults_are_the_official_baseline() -> None:
     config = BaselineConfig()
-    assert (config.encoder_max_len, config.decoder_max_len, config.num_train_epochs) == (512, 100, 20)
+    assert (config.max_source_length, config.max_target_length, config.num_train_epochs) == (512, 100, 20)
     assert (config.learning_rate, config.per_device_train_batch_size, config.warmup_ratio) == (1e-5, 50, 0.1)
     assert (config.weight_decay, config.lr_scheduler_type, config.early_stopping_patience) == (0.01, "cosine", 3)
     assert (config.num_beams, config.no_repeat_ngram_size, config.generation_max_length) == (4, 2, 100)
@@ -30,15 +30,16 @@ def test_defaults_are_the_official_baseline() -> None:
 
 
 def test_precedence_defaults_preset_demo_yaml_overrides(tmp_path: Path) -> None:
-    assert load_config("tiny-bart").encoder_max_len == 256  # preset beats the default 512
-    assert load_config("tiny-bart").learning_rate == 1e-5  # default where nothing else speaks
-    assert load_config("tiny-bart", demo=True).learning_rate == DEMO_LAYER["learning_rate"]
+    assert load_config("tiny-bart").max_source_length == 256  # preset beats the default 512
+    assert load_config("tiny-bart").weight_decay == 0.01  # default where nothing else speaks
+    assert load_config("tiny-bart").learning_rate == 1e-3  # the preset's shipped YAML
+    assert load_config("kobart", demo=True).learning_rate == DEMO_LAYER["learning_rate"]
     path = tmp_path / "c.yaml"
-    path.write_text("learning_rate: 2.0e-5\nencoder_max_len: 300\n", encoding="utf-8")
+    path.write_text("learning_rate: 2.0e-5\nmax_source_length: 300\n", encoding="utf-8")
     from_file = load_config("tiny-bart", path, demo=True)
-    assert (from_file.learning_rate, from_file.encoder_max_len) == (2e-5, 300)  # YAML beats demo and preset
+    assert (from_file.learning_rate, from_file.max_source_length) == (2e-5, 300)  # YAML beats demo and preset
     final = load_config("tiny-bart", path, {"learning_rate": 3e-5}, demo=True)
-    assert (final.learning_rate, final.encoder_max_len) == (3e-5, 300)  # the command line beats YAML
+    assert (final.learning_rate, final.max_source_length) == (3e-5, 300)  # the command line beats YAML
 
 
 def test_unknown_key_lists_known_keys() -> None:
@@ -57,7 +58,7 @@ def test_unknown_or_llm_preset_lists_seq2seq_presets() -> None:
     for name in ("nope", "llama3.2-ko-3b"):
         with pytest.raises(ConfigError) as err:
             load_config(name)
-        for known in preset_names("seq2seq"):
+        for known in preset_names("baseline"):
             assert known in str(err.value)
 
 
@@ -86,4 +87,4 @@ def test_every_shipped_yaml_loads(path: Path) -> None:
 
 
 def test_every_seq2seq_preset_has_a_yaml() -> None:
-    assert {p.stem for p in CONFIG_DIR.glob("*.yaml")} == set(preset_names("seq2seq"))
+    assert {p.stem for p in CONFIG_DIR.glob("*.yaml")} == set(preset_names("baseline"))

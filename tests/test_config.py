@@ -53,8 +53,8 @@ def test_saved_yaml_round_trips(tmp_path: Path) -> None:
 def test_run_info_records_provenance(tmp_path: Path) -> None:
     data = tmp_path / "dev.csv"
     data.write_text("fname\n", encoding="utf-8")
-    run_dir = new_run_dir(tmp_path / "runs", "seq2seq", "tiny-bart")
-    again = new_run_dir(tmp_path / "runs", "seq2seq", "tiny-bart")
+    run_dir = new_run_dir(tmp_path / "runs", "baseline", "tiny-bart")
+    again = new_run_dir(tmp_path / "runs", "baseline", "tiny-bart")
     assert run_dir != again
     save_run_info(run_dir, ToyConfig(), seed=7, data_files=[data])
     info = load_run_info(run_dir)
@@ -73,7 +73,7 @@ def test_unknown_preset_lists_every_name() -> None:
 
 
 def test_track_filter() -> None:
-    assert get_preset("kobart", "seq2seq").hub_id == "digit82/kobart-summarization"
+    assert get_preset("kobart", "baseline").hub_id == "digit82/kobart-summarization"
     with pytest.raises(ConfigError, match="Known presets: .*llama3.2-ko-3b"):
         get_preset("kobart", "llm")
 

@@ -91,7 +91,7 @@ def test_generate_summaries_gives_the_same_texts_either_way(sample_dir):
     texts = {}
     for decoding in ("fast", "generate"):
         config = load_config("tiny-qwen3", overrides={"decoding": decoding, "max_new_tokens": 12,
-                                                      "min_new_tokens": 3, "gen_batch_size": 2})
+                                                      "min_new_tokens": 3, "per_device_eval_batch_size": 2})
         texts[decoding] = generate_summaries(model, tokenizer, style, dialogues, config)
     assert texts["fast"] == texts["generate"] and all(texts["fast"])
 

@@ -28,9 +28,9 @@ TORCHRUN = Path(sys.executable).with_name("torchrun")
 SCORE_TOLERANCE = 1.0
 LOSS_RELATIVE_TOLERANCE = 2e-2
 # LoRA at a learning rate high enough that the tiny model's summaries change between evaluations (the scores are not a
-# constant); dev_subset=0 scores every dev row; gen_batch_size=2 makes several rounds of sharded generation.
-SETTINGS = ["epochs=4", "learning_rate=3e-3", "lora_r=32", "lora_dropout=0", "dev_subset=0", "max_new_tokens=24",
-            "gen_batch_size=2", "logging_steps=1", "early_stopping_patience=0"]
+# constant); max_eval_samples=0 scores every dev row; per_device_eval_batch_size=2 makes several rounds of sharded generation.
+SETTINGS = ["num_train_epochs=4", "learning_rate=3e-3", "lora_r=32", "lora_dropout=0", "max_eval_samples=0", "max_new_tokens=24",
+            "per_device_eval_batch_size=2", "logging_steps=1", "early_stopping_patience=0"]
 
 
 def write_data(folder: Path) -> Path:
@@ -47,7 +47,7 @@ def run_track(data: Path, out: Path, processes: int, batch: int, *extra: str) ->
     launcher = ([str(TORCHRUN), "--standalone", f"--nproc_per_node={processes}"] if processes > 1
                 else [sys.executable])
     command = launcher + ["-m", "llm.run", "--model", "tiny-llama", "--demo", "--data", str(data),
-                          "--out", str(out / "runs"), f"batch_size={batch}", *SETTINGS, *extra]
+                          "--out", str(out / "runs"), f"per_device_train_batch_size={batch}", *SETTINGS, *extra]
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(PROJECT_ROOT)}
     result = subprocess.run(command, cwd=out, env=env, capture_output=True, text=True, timeout=300)
@@ -104,7 +104,7 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path) -> N
     preds_test.unlink()
     partial_path(preds_test).write_text("".join(json.dumps({"fname": f, "summary": f"kept {f}"}) + "\n"
                                                 for f in resumed_fnames), encoding="utf-8")
-    result = run_track(data, tmp_path / "two", 2, 4, f"resume={double}")
+    result = run_track(data, tmp_path / "two", 2, 4, "--resume", str(double))
     assert "training already finished" in result.stderr
     frame, meta = read_predictions_with_metadata(preds_test)
     assert list(frame["fname"]) == list(generated["fname"]) and meta["resumed_rows"] == 3

@@ -21,7 +21,7 @@ from llm.model import load_checkpoint, load_for_training, save_checkpoint
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
     """An untrained tiny Llama saved as a full checkpoint: deterministic greedy output, real loading path."""
-    config = load_config("tiny-llama", overrides={"finetune": "full", "max_new_tokens": 6, "gen_batch_size": 3})
+    config = load_config("tiny-llama", overrides={"finetune": "full", "max_new_tokens": 6, "per_device_eval_batch_size": 3})
     model, tokenizer, style, info = load_for_training(config, [])
     folder = save_checkpoint(model, tokenizer, style, info, tmp_path_factory.mktemp("ckpt") / "best")
     return folder, config
@@ -71,7 +71,7 @@ def test_interrupted_prediction_resumes_with_only_the_missing_fnames(tiny_checkp
                         on_batch=kill_after_first_batch)
     assert not out.exists()  # no half-written CSV
     saved = [json.loads(line)["fname"] for line in partial_path(out).read_text(encoding="utf-8").splitlines()]
-    assert sorted(saved) == sorted(fnames[i] for i in first_batch) and len(saved) == config.gen_batch_size
+    assert sorted(saved) == sorted(fnames[i] for i in first_batch) and len(saved) == config.per_device_eval_batch_size
 
     regenerated: list[int] = []
     summaries = predict_to_file(model, tokenizer, style, fnames, dialogues, out, config, {"split": "test"},

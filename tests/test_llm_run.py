@@ -17,7 +17,7 @@ from competition.cli import ConfigError
 from competition.config import load_yaml
 from competition.presets import PRESETS, preset_names
 from competition.submission import validate_submission
-from llm.config import LLMConfig, default_yaml_path, load_config
+from llm.config import SETTINGS, LLMConfig, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,21 +37,22 @@ def test_unknown_model_exits_2_and_lists_every_llm_preset(tmp_path):
 
 def test_every_llm_preset_ships_a_yaml_that_loads():
     for preset in (p for p in PRESETS if p.track == "llm"):
-        path = default_yaml_path(preset.name)
+        path = SETTINGS.shipped_yaml(preset.name)
         text = path.read_text(encoding="utf-8")
         assert f"python -m llm.run --model {preset.name}" in text.splitlines()[1]
-        assert set(load_yaml(path)) == {f for f in LLMConfig.__dataclass_fields__ if f != "resume"}
+        assert set(load_yaml(path)) <= set(LLMConfig.__dataclass_fields__)
         assert load_config(preset.name, path).preset == preset.name
 
 
 def test_config_layers_in_order_and_unknown_keys_rejected(tmp_path):
     assert load_config("llama3.2-ko-3b").quantization == "nf4"
     assert load_config("tiny-llama").quantization == "none"  # preset layer
-    assert load_config("tiny-llama", demo=True).train_limit == 64  # demo layer
+    assert load_config("llama3.2-ko-3b", demo=True).quantization == "none"  # demo layer
+    assert load_config("tiny-llama").max_eval_samples == 16  # the preset's shipped YAML
     yaml_file = tmp_path / "c.yaml"
-    yaml_file.write_text("learning_rate: 0.001\nepochs: 5\n", encoding="utf-8")
-    config = load_config("tiny-llama", yaml_file, {"epochs": 7}, demo=True)
-    assert (config.learning_rate, config.epochs) == (0.001, 7)
+    yaml_file.write_text("learning_rate: 0.001\nnum_train_epochs: 5\n", encoding="utf-8")
+    config = load_config("tiny-llama", yaml_file, {"num_train_epochs": 7}, demo=True)
+    assert (config.learning_rate, config.num_train_epochs) == (0.001, 7)
     with pytest.raises(ConfigError, match="lr"):
         load_config("tiny-llama", overrides={"lr": 1})
     with pytest.raises(ConfigError, match="batching"):
@@ -61,14 +62,14 @@ def test_config_layers_in_order_and_unknown_keys_rejected(tmp_path):
 @pytest.mark.slow
 def test_cli_pipeline_end_to_end_then_resume(tmp_path, sample_dir):
     """LoRA on tiny-llama through the CLI: run folder, merged export, predictions, report, valid submission;
-    rerun with resume= finishes without retraining or regenerating."""
+    rerun with --resume finishes without retraining or regenerating."""
     data = tmp_path / "data"
     data.mkdir()
     for split, rows in (("train", 16), ("dev", 6), ("test", 6)):
         pd.read_csv(sample_dir / f"{split}.csv", dtype=str, keep_default_na=False).head(rows).to_csv(
             data / f"{split}.csv", index=False)
     args = ["--model", "tiny-llama", "--data", str(data), "--out", str(tmp_path / "runs"), "--demo",
-            "epochs=1", "dev_subset=3", "max_new_tokens=12", "predict_with=merged"]
+            "num_train_epochs=1", "max_eval_samples=3", "max_new_tokens=12", "predict_with=merged"]
     result = run_cli(*args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = (tmp_path / "runs").iterdir()
@@ -82,7 +83,7 @@ def test_cli_pipeline_end_to_end_then_resume(tmp_path, sample_dir):
     assert validate_submission(summary["submission"] if Path(summary["submission"]).is_absolute()
                                else tmp_path / summary["submission"], data / "test.csv") == 6
     before = (run_dir / "preds_test.csv").stat().st_mtime_ns
-    resumed = run_cli(*args, f"resume={run_dir}", cwd=tmp_path)
+    resumed = run_cli(*args, "--resume", str(run_dir), cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "training already finished" in resumed.stderr
     assert (run_dir / "preds_test.csv").stat().st_mtime_ns == before

@@ -21,9 +21,9 @@ from llm.train import (PackedCollator, PaddedCollator, encode_rows, load_splits,
 
 # Settings under which a random-init tiny Llama memorises 16 summaries in ~40 s on 2 free cores: short prompts
 # (the opening of each dialogue identifies it), full fine-tune, no evaluation until the end.
-MEMORISE = dict(finetune="full", max_length=64, cut="keep_start", epochs=60, learning_rate=5e-3, batch_size=8,
-                grad_accum=1, warmup_ratio=0.0, select_by="loss", dev_subset=0, early_stopping_patience=0,
-                eval_every=10_000, save_total_limit=1, logging_steps=20, max_new_tokens=64)
+MEMORISE = dict(finetune="full", max_source_length=64, cut="keep_start", num_train_epochs=60, learning_rate=5e-3, per_device_train_batch_size=8,
+                gradient_accumulation_steps=1, warmup_ratio=0.0, select_by="loss", max_eval_samples=0, early_stopping_patience=0,
+                eval_steps=10_000, save_total_limit=1, logging_steps=20, max_new_tokens=64)
 
 
 def write_data(folder: Path, train: pd.DataFrame, dev: pd.DataFrame, test: pd.DataFrame | None = None) -> Path:
@@ -45,7 +45,7 @@ def sixteen(tmp_path, sample_dir) -> Path:
 
 def test_packed_batch_gives_the_same_loss_as_padded(sixteen):
     """Padding-free packing must not let rows attend across their seams (position_ids restart per row)."""
-    config = load_config("tiny-llama", overrides={"finetune": "full", "max_length": 96})
+    config = load_config("tiny-llama", overrides={"finetune": "full", "max_source_length": 96})
     model, tokenizer, style, _ = load_for_training(config, [])
     examples, _ = encode_rows(tokenizer, style, load_splits(sixteen)["train"].head(3))
     model.eval()
@@ -64,7 +64,7 @@ def test_packed_batch_gives_the_same_loss_as_padded(sixteen):
 @pytest.mark.parametrize("batching", ["padded", "packed"])
 def test_logits_at_target_positions_only_give_the_models_own_loss(preset, batching, sixteen):
     """The training collator keeps only target positions' logits; the loss must equal the full-logits loss."""
-    overrides = {"finetune": "full", "max_length": 96, "batching": batching}
+    overrides = {"finetune": "full", "max_source_length": 96, "batching": batching}
     if preset == "tiny-gemma2":
         overrides["attn_implementation"] = "eager"
     config = load_config(preset, overrides=overrides)
@@ -99,7 +99,7 @@ def test_token_budget_buckets_cover_every_row_once_within_the_budget():
 
 
 def test_labels_cover_exactly_the_summary_and_its_terminator(sixteen):
-    config = load_config("tiny-llama", overrides={"max_length": 64, "cut": "keep_start"})
+    config = load_config("tiny-llama", overrides={"max_source_length": 64, "cut": "keep_start"})
     _, tokenizer, style, _ = load_for_training(config, [])
     frame = load_splits(sixteen)["train"].head(2)
     examples, cuts = encode_rows(tokenizer, style, frame)
@@ -126,9 +126,9 @@ def test_tiny_llm_memorises_sixteen_summaries(sixteen, tmp_path):
     assert sum(p == s for p, s in zip(predictions, dev["summary"])) >= 12
 
 
-LORA_QUICK = dict(epochs=2, learning_rate=2e-3, batch_size=4, grad_accum=1, warmup_ratio=0.0, select_by="score",
-                  dev_subset=4, early_stopping_patience=0, eval_every=2, save_total_limit=3, logging_steps=1,
-                  max_new_tokens=8, max_length=96, add_data_tokens=False)
+LORA_QUICK = dict(num_train_epochs=2, learning_rate=2e-3, per_device_train_batch_size=4, gradient_accumulation_steps=1, warmup_ratio=0.0, select_by="score",
+                  max_eval_samples=4, early_stopping_patience=0, eval_steps=2, save_total_limit=3, logging_steps=1,
+                  max_new_tokens=8, max_source_length=96, add_data_tokens=False)
 
 
 class Interrupt(Exception):
@@ -177,7 +177,7 @@ def test_lora_training_resumes_from_its_last_checkpoint(sixteen, tmp_path):
 @pytest.mark.slow
 def test_token_budget_batches_are_the_trainers_steps(sixteen, tmp_path):
     """batch_tokens: one optimizer step per token-budget bucket, every row trained once per epoch."""
-    config = load_config("tiny-llama", overrides={**LORA_QUICK, "epochs": 1, "eval_every": 0, "batch_tokens": 600})
+    config = load_config("tiny-llama", overrides={**LORA_QUICK, "num_train_epochs": 1, "eval_steps": 0, "batch_tokens": 600})
     result = train(config, sixteen, tmp_path / "run")
     model, tokenizer, style, _ = load_for_training(config, [])
     examples, _ = encode_rows(tokenizer, style, load_splits(sixteen)["train"])

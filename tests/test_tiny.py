@@ -24,7 +24,7 @@ def test_tiny_checkpoint_round_trips_korean_and_tags(name: str, tmp_path: Path) 
     ids = tokenizer(DIALOGUE)["input_ids"]
     assert tokenizer.decode(ids, skip_special_tokens=True) == DIALOGUE
     assert tokenizer.convert_tokens_to_ids("#Person1#") in ids
-    auto = transformers.AutoModelForSeq2SeqLM if preset.track == "seq2seq" else transformers.AutoModelForCausalLM
+    auto = transformers.AutoModelForSeq2SeqLM if preset.track == "baseline" else transformers.AutoModelForCausalLM
     model = auto.from_pretrained(path)
     assert model.config.model_type == preset.family
     assert (tokenizer.chat_template is not None) == (preset.chat_template == "tokenizer")

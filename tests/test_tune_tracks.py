@@ -80,7 +80,7 @@ def test_tiny_bart_study_best_config_reproduces_and_generation_study(tmp_path):
 
     # generation-only study on the best trial's checkpoint: trial 0 replays the run's own settings
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = tune_generation.tune_generation(Path(best["run_dir"]), SAMPLE_DIR, 2, limit=config.max_dev_samples,
+    study = tune_generation.tune_generation(Path(best["run_dir"]), SAMPLE_DIR, 2, limit=config.max_eval_samples,
                                             demo=True)
     assert study.trials[0].user_attrs.get("replays_run_settings")
     assert study.trials[0].value == pytest.approx(best["score"], abs=1e-9)  # same checkpoint, settings, dev rows
