@@ -1,6 +1,7 @@
 # The whole pipeline, readable top-down. `make demo` and `make test` each set everything up on a fresh clone.
 # Variables: MODEL (preset), DATA (folder with train/dev/test.csv), CONFIG (YAML), ARGS (KEY=VALUE overrides),
-# RUN (a run folder), TRACK (baseline|llm), TRIALS, MAXLEN, PREDS (prediction CSVs), GPUS.
+# RUN (a run folder), RESUME (a run folder to continue), TRACK (baseline|llm), TRIALS, MAXLEN, PREDS (prediction
+# CSVs), GPUS. Both tracks read <track>/configs/<MODEL>.yaml unless CONFIG names another file.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -15,6 +16,7 @@ GPUS ?= 1
 CPU_TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
 CONFIG_FLAG = $(if $(CONFIG),--config $(CONFIG),)
+RESUME_FLAG = $(if $(RESUME),--resume $(RESUME),)
 # GPUS>1: one process per GPU through torchrun (DDP); only rank 0 writes files.
 LAUNCH = $(if $(filter-out 1,$(GPUS)),.venv/bin/torchrun --standalone --nproc_per_node=$(GPUS),$(PY))
 
@@ -75,10 +77,10 @@ demo-ensemble:
 
 # ---- a competitor's commands (real data in $(DATA)) ----
 baseline: setup
-	$(LAUNCH) -m baselines.run --model $(or $(MODEL),kobart) --data $(DATA) --out $(RUNS) $(CONFIG_FLAG) $(ARGS)
+	$(LAUNCH) -m baselines.run --model $(or $(MODEL),kobart) --data $(DATA) --out $(RUNS) $(CONFIG_FLAG) $(RESUME_FLAG) $(ARGS)
 
 llm: setup
-	$(LAUNCH) -m llm.run --model $(or $(MODEL),llama3.2-ko-3b) --data $(DATA) --out $(RUNS) $(CONFIG_FLAG) $(ARGS)
+	$(LAUNCH) -m llm.run --model $(or $(MODEL),llama3.2-ko-3b) --data $(DATA) --out $(RUNS) $(CONFIG_FLAG) $(RESUME_FLAG) $(ARGS)
 
 truncation: setup
 	$(PY) -m llm.truncation --model $(or $(MODEL),llama3.2-ko-3b) --data $(DATA) \
