@@ -11,7 +11,7 @@ from typing import Any, Literal, Mapping
 
 from competition.cli import ConfigError
 from competition.config import TrackSettings, setting
-from competition.presets import Preset
+from competition.presets import get_preset
 
 TRACK = "baseline"  # the preset track, the tuning track and run folders `<out>/baseline-<preset>-<stamp>`
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
@@ -68,8 +68,9 @@ class BaselineConfig:
                                   "max_new_tokens]")
 
 
-def preset_layer(preset: Preset) -> dict[str, Any]:
-    """The settings a preset implies: its lengths and generation defaults."""
+def preset_layer(preset_name: str) -> dict[str, Any]:
+    """The settings a preset implies: its lengths and generation defaults (unknown preset: ConfigError)."""
+    preset = get_preset(preset_name, TRACK)
     generation = preset.generation
     layer: dict[str, Any] = {"preset": preset.name, "max_source_length": preset.max_source_length,
                              "max_target_length": preset.max_target_length}

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from baselines.config import TRACK, BaselineConfig
@@ -94,6 +93,6 @@ def run(config: BaselineConfig, data_dir: Path | str, out_dir: Path | str, run_d
                                       out_dir=submissions_dir, source_runs=[str(run_dir)], dev_score=report.final,
                                       config_hash=config_hash(config))
         print(f"submission: {submission}")
-    finish_run(run_dir, {"train": json.loads(result.to_json()), "dev_score": report.final, "truncation": truncation,
+    finish_run(run_dir, {"train": result.to_dict(), "dev_score": report.final, "truncation": truncation,
                          "submission": str(submission) if submission else None})
     return run_dir

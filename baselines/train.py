@@ -10,7 +10,6 @@ from __future__ import annotations
 import gc
 import json
 import shutil
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -23,28 +22,14 @@ from competition.distributed import barrier, is_main_process
 from competition.data import DataError, data_special_tokens, read_split, split_paths
 from competition.files import write_text_atomic
 from competition.presets import get_preset
-from competition.runs import seed_everything
+from competition.runs import TrainResult, seed_everything
 
 BEST_DIR = "best"
 CHECKPOINTS_DIR = "checkpoints"
 TRACK_INFO = "track.json"  # beside the best checkpoint: how to rebuild inputs for it
-TRAIN_RESULT = "train_result.json"
 SCORE_KEY = "rouge_final"  # compute_metrics key; the Trainer logs it as eval_rouge_final
 
 OnEvaluate = Callable[[int, float], None]
-
-
-@dataclass
-class TrainResult:
-    """Where the best model is and how it scored on dev, plus the per-evaluation history."""
-
-    best_checkpoint: Path
-    best_dev_score: float
-    history: list[dict[str, float]] = field(default_factory=list)  # [{"epoch", "dev_score", "loss"}, ...]
-    resumed_from: str | None = None
-
-    def to_json(self) -> str:
-        return json.dumps({**asdict(self), "best_checkpoint": str(self.best_checkpoint)}, indent=2)
 
 
 class Seq2SeqRows(torch.utils.data.Dataset):
@@ -209,11 +194,7 @@ def save_best(trainer, tokenizer, config: BaselineConfig, run_dir: Path, best_sc
 
 def finished_result(run_dir: Path) -> TrainResult | None:
     """The stored result of a run whose training already completed."""
-    path = run_dir / TRAIN_RESULT
-    if not (path.is_file() and (run_dir / BEST_DIR / TRACK_INFO).is_file()):
-        return None
-    data = json.loads(path.read_text(encoding="utf-8"))
-    return TrainResult(Path(data["best_checkpoint"]), data["best_dev_score"], data["history"], data["resumed_from"])
+    return TrainResult.load(run_dir) if (run_dir / BEST_DIR / TRACK_INFO).is_file() else None
 
 
 def train(config: BaselineConfig, data_dir: Path | str, run_dir: Path | str,
@@ -259,9 +240,10 @@ def train(config: BaselineConfig, data_dir: Path | str, run_dir: Path | str,
         best = save_best(trainer, tokenizer, config, run_dir, best_score)
         full_history = [{"epoch": int(round(e["epoch"])), "dev_score": e[f"eval_{SCORE_KEY}"], "loss": e["eval_loss"]}
                         for e in trainer.state.log_history if f"eval_{SCORE_KEY}" in e]
-        result = TrainResult(best, best_score, full_history, resume_from)
+        result = TrainResult(best, best_score, history=full_history, global_step=trainer.state.global_step,
+                             resumed_from=resume_from)
         if is_main_process():
-            write_text_atomic(run_dir / TRAIN_RESULT, result.to_json())
+            result.save(run_dir)
             if not config.keep_checkpoints:
                 shutil.rmtree(checkpoint_dir, ignore_errors=True)
         barrier()

@@ -18,7 +18,7 @@ import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
 import pydantic
 import yaml
@@ -215,7 +215,7 @@ class TrackSettings:
     track: str  # the preset registry's track name
     config_class: type
     configs_dir: Path  # `<package>/configs/<preset>.yaml`, read when no --config is given
-    preset_layer: Any  # Callable[[Preset], dict]: what a preset implies (lengths, generation defaults)
+    preset_layer: Callable[[str], dict[str, Any]]  # preset name -> what it implies (ConfigError if unknown)
     demo_layer: Mapping[str, Any]
     renamed: Mapping[str, str] = field(default_factory=dict)  # old key -> new key
 
@@ -227,21 +227,18 @@ class TrackSettings:
     def layers(self, preset_name: str, yaml_path: Path | str | None = None,
                overrides: Mapping[str, Any] | None = None, demo: bool = False) -> list[Layer]:
         """preset < demo < YAML (`yaml_path`, else the shipped one) < overrides, each named by its source."""
-        from competition.presets import get_preset
-
-        preset = get_preset(preset_name, self.track)  # type: ignore[arg-type]
-        layers = [Layer(f"preset {preset.name}", self.preset_layer(preset))]
+        layers = [Layer(f"preset {preset_name}", self.preset_layer(preset_name))]
         if demo:
             layers.append(Layer("--demo", self.demo_layer))
-        path = yaml_path if yaml_path is not None else self.shipped_yaml(preset.name)
+        path = yaml_path if yaml_path is not None else self.shipped_yaml(preset_name)
         if path is not None:
             layers.append(yaml_layer(path))
         if overrides:
             layers.append(Layer("command line", dict(overrides)))
         for layer in layers[1:]:
-            chosen = layer.values.get("preset", preset.name)
-            if chosen != preset.name:
-                raise ConfigError(f"{layer.source}: preset '{chosen}' but --model is '{preset.name}'")
+            chosen = layer.values.get("preset", preset_name)
+            if chosen != preset_name:
+                raise ConfigError(f"{layer.source}: preset '{chosen}' but --model is '{preset_name}'")
         return layers
 
     def resume_layers(self, run_dir: Path | str, overrides: Mapping[str, Any] | None = None) -> list[Layer]:

@@ -8,6 +8,7 @@ import random
 import subprocess
 import time
 from importlib import metadata
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -18,6 +19,7 @@ from competition.files import write_text_atomic
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 RUN_INFO_FILE = "run.json"
 CONFIG_FILE = "config.yaml"  # the resolved config; `--resume` reloads it
+TRAIN_RESULT_FILE = "train_result.json"
 TRACKED_LIBRARIES = ("torch", "transformers", "peft", "accelerate", "bitsandbytes", "optuna", "python-mecab-ko")
 
 
@@ -109,3 +111,35 @@ def finish_run(run_dir: Path | str, results: dict[str, Any]) -> Path:
     """Add a finished run's results (dev score, submission, ...) to its `run.json`."""
     info = {**load_run_info(run_dir), **results, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     return write_text_atomic(Path(run_dir) / RUN_INFO_FILE, json.dumps(info, ensure_ascii=False, indent=2))
+
+
+@dataclass
+class TrainResult:
+    """What a track's training leaves: the best checkpoint folder and its dev score, plus the evaluation history.
+
+    The score is the dev competition score (or -eval_loss when the LLM track selects by loss).
+    """
+
+    best_checkpoint: Path
+    best_dev_score: float
+    history: list[dict[str, float]] = field(default_factory=list)  # one entry per dev evaluation
+    global_step: int = 0
+    resumed_from: str | None = None  # the checkpoint an interrupted run continued from
+    cuts: dict[str, int] = field(default_factory=dict)  # rows whose dialogue or target was cut to fit
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (the checkpoint as a string)."""
+        return {**asdict(self), "best_checkpoint": str(self.best_checkpoint)}
+
+    def save(self, run_dir: Path | str) -> Path:
+        """Write `train_result.json` into the run folder."""
+        return write_text_atomic(Path(run_dir) / TRAIN_RESULT_FILE, json.dumps(self.to_dict(), indent=2))
+
+    @classmethod
+    def load(cls, run_dir: Path | str) -> "TrainResult | None":
+        """The saved result of a run whose training finished, or None."""
+        path = Path(run_dir) / TRAIN_RESULT_FILE
+        if not path.is_file():
+            return None
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return cls(**{**data, "best_checkpoint": Path(data["best_checkpoint"])})

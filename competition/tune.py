@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib
 import json
 import math
 import os
@@ -38,10 +37,10 @@ from competition.config import load_yaml, parse_overrides, save_yaml
 from competition.data import DataError, file_sha256, split_paths
 from competition.files import atomic_path, write_text_atomic
 from competition.runs import RUN_INFO_FILE, git_revision, library_versions, save_run_info
+from competition.tracks import TRACK_MODULES, Track, get_track
 
 ResultT = TypeVar("ResultT")
 SEARCH_SPACE_DIR = Path(__file__).with_name("search_spaces")
-TRACK_PACKAGES = {"baseline": "baselines", "llm": "llm"}
 PRUNERS = ("median", "hyperband", "none")
 # Failures a study records and continues past; any other exception stops the study (it is likely a bug).
 CONTINUABLE_FAILURES = ("oom", "nan_loss")
@@ -187,65 +186,6 @@ def load_search_space(path: Path | str, demo: bool = False, section: str | None 
 
 
 # ---------------------------------------------------------------- tracks
-
-
-@dataclass(frozen=True)
-class TrackAPI:
-    """The track contract the tuner drives (see TRACKS.md): build a config, train it, predict with it."""
-
-    name: str
-    load_config: Callable[..., Any]  # (preset_name, yaml_path=None, overrides=None[, demo=False]) -> config
-    train: Callable[..., Any]  # (config, data_dir, run_dir, on_evaluate=None) -> TrainResult
-    predict: Callable[..., list[str]] | None = None  # (checkpoint_dir, dialogues, config) -> summaries
-    default_yaml: Callable[[str], Path | None] = lambda preset: None  # the YAML the track's CLI uses without --config
-
-    def config(self, preset: str, yaml_path: Path | None, overrides: Mapping[str, Any], demo: bool = False) -> Any:
-        """Resolve a config; `demo` (the track's own --demo layer, below the YAML) is passed only when set."""
-        extra = {"demo": True} if demo else {}
-        return self.load_config(preset, yaml_path, dict(overrides), **extra)
-
-
-# Where each contract function lives when the package does not re-export it (thin adapter: `llm/__init__.py`
-# exports nothing, its functions sit in submodules).
-CONTRACT_LOCATIONS = {
-    "load_config": ("", ".config"),
-    "train": ("", ".train"),
-    "predict": ("", ".predict", ".generate"),
-    "default_yaml_path": (".config",),
-}
-
-
-def _contract_function(package: str, name: str) -> Callable[..., Any] | None:
-    """`package.name`, else the first submodule in CONTRACT_LOCATIONS that defines it."""
-    for suffix in CONTRACT_LOCATIONS[name]:
-        try:
-            module = importlib.import_module(package + suffix)
-        except ModuleNotFoundError as err:
-            if err.name != package + suffix:
-                raise  # a missing dependency inside the track is a real error
-            continue
-        function = getattr(module, name, None)
-        if callable(function) and not isinstance(function, type(importlib)):
-            return function
-    return None
-
-
-def load_track(name: str) -> TrackAPI:
-    """Import the track package (`baseline` -> `baselines`, `llm` -> `llm`) and check it has the contract."""
-    if name not in TRACK_PACKAGES:
-        raise ConfigError(f"unknown track '{name}'; known: {sorted(TRACK_PACKAGES)}")
-    package = TRACK_PACKAGES[name]
-    load_config, train = _contract_function(package, "load_config"), _contract_function(package, "train")
-    if load_config is None or train is None:
-        raise ConfigError(f"track package '{package}' lacks load_config/train required by the track contract")
-    default_yaml = _contract_function(package, "default_yaml_path")
-
-    def shipped_yaml(preset: str) -> Path | None:
-        """Like the track CLI (llm.run): `<pkg>/configs/<preset>.yaml` when it exists and no --config is given."""
-        path = default_yaml(preset) if default_yaml else None
-        return Path(path) if path is not None and Path(path).is_file() else None
-
-    return TrackAPI(name, load_config, train, _contract_function(package, "predict"), shipped_yaml)
 
 
 def config_as_dict(config: Any) -> dict[str, Any]:
@@ -458,7 +398,7 @@ def run_guarded(trial: Trial, work: Callable[[], ResultT]) -> ResultT:
         raise TrialFailed(reason) from err
 
 
-def make_objective(track: TrackAPI, settings: TuneSettings, space: SearchSpace) -> Callable[[Trial], float]:
+def make_objective(track: Track, settings: TuneSettings, space: SearchSpace) -> Callable[[Trial], float]:
     """The function Optuna calls per trial: sample, resolve the config, train, return the best dev score."""
 
     def objective(trial: Trial) -> float:
@@ -539,7 +479,7 @@ def stop_at_budget(n_trials: int) -> Callable[[optuna.Study, FrozenTrial], None]
     return callback
 
 
-def check_inputs(track: TrackAPI, settings: TuneSettings, space: SearchSpace) -> None:
+def check_inputs(track: Track, settings: TuneSettings, space: SearchSpace) -> None:
     """Fail fast (exit 2) on missing data files or search-space keys the track's config does not know."""
     paths = split_paths(settings.data_dir)
     missing = [name for name in ("train", "dev") if name not in paths]
@@ -551,7 +491,7 @@ def check_inputs(track: TrackAPI, settings: TuneSettings, space: SearchSpace) ->
     track.config(settings.preset, settings.config_path, example, settings.demo)  # unknown keys -> ConfigError
 
 
-def run_study(track: TrackAPI, settings: TuneSettings) -> optuna.Study:
+def run_study(track: Track, settings: TuneSettings) -> optuna.Study:
     """Run (or resume) the study until it holds `n_trials` counted trials, then write its outputs."""
     space = load_search_space(settings.space_path, demo=settings.demo)
     pinned = set(settings.overrides) & {p.name for p in space.params}
@@ -559,7 +499,7 @@ def run_study(track: TrackAPI, settings: TuneSettings) -> optuna.Study:
         print(f"not tuning {sorted(pinned)}: fixed by command-line overrides")
         space = space.without(pinned)
     if settings.config_path is None:
-        settings.config_path = track.default_yaml(settings.preset)
+        settings.config_path = track.settings.shipped_yaml(settings.preset)
     check_inputs(track, settings, space)
     settings.study_dir.mkdir(parents=True, exist_ok=True)
     pruner = make_pruner(settings.pruner, settings.pruner_startup_trials)
@@ -802,7 +742,7 @@ def summary_markdown(summary: dict[str, Any], settings: TuneSettings) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m competition.tune", description=__doc__.split("\n")[0])
-    parser.add_argument("--track", required=True, choices=sorted(TRACK_PACKAGES))
+    parser.add_argument("--track", required=True, choices=sorted(TRACK_MODULES))
     parser.add_argument("--model", required=True, help="preset name, e.g. kobart, tiny-bart, llama3.2-ko-3b")
     parser.add_argument("--data", required=True, help="folder with train.csv and dev.csv")
     parser.add_argument("--trials", type=int, required=True, help="total trials of the study (all workers)")
@@ -837,7 +777,7 @@ def main(argv: list[str] | None = None) -> int:
     if settings.config_path is not None and not settings.config_path.is_file():
         raise ConfigError(f"{settings.config_path}: config file not found")
     optuna.logging.set_verbosity(optuna.logging.INFO)
-    study = run_study(load_track(args.track), settings)
+    study = run_study(get_track(args.track), settings)
     summary = json.loads((settings.study_dir / "summary.json").read_text(encoding="utf-8"))
     best = summary["best"]
     print(f"study folder: {settings.study_dir}")

@@ -26,8 +26,9 @@ from competition.data import DataError, read_split, split_paths
 from competition.metric import compute_rouge
 from competition.predictions import write_predictions
 from competition.runs import RUN_INFO_FILE, load_run_info
-from competition.tune import (SEARCH_SPACE_DIR, SearchSpace, TrackAPI, TrialFailed, TuneSettings, config_as_dict,
-                              finished_trials, load_search_space, load_track, make_pruner, open_study, run_guarded,
+from competition.tracks import Track, get_track
+from competition.tune import (SEARCH_SPACE_DIR, SearchSpace, TrialFailed, TuneSettings, config_as_dict,
+                              finished_trials, load_search_space, make_pruner, open_study, run_guarded,
                               safe_url, sampler_seed, stop_at_budget, trial_run_dir, worker_id, write_study_info,
                               write_study_outputs)
 
@@ -76,7 +77,7 @@ def enqueue_run_settings(study: optuna.Study, space: SearchSpace, config: dict[s
         study.enqueue_trial(current, user_attrs={"replays_run_settings": True})
 
 
-def make_generation_objective(track: TrackAPI, settings: TuneSettings, space: SearchSpace, checkpoint: Path,
+def make_generation_objective(track: Track, settings: TuneSettings, space: SearchSpace, checkpoint: Path,
                               dev, run_dir: Path):
     """Per trial: resolve the run's config with sampled generation settings, predict dev, score it."""
     fnames, dialogues, references = list(dev["fname"]), list(dev["dialogue"]), list(dev["references"])
@@ -101,11 +102,11 @@ def make_generation_objective(track: TrackAPI, settings: TuneSettings, space: Se
 
 def tune_generation(run_dir: Path, data_dir: Path, n_trials: int, *, storage: str | None = None, seed: int = 42,
                     limit: int | None = None, demo: bool = False, space_path: Path | None = None,
-                    overrides: dict[str, Any] | None = None, track: TrackAPI | None = None) -> optuna.Study:
+                    overrides: dict[str, Any] | None = None, track: Track | None = None) -> optuna.Study:
     """Run (or resume) the generation study of `run_dir`; outputs go to `run_dir/tune_generation/`."""
     config_path, preset = check_run(run_dir)
     track_name = track.name if track else run_track(run_dir)
-    track = track or load_track(track_name)
+    track = track or get_track(track_name)
     if track.predict is None:
         raise ConfigError(f"track '{track_name}' has no predict function")
     if n_trials < 1:

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 from competition.cli import ConfigError
 from competition.config import TrackSettings, setting
-from competition.presets import Preset
+from competition.presets import get_preset
 
 TRACK = "llm"
 QUANTIZATIONS = ("nf4", "int8", "none")
@@ -93,8 +93,9 @@ class LLMConfig:
             raise ConfigError(f"num_train_epochs={self.num_train_epochs}, learning_rate={self.learning_rate}; expected positive numbers")
 
 
-def preset_layer(preset: Preset) -> dict[str, Any]:
-    """Settings a preset implies: lengths and generation defaults."""
+def preset_layer(preset_name: str) -> dict[str, Any]:
+    """Settings a preset implies: lengths and generation defaults (unknown preset: ConfigError)."""
+    preset = get_preset(preset_name, TRACK)
     generation = preset.generation
     layer: dict[str, Any] = {"preset": preset.name, "max_source_length": preset.max_source_length,
                              "max_target_length": preset.max_target_length}
@@ -126,8 +127,6 @@ SETTINGS = TrackSettings(track=TRACK, config_class=LLMConfig,
 
 def check_remote_code(config: LLMConfig) -> LLMConfig:
     """A preset that needs remote code runs only with the user's explicit opt-in."""
-    from competition.presets import get_preset
-
     if get_preset(config.preset, TRACK).trust_remote_code and not config.trust_remote_code:
         raise ConfigError(f"preset '{config.preset}' needs remote code; opt in with trust_remote_code=true")
     return config

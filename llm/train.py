@@ -12,10 +12,8 @@ Under torchrun every rank trains (the Trainer's DDP), the dev subset is generate
 
 from __future__ import annotations
 
-import json
 import logging
 import random
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,41 +22,15 @@ import torch
 
 from competition.data import data_special_tokens, read_split, require_split, split_paths
 from competition.distributed import barrier, broadcast_from_main, ensure_process_group, is_main_process
-from competition.files import write_text_atomic
 from competition.metric import compute_rouge
 from competition.prompts import IGNORE_INDEX
-from competition.presets import get_preset
-from competition.runs import seed_everything, start_run
+from competition.runs import TrainResult, seed_everything, start_run
 from llm.config import TRACK, LLMConfig
 
 log = logging.getLogger(__name__)
 
 EvaluateHook = Callable[[int, float], None]
-TRAIN_RESULT_FILE = "train_result.json"
 BEST_DIR = "best"
-
-
-@dataclass
-class TrainResult:
-    """What training produced: the best checkpoint folder and its dev score (or -eval_loss with select_by=loss)."""
-
-    best_checkpoint: Path
-    best_dev_score: float
-    global_step: int = 0
-    history: list[dict[str, float]] = field(default_factory=list)
-    cuts: dict[str, int] = field(default_factory=dict)
-
-    def save(self, run_dir: Path) -> None:
-        data = {**asdict(self), "best_checkpoint": str(self.best_checkpoint)}
-        write_text_atomic(run_dir / TRAIN_RESULT_FILE, json.dumps(data, indent=2))
-
-    @classmethod
-    def load(cls, run_dir: Path) -> "TrainResult | None":
-        path = run_dir / TRAIN_RESULT_FILE
-        if not path.is_file():
-            return None
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return cls(**{**data, "best_checkpoint": Path(data["best_checkpoint"])})
 
 
 def encode_rows(tokenizer, style, frame: pd.DataFrame) -> tuple[list[dict[str, list[int]]], dict[str, int]]:
@@ -169,7 +141,7 @@ def make_collator(config: LLMConfig, tokenizer):
         if config.attn_implementation not in ("sdpa", "eager", "flash_attention_2"):
             from competition.cli import ConfigError
 
-            raise ConfigError(f"batching=packed needs attn_implementation sdpa, eager or flash_attention_2")
+            raise ConfigError("batching=packed needs attn_implementation sdpa, eager or flash_attention_2")
         collate = PackedCollator()
     else:
         collate = PaddedCollator(tokenizer.pad_token_id)
@@ -325,8 +297,9 @@ def train(config: LLMConfig, data_dir: Path | str, run_dir: Path | str,
     if last:
         log.info("resuming training from %s", last)
     trainer.train(resume_from_checkpoint=last)
-    result = TrainResult(run_dir / BEST_DIR, _best_score(trainer, config), trainer.state.global_step,
-                         [e for e in trainer.state.log_history if "dev_score" in e], cuts)
+    result = TrainResult(run_dir / BEST_DIR, _best_score(trainer, config),
+                         history=[e for e in trainer.state.log_history if "dev_score" in e],
+                         global_step=trainer.state.global_step, resumed_from=last, cuts=cuts)
     if is_main_process():
         save_checkpoint(trainer.model, tokenizer, style, info, result.best_checkpoint)  # best weights loaded at end
         result.save(run_dir)

@@ -142,3 +142,23 @@ def test_layers_name_their_sources() -> None:
     assert [layer.source.split("/")[-1] for layer in layers] == ["preset tiny-llama", "--demo", "tiny-llama.yaml",
                                                                   "command line"]
     assert isinstance(layers[0], Layer)
+
+
+@pytest.mark.parametrize("track_name", ["baseline", "llm"])
+def test_tuning_layers_are_typed_too(track_name: str, tmp_path: Path) -> None:
+    """A search space's fixed values and a study's best_config.yaml go through the same typed layers."""
+    from competition.tracks import get_track
+    from competition.tune import TuneSettings, check_inputs, load_search_space
+
+    track = get_track(track_name)
+    preset = preset_names(track.settings.track)[-1]
+    best = tmp_path / "best_config.yaml"
+    best.write_text("learning_rate: 1e-5\n", encoding="utf-8")
+    assert track.config(preset, best, {"num_train_epochs": "2"}).learning_rate == 1e-5
+    space = tmp_path / "space.yaml"
+    space.write_text("params: {seed: {type: int, low: 1, high: 3}}\nfixed: {num_train_epochs: three}\n",
+                     encoding="utf-8")
+    settings = TuneSettings(track=track_name, preset=preset, data_dir=PROJECT_ROOT / "data/sample", out_dir=tmp_path,
+                            n_trials=1, space_path=space)
+    with pytest.raises(ConfigError, match="num_train_epochs='three': expected"):
+        check_inputs(track, settings, load_search_space(space))

@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from competition import tune, tune_generation
-from competition.tune import SEARCH_SPACE_DIR, TuneSettings, check_inputs, load_search_space, load_track
+from competition.tracks import get_track
+from competition.tune import SEARCH_SPACE_DIR, TuneSettings, check_inputs, load_search_space
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "sample"
 REAL_PRESETS = {"baseline": "kobart", "llm": "llama3.2-ko-3b"}
@@ -27,7 +28,7 @@ def test_shipped_search_spaces_match_the_track_configs(track, demo, tmp_path):
     preset = TINY_PRESETS[track] if demo else REAL_PRESETS[track]
     settings = TuneSettings(track=track, preset=preset, data_dir=SAMPLE_DIR, out_dir=tmp_path, n_trials=1,
                             space_path=SEARCH_SPACE_DIR / f"{track}.yaml", demo=demo)
-    api = load_track(track)
+    api = get_track(track)
     check_inputs(api, settings, load_search_space(settings.space_path, demo=demo))  # unknown keys would raise
     generation = load_search_space(SEARCH_SPACE_DIR / "generation.yaml", demo=demo, section=track)
     api.config(preset, None, {p.name: p.example() for p in generation.params})

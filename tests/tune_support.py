@@ -20,9 +20,10 @@ from typing import Any, Callable, Iterator
 
 import yaml
 
-from competition.config import load_yaml, resolve_config, save_yaml
+from competition.config import TrackSettings, save_yaml
 from competition.data import split_paths
 from competition.runs import save_run_info
+from competition.tracks import Track
 
 # ---------------------------------------------------------------- fake track
 
@@ -53,11 +54,15 @@ INTERRUPT_ON_CALL: int | None = None
 TRAIN_CALLS = 0
 
 
+# defaults < preset < (demo: one fast epoch) < YAML < overrides, like the real tracks; no shipped YAMLs
+SETTINGS = TrackSettings(track="fake", config_class=FakeConfig, configs_dir=Path("/nonexistent/fake-configs"),
+                         preset_layer=lambda name: {"preset": name}, demo_layer={"epochs": 1})
+
+
 def load_config(preset: str, yaml_path: Path | str | None = None, overrides: dict[str, Any] | None = None,
                 demo: bool = False) -> FakeConfig:
-    """defaults < preset < (demo: one fast epoch) < YAML < overrides, like the real tracks."""
-    yaml_layer = load_yaml(yaml_path) if yaml_path else {}
-    return resolve_config(FakeConfig, {"preset": preset}, {"epochs": 1} if demo else {}, yaml_layer, overrides or {})
+    """The fake track's config, built the way the real tracks build theirs."""
+    return SETTINGS.resolve(SETTINGS.layers(preset, yaml_path, overrides, demo))
 
 
 def epoch_score(config: FakeConfig, epoch: int) -> float:
@@ -102,11 +107,9 @@ def train(config: FakeConfig, data_dir: Path, run_dir: Path,
     return FakeResult(run_dir / "best", best)
 
 
-def fake_track():
-    """The fake as a TrackAPI."""
-    from competition.tune import TrackAPI
-
-    return TrackAPI("fake", load_config, train)
+def fake_track() -> Track:
+    """The fake as a track (no predict, no whole-run command)."""
+    return Track("fake", SETTINGS, train, predict=None, run=None)
 
 
 def write_space(path: Path, params: dict[str, Any], fixed: dict[str, Any] | None = None,

@@ -1,0 +1,9 @@
+"""The encoder-decoder track as a `competition.tracks.Track`."""
+
+from baselines.config import SETTINGS, TRACK as NAME
+from baselines.pipeline import run
+from baselines.predict import predict
+from baselines.train import train
+from competition.tracks import Track
+
+TRACK = Track(NAME, SETTINGS, train, predict, run)
