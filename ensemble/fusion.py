@@ -19,7 +19,7 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -64,6 +64,7 @@ class _RowScorer:
         self.sink = len(self.ids)
         n_ids = self.sink + 1
         self.lengths = np.array([len(t) for t in candidate_tokens], dtype=float)
+        self._block_masks = [(1 << len(t)) - 1 for t in candidate_tokens]
         coded = [np.array([self.ids[t] for t in tokens], dtype=np.int64) for tokens in candidate_tokens]
         self.unigrams = np.stack([np.bincount(c, minlength=n_ids)[:self.sink] for c in coded])
         bigram_codes = [c[:-1] * n_ids + c[1:] for c in coded]
@@ -99,8 +100,8 @@ class _RowScorer:
 
     def lcs_lengths(self, state: int) -> np.ndarray:
         """LCS length with each candidate from a final state."""
-        return np.array([n - ((state >> o) & ((1 << int(n)) - 1)).bit_count()
-                         for n, o in zip(self.lengths.astype(int), self.offsets)], dtype=float)
+        return np.array([mask.bit_count() - ((state >> offset) & mask).bit_count()
+                         for mask, offset in zip(self._block_masks, self.offsets)], dtype=float)
 
     def objectives(self, sequences: Sequence[list[int]], lcs: np.ndarray) -> np.ndarray:
         """Mean similarity to all candidates of each sequence, shape (n_sequences,); ``lcs`` is (n, K)."""
@@ -128,7 +129,8 @@ class _RowScorer:
         return sims.mean(axis=1)
 
 
-def _unit_pool(candidates: Sequence[str], tokenize: Any) -> list[tuple[str, tuple[str, ...]]]:
+def _unit_pool(candidates: Sequence[str],
+               tokenize: Callable[[str], tuple[str, ...]]) -> list[tuple[str, tuple[str, ...]]]:
     """Every distinct sentence and clause of every candidate with its tokens (empty ones left out)."""
     pool: dict[str, tuple[str, ...]] = {}
     for candidate in candidates:
@@ -157,8 +159,8 @@ def fuse_row(candidates: Sequence[str], start: int, analyzer: str = DEFAULT_ANAL
     if best == state:
         return picked
     fused = " ".join(pool[i][0] for i in best)
-    return fused if exact_objective(fused, candidates, analyzer) > exact_objective(picked, candidates, analyzer) \
-        else picked
+    gained = exact_objective(fused, candidates, analyzer) > exact_objective(picked, candidates, analyzer)
+    return fused if gained else picked
 
 
 def _search(scorer: _RowScorer, coded: Sequence[list[int]], state: list[int], passes: int) -> list[int]:
