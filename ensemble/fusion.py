@@ -218,7 +218,8 @@ class Fusion:
     name: str = "fusion"
     needs_gold: bool = False
     # (row candidates, start) -> fused text: cross-validation and the final output reuse one computation.
-    _fused: dict[tuple[tuple[str, ...], int], str] = field(default_factory=dict, compare=False, repr=False)
+    _fused: dict[tuple[tuple[str, ...], int], str] = field(default_factory=dict, init=False, compare=False,
+                                                           repr=False)
 
     def __post_init__(self) -> None:
         if self.analyzer not in MORPHEME_ANALYZERS:

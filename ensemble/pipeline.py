@@ -276,21 +276,25 @@ def run_ensemble(config: EnsembleConfig, inputs: Inputs, progress: bool = True) 
         fitted = next((m.params for m in result.method_scores if m.method == method), None)
         result.params = fitted if fitted is not None else methods[method].fit(data.get("dev"), np.arange(0))
     for split in splits:
-        rows = np.arange(data[split].n_rows)
-        if method == SINGLE:
-            choices = np.zeros(len(rows), dtype=int)
-            result.summaries[split] = [row[0] for row in candidates[split]]
-        else:
-            choices = methods[method].choose(data[split], rows, result.params)
-            result.summaries[split] = output_summaries(methods[method], data[split], rows, result.params, choices)
-        result.choices[split] = choices
-        if has_scores and split == "dev":
-            result.dev_output_scores = (scores[rows, choices] if method == SINGLE
-                                        else output_scores(methods[method], data[split], rows, result.params, choices))
-        if method != SINGLE and composes(methods[method]):
-            edited = sum(s != row[k] for s, row, k in zip(result.summaries[split], candidates[split], choices))
-            result.notes.append(f"{method}: {split}: {edited} of {len(rows)} rows edited from their MBR pick")
+        _apply(result, methods.get(method), data[split], split)
     return result
+
+
+def _apply(result: EnsembleResult, method: Method | None, data: SplitData, split: str) -> None:
+    """One summary per row of a split into ``result``; ``method`` None: the single system's candidates."""
+    rows = np.arange(data.n_rows)
+    if method is None:
+        choices, summaries = np.zeros(len(rows), dtype=int), [row[0] for row in data.candidates]
+    else:
+        choices = method.choose(data, rows, result.params)
+        summaries = output_summaries(method, data, rows, result.params, choices)
+    result.choices[split], result.summaries[split] = choices, summaries
+    if data.scores is not None:  # dev with references
+        result.dev_output_scores = (data.scores[rows, choices] if method is None
+                                    else output_scores(method, data, rows, result.params, choices))
+    if method is not None and composes(method):
+        edited = sum(s != row[k] for s, row, k in zip(summaries, data.candidates, choices))
+        result.notes.append(f"{method.name}: {split}: {edited} of {len(rows)} rows edited from their MBR pick")
 
 
 def _source(system: System) -> str:
