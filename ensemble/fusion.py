@@ -32,6 +32,7 @@ PASSES = 2
 _SENTENCE_END = re.compile(r"(?<=[^A-Za-z][.!?])\s+")
 _CLAUSE_END = re.compile(r"(?<=,)\s+")
 _MIN_GAIN = 1e-12  # objective units; float noise never counts as an improvement
+_MAX_BATCH_CELLS = 1 << 22  # hypotheses x candidates x n-gram vocabulary per numpy batch (memory bound)
 
 
 def sentences(text: str) -> list[str]:
@@ -105,6 +106,12 @@ class _RowScorer:
 
     def objectives(self, sequences: Sequence[list[int]], lcs: np.ndarray) -> np.ndarray:
         """Mean similarity to all candidates of each sequence, shape (n_sequences,); ``lcs`` is (n, K)."""
+        width = len(self.lengths) * (self.sink + len(self.bigram_vocab) + 1)
+        step = max(1, _MAX_BATCH_CELLS // width)  # bounds the (n, K, vocabulary) overlap arrays
+        return np.concatenate([self._objectives(sequences[i:i + step], lcs[i:i + step])
+                               for i in range(0, len(sequences), step)])
+
+    def _objectives(self, sequences: Sequence[list[int]], lcs: np.ndarray) -> np.ndarray:
         n, n_ids = len(sequences), self.sink + 1
         lengths = np.array([len(s) for s in sequences], dtype=np.int64)
         flat = np.fromiter(itertools.chain.from_iterable(sequences), dtype=np.int64, count=int(lengths.sum()))

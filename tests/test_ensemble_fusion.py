@@ -44,6 +44,14 @@ def test_takes_the_consensus_sentence_from_each_candidate() -> None:
     assert exact_objective(fused, candidates) > exact_objective(pick, candidates)
 
 
+def test_small_numpy_batches_give_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ensemble.fusion
+
+    candidates = [_candidate(k) for k in range(4)]
+    monkeypatch.setattr(ensemble.fusion, "_MAX_BATCH_CELLS", 1)  # one hypothesis per batch
+    assert fuse([candidates])[0] == " ".join(CONSENSUS)
+
+
 def test_consensus_clause_replaces_a_deviant_one() -> None:
     """Clauses are units too: one comma-separated half of a sentence is swapped, the other half kept."""
     shared, odd = "#Person1#은 저녁을 먹고,", "#Person1#은 영화를 보고,"
