@@ -106,8 +106,8 @@ bench: bench-metric bench-ensemble
 bench-metric: setup
 	$(PY) benchmarks/bench_metric.py
 
-bench-ensemble: setup
-	$(PY) benchmarks/bench_ensemble.py
+bench-ensemble: setup  # one CPU core (taskset -c 0 where available): the targets are single-core
+	$(if $(shell command -v taskset),taskset -c 0,) $(PY) benchmarks/bench_ensemble.py
 
 bench-baseline: setup  # GPU
 	$(PY) benchmarks/bench_baseline.py

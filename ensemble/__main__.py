@@ -4,8 +4,9 @@
 
 OUT is a folder (preds_dev.csv, preds_test.csv with sidecars, run.json, config.yaml, report/) unless it ends in
 .csv (one split only). --runs finds every preds_dev.csv + preds_test.csv pair below DIR (DIR/ensemble and OUT
-skipped). --test defaults to test.csv beside --gold. Methods: default (auto with --gold, else mbr), auto
-(best cross-validated dev score), mbr, weighted-mbr, best, topic. Different fnames across inputs: exit 2.
+skipped). --test defaults to test.csv beside --gold. Methods: default (auto with --gold, else fusion with >= 3
+systems), auto (best cross-validated dev score), fusion (sentence-level fusion from the MBR pick), mbr,
+weighted-mbr, best, topic. Different fnames across inputs: exit 2.
 """
 
 from __future__ import annotations

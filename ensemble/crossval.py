@@ -1,7 +1,8 @@
 """K-fold cross-validation of ensembling methods on dev.
 
 Each fold's parameters are fitted on the other folds and used to choose candidates on the fold itself; the
-cross-validated score is the mean score of those held-out choices over all dev rows (each row held out once).
+cross-validated score is the mean score of those held-out outputs (chosen candidates, or composed text for a
+composing method) over all dev rows (each row held out once).
 Every fold records its train and held-out row indices, so the separation can be checked.
 """
 
@@ -12,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ensemble.methods import Method, SplitData
+from ensemble.methods import Method, SplitData, output_scores
 
 
 @dataclass(frozen=True)
@@ -49,13 +50,13 @@ def cross_validate(method: Method, dev: SplitData, folds: list[np.ndarray]) -> C
     if dev.scores is None:
         raise ValueError("cross-validation needs dev scores (run with --gold DEV.csv)")
     choices = np.full(dev.n_rows, -1, dtype=int)
+    row_scores = np.full(dev.n_rows, np.nan)
     results = []
     for i, heldout in enumerate(folds):
         train = np.sort(np.concatenate([f for j, f in enumerate(folds) if j != i]))
         params = method.fit(dev, train)
         chosen = method.choose(dev, heldout, params)
         choices[heldout] = chosen
-        results.append(Fold(train, heldout, params, float(dev.scores[heldout, chosen].mean())))
-    covered = choices >= 0
-    score = float(dev.scores[np.flatnonzero(covered), choices[covered]].mean())
-    return CrossValidation(method.name, results, choices, score)
+        row_scores[heldout] = output_scores(method, dev, heldout, params, chosen)
+        results.append(Fold(train, heldout, params, float(row_scores[heldout].mean())))
+    return CrossValidation(method.name, results, choices, float(np.nanmean(row_scores)))

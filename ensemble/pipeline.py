@@ -5,7 +5,8 @@
   1. every system's candidates go through the post-processing rules (each rule also measured on dev);
   2. pairwise candidate similarities per split (the MBR utility);
   3. with dev references: each system's dev score, and each method's in-sample and cross-validated dev score;
-  4. the chosen method is fitted on all dev rows and applied to every split.
+  4. the chosen method is fitted on all dev rows and applied to every split (`fusion` writes new text; the other
+     methods pick one candidate per row).
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ import pandas as pd
 from competition.cli import ConfigError
 from competition.config import config_hash, config_to_dict, save_yaml
 from competition.data import read_gold, read_split
-from competition.metric import ANALYZERS, DEFAULT_ANALYZER
+from competition.metric import ANALYZERS, DEFAULT_ANALYZER, MORPHEME_ANALYZERS
 from competition.predictions import write_predictions
 from competition.runs import save_run_info
 from ensemble.crossval import CrossValidation, cross_validate, make_folds
-from ensemble.mbr import select, similarity_tensor
-from ensemble.methods import Method, SplitData
+from ensemble.fusion import PASSES, Fusion
+from ensemble.mbr import similarity_tensor
+from ensemble.methods import Method, SplitData, composes, output_scores, output_summaries
 from ensemble.postprocess import DEFAULT_RULES, RULES, apply_pipeline, check_rule_names
 from ensemble.routing import BestOnDev, TopicRouting
 from ensemble.systems import (
@@ -34,7 +36,7 @@ from ensemble.systems import (
 )
 from ensemble.weights import Mbr, WeightedMbr
 
-METHODS = ("mbr", "weighted-mbr", "best", "topic")
+METHODS = ("fusion", "mbr", "weighted-mbr", "best", "topic")  # auto breaks ties in this order
 METHOD_CHOICES = ("default", "auto") + METHODS
 SINGLE = "single"  # one input system: nothing to choose
 HARMFUL_TOLERANCE = 1e-6  # score points; float noise from reordered sums is not a harmful rule
@@ -44,7 +46,7 @@ HARMFUL_TOLERANCE = 1e-6  # score points; float noise from reordered sums is not
 class EnsembleConfig:
     """All ensembling settings (defaults < --config YAML < KEY=VALUE overrides < dedicated flags)."""
 
-    method: str = "default"  # default: auto with --gold, else mbr; auto: best cross-validated dev score
+    method: str = "default"  # default: auto with --gold, else fusion (>= 3 systems); auto: best cross-validated
     rules: list[str] = field(default_factory=lambda: list(DEFAULT_RULES))  # post-processing rules, in order
     folds: int = 5  # dev folds for cross-validated method scores
     seed: int = 0  # fold shuffling and Optuna
@@ -53,6 +55,7 @@ class EnsembleConfig:
     optuna_trials: int = 200
     min_topic_count: int = 2  # dev rows a topic needs before routing uses it
     analyzer: str = DEFAULT_ANALYZER
+    fusion_passes: int = PASSES  # fusion: sweeps of replace/delete/append over the summary
 
     def __post_init__(self) -> None:
         if self.method not in METHOD_CHOICES:
@@ -64,11 +67,15 @@ class EnsembleConfig:
             raise ValueError(f"folds must be >= 2, got {self.folds}")
         if self.analyzer not in ANALYZERS:
             raise ValueError(f"analyzer '{self.analyzer}'; expected one of {list(ANALYZERS)}")
+        if self.fusion_passes < 1:
+            raise ValueError(f"fusion_passes must be >= 1, got {self.fusion_passes}")
 
 
 def build_methods(config: EnsembleConfig) -> dict[str, Method]:
-    """The methods, configured."""
+    """The methods, configured (fusion needs a morpheme analyzer: not with `baseline`)."""
+    fusion = {"fusion": Fusion(config.analyzer, config.fusion_passes)} if config.analyzer in MORPHEME_ANALYZERS else {}
     return {
+        **fusion,
         "mbr": Mbr(),
         "weighted-mbr": WeightedMbr(tuple(config.weight_levels), config.max_grid, config.optuna_trials, config.seed),
         "best": BestOnDev(),
@@ -151,16 +158,14 @@ class EnsembleResult:
     method_scores: list[MethodScore] = field(default_factory=list)
     rule_effects: list[RuleEffect] = field(default_factory=list)
     dev_sample_scores: np.ndarray | None = None  # (n_dev, n_systems), post-processed
+    dev_output_scores: np.ndarray | None = None  # (n_dev,), score of each final dev summary
     dev_topics: list[str] | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
     def dev_score(self) -> float | None:
         """Dev score (0-100) of the final dev predictions, when references are known."""
-        if self.dev_sample_scores is None or "dev" not in self.choices:
-            return None
-        rows = np.arange(len(self.choices["dev"]))
-        return float(self.dev_sample_scores[rows, self.choices["dev"]].mean())
+        return None if self.dev_output_scores is None else float(self.dev_output_scores.mean())
 
     @property
     def cv_score(self) -> float | None:
@@ -202,12 +207,16 @@ def measure_rules(summaries: Sequence[Sequence[str]], dialogues: Sequence[str] |
 
 def resolve_method(config: EnsembleConfig, n_systems: int, has_dev_scores: bool) -> str:
     """The method to run: the configured one; for `default`, the best cross-validated method when dev scores
-    exist (`auto`), else MBR (>= 3 systems)."""
+    exist (`auto`), else fusion (>= 3 systems; MBR under the `baseline` analyzer)."""
     if n_systems == 1:
         return SINGLE
     method = config.method
+    morphemes = config.analyzer in MORPHEME_ANALYZERS
     if method == "default":
-        method = "auto" if has_dev_scores else ("mbr" if n_systems >= 3 else "best")
+        method = "auto" if has_dev_scores else (("fusion" if morphemes else "mbr") if n_systems >= 3 else "best")
+    if method == "fusion" and not morphemes:
+        raise ConfigError(f"method 'fusion' needs a morpheme analyzer ({', '.join(MORPHEME_ANALYZERS)}), "
+                          f"got analyzer={config.analyzer}")
     if method in ("auto", "best", "topic", "weighted-mbr") and not has_dev_scores:
         raise ConfigError(f"method '{method}' needs dev predictions and --gold DEV.csv with references"
                           + (" (with 2 systems MBR cannot break the tie; add a system or --gold)"
@@ -221,7 +230,7 @@ def _score_methods(methods: dict[str, Method], dev: SplitData, config: EnsembleC
     scores = []
     for name, method in methods.items():
         params = method.fit(dev, all_rows)
-        in_sample = float(dev.scores[all_rows, method.choose(dev, all_rows, params)].mean())
+        in_sample = float(output_scores(method, dev, all_rows, params, method.choose(dev, all_rows, params)).mean())
         cv: CrossValidation = cross_validate(method, dev, folds)
         fold_log = [{"train_rows": len(f.train_rows), "heldout_rows": f.heldout_rows.tolist(),
                      "heldout_score": f.heldout_score, "params": f.params} for f in cv.folds]
@@ -236,8 +245,8 @@ def run_ensemble(config: EnsembleConfig, inputs: Inputs, progress: bool = True) 
     processed = {s: [apply_pipeline(sys_.summaries[s], _dialogues(inputs, s), config.rules) for sys_ in systems]
                  for s in splits}
     candidates = {s: [list(row) for row in zip(*processed[s])] for s in splits}
-    data = {s: SplitData(similarity_tensor(candidates[s], config.analyzer, progress), _topics(inputs, s))
-            for s in splits}
+    data = {s: SplitData(similarity_tensor(candidates[s], config.analyzer, progress), _topics(inputs, s),
+                         candidates=candidates[s], analyzer=config.analyzer) for s in splits}
     result = EnsembleResult(config, SINGLE, {}, inputs.order, {}, {}, [s.name for s in systems],
                             [_source(s) for s in systems])
     has_scores = inputs.gold is not None and "dev" in splits
@@ -245,7 +254,7 @@ def run_ensemble(config: EnsembleConfig, inputs: Inputs, progress: bool = True) 
         references = list(inputs.gold["references"])
         raw = [sample_scores(s.summaries["dev"], references, config.analyzer) for s in systems]
         scores = np.stack([sample_scores(p, references, config.analyzer) for p in processed["dev"]], axis=1)
-        data["dev"] = dataclasses.replace(data["dev"], scores=scores)
+        data["dev"] = dataclasses.replace(data["dev"], scores=scores, references=references)
         result.dev_sample_scores, result.dev_topics = scores, (list(inputs.gold["topic"])
                                                               if "topic" in inputs.gold.columns else None)
         result.system_scores = {s.name: {"raw": float(r.mean()), "postprocessed": float(scores[:, k].mean())}
@@ -267,12 +276,25 @@ def run_ensemble(config: EnsembleConfig, inputs: Inputs, progress: bool = True) 
         fitted = next((m.params for m in result.method_scores if m.method == method), None)
         result.params = fitted if fitted is not None else methods[method].fit(data.get("dev"), np.arange(0))
     for split in splits:
-        rows = np.arange(data[split].n_rows)
-        choices = (np.zeros(len(rows), dtype=int) if method == SINGLE
-                   else methods[method].choose(data[split], rows, result.params))
-        result.choices[split] = choices
-        result.summaries[split] = select(candidates[split], choices)
+        _apply(result, methods.get(method), data[split], split)
     return result
+
+
+def _apply(result: EnsembleResult, method: Method | None, data: SplitData, split: str) -> None:
+    """One summary per row of a split into ``result``; ``method`` None: the single system's candidates."""
+    rows = np.arange(data.n_rows)
+    if method is None:
+        choices, summaries = np.zeros(len(rows), dtype=int), [row[0] for row in data.candidates]
+    else:
+        choices = method.choose(data, rows, result.params)
+        summaries = output_summaries(method, data, rows, result.params, choices)
+    result.choices[split], result.summaries[split] = choices, summaries
+    if data.scores is not None:  # dev with references
+        result.dev_output_scores = (data.scores[rows, choices] if method is None
+                                    else output_scores(method, data, rows, result.params, choices))
+    if method is not None and composes(method):
+        edited = sum(s != row[k] for s, row, k in zip(summaries, data.candidates, choices))
+        result.notes.append(f"{method.name}: {split}: {edited} of {len(rows)} rows edited from their MBR pick")
 
 
 def _source(system: System) -> str:

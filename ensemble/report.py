@@ -33,10 +33,10 @@ TOPICS_SHOWN = 15
 
 def topic_breakdown(result: EnsembleResult, limit: int = TOPICS_SHOWN) -> list[dict[str, Any]]:
     """Per-topic mean dev score of each system and of the final choice, most frequent topics first."""
-    if result.dev_topics is None or result.dev_sample_scores is None:
+    if result.dev_topics is None or result.dev_sample_scores is None or result.dev_output_scores is None:
         return []
     topics = np.asarray(result.dev_topics, dtype=object)
-    final = result.dev_sample_scores[np.arange(len(topics)), result.choices["dev"]]
+    final = result.dev_output_scores
     rows = []
     for topic in dict.fromkeys(result.dev_topics):
         members = topics == topic
@@ -49,7 +49,7 @@ def topic_breakdown(result: EnsembleResult, limit: int = TOPICS_SHOWN) -> list[d
 
 
 def choice_counts(result: EnsembleResult) -> dict[str, dict[str, int]]:
-    """split -> system -> how many rows took that system's candidate."""
+    """split -> system -> how many rows took that system's candidate (fusion: started from it)."""
     return {split: {name: int((choices == k).sum()) for k, name in enumerate(result.systems)}
             for split, choices in result.choices.items()}
 
@@ -102,7 +102,8 @@ def _markdown(result: EnsembleResult) -> str:
         lines += [f"| {t['topic']} | {t['n']} | " + " | ".join(f"{t['systems'][n]:.2f}" for n in names)
                   + f" | {t['ensemble']:.2f} |" for t in topics]
         lines += [""]
-    lines += ["## Rows taken from each system", "", "| split | " + " | ".join(result.systems) + " |",
+    started = " (fusion: the MBR pick each row started from)" if result.method == "fusion" else ""
+    lines += [f"## Rows taken from each system{started}", "", "| split | " + " | ".join(result.systems) + " |",
               "|---|" + "---:|" * len(result.systems)]
     lines += [f"| {split} | " + " | ".join(str(c[n]) for n in result.systems) + " |"
               for split, c in choice_counts(result).items()]

@@ -65,7 +65,7 @@ def test_runs_folder_ensemble_keeps_every_test_fname(data: Path, capsys: pytest.
     assert meta["method"] == report["method"]
     chosen = next(m for m in report["methods"] if m["method"] == report["method"])
     assert chosen["cross_validated"] == max(m["cross_validated"] for m in report["methods"])
-    assert {m["method"] for m in report["methods"]} == {"mbr", "weighted-mbr", "best", "topic"}
+    assert {m["method"] for m in report["methods"]} == {"fusion", "mbr", "weighted-mbr", "best", "topic"}
     cut = next(r for r in report["rules"] if r["rule"] == "cut_unfinished_sentence")
     assert cut["delta"] > 0  # sys2's trailing " 그리고" is cut, which raises its score
     assert (out / "report/ensemble_scores.png").stat().st_size > 0
