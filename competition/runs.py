@@ -76,7 +76,7 @@ def seed_everything(seed: int) -> None:
         pass
 
 
-def save_run_info(run_dir: Path | str, config: Any, seed: int, data_files: Iterable[Path | str],
+def save_run_info(run_dir: Path | str, config: Any, seed: int | None, data_files: Iterable[Path | str],
                   extra: dict[str, Any] | None = None) -> Path:
     """Write `run.json`: everything needed to trace and reproduce the run."""
     info = {
@@ -97,14 +97,20 @@ def load_run_info(run_dir: Path | str) -> dict[str, Any]:
     return json.loads((Path(run_dir) / RUN_INFO_FILE).read_text(encoding="utf-8"))
 
 
-def start_run(run_dir: Path | str, config: Any, data_files: Iterable[Path | str], track: str) -> None:
-    """A run's `config.yaml` and `run.json`, written once: a resumed run keeps the ones it started with."""
+def write_run_files(run_dir: Path | str, config: Any, data_files: Iterable[Path | str],
+                    extra: dict[str, Any] | None = None) -> None:
+    """A run folder's `config.yaml` (the resolved config) and `run.json` (provenance plus `extra`)."""
+    save_yaml(config, Path(run_dir) / CONFIG_FILE)
+    save_run_info(run_dir, config, getattr(config, "seed", None), data_files, extra)
+
+
+def start_run(run_dir: Path | str, config: Any, data_files: Iterable[Path | str], track: str,
+              extra: dict[str, Any] | None = None) -> None:
+    """A new run's `config.yaml` and `run.json`; a resumed run (or a tuning trial's folder) keeps the ones it has."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if not (run_dir / CONFIG_FILE).is_file():
-        save_yaml(config, run_dir / CONFIG_FILE)
     if not (run_dir / RUN_INFO_FILE).is_file():
-        save_run_info(run_dir, config, config.seed, data_files, {"track": track})
+        write_run_files(run_dir, config, data_files, {"track": track, **(extra or {})})
 
 
 def finish_run(run_dir: Path | str, results: dict[str, Any]) -> Path:

@@ -33,10 +33,10 @@ import yaml
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from competition.cli import ConfigError, exit_on_bad_input
-from competition.config import load_yaml, parse_overrides, save_yaml
+from competition.config import load_yaml, parse_overrides
 from competition.data import DataError, file_sha256, split_paths
 from competition.files import atomic_path, write_text_atomic
-from competition.runs import RUN_INFO_FILE, git_revision, library_versions, save_run_info
+from competition.runs import git_revision, library_versions, start_run
 from competition.tracks import TRACK_MODULES, Track, get_track
 
 ResultT = TypeVar("ResultT")
@@ -427,13 +427,8 @@ def make_objective(track: Track, settings: TuneSettings, space: SearchSpace) -> 
 def save_trial_provenance(run_dir: Path, config: Any, settings: TuneSettings, number: int,
                           params: dict[str, Any]) -> None:
     """config.yaml and run.json in the trial's run folder (the tracks keep them when already present)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not (run_dir / "config.yaml").is_file():
-        save_yaml(config, run_dir / "config.yaml")
-    if not (run_dir / RUN_INFO_FILE).is_file():
-        save_run_info(run_dir, config, getattr(config, "seed", settings.seed), split_paths(settings.data_dir).values(),
-                      extra={"track": settings.track,
-                             "tuning": {"study": settings.name, "trial": number, "params": params}})
+    start_run(run_dir, config, split_paths(settings.data_dir).values(), settings.track,
+              extra={"tuning": {"study": settings.name, "trial": number, "params": params}})
 
 
 def remove_checkpoints(run_dir: Path) -> None:

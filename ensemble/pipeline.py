@@ -20,11 +20,11 @@ import numpy as np
 import pandas as pd
 
 from competition.cli import ConfigError
-from competition.config import config_hash, config_to_dict, save_yaml
+from competition.config import config_hash, config_to_dict
 from competition.data import read_gold, read_split
 from competition.metric import ANALYZERS, DEFAULT_ANALYZER, MORPHEME_ANALYZERS
 from competition.predictions import write_predictions
-from competition.runs import save_run_info
+from competition.runs import write_run_files
 from ensemble.crossval import CrossValidation, cross_validate, make_folds
 from ensemble.fusion import PASSES, Fusion
 from ensemble.mbr import similarity_tensor
@@ -338,9 +338,8 @@ def write_outputs(result: EnsembleResult, inputs: Inputs, out: Path | str) -> li
     written = [write_predictions(path, result.order[s], result.summaries[s], output_metadata(result, s, out))
                for s, path in targets.items()]
     if folder == out:
-        save_yaml(result.config, out / "config.yaml")
-        save_run_info(out, result.config, result.config.seed, inputs.data_files,
-                      extra={"method": result.method, "dev_score": result.dev_score, "cv_dev_score": result.cv_score})
+        write_run_files(out, result.config, inputs.data_files,
+                        extra={"method": result.method, "dev_score": result.dev_score, "cv_dev_score": result.cv_score})
     write_ensemble_report(report_dir, result, inputs)
     return written
 

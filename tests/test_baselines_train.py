@@ -11,7 +11,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from baselines import load_config, predict, train
+from baselines.config import load_config
+from baselines.predict import predict
+from baselines.train import train
 from baselines.train import CHECKPOINTS_DIR
 from competition.metric import compute_rouge
 from tests.baselines_fixtures import sample_rows, write_data_dir

@@ -60,7 +60,8 @@ def test_tune_generation_cli_bad_run_exits_2(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_tiny_bart_study_best_config_reproduces_and_generation_study(tmp_path):
-    from baselines import load_config, train
+    from baselines.config import load_config
+    from baselines.train import train
 
     # one trial of the demo space (multi-trial logic is covered by test_tune.py with a fake track); epochs and
     # learning rate pinned so the tiny model learns something in 2 epochs
