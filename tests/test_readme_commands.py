@@ -1,0 +1,152 @@
+"""Every command in the README's bash blocks is run somewhere, with the README's settings.
+
+Each command is covered in one of three ways, listed in COVERAGE:
+- `config`: the Makefile expands it (`make -n`) and the expanded track command runs with `--print-config`, which
+  resolves the preset, the shipped or given YAML and every KEY=VALUE exactly as the real run would (the training
+  itself needs a GPU and the hub);
+- `demo:<target>`: the demo runs it: the expanded command resolves to the same config as that demo stage;
+- `stage:<target>`: that stage of `make demo` runs the same module;
+- `test:<file>::<name>`: that test runs it.
+Run: .venv/bin/python -m pytest -q tests/test_readme_commands.py
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from competition.config import parse_overrides
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+README = PROJECT_ROOT / "README.md"
+
+COVERAGE = {
+    "make demo": "test:.ci/run",
+    "make test": "test:.ci/run",
+    "python -m competition.score": "test:test_score_cli.py::test_report_dir_gets_markdown_json_and_plots",
+    "make baseline": "config",
+    "make baseline MODEL=pko-t5-large": "config",
+    'make baseline ARGS="label_smoothing_factor=0.1 max_source_length=768 learning_rate=3e-5"': "config",
+    "make baseline MODEL=tiny-bart DATA=data/sample": "demo:demo-baseline",
+    "make baseline RESUME=runs/baseline-kobart-<stamp>": "config",
+    "make llm MODEL=qwen3-14b": "config",
+    'make llm ARGS="learning_rate=1e-4 batch_tokens=8192"': "config",
+    "make llm RESUME=runs/llm-<model>-<stamp>": "config",
+    "make llm MODEL=tiny-llama DATA=data/sample": "demo:demo-llm",
+    "python -m llm.run --model qwen3-14b --print-config": "config",
+    "python -m baselines.run --model pko-t5-large --print-config": "config",
+    "make truncation MODEL=qwen3-14b MAXLEN=512,768,1024,2048": "test:test_truncation.py::test_cli_writes_the_report",
+    "python -m llm.truncation": "test:test_truncation.py::test_cli_writes_the_report",
+    "make tune TRACK=baseline MODEL=kobart TRIALS=30":
+        "test:test_tune_tracks.py::test_shipped_search_spaces_match_the_track_configs",
+    "make tune-gen RUN=runs/<a run folder> TRIALS=30":
+        "test:test_tune_tracks.py::test_tiny_bart_study_best_config_reproduces_and_generation_study",
+    "make demo-tune": "stage:demo-tune",
+    "python -m ensemble": "test:test_ensemble_cli.py::test_plain_csvs_single_split_to_csv",
+    "python -m ensemble.extractive": "stage:demo-ensemble",
+    "python -m competition.submit": "stage:demo-core",
+    "python -m competition.validate": "test:test_submission.py::test_validator_cli_rejects",
+}
+
+
+def readme_commands() -> list[str]:
+    """The `make ...` and `python -m ...` lines of the README's bash blocks, comments removed."""
+    blocks = re.findall(r"```bash\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)
+    lines = [line.split("  #")[0].strip() for block in blocks for line in block.splitlines()]
+    return [line for line in lines if line.startswith(("make ", "python -m "))]
+
+
+def coverage_of(command: str) -> str | None:
+    """The COVERAGE entry of a README command: the exact line, else the longest key it starts with."""
+    if command in COVERAGE:
+        return COVERAGE[command]
+    prefixes = [key for key in COVERAGE if command.startswith(key + " ") and key.startswith("python -m")]
+    return COVERAGE[max(prefixes, key=len)] if prefixes else None
+
+
+def test_every_readme_command_is_covered() -> None:
+    missing = [command for command in readme_commands() if coverage_of(command) is None]
+    assert not missing, f"README commands nobody runs: {missing}; add each to COVERAGE with how it is run"
+
+
+def test_named_tests_exist() -> None:
+    for how in set(COVERAGE.values()):
+        if how.startswith("test:") and "::" in how:
+            file, name = how[len("test:"):].split("::")
+            assert f"def {name}(" in (PROJECT_ROOT / "tests" / file).read_text(encoding="utf-8"), how
+    assert "make test" in (PROJECT_ROOT / ".ci" / "run").read_text(encoding="utf-8")
+
+
+def track_command(command: str, run_dir: Path) -> list[str]:
+    """The Python command a README line runs: `make -n` expands make lines; a placeholder RESUME is a real folder."""
+    command = re.sub(r"RESUME=\S+", f"RESUME={run_dir}", command)
+    if command.startswith("python -m"):
+        return [sys.executable, *shlex.split(command)[1:]]
+    done = subprocess.run(["make", "-n", *shlex.split(command)[1:], "PY=python"], cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, check=True)
+    (line,) = [line for line in done.stdout.splitlines() if " -m baselines.run" in line or " -m llm.run" in line]
+    return [sys.executable, *shlex.split(line)[1:]]
+
+
+def printed_config(argv: list[str]) -> dict[str, str]:
+    """`--print-config` of a track command (`[python, -m, module, args...]`), run in this process: key -> value."""
+    import contextlib
+    import importlib
+    import io
+
+    main = importlib.import_module(argv[2]).main
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main([*argv[3:], "--print-config"])
+    assert code == 0, argv
+    rows = [line.split("  #")[0] for line in out.getvalue().splitlines() if not line.startswith("#")]
+    return dict(row.split(": ", 1) for row in rows)
+
+
+def saved_run(tmp_path: Path, track: str, preset: str) -> Path:
+    """A run folder holding a resolved config, as a run leaves it (what RESUME= reloads)."""
+    run_dir = tmp_path / f"{track}-{preset}"
+    run_dir.mkdir()
+    module = "baselines.run" if track == "baseline" else "llm.run"
+    values = printed_config([sys.executable, "-m", module, "--model", preset])
+    (run_dir / "config.yaml").write_text("".join(f"{k}: {v}\n" for k, v in values.items()), encoding="utf-8")
+    return run_dir
+
+
+@pytest.mark.parametrize("command", [c for c in COVERAGE if COVERAGE[c] == "config"])
+def test_config_commands_resolve(command: str, tmp_path: Path) -> None:
+    track, preset = ("llm", "llama3.2-ko-3b") if " llm" in command or "llm.run" in command else ("baseline", "kobart")
+    argv = track_command(command, saved_run(tmp_path, track, preset))
+    values = printed_config(argv)
+    overrides = shlex.split(command.split("ARGS=", 1)[1])[0].split() if "ARGS=" in command else []
+    for key, value in parse_overrides(overrides).items():
+        assert yaml.safe_load(values[key]) == value, (key, values[key])
+
+
+@pytest.mark.parametrize("command", [c for c in COVERAGE if COVERAGE[c].startswith("demo:")])
+def test_demo_runs_the_readme_settings(command: str, tmp_path: Path) -> None:
+    target = COVERAGE[command][len("demo:"):]
+    done = subprocess.run(["make", "-n", target, "PY=python"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                          check=True)
+    (demo_line,) = [line for line in done.stdout.splitlines() if " -m " in line]
+    demo = printed_config([sys.executable, *shlex.split(demo_line)[1:]])
+    readme = printed_config(track_command(command, tmp_path))
+    assert readme == demo
+
+
+def test_demo_stages_run_the_readme_modules() -> None:
+    prerequisites = re.search(r"^demo: (.*)$", (PROJECT_ROOT / "Makefile").read_text(encoding="utf-8"), flags=re.M)
+    for command, how in COVERAGE.items():
+        if how.startswith("stage:"):
+            target = how[len("stage:"):]
+            assert target in prerequisites.group(1).split(), target
+            done = subprocess.run(["make", "-n", target, "PY=python"], cwd=PROJECT_ROOT, capture_output=True,
+                                  text=True, check=True)
+            module = command.split()[2] if command.startswith("python -m") else None
+            assert module is None or f"-m {module} " in done.stdout, (command, done.stdout)
