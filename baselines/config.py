@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from competition.cli import ConfigError
 from competition.config import load_yaml, resolve_config
+from competition.errors import ConfigError
 from competition.presets import Preset, get_preset
 
 TRACK = "baseline"  # run folders are `<out>/baseline-<preset>-<stamp>`

@@ -11,8 +11,9 @@ from baselines.config import PRESET_TRACK, TRACK, BaselineConfig
 from baselines.predict import predict
 from baselines.train import train
 from competition.config import config_hash, save_yaml
-from competition.data import DataError, read_split, split_paths
+from competition.data import read_split, split_paths
 from competition.distributed import broadcast_from_main, distributed_map, ensure_process_group, is_main_process
+from competition.errors import DataError
 from competition.predictions import fill_empty, write_predictions
 from competition.presets import get_preset
 from competition.report import write_rouge_report

@@ -14,8 +14,9 @@ from pathlib import Path
 
 from baselines.config import BaselineConfig, load_config
 from baselines.pipeline import CONFIG_FILE, run
-from competition.cli import ConfigError, exit_on_bad_input
+from competition.cli import exit_on_bad_input
 from competition.config import load_yaml, parse_overrides
+from competition.errors import ConfigError
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

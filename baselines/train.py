@@ -20,7 +20,8 @@ from baselines.config import PRESET_TRACK, BaselineConfig
 from baselines.model import (TokenLayout, add_data_tokens, configure_family, decode, encode_texts,
                              generation_kwargs, load_pretrained, model_source)
 from competition.distributed import barrier, is_main_process
-from competition.data import DataError, data_special_tokens, read_split, split_paths
+from competition.data import data_special_tokens, read_split, split_paths
+from competition.errors import DataError
 from competition.files import write_text_atomic
 from competition.presets import get_preset
 from competition.runs import seed_everything

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping, TypeVar
 
 import yaml
 
-from competition.cli import ConfigError
+from competition.errors import ConfigError
 
 ConfigT = TypeVar("ConfigT")
 SCIENTIFIC_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")

@@ -20,8 +20,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from competition.cli import ConfigError
-from competition.data import DataError, data_special_tokens, file_sha256, read_split, split_paths
+from competition.data import data_special_tokens, file_sha256, read_split, split_paths
+from competition.errors import ConfigError, DataError
 from competition.files import atomic_path, write_text_atomic
 from competition.presets import Preset
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from competition.cli import exit_on_bad_input
 from competition.config import load_yaml, parse_overrides, resolve_config
-from ensemble.pipeline import METHOD_CHOICES, EnsembleConfig, load_inputs, run_ensemble, write_outputs
+from ensemble.config import METHOD_CHOICES, EnsembleConfig
+from ensemble.pipeline import load_inputs, run_ensemble, write_outputs
 from ensemble.postprocess import RULES
 
 

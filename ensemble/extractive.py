@@ -15,7 +15,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from competition.cli import exit_on_bad_input
-from competition.data import DataError, read_split, split_paths
+from competition.data import read_split, split_paths
+from competition.errors import DataError
 from competition.metric import DEFAULT_ANALYZER, similarity
 from competition.predictions import write_predictions
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from competition.cli import ConfigError
 from competition.config import load_yaml, resolve_config
+from competition.errors import ConfigError
 from competition.presets import Preset, get_preset
 
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"

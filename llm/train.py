@@ -25,6 +25,7 @@ import torch
 from competition.config import save_yaml
 from competition.data import data_special_tokens, read_split, require_split, split_paths
 from competition.distributed import barrier, broadcast_from_main, ensure_process_group, is_main_process
+from competition.errors import ConfigError
 from competition.files import write_text_atomic
 from competition.metric import compute_rouge
 from competition.prompts import IGNORE_INDEX
@@ -168,8 +169,6 @@ def make_collator(config: LLMConfig, tokenizer):
     """The collator of `config.batching`, computing logits only at target positions, accepting buckets."""
     if config.batching == "packed":
         if config.attn_implementation not in ("sdpa", "eager", "flash_attention_2"):
-            from competition.cli import ConfigError
-
             raise ConfigError(f"batching=packed needs attn_implementation sdpa, eager or flash_attention_2")
         collate = PackedCollator()
     else:

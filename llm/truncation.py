@@ -11,7 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from competition.cli import ConfigError, exit_on_bad_input
+from competition.cli import exit_on_bad_input
+from competition.errors import ConfigError
 from competition.presets import Preset, get_preset
 from competition.truncation import REPORT_MARKDOWN, truncation_report, write_truncation_report
 

@@ -104,7 +104,7 @@ def train(config: FakeConfig, data_dir: Path, run_dir: Path,
 
 def fake_track():
     """The fake as a TrackAPI."""
-    from competition.tune import TrackAPI
+    from tuning.tune import TrackAPI
 
     return TrackAPI("fake", load_config, train)
 
