@@ -81,7 +81,7 @@ llm: setup
 	$(LAUNCH) -m llm.run --model $(or $(MODEL),llama3.2-ko-3b) --data $(DATA) --out $(RUNS) $(CONFIG_FLAG) $(ARGS)
 
 truncation: setup
-	$(PY) -m llm.truncation --model $(or $(MODEL),llama3.2-ko-3b) --data $(DATA) \
+	$(PY) -m competition.truncation --model $(or $(MODEL),llama3.2-ko-3b) --data $(DATA) \
 	    --maxlen $(or $(MAXLEN),512,768,1024,2048) --out reports/truncation
 
 tune: setup
