@@ -16,7 +16,9 @@ from baselines.config import BaselineConfig, load_config
 from baselines.pipeline import CONFIG_FILE, run
 from competition.cli import exit_on_bad_input
 from competition.config import load_yaml, parse_overrides
+from competition.distributed import is_main_process
 from competition.errors import ConfigError
+from competition.logs import setup_logging
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -47,9 +49,11 @@ def resolve(args: argparse.Namespace) -> BaselineConfig:
 @exit_on_bad_input
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    setup_logging()
     config = resolve(args)
     run_dir = run(config, args.data, args.out, run_dir=args.resume)
-    print(f"run folder: {run_dir}")
+    if is_main_process():  # every rank returns the run folder; say it once
+        print(f"run folder: {run_dir}")
     return 0
 
 

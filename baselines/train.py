@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,6 +34,8 @@ TRAIN_RESULT = "train_result.json"
 SCORE_KEY = "rouge_final"  # compute_metrics key; the Trainer logs it as eval_rouge_final
 
 OnEvaluate = Callable[[int, float], None]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -126,7 +129,7 @@ def make_compute_metrics(tokenizer, dev_rows: Seq2SeqRows, references: Sequence[
 
 
 def hook_callback(on_evaluate: OnEvaluate | None):
-    """A TrainerCallback that prints each dev score and calls `on_evaluate(epoch, dev_score)`.
+    """A TrainerCallback that logs each dev score and calls `on_evaluate(epoch, dev_score)`.
 
     Exceptions from the hook (e.g. optuna.TrialPruned) propagate out of `train`.
     """
@@ -137,7 +140,7 @@ def hook_callback(on_evaluate: OnEvaluate | None):
             if not metrics or f"eval_{SCORE_KEY}" not in metrics:
                 return
             epoch, score = int(round(state.epoch or 0)), float(metrics[f"eval_{SCORE_KEY}"])
-            print(f"epoch {epoch}: dev ROUGE {score:.2f}")
+            log.info("epoch %d: dev ROUGE %.2f", epoch, score)
             if on_evaluate is not None:
                 on_evaluate(epoch, score)
 
@@ -254,7 +257,7 @@ def train(config: BaselineConfig, data_dir: Path | str, run_dir: Path | str,
     )
     try:
         if resume_from:
-            print(f"resuming from {resume_from}")
+            log.info("resuming from %s", resume_from)
         trainer.train(resume_from_checkpoint=resume_from)
         best_score = float(trainer.state.best_metric)
         best = save_best(trainer, tokenizer, config, run_dir, best_score)

@@ -30,6 +30,7 @@ from competition.cli import exit_on_bad_input
 from competition.data import data_special_tokens, file_sha256, read_split, split_paths
 from competition.errors import ConfigError, DataError
 from competition.files import atomic_path, write_text_atomic
+from competition.logs import setup_logging
 from competition.presets import Preset, get_preset
 from competition.prompts import (cut_dialogue_to_budget, encode_continuation, encode_continuations, prompt_style_for,
                                  resolve_template, scaffold_for, split_turns)
@@ -299,6 +300,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 @exit_on_bad_input
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    setup_logging()
     preset = get_preset(args.model)
     max_lengths = parse_max_lengths(args.maxlen)
     tokenizer, source = load_tokenizer(preset, args.tokenizer)

@@ -23,6 +23,7 @@ from competition.cli import exit_on_bad_input
 from competition.config import config_hash, parse_overrides
 from competition.distributed import barrier, broadcast_from_main, ensure_process_group, is_main_process
 from competition.files import write_text_atomic
+from competition.logs import setup_logging
 from competition.report import write_rouge_report
 from competition.runs import new_run_dir
 from competition.submission import write_submission
@@ -98,8 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--demo", action="store_true", help="small settings for a CPU demo")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. learning_rate=1e-4")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if is_main_process() else logging.WARNING,  # one log, not one per rank
-                        format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
     yaml_path = args.config or _shipped_yaml(args.model)
     config = load_config(args.model, yaml_path, parse_overrides(args.overrides), demo=args.demo)
     if yaml_path:

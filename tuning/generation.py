@@ -24,6 +24,7 @@ from competition.cli import exit_on_bad_input
 from competition.config import load_yaml, parse_overrides
 from competition.data import read_split, split_paths
 from competition.errors import ConfigError, DataError
+from competition.logs import setup_logging
 from competition.metric import compute_rouge
 from competition.predictions import write_predictions
 from competition.runs import RUN_INFO_FILE, load_run_info
@@ -161,6 +162,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 @exit_on_bad_input
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    setup_logging()
     run_dir = Path(args.run)
     if not run_dir.is_dir():
         raise DataError(f"{run_dir}: run folder not found")

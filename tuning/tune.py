@@ -38,6 +38,7 @@ from competition.config import load_yaml, parse_overrides, save_yaml
 from competition.data import file_sha256, split_paths
 from competition.errors import ConfigError, DataError
 from competition.files import atomic_path, write_text_atomic
+from competition.logs import setup_logging
 from competition.runs import RUN_INFO_FILE, git_revision, library_versions, save_run_info
 
 ResultT = TypeVar("ResultT")
@@ -827,6 +828,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 @exit_on_bad_input
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    setup_logging()
     settings = TuneSettings(
         track=args.track, preset=args.model, data_dir=Path(args.data), out_dir=Path(args.out),
         n_trials=args.trials, space_path=Path(args.space) if args.space else SEARCH_SPACE_DIR / f"{args.track}.yaml",
