@@ -24,6 +24,7 @@ from competition.distributed import barrier, is_main_process
 from competition.data import data_special_tokens, read_split, split_paths
 from competition.errors import DataError
 from competition.files import write_text_atomic
+from competition.metric import compute_rouge
 from competition.presets import get_preset
 from competition.runs import seed_everything
 
@@ -106,8 +107,6 @@ def make_compute_metrics(tokenizer, dev_rows: Seq2SeqRows, references: Sequence[
     matched to its references through its label ids, never through its position.
     """
     import numpy as np
-
-    from competition.metric import compute_rouge
 
     by_labels = {}
     for row, refs in zip(dev_rows.rows, references):

@@ -17,7 +17,7 @@ import torch
 
 from competition.cli import exit_on_bad_input
 from competition.logs import setup_logging
-from llm.config import LLMConfig
+from llm.config import LLMConfig, load_config
 from llm.model import CheckpointInfo, has_cuda, load_checkpoint, save_checkpoint
 
 
@@ -57,8 +57,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging()
     info = CheckpointInfo.load(args.checkpoint)
-    from llm.config import load_config
-
     print(export_merged(args.checkpoint, args.out, load_config(info.preset)))
     return 0
 

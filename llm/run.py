@@ -29,6 +29,8 @@ from competition.runs import new_run_dir
 from competition.submission import write_submission
 from llm.config import LLMConfig, default_yaml_path, load_config
 from llm.generate import predict_to_file
+from llm.merge import export_merged
+from llm.model import load_checkpoint
 from llm.train import EvaluateHook, load_splits, train
 
 log = logging.getLogger(__name__)
@@ -41,9 +43,6 @@ def run(config: LLMConfig, data_dir: Path | str, out_dir: Path | str, on_evaluat
     Under torchrun every rank calls this: rank 0 creates the run folder and writes every file, all ranks train and
     generate their shares, and each returns the same folder once rank 0 is done.
     """
-    from llm.merge import export_merged
-    from llm.model import load_checkpoint
-
     ensure_process_group()  # before the Trainer sets up its own distributed state
     frames = load_splits(data_dir)  # validate every input before any work
     run_dir = broadcast_from_main(
