@@ -26,7 +26,8 @@ def validate_data_dir(data_dir: Path | str) -> None:
         if split in paths:
             frame = read_split(paths[split], split)  # type: ignore[arg-type]
             frames.append(frame)
-            print(f"{paths[split]}: {len(frame)} rows, columns {list(frame.columns.drop('references', errors='ignore'))}")
+            columns = list(frame.columns.drop("references", errors="ignore"))
+            print(f"{paths[split]}: {len(frame)} rows, columns {columns}")
     if "sample_submission" in paths:
         validate_submission(paths["sample_submission"], paths["test"])
         print(f"{paths['sample_submission']}: valid submission format")

@@ -13,6 +13,8 @@ from conftest import PROJECT_ROOT
 
 PACKAGES = ("competition", "baselines", "llm", "ensemble", "tuning")
 CORE = "competition"
+ERROR_NAMES = {"DataError", "ConfigError", "BAD_INPUT_EXIT_CODE"}
+ERRORS_MODULE = "competition.errors"
 
 
 def module_name(path: Path) -> str:
@@ -21,9 +23,14 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def python_files(folders: tuple[str, ...]) -> list[Path]:
+    """Every .py file under the given top-level folders."""
+    return [path for folder in folders for path in sorted((PROJECT_ROOT / folder).rglob("*.py"))]
+
+
 def project_modules() -> dict[str, Path]:
     """Every module of the packages, by dotted name."""
-    return {module_name(path): path for package in PACKAGES for path in sorted((PROJECT_ROOT / package).rglob("*.py"))}
+    return {module_name(path): path for path in python_files(PACKAGES)}
 
 
 def imported_modules(path: Path, known: set[str]) -> set[str]:
@@ -93,3 +100,13 @@ def test_shared_core_imports_no_track() -> None:
     crossing = sorted(f"{name} -> {target}" for name, targets in graph.items() if name.split(".")[0] == CORE
                       for target in targets if target.split(".")[0] != CORE)
     assert not crossing, f"{CORE}/ must not import the tracks, ensembling or tuning: {crossing}"
+
+
+def test_error_types_are_imported_from_their_module() -> None:
+    """`competition.cli` and `competition.data` use the error types; importing them from there hides the owner."""
+    elsewhere = sorted(
+        f"{path.relative_to(PROJECT_ROOT)}:{node.lineno} from {node.module}"
+        for path in python_files((*PACKAGES, "tests", "benchmarks")) for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.ImportFrom) and node.module != ERRORS_MODULE
+        and (node.module or "").split(".")[0] in PACKAGES and {alias.name for alias in node.names} & ERROR_NAMES)
+    assert not elsewhere, f"import DataError/ConfigError/BAD_INPUT_EXIT_CODE from {ERRORS_MODULE}: {elsewhere}"
