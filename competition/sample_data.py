@@ -68,19 +68,32 @@ def _template(entry: dict) -> DialogueTemplate:
                             nameable=entry.get("nameable", ""))
 
 
-def load_templates(path: Path = TEMPLATES_FILE) -> tuple[tuple[str, ...], tuple[TopicSpec, ...],
-                                                          dict[str, tuple[tuple[str, str], ...]],
-                                                          dict[str, tuple[str, ...]]]:
-    """(casual names, topics, filler exchanges, elaborations) from the templates file."""
+@dataclass(frozen=True)
+class SampleTemplates:
+    """Everything the generator renders from: names, topics, and the length-varying filler sentences."""
+
+    casual_names: tuple[str, ...]  # first names a casual speaker may be called by
+    topics: tuple[TopicSpec, ...]
+    filler_exchanges: dict[str, tuple[tuple[str, str], ...]]  # register -> neutral (a line, b line) exchanges
+    elaborations: dict[str, tuple[str, ...]]  # register -> sentences appended in long dialogues
+
+
+def load_templates(path: Path = TEMPLATES_FILE) -> SampleTemplates:
+    """Read the templates file (JSON lists become tuples, so the data is immutable like the code it replaced)."""
     data = json.loads(path.read_text(encoding="utf-8"))
     topics = tuple(TopicSpec(topic=t["topic"], slots=_slot_pools(t["slots"]),
                              templates=tuple(_template(entry) for entry in t["templates"])) for t in data["topics"])
-    fillers = {register: tuple(tuple(pair) for pair in pairs) for register, pairs in data["filler_exchanges"].items()}
-    elaborations = {register: tuple(lines) for register, lines in data["elaborations"].items()}
-    return tuple(data["casual_names"]), topics, fillers, elaborations
+    return SampleTemplates(
+        casual_names=tuple(data["casual_names"]), topics=topics,
+        filler_exchanges={register: tuple(tuple(pair) for pair in pairs)
+                          for register, pairs in data["filler_exchanges"].items()},
+        elaborations={register: tuple(lines) for register, lines in data["elaborations"].items()},
+    )
 
 
-CASUAL_NAMES, TOPICS, FILLER_EXCHANGES, ELABORATIONS = load_templates()
+TEMPLATES = load_templates()
+CASUAL_NAMES, TOPICS = TEMPLATES.casual_names, TEMPLATES.topics
+FILLER_EXCHANGES, ELABORATIONS = TEMPLATES.filler_exchanges, TEMPLATES.elaborations
 
 # --------------------------------------------------------------------------------------
 # Korean particles
