@@ -51,7 +51,7 @@ test-services:
 
 # ---- demo stages (bundled sample data, tiny models, CPU) ----
 demo-core:
-	$(PY) -m competition.data $(SAMPLE)
+	$(PY) -m competition.validate --data $(SAMPLE)
 	$(PY) -m competition.trivial --data $(SAMPLE) --out $(RUNS)/demo/lead
 	$(PY) -m competition.score --pred $(RUNS)/demo/lead/preds_dev.csv --gold $(SAMPLE)/dev.csv \
 	    --report $(RUNS)/demo/lead/report
@@ -66,7 +66,7 @@ demo-llm:
 	$(PY) -m llm.run --model tiny-llama --data $(SAMPLE) --out $(RUNS)/demo/llm --demo
 
 demo-tune:
-	$(PY) -m competition.tune --track baseline --model tiny-bart --data $(SAMPLE) --trials 3 \
+	$(PY) -m tuning.tune --track baseline --model tiny-bart --data $(SAMPLE) --trials 3 \
 	    --out $(RUNS)/demo/tune --demo
 
 demo-ensemble:
@@ -83,15 +83,15 @@ llm: setup
 	$(LAUNCH) -m llm.run --model $(or $(MODEL),llama3.2-ko-3b) --data $(DATA) --out $(RUNS) $(CONFIG_FLAG) $(RESUME_FLAG) $(ARGS)
 
 truncation: setup
-	$(PY) -m llm.truncation --model $(or $(MODEL),llama3.2-ko-3b) --data $(DATA) \
+	$(PY) -m competition.truncation --model $(or $(MODEL),llama3.2-ko-3b) --data $(DATA) \
 	    --maxlen $(or $(MAXLEN),512,768,1024,2048) --out reports/truncation
 
 tune: setup
-	$(PY) -m competition.tune --track $(or $(TRACK),baseline) --model $(or $(MODEL),kobart) --data $(DATA) \
+	$(PY) -m tuning.tune --track $(or $(TRACK),baseline) --model $(or $(MODEL),kobart) --data $(DATA) \
 	    --trials $(or $(TRIALS),30) --out $(RUNS)/tune $(CONFIG_FLAG) $(ARGS)
 
 tune-gen: setup
-	$(PY) -m competition.tune_generation --run $(RUN) --data $(DATA) --trials $(or $(TRIALS),30) $(ARGS)
+	$(PY) -m tuning.generation --run $(RUN) --data $(DATA) --trials $(or $(TRIALS),30) $(ARGS)
 
 ensemble: setup
 	$(PY) -m ensemble --runs $(RUNS) --gold $(DATA)/dev.csv --out $(RUNS)/ensemble $(if $(PREDS),--preds $(PREDS),) $(ARGS)

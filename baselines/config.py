@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from competition.cli import ConfigError
 from competition.config import TrackSettings, setting
+from competition.errors import ConfigError
 from competition.presets import get_preset
 
 TRACK = "baseline"  # the preset track, the tuning track and run folders `<out>/baseline-<preset>-<stamp>`

@@ -47,7 +47,7 @@ def load_pretrained(source: str | Path, allow_bin_weights: bool = True, trust_re
         if not allow_bin_weights:
             raise OSError(f"{source}: no safetensors weights and allow_bin_weights=false ({err})") from err
         log.warning("%s has no safetensors weights; falling back to pytorch_model.bin (weights_only load)", source)
-        print(f"note: {source} has no safetensors weights; loading pytorch_model.bin instead")
+        log.info("%s has no safetensors weights; loading pytorch_model.bin instead", source)
         model = AutoModelForSeq2SeqLM.from_pretrained(source, use_safetensors=False, trust_remote_code=trust_remote_code)
     return tokenizer, model
 

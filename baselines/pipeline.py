@@ -4,20 +4,24 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from baselines.config import TRACK, BaselineConfig
 from baselines.predict import predict
 from baselines.train import train
 from competition.config import config_hash
-from competition.data import DataError, read_split, split_paths
+from competition.data import read_split, split_paths
 from competition.distributed import broadcast_from_main, distributed_map, ensure_process_group, is_main_process
+from competition.errors import DataError
 from competition.predictions import fill_empty, write_predictions
 from competition.presets import get_preset
 from competition.report import write_rouge_report
 from competition.runs import finish_run, new_run_dir, start_run
 from competition.submission import SUBMISSIONS_DIR, write_submission
 from competition.truncation import truncation_report, write_truncation_report
+
+log = logging.getLogger(__name__)
 
 
 def prediction_metadata(config: BaselineConfig, run_dir: Path, checkpoint: Path, split: str) -> dict:
@@ -47,7 +51,7 @@ def predict_sharded(checkpoint: Path, dialogues: list[str], config: BaselineConf
     summaries = distributed_map(lambda share: predict(checkpoint, share, config, desc=desc), dialogues)
     summaries, empty = fill_empty(summaries, dialogues)
     if empty and is_main_process():
-        print(f"warning: {desc}: {empty} empty summaries replaced by the dialogue's first utterance")
+        log.warning("%s: %d empty summaries replaced by the dialogue's first utterance", desc, empty)
     return summaries
 
 
@@ -67,7 +71,7 @@ def run(config: BaselineConfig, data_dir: Path | str, out_dir: Path | str, run_d
     if is_main_process():
         start_run(run_dir, config, paths.values(), TRACK)
     result = train(config, data_dir, run_dir)
-    print(f"best dev ROUGE during training: {result.best_dev_score:.2f} ({result.best_checkpoint})")
+    log.info("best dev ROUGE during training: %.2f (%s)", result.best_dev_score, result.best_checkpoint)
 
     frames = {split: read_split(paths[split], split) for split in ("train", "dev", "test") if split in paths}
     dev = frames["dev"]
@@ -82,7 +86,7 @@ def run(config: BaselineConfig, data_dir: Path | str, out_dir: Path | str, run_d
     report = write_rouge_report(run_dir / "report", list(dev["fname"]), dev_predictions, list(dev["references"]),
                                 topics=list(dev["topic"]) if "topic" in dev else None, dialogues=list(dev["dialogue"]),
                                 analyzer=config.analyzer, title=f"Dev ROUGE: {run_dir.name}")
-    print(f"dev ROUGE (full dev, {config.analyzer}): {report.final:.2f}")
+    log.info("dev ROUGE (full dev, %s): %.2f", config.analyzer, report.final)
 
     submission = None
     if test_predictions is not None:
@@ -92,7 +96,7 @@ def run(config: BaselineConfig, data_dir: Path | str, out_dir: Path | str, run_d
         submission = write_submission(list(test["fname"]), test_predictions, paths["test"], label=run_dir.name,
                                       out_dir=submissions_dir, source_runs=[str(run_dir)], dev_score=report.final,
                                       config_hash=config_hash(config))
-        print(f"submission: {submission}")
+        log.info("submission: %s", submission)
     finish_run(run_dir, {"train": result.to_dict(), "dev_score": report.final, "truncation": truncation,
                          "submission": str(submission) if submission else None})
     return run_dir

@@ -17,6 +17,8 @@ from baselines.config import SETTINGS
 from baselines.pipeline import run
 from competition.cli import exit_on_bad_input
 from competition.config import add_track_arguments, layers_from_args
+from competition.distributed import is_main_process
+from competition.logs import setup_logging
 
 
 @exit_on_bad_input
@@ -25,12 +27,14 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_track_arguments(parser, default_model="kobart")
     args = parser.parse_args(argv)
+    setup_logging()
     layers = layers_from_args(SETTINGS, args)
     if args.print_config:
         print(SETTINGS.describe(layers), end="")
         return 0
     run_dir = run(SETTINGS.resolve(layers), args.data, args.out, run_dir=args.resume)
-    print(f"run folder: {run_dir}")
+    if is_main_process():  # every rank returns the run folder; say it once
+        print(f"run folder: {run_dir}")
     return 0
 
 

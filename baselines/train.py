@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import shutil
 from pathlib import Path
 from typing import Callable, Sequence
@@ -19,8 +20,10 @@ from baselines.config import TRACK, BaselineConfig
 from baselines.model import (TokenLayout, add_data_tokens, configure_family, decode, encode_texts,
                              generation_kwargs, load_pretrained, model_source)
 from competition.distributed import barrier, is_main_process
-from competition.data import DataError, data_special_tokens, read_split, split_paths
+from competition.data import data_special_tokens, read_split, split_paths
+from competition.errors import DataError
 from competition.files import write_text_atomic
+from competition.metric import compute_rouge
 from competition.presets import get_preset
 from competition.runs import TrainResult, seed_everything
 
@@ -30,6 +33,8 @@ TRACK_INFO = "track.json"  # beside the best checkpoint: how to rebuild inputs f
 SCORE_KEY = "rouge_final"  # compute_metrics key; the Trainer logs it as eval_rouge_final
 
 OnEvaluate = Callable[[int, float], None]
+
+log = logging.getLogger(__name__)
 
 
 class Seq2SeqRows(torch.utils.data.Dataset):
@@ -88,8 +93,6 @@ def make_compute_metrics(tokenizer, dev_rows: Seq2SeqRows, references: Sequence[
     """
     import numpy as np
 
-    from competition.metric import compute_rouge
-
     by_labels = {}
     for row, refs in zip(dev_rows.rows, references):
         by_labels.setdefault(tuple(row["labels"]), refs)
@@ -110,7 +113,7 @@ def make_compute_metrics(tokenizer, dev_rows: Seq2SeqRows, references: Sequence[
 
 
 def hook_callback(on_evaluate: OnEvaluate | None):
-    """A TrainerCallback that prints each dev score and calls `on_evaluate(epoch, dev_score)`.
+    """A TrainerCallback that logs each dev score and calls `on_evaluate(epoch, dev_score)`.
 
     Exceptions from the hook (e.g. optuna.TrialPruned) propagate out of `train`.
     """
@@ -121,7 +124,7 @@ def hook_callback(on_evaluate: OnEvaluate | None):
             if not metrics or f"eval_{SCORE_KEY}" not in metrics:
                 return
             epoch, score = int(round(state.epoch or 0)), float(metrics[f"eval_{SCORE_KEY}"])
-            print(f"epoch {epoch}: dev ROUGE {score:.2f}")
+            log.info("epoch %d: dev ROUGE %.2f", epoch, score)
             if on_evaluate is not None:
                 on_evaluate(epoch, score)
 
@@ -234,7 +237,7 @@ def train(config: BaselineConfig, data_dir: Path | str, run_dir: Path | str,
     )
     try:
         if resume_from:
-            print(f"resuming from {resume_from}")
+            log.info("resuming from %s", resume_from)
         trainer.train(resume_from_checkpoint=resume_from)
         best_score = float(trainer.state.best_metric)
         best = save_best(trainer, tokenizer, config, run_dir, best_score)

@@ -6,13 +6,7 @@ import functools
 import sys
 from typing import Callable
 
-from competition.data import DataError
-
-BAD_INPUT_EXIT_CODE = 2
-
-
-class ConfigError(ValueError):
-    """A configuration value or preset name is not valid; the message lists what is."""
+from competition.errors import BAD_INPUT_EXIT_CODE, ConfigError, DataError
 
 
 def exit_on_bad_input(main: Callable[..., int | None]) -> Callable[..., int]:

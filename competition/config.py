@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 import pydantic
 import yaml
 
-from competition.cli import ConfigError
+from competition.errors import ConfigError
 from competition.files import write_text_atomic
 
 ConfigT = TypeVar("ConfigT")

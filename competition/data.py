@@ -2,6 +2,7 @@
 
 Every check raises `DataError` with the file, the row (1-based, header excluded), the column and what was
 expected, so a CLI can print one line and exit 2 (see `competition.cli.exit_on_bad_input`).
+`python -m competition.validate --data DIR` checks every file of a data folder.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Iterable, Literal, Sequence
 
 import pandas as pd
 
+from competition.errors import DataError
+
 SplitKind = Literal["train", "dev", "test", "gold", "predictions", "submission"]
 
 SPEAKER_PATTERN = re.compile(r"#Person\d+#")
@@ -25,10 +28,6 @@ KNOWN_MASKS = (
 )
 MULTI_REFERENCE_PATTERN = re.compile(r"summary(\d+)")
 UTF8_BOM = b"\xef\xbb\xbf"
-
-
-class DataError(ValueError):
-    """A competition file is not what the harness expects; the message says where and what."""
 
 
 def where(path: Path | str, row: int | None = None, column: str | None = None) -> str:
@@ -226,6 +225,11 @@ def require_split(data_dir: Path | str, split: str) -> Path:
     return path
 
 
+def first_utterance(dialogue: str) -> str:
+    """The first non-empty line of a dialogue, e.g. `#Person1#: 안녕하세요.`."""
+    return next((line.strip() for line in dialogue.splitlines() if line.strip()), dialogue.strip())
+
+
 def special_tokens(texts: Iterable[str]) -> list[str]:
     """Speaker tags and masks found in the texts plus the known masks, sorted (speakers first).
 
@@ -257,36 +261,3 @@ def file_sha256(path: Path | str) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m competition.data DIR`: validate every competition file in DIR and list its special tokens."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("data_dir", help="folder with train.csv, dev.csv, test.csv (and sample_submission.csv)")
-    args = parser.parse_args(argv)
-    paths = split_paths(args.data_dir)
-    if not {"dev", "test"} <= set(paths):
-        raise DataError(f"{args.data_dir}: expected at least dev.csv and test.csv; found {sorted(paths)}")
-    frames = []
-    for split in ("train", "dev", "test"):
-        if split in paths:
-            frame = read_split(paths[split], split)  # type: ignore[arg-type]
-            frames.append(frame)
-            print(f"{paths[split]}: {len(frame)} rows, columns {list(frame.columns.drop('references', errors='ignore'))}")
-    if "sample_submission" in paths:
-        from competition.submission import validate_submission
-
-        validate_submission(paths["sample_submission"], paths["test"])
-        print(f"{paths['sample_submission']}: valid submission format")
-    print("special tokens:", " ".join(data_special_tokens(frames)))
-    return 0
-
-
-if __name__ == "__main__":
-    import sys
-
-    from competition.cli import exit_on_bad_input
-
-    sys.exit(exit_on_bad_input(main)())

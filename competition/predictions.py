@@ -11,14 +11,13 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from competition.data import DataError, read_predictions
+from competition.data import first_utterance, read_predictions
+from competition.errors import DataError
 from competition.files import atomic_path, write_text_atomic
 
 
 def fill_empty(summaries: Sequence[str], dialogues: Sequence[str]) -> tuple[list[str], int]:
     """Replace empty summaries (invalid in a submission) by the dialogue's first utterance; count them."""
-    from competition.trivial import first_utterance
-
     filled = [s if s.strip() else first_utterance(d) for s, d in zip(summaries, dialogues)]
     return filled, sum(1 for s in summaries if not s.strip())
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from competition.cli import ConfigError
+from competition.errors import ConfigError
 
 Track = Literal["baseline", "llm"]  # the encoder-decoder track is "baseline" everywhere
 

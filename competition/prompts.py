@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Sequence
 
-from competition.cli import ConfigError
+from competition.errors import ConfigError
 
 if TYPE_CHECKING:
     from competition.presets import Preset

@@ -15,7 +15,8 @@ from typing import Sequence
 
 import pandas as pd
 
-from competition.data import DataError, read_split, read_text_checked, where
+from competition.data import read_split, read_text_checked, where
+from competition.errors import DataError
 from competition.files import atomic_path
 
 SUBMISSIONS_DIR = Path("submissions")

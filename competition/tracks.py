@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from competition.cli import ConfigError
+from competition.errors import ConfigError
 from competition.config import TrackSettings
 from competition.runs import TrainResult
 

@@ -11,13 +11,8 @@ import sys
 from pathlib import Path
 
 from competition.cli import exit_on_bad_input
-from competition.data import read_split, require_split
+from competition.data import first_utterance, read_split, require_split
 from competition.predictions import write_predictions
-
-
-def first_utterance(dialogue: str) -> str:
-    """The first non-empty line of a dialogue, e.g. `#Person1#: 안녕하세요.`."""
-    return next((line.strip() for line in dialogue.splitlines() if line.strip()), dialogue.strip())
 
 
 @exit_on_bad_input

@@ -8,22 +8,33 @@
 Summaries (train/dev references) are compared with the preset's max_target_length.
 
 `count_truncation(lengths, max_length)` is the plain count any track can reuse.
+
+CLI: `python -m competition.truncation --model M --data D --maxlen 512,768,1024,2048 --out reports/truncation`
+(any preset of either track) writes `<out>/<model>/truncation.{md,json}` and `lengths.png`. The tokenizer is the
+preset's (tiny presets: built locally; others: the hub) or `--tokenizer PATH`.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from competition.cli import ConfigError
-from competition.data import DataError, data_special_tokens, file_sha256, read_split, split_paths
+from competition.cli import exit_on_bad_input
+from competition.data import data_special_tokens, file_sha256, read_split, split_paths
+from competition.errors import ConfigError, DataError
 from competition.files import atomic_path, write_text_atomic
-from competition.presets import Preset
+from competition.logs import setup_logging
+from competition.presets import Preset, get_preset
+from competition.prompts import (cut_dialogue_to_budget, encode_continuation, encode_continuations, prompt_style_for,
+                                 resolve_template, scaffold_for, split_turns)
+from competition.tiny import ensure_tiny_checkpoint
 
 REPORT_JSON = "truncation.json"
 REPORT_MARKDOWN = "truncation.md"
@@ -73,8 +84,6 @@ def measure_split(tokenizer, preset: Preset, frame, style=None, progress: bool =
                   desc: str = "") -> SplitLengths:
     """Token lengths of the dialogues (as the track feeds them) and of the reference summaries."""
     from tqdm.auto import tqdm
-
-    from competition.prompts import encode_continuation, encode_continuations, scaffold_for, split_turns
 
     dialogues = list(frame["dialogue"])
     references = [r for refs in frame["references"] for r in refs] if "references" in frame.columns else []
@@ -140,8 +149,6 @@ def truncation_report(tokenizer, preset: Preset, data_dir: Path | str, max_lengt
 
 
 def _llm_style(tokenizer, preset: Preset, max_length: int):
-    from competition.prompts import prompt_style_for, resolve_template
-
     return resolve_template(prompt_style_for(preset, max_length=max_length + preset.max_target_length), tokenizer)
 
 
@@ -164,8 +171,6 @@ def split_section(lengths: SplitLengths, preset: Preset, style, tokenizer, max_l
 
 def _dropped(turns: list[list[list[int]]], tokenizer, style, max_length: int) -> dict[str, Any]:
     """Tokens the cut mode drops at this prompt budget (whole turns, so at least the overflow)."""
-    from competition.prompts import cut_dialogue_to_budget, scaffold_for
-
     sized = dataclasses.replace(style, max_length=max_length + style.max_target_length)
     scaffold = scaffold_for(tokenizer, sized)
     budget = scaffold.dialogue_budget(sized)
@@ -247,3 +252,69 @@ def plot_lengths(path: Path, measured: dict[str, SplitLengths], report: dict) ->
     with atomic_path(path) as temp:
         fig.savefig(temp, format="png", dpi=100)
     plt.close(fig)
+
+
+def parse_max_lengths(text: str) -> list[int]:
+    """`512,768,1024` -> [512, 768, 1024]; anything but positive integers is a ConfigError."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values or any(v <= 0 for v in values):
+        raise ConfigError(f"--maxlen '{text}': expected comma-separated positive integers, e.g. 512,768,1024")
+    return sorted(set(values))
+
+
+def load_tokenizer(preset: Preset, tokenizer_path: str | None):
+    """(tokenizer, source) from --tokenizer, the tiny checkpoint, or the preset's hub id."""
+    from transformers import AutoTokenizer  # imported on use: the report functions need no transformers
+
+    if tokenizer_path:
+        if not Path(tokenizer_path).is_dir():
+            raise ConfigError(f"--tokenizer {tokenizer_path}: not a folder with a saved tokenizer")
+        source = tokenizer_path
+    else:
+        source = str(ensure_tiny_checkpoint(preset)) if preset.tiny else preset.hub_id
+    try:
+        return AutoTokenizer.from_pretrained(source), source
+    except OSError as err:
+        hint = " (gated: run `hf auth login` and accept the license)" if preset.gated else ""
+        raise ConfigError(f"cannot load the tokenizer of '{preset.name}' from {source}{hint}: {err}. "
+                          f"Offline? Pass --tokenizer PATH to a local tokenizer folder") from None
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m competition.truncation",
+                                     description="Truncation report: prompts cut per max length.")
+    parser.add_argument("--model", required=True, help="preset name (either track)")
+    parser.add_argument("--data", required=True, type=Path, help="folder with train.csv / dev.csv / test.csv")
+    parser.add_argument("--maxlen", default="512,768,1024,2048", help="comma-separated max lengths")
+    parser.add_argument("--out", default=Path("reports/truncation"), type=Path, help="reports folder")
+    parser.add_argument("--tokenizer", help="local tokenizer folder to use instead of the preset's")
+    parser.add_argument("--no-data-tokens", action="store_true",
+                        help="do not add the #PersonN#/mask tags as tokens (the tracks add them by default)")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    return parser.parse_args(argv)
+
+
+@exit_on_bad_input
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging()
+    preset = get_preset(args.model)
+    max_lengths = parse_max_lengths(args.maxlen)
+    tokenizer, source = load_tokenizer(preset, args.tokenizer)
+    result = truncation_report(tokenizer, preset, args.data, max_lengths, add_data_tokens=not args.no_data_tokens,
+                               progress=not args.no_progress, tokenizer_source=source)
+    name = preset.name + (f"-{Path(args.tokenizer).name}" if args.tokenizer else "")
+    out_dir = write_truncation_report(result, args.out / name)
+    for max_length, counts in result.report["splits"]["all"]["by_max_length"].items():
+        print(f"max length {max_length}: {counts['cut_rows']}/{counts['rows']} prompts cut "
+              f"({100 * counts['cut_fraction']:.2f}%), tokens over: mean {counts['tokens_cut_mean']:.1f}, "
+              f"max {counts['tokens_cut_max']}")
+    print(f"report: {out_dir / REPORT_MARKDOWN}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

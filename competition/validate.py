@@ -1,20 +1,53 @@
-"""Validate a submission: `python -m competition.validate SUB.csv --test TEST.csv` (exit 0 valid, 2 invalid)."""
+"""Validate competition files (exit 0 valid, 2 invalid, with one `error:` line naming file, row and column).
+
+    python -m competition.validate --data DIR                   # train/dev/test (+ sample_submission) in DIR
+    python -m competition.validate SUB.csv --test TEST.csv      # a submission against the test file
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from competition.cli import exit_on_bad_input
+from competition.data import data_special_tokens, read_split, split_paths
+from competition.errors import DataError
 from competition.submission import validate_submission
+
+
+def validate_data_dir(data_dir: Path | str) -> None:
+    """Validate every competition file in a folder, print its size and columns, then its special tokens."""
+    paths = split_paths(data_dir)
+    if not {"dev", "test"} <= set(paths):
+        raise DataError(f"{data_dir}: expected at least dev.csv and test.csv; found {sorted(paths)}")
+    frames = []
+    for split in ("train", "dev", "test"):
+        if split in paths:
+            frame = read_split(paths[split], split)  # type: ignore[arg-type]
+            frames.append(frame)
+            columns = list(frame.columns.drop("references", errors="ignore"))
+            print(f"{paths[split]}: {len(frame)} rows, columns {columns}")
+    if "sample_submission" in paths:
+        validate_submission(paths["sample_submission"], paths["test"])
+        print(f"{paths['sample_submission']}: valid submission format")
+    print("special tokens:", " ".join(data_special_tokens(frames)))
 
 
 @exit_on_bad_input
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("submission", help="submission CSV to check")
-    parser.add_argument("--test", required=True, help="the competition test.csv it answers")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("submission", nargs="?", help="submission CSV to check (with --test)")
+    parser.add_argument("--test", help="the competition test.csv the submission answers")
+    parser.add_argument("--data", help="folder with train.csv, dev.csv, test.csv (and sample_submission.csv)")
     args = parser.parse_args(argv)
+    if args.data is not None:
+        if args.submission or args.test:
+            parser.error("--data checks a data folder; give either --data DIR or SUB.csv --test TEST.csv")
+        validate_data_dir(args.data)
+        return 0
+    if not (args.submission and args.test):
+        parser.error("give a submission and --test TEST.csv, or --data DIR")
     rows = validate_submission(args.submission, args.test)
     print(f"ok: {args.submission} is a valid submission ({rows} rows)")
     return 0

@@ -17,7 +17,9 @@ from pathlib import Path
 
 from competition.cli import exit_on_bad_input
 from competition.config import load_yaml, parse_overrides, resolve_config
-from ensemble.pipeline import METHOD_CHOICES, EnsembleConfig, load_inputs, run_ensemble, write_outputs
+from competition.logs import setup_logging
+from ensemble.config import METHOD_CHOICES, EnsembleConfig
+from ensemble.pipeline import load_inputs, run_ensemble, write_outputs
 from ensemble.postprocess import RULES
 
 
@@ -40,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
 @exit_on_bad_input
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    setup_logging()
     flags = {"method": args.method} if args.method else {}
     config = resolve_config(EnsembleConfig, load_yaml(args.config) if args.config else {},
                             parse_overrides(args.overrides), flags)

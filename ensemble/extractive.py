@@ -15,7 +15,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from competition.cli import exit_on_bad_input
-from competition.data import DataError, read_split, split_paths
+from competition.data import read_split, split_paths
+from competition.errors import DataError
+from competition.logs import setup_logging
 from competition.metric import DEFAULT_ANALYZER, similarity
 from competition.predictions import write_predictions
 
@@ -42,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", required=True, help="folder with dev.csv and test.csv")
     parser.add_argument("--out", required=True, help="run folder to write predictions into")
     args = parser.parse_args(argv)
+    setup_logging()
     paths = split_paths(args.data)
     missing = [s for s in ("dev", "test") if s not in paths]
     if missing:

@@ -12,63 +12,32 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import pandas as pd
 
-from competition.cli import ConfigError
 from competition.config import config_hash, config_to_dict
 from competition.data import read_gold, read_split
-from competition.metric import ANALYZERS, DEFAULT_ANALYZER, MORPHEME_ANALYZERS
+from competition.errors import ConfigError
+from competition.metric import DEFAULT_ANALYZER, MORPHEME_ANALYZERS
 from competition.predictions import write_predictions
 from competition.runs import write_run_files
+from ensemble.config import METHODS, EnsembleConfig
 from ensemble.crossval import CrossValidation, cross_validate, make_folds
-from ensemble.fusion import PASSES, Fusion
+from ensemble.fusion import Fusion
 from ensemble.mbr import similarity_tensor
 from ensemble.methods import Method, SplitData, composes, output_scores, output_summaries
-from ensemble.postprocess import DEFAULT_RULES, RULES, apply_pipeline, check_rule_names
+from ensemble.postprocess import RULES, apply_pipeline
+from ensemble.report import write_ensemble_report
+from ensemble.results import EnsembleResult, Inputs, MethodScore, RuleEffect
 from ensemble.routing import BestOnDev, TopicRouting
 from ensemble.systems import (
     SPLITS, System, build_systems, discover_prediction_files, read_prediction_files, sample_scores,
 )
 from ensemble.weights import Mbr, WeightedMbr
 
-METHODS = ("fusion", "mbr", "weighted-mbr", "best", "topic")  # auto breaks ties in this order
-METHOD_CHOICES = ("default", "auto") + METHODS
 SINGLE = "single"  # one input system: nothing to choose
-HARMFUL_TOLERANCE = 1e-6  # score points; float noise from reordered sums is not a harmful rule
-
-
-@dataclass
-class EnsembleConfig:
-    """All ensembling settings (defaults < --config YAML < KEY=VALUE overrides < dedicated flags)."""
-
-    method: str = "default"  # default: auto with --gold, else fusion (>= 3 systems); auto: best cross-validated
-    rules: list[str] = field(default_factory=lambda: list(DEFAULT_RULES))  # post-processing rules, in order
-    folds: int = 5  # dev folds for cross-validated method scores
-    seed: int = 0  # fold shuffling and Optuna
-    weight_levels: list[float] = field(default_factory=lambda: [0.0, 1.0, 2.0, 3.0])  # grid per system weight
-    max_grid: int = 4096  # larger grids switch to Optuna
-    optuna_trials: int = 200
-    min_topic_count: int = 2  # dev rows a topic needs before routing uses it
-    analyzer: str = DEFAULT_ANALYZER
-    fusion_passes: int = PASSES  # fusion: sweeps of replace/delete/append over the summary
-
-    def __post_init__(self) -> None:
-        if self.method not in METHOD_CHOICES:
-            raise ValueError(f"method '{self.method}'; expected one of {list(METHOD_CHOICES)}")
-        if isinstance(self.rules, str):
-            self.rules = [r for r in self.rules.split(",") if r]
-        check_rule_names(self.rules)
-        if self.folds < 2:
-            raise ValueError(f"folds must be >= 2, got {self.folds}")
-        if self.analyzer not in ANALYZERS:
-            raise ValueError(f"analyzer '{self.analyzer}'; expected one of {list(ANALYZERS)}")
-        if self.fusion_passes < 1:
-            raise ValueError(f"fusion_passes must be >= 1, got {self.fusion_passes}")
 
 
 def build_methods(config: EnsembleConfig) -> dict[str, Method]:
@@ -81,17 +50,6 @@ def build_methods(config: EnsembleConfig) -> dict[str, Method]:
         "best": BestOnDev(),
         "topic": TopicRouting(config.min_topic_count),
     }
-
-
-@dataclass
-class Inputs:
-    """Systems aligned per split, plus the gold dev file and the test file when known."""
-
-    order: dict[str, list[str]]
-    systems: list[System]
-    gold: pd.DataFrame | None = None
-    test: pd.DataFrame | None = None
-    data_files: list[Path] = field(default_factory=list)
 
 
 def load_inputs(preds: Sequence[Path | str], runs_dir: Path | str | None, gold_path: Path | str | None,
@@ -111,65 +69,6 @@ def load_inputs(preds: Sequence[Path | str], runs_dir: Path | str | None, gold_p
     order, systems = build_systems(files, {s: list(f["fname"]) for s, f in known.items()})
     data_files = paths + [Path(p) for p in (gold_path, test_path) if p]
     return Inputs(order, systems, gold, test, data_files)
-
-
-@dataclass
-class MethodScore:
-    """A method's dev score fitted and evaluated on all dev rows, and cross-validated."""
-
-    method: str
-    in_sample: float
-    cross_validated: float | None
-    params: dict[str, Any]
-    folds: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass
-class RuleEffect:
-    """Mean dev score over systems with and without one rule (relative to the configured pipeline)."""
-
-    rule: str
-    enabled: bool
-    score_with: float
-    score_without: float
-
-    @property
-    def delta(self) -> float:
-        return self.score_with - self.score_without
-
-    @property
-    def harmful(self) -> bool:
-        return self.delta < -HARMFUL_TOLERANCE
-
-
-@dataclass
-class EnsembleResult:
-    """Everything the outputs and the report need."""
-
-    config: EnsembleConfig
-    method: str
-    params: dict[str, Any]
-    order: dict[str, list[str]]
-    summaries: dict[str, list[str]]
-    choices: dict[str, np.ndarray]
-    systems: list[str]
-    source_runs: list[str]
-    system_scores: dict[str, dict[str, float]] = field(default_factory=dict)  # name -> raw / postprocessed
-    method_scores: list[MethodScore] = field(default_factory=list)
-    rule_effects: list[RuleEffect] = field(default_factory=list)
-    dev_sample_scores: np.ndarray | None = None  # (n_dev, n_systems), post-processed
-    dev_output_scores: np.ndarray | None = None  # (n_dev,), score of each final dev summary
-    dev_topics: list[str] | None = None
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def dev_score(self) -> float | None:
-        """Dev score (0-100) of the final dev predictions, when references are known."""
-        return None if self.dev_output_scores is None else float(self.dev_output_scores.mean())
-
-    @property
-    def cv_score(self) -> float | None:
-        return next((m.cross_validated for m in self.method_scores if m.method == self.method), None)
 
 
 def _dialogues(inputs: Inputs, split: str) -> list[str] | None:
@@ -322,8 +221,6 @@ def write_outputs(result: EnsembleResult, inputs: Inputs, out: Path | str) -> li
     ``out`` ending in .csv: that one file for the single split, the report in ``<stem>_report/`` beside it.
     Otherwise ``out`` is a folder receiving preds_<split>.csv and report/.
     """
-    from ensemble.report import write_ensemble_report
-
     out = Path(out)
     if out.suffix.lower() == ".csv":
         if len(result.order) != 1:

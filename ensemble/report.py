@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import matplotlib
 
@@ -19,9 +19,7 @@ import numpy as np  # noqa: E402
 
 from competition.files import atomic_path, write_text_atomic  # noqa: E402
 from competition.report import write_rouge_report  # noqa: E402
-
-if TYPE_CHECKING:
-    from ensemble.pipeline import EnsembleResult, Inputs
+from ensemble.results import EnsembleResult, Inputs  # noqa: E402
 
 REPORT_MARKDOWN = "ensemble_report.md"
 REPORT_JSON = "ensemble_report.json"

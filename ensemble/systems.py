@@ -17,7 +17,8 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from competition.data import DataError, where
+from competition.data import where
+from competition.errors import DataError
 from competition.metric import DEFAULT_ANALYZER, similarity
 from competition.predictions import metadata_path, read_predictions_with_metadata
 

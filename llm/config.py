@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from competition.cli import ConfigError
 from competition.config import TrackSettings, setting
+from competition.errors import ConfigError
 from competition.presets import get_preset
 
 TRACK = "llm"

@@ -13,7 +13,7 @@ from typing import Any, Iterable
 
 import torch
 
-from competition.cli import ConfigError
+from competition.errors import ConfigError
 from competition.presets import Preset
 
 log = logging.getLogger(__name__)

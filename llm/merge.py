@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 
 from competition.cli import exit_on_bad_input
-from llm.config import LLMConfig
+from competition.logs import setup_logging
+from llm.config import LLMConfig, load_config
 from llm.model import CheckpointInfo, has_cuda, load_checkpoint, save_checkpoint
 
 
@@ -54,9 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", required=True, help="adapter checkpoint folder (a run's best/)")
     parser.add_argument("--out", required=True, help="folder for the merged model (must not exist)")
     args = parser.parse_args(argv)
+    setup_logging()
     info = CheckpointInfo.load(args.checkpoint)
-    from llm.config import load_config
-
     print(export_merged(args.checkpoint, args.out, load_config(info.preset)))
     return 0
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from competition.errors import ConfigError
 from competition.presets import Preset, get_preset
 from competition.tiny import model_source
 from llm.config import LLMConfig
@@ -44,8 +45,6 @@ class CheckpointInfo:
     def load(cls, folder: Path | str) -> "CheckpointInfo":
         path = Path(folder) / CHECKPOINT_INFO
         if not path.is_file():
-            from competition.cli import ConfigError
-
             raise ConfigError(f"{folder}: not an LLM checkpoint (no {CHECKPOINT_INFO})")
         return cls(**json.loads(path.read_text(encoding="utf-8")))
 

@@ -24,11 +24,14 @@ from competition.cli import exit_on_bad_input
 from competition.config import add_track_arguments, config_hash, layers_from_args
 from competition.distributed import barrier, broadcast_from_main, ensure_process_group, is_main_process
 from competition.files import write_text_atomic
+from competition.logs import setup_logging
 from competition.report import write_rouge_report
 from competition.runs import finish_run, new_run_dir
 from competition.submission import write_submission
 from llm.config import SETTINGS, TRACK, LLMConfig, check_remote_code
 from llm.generate import predict_to_file
+from llm.merge import export_merged
+from llm.model import load_checkpoint
 from llm.train import EvaluateHook, load_splits, train
 
 log = logging.getLogger(__name__)
@@ -41,9 +44,6 @@ def run(config: LLMConfig, data_dir: Path | str, out_dir: Path | str, run_dir: P
     Under torchrun every rank calls this: rank 0 creates the run folder and writes every file, all ranks train and
     generate their shares, and each returns the same folder once rank 0 is done.
     """
-    from llm.merge import export_merged
-    from llm.model import load_checkpoint
-
     ensure_process_group()  # before the Trainer sets up its own distributed state
     frames = load_splits(data_dir)  # validate every input before any work
     run_dir = Path(run_dir) if run_dir is not None else broadcast_from_main(
@@ -96,8 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_track_arguments(parser, default_model="llama3.2-ko-3b")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if is_main_process() else logging.WARNING,  # one log, not one per rank
-                        format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
     layers = layers_from_args(SETTINGS, args)
     if args.print_config:
         print(SETTINGS.describe(layers), end="")

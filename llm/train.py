@@ -22,10 +22,13 @@ import torch
 
 from competition.data import data_special_tokens, read_split, require_split, split_paths
 from competition.distributed import barrier, broadcast_from_main, ensure_process_group, is_main_process
+from competition.errors import ConfigError
 from competition.metric import compute_rouge
-from competition.prompts import IGNORE_INDEX
+from competition.prompts import IGNORE_INDEX, encode_for_training
 from competition.runs import TrainResult, seed_everything, start_run
 from llm.config import TRACK, LLMConfig
+from llm.generate import generate_summaries
+from llm.model import has_cuda, load_for_training, save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +38,6 @@ BEST_DIR = "best"
 
 def encode_rows(tokenizer, style, frame: pd.DataFrame) -> tuple[list[dict[str, list[int]]], dict[str, int]]:
     """Training examples (first reference as target) and how many dialogues/targets had to be cut."""
-    from competition.prompts import encode_for_training
-
     examples, cuts = [], {"rows": len(frame), "dialogues_cut": 0, "targets_cut": 0}
     for dialogue, references in zip(frame["dialogue"], frame["references"]):
         encoded = encode_for_training(tokenizer, style, dialogue, references[0])
@@ -139,8 +140,6 @@ def make_collator(config: LLMConfig, tokenizer):
     """The collator of `config.batching`, computing logits only at target positions, accepting buckets."""
     if config.batching == "packed":
         if config.attn_implementation not in ("sdpa", "eager", "flash_attention_2"):
-            from competition.cli import ConfigError
-
             raise ConfigError("batching=packed needs attn_implementation sdpa, eager or flash_attention_2")
         collate = PackedCollator()
     else:
@@ -195,8 +194,6 @@ def _dev_score_callback(config: LLMConfig, tokenizer, style, dev: pd.DataFrame, 
     """A TrainerCallback adding `eval_score` (dev ROUGE of generated summaries) to each evaluation's metrics."""
     from transformers import TrainerCallback
 
-    from llm.generate import generate_summaries
-
     class DevScoreCallback(TrainerCallback):
         def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
             metrics = metrics if metrics is not None else {}
@@ -221,8 +218,6 @@ def _dev_score_callback(config: LLMConfig, tokenizer, style, dev: pd.DataFrame, 
 def training_arguments(config: LLMConfig, output_dir: Path, use_bf16: bool, use_fp16: bool):
     """TrainingArguments from the config (checkpointing aligned with evaluation so the best can be kept)."""
     from transformers import TrainingArguments
-
-    from llm.model import has_cuda
 
     strategy = "steps" if config.eval_steps > 0 else "epoch"
     optim = config.optim if config.optim != "auto" else ("paged_adamw_8bit" if has_cuda() else "adamw_torch")
@@ -264,8 +259,6 @@ def train(config: LLMConfig, data_dir: Path | str, run_dir: Path | str,
     """
     from transformers import EarlyStoppingCallback, Trainer
     from transformers.trainer_utils import get_last_checkpoint
-
-    from llm.model import load_for_training, save_checkpoint
 
     ensure_process_group()
     run_dir = Path(run_dir)

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from baselines.config import DEMO_LAYER, BaselineConfig, load_config
-from competition.cli import ConfigError
+from competition.errors import ConfigError
 from competition.presets import preset_names
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

@@ -35,6 +35,8 @@ def run_track(data: Path, out: Path, processes: int, batch: int) -> Path:
     assert result.returncode == 0, result.stderr[-3000:]
     run_dirs = list((out / "runs").iterdir())
     assert len(run_dirs) == 1, run_dirs  # one run folder, not one per rank
+    assert result.stdout.count("run folder: ") == 1, result.stdout  # each message once, not once per rank
+    assert result.stderr.count("best dev ROUGE during training: ") == 1, result.stderr[-3000:]
     return run_dirs[0]
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from competition.data import DataError, data_special_tokens, read_gold, read_split, special_tokens
+from competition.data import data_special_tokens, read_gold, read_split, special_tokens
+from competition.errors import DataError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 GOOD_DEV = 'fname,dialogue,summary,topic\ndev_0,"#Person1#: 안녕\n#Person2#: 네",#Person1#이 인사합니다.,인사\n'
@@ -119,3 +120,25 @@ def test_real_competition_files_validate(real_data_dir: Path) -> None:
 
 def test_data_error_is_a_value_error() -> None:
     assert issubclass(DataError, ValueError)
+
+
+def validate_data_cli(data: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "competition.validate", "--data", str(data)],
+                          cwd=PROJECT_ROOT, capture_output=True, text=True)
+
+
+def test_data_folder_check_lists_files_and_tokens(sample_dir: Path) -> None:
+    result = validate_data_cli(sample_dir)
+    assert result.returncode == 0, result.stderr
+    assert "dev.csv: " in result.stdout and "valid submission format" in result.stdout
+    assert "special tokens: #Person1#" in result.stdout
+
+
+@pytest.mark.parametrize("case", ["cp949", "duplicate fname"])
+def test_data_folder_check_of_a_bad_file_is_exit_2_and_one_line(tmp_path: Path, case: str) -> None:
+    content, expected_fragments = BAD_DEV_CASES[case]
+    result = validate_data_cli(write_split_dir(tmp_path, dev=content))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    assert all(fragment in result.stderr for fragment in expected_fragments), result.stderr

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from competition.cli import ConfigError
+from competition.errors import ConfigError
 from competition.metric import compute_rouge, get_tokenizer
 from competition.predictions import write_predictions
 from ensemble.__main__ import main

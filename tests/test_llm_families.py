@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from competition.cli import ConfigError
 from competition.data import data_special_tokens, read_split
+from competition.errors import ConfigError
 from competition.presets import GPT_NEOX_LINEARS, LLAMA_LIKE_LINEARS, get_preset, preset_names
 from competition.prompts import (
     IGNORE_INDEX, encode_for_training, pad_training_batch, prepare_tokenizer, prompt_style_for,

@@ -13,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from competition.cli import ConfigError
 from competition.config import load_yaml
+from competition.errors import ConfigError
 from competition.presets import PRESETS, preset_names
 from competition.submission import validate_submission
 from llm.config import SETTINGS, LLMConfig, load_config

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from competition.cli import ConfigError
 from competition.data import data_special_tokens, read_split
+from competition.errors import ConfigError
 from competition.presets import get_preset
 from competition.prompts import (
     CUT_MODES, IGNORE_INDEX, PromptStyle, clean_generated, cut_dialogue_to_budget, encode_continuation,

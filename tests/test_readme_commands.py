@@ -42,7 +42,7 @@ COVERAGE = {
     "python -m llm.run --model qwen3-14b --print-config": "config",
     "python -m baselines.run --model pko-t5-large --print-config": "config",
     "make truncation MODEL=qwen3-14b MAXLEN=512,768,1024,2048": "test:test_truncation.py::test_cli_writes_the_report",
-    "python -m llm.truncation": "test:test_truncation.py::test_cli_writes_the_report",
+    "python -m competition.truncation": "test:test_truncation.py::test_cli_writes_the_report",
     "make tune TRACK=baseline MODEL=kobart TRIALS=30":
         "test:test_tune_tracks.py::test_shipped_search_spaces_match_the_track_configs",
     "make tune-gen RUN=runs/<a run folder> TRIALS=30":

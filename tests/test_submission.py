@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from competition.data import DataError
+from competition.errors import DataError
 from competition.submission import read_ledger, submission_csv_text, validate_submission, write_submission
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

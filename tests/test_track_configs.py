@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from baselines.config import SETTINGS as BASELINE
-from competition.cli import ConfigError
+from competition.errors import ConfigError
 from competition.config import Layer, TrackSettings, resolve_config
 from competition.presets import preset_names
 from llm.config import SETTINGS as LLM
@@ -148,7 +148,7 @@ def test_layers_name_their_sources() -> None:
 def test_tuning_layers_are_typed_too(track_name: str, tmp_path: Path) -> None:
     """A search space's fixed values and a study's best_config.yaml go through the same typed layers."""
     from competition.tracks import get_track
-    from competition.tune import TuneSettings, check_inputs, load_search_space
+    from tuning.tune import TuneSettings, check_inputs, load_search_space
 
     track = get_track(track_name)
     preset = preset_names(track.settings.track)[-1]

@@ -14,9 +14,9 @@ import pytest
 from optuna.trial import TrialState
 
 import tune_support
-from competition.cli import ConfigError
-from competition.tune import (TuneSettings, failure_kind, load_search_space, make_pruner, open_study, run_study,
-                              trial_run_dir)
+from competition.errors import ConfigError
+from tuning.tune import (TuneSettings, failure_kind, load_search_space, make_pruner, open_study, run_study,
+                         trial_run_dir)
 from tune_support import fake_track, write_space, write_tiny_data
 
 SPACE = {

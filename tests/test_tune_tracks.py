@@ -13,9 +13,9 @@ import optuna
 import pandas as pd
 import pytest
 
-from competition import tune, tune_generation
 from competition.tracks import get_track
-from competition.tune import SEARCH_SPACE_DIR, TuneSettings, check_inputs, load_search_space
+from tuning import generation, tune
+from tuning.tune import SEARCH_SPACE_DIR, TuneSettings, check_inputs, load_search_space
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "sample"
 REAL_PRESETS = {"baseline": "kobart", "llm": "llama3.2-ko-3b"}
@@ -54,7 +54,7 @@ def test_tune_cli_bad_input_exits_2(tmp_path, capsys, args, message):
 
 
 def test_tune_generation_cli_bad_run_exits_2(tmp_path, capsys):
-    assert tune_generation.main(["--run", str(tmp_path), "--data", str(SAMPLE_DIR), "--trials", "1"]) == 2
+    assert generation.main(["--run", str(tmp_path), "--data", str(SAMPLE_DIR), "--trials", "1"]) == 2
     assert "no config.yaml" in capsys.readouterr().err
 
 
@@ -82,7 +82,7 @@ def test_tiny_bart_study_best_config_reproduces_and_generation_study(tmp_path):
 
     # generation-only study on the best trial's checkpoint: trial 0 replays the run's own settings
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = tune_generation.tune_generation(Path(best["run_dir"]), SAMPLE_DIR, 2, limit=config.max_eval_samples,
+    study = generation.tune_generation(Path(best["run_dir"]), SAMPLE_DIR, 2, limit=config.max_eval_samples,
                                             demo=True)
     assert study.trials[0].user_attrs.get("replays_run_settings")
     assert study.trials[0].value == pytest.approx(best["score"], abs=1e-9)  # same checkpoint, settings, dev rows

@@ -1,12 +1,12 @@
-"""Generation-only tuning of a trained run: `python -m competition.tune_generation --run RUN --data D --trials N`.
+"""Generation-only tuning of a trained run: `python -m tuning.generation --run RUN --data D --trials N`.
 
 Reuses RUN's best checkpoint (no retraining). Each trial sets generation settings (beams, length penalty,
-no-repeat n-gram size, max new tokens, repetition penalty: see competition/search_spaces/generation.yaml),
+no-repeat n-gram size, max new tokens, repetition penalty: see tuning/search_spaces/generation.yaml),
 predicts dev with the track's `predict` and scores it with the competition metric. Nothing is cached between
 trials: every trial generates from the checkpoint with its own settings. The first trial replays the run's own
 settings, so the best is never worse than what the run had.
 
-Outputs in RUN/tune_generation/ (same layout as competition.tune): study.db, trials.csv/.md with each trial's
+Outputs in RUN/tune_generation/ (same layout as tuning.tune): study.db, trials.csv/.md with each trial's
 dev predictions under trials/, best_config.yaml (RUN's config with the best generation settings), plots, summary.
 """
 
@@ -20,17 +20,19 @@ from typing import Any
 import optuna
 from optuna.trial import Trial
 
-from competition.cli import ConfigError, exit_on_bad_input
+from competition.cli import exit_on_bad_input
 from competition.config import load_yaml, parse_overrides
-from competition.data import DataError, read_split, split_paths
+from competition.data import read_split, split_paths
+from competition.errors import ConfigError, DataError
+from competition.logs import setup_logging
 from competition.metric import compute_rouge
 from competition.predictions import write_predictions
 from competition.runs import RUN_INFO_FILE, load_run_info
 from competition.tracks import Track, get_track
-from competition.tune import (SEARCH_SPACE_DIR, SearchSpace, TrialFailed, TuneSettings, config_as_dict,
-                              finished_trials, load_search_space, make_pruner, open_study, run_guarded,
-                              safe_url, sampler_seed, stop_at_budget, trial_run_dir, worker_id, write_study_info,
-                              write_study_outputs)
+from tuning.tune import (SEARCH_SPACE_DIR, SearchSpace, TrialFailed, TuneSettings, config_as_dict,
+                         finished_trials, load_search_space, make_pruner, open_study, run_guarded,
+                         safe_url, sampler_seed, stop_at_budget, trial_run_dir, worker_id, write_study_info,
+                         write_study_outputs)
 
 STUDY_NAME = "tune_generation"
 BEST_DIR = "best"
@@ -144,13 +146,13 @@ def tune_generation(run_dir: Path, data_dir: Path, n_trials: int, *, storage: st
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m competition.tune_generation", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tuning.generation", description=__doc__.split("\n")[0])
     parser.add_argument("--run", required=True, help="a trained run folder (has config.yaml and best/)")
     parser.add_argument("--data", required=True, help="folder with dev.csv")
     parser.add_argument("--trials", type=int, required=True)
     parser.add_argument("--limit", type=int, help="score only the first N dev rows (faster, noisier)")
     parser.add_argument("--space", help="search-space YAML with one section per track "
-                                        "(default: competition/search_spaces/generation.yaml)")
+                                        "(default: tuning/search_spaces/generation.yaml)")
     parser.add_argument("--storage", help="SQLAlchemy URL (default: sqlite file RUN/tune_generation/study.db)")
     parser.add_argument("--seed", type=int, default=42, help="sampler seed")
     parser.add_argument("--demo", action="store_true", help="the space's small demo ranges")
@@ -161,6 +163,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 @exit_on_bad_input
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    setup_logging()
     run_dir = Path(args.run)
     if not run_dir.is_dir():
         raise DataError(f"{run_dir}: run folder not found")

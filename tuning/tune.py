@@ -1,4 +1,4 @@
-"""Optuna hyperparameter search over a track's training config: `python -m competition.tune`.
+"""Optuna hyperparameter search over a track's training config: `python -m tuning.tune`.
 
 Each trial resolves the track's config (preset < --config YAML < search-space `fixed` < KEY=VALUE overrides <
 sampled params), trains into its own run folder `<study dir>/trials/trial-NNNN/`, reports every dev evaluation
@@ -32,10 +32,12 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from competition.cli import ConfigError, exit_on_bad_input
+from competition.cli import exit_on_bad_input
 from competition.config import load_yaml, parse_overrides
-from competition.data import DataError, file_sha256, split_paths
+from competition.data import file_sha256, split_paths
+from competition.errors import ConfigError, DataError
 from competition.files import atomic_path, write_text_atomic
+from competition.logs import setup_logging
 from competition.runs import git_revision, library_versions, start_run
 from competition.tracks import TRACK_MODULES, Track, get_track
 
@@ -736,14 +738,14 @@ def summary_markdown(summary: dict[str, Any], settings: TuneSettings) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m competition.tune", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tuning.tune", description=__doc__.split("\n")[0])
     parser.add_argument("--track", required=True, choices=sorted(TRACK_MODULES))
     parser.add_argument("--model", required=True, help="preset name, e.g. kobart, tiny-bart, llama3.2-ko-3b")
     parser.add_argument("--data", required=True, help="folder with train.csv and dev.csv")
     parser.add_argument("--trials", type=int, required=True, help="total trials of the study (all workers)")
     parser.add_argument("--out", default="runs/tune", help="studies go to OUT/STUDY/")
     parser.add_argument("--config", help="track config YAML used as the base of every trial")
-    parser.add_argument("--space", help="search-space YAML (default: competition/search_spaces/TRACK.yaml)")
+    parser.add_argument("--space", help="search-space YAML (default: tuning/search_spaces/TRACK.yaml)")
     parser.add_argument("--storage", help="SQLAlchemy URL to share a study between workers "
                                           "(default: sqlite file OUT/STUDY/study.db)")
     parser.add_argument("--study", help="study name (default: TRACK-MODEL)")
@@ -761,6 +763,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 @exit_on_bad_input
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    setup_logging()
     settings = TuneSettings(
         track=args.track, preset=args.model, data_dir=Path(args.data), out_dir=Path(args.out),
         n_trials=args.trials, space_path=Path(args.space) if args.space else SEARCH_SPACE_DIR / f"{args.track}.yaml",
