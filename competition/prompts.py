@@ -24,15 +24,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
-import tempfile
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 from competition.cli import ConfigError
+from competition.files import write_text_atomic
 
 if TYPE_CHECKING:
     from competition.presets import Preset
@@ -109,14 +108,8 @@ def resolve_template(style: PromptStyle, tokenizer) -> PromptStyle:
 
 def save_prompt_style(style: PromptStyle, directory: Path | str) -> Path:
     """Write `prompt_style.json` into a checkpoint folder (atomically)."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / PROMPT_STYLE_FILE
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".prompt_style-", suffix=".json")
-    with os.fdopen(handle, "w", encoding="utf-8") as out:
-        json.dump(dataclasses.asdict(style), out, ensure_ascii=False, indent=2)
-    os.replace(temporary, path)
-    return path
+    text = json.dumps(dataclasses.asdict(style), ensure_ascii=False, indent=2)
+    return write_text_atomic(Path(directory) / PROMPT_STYLE_FILE, text)
 
 
 def load_prompt_style(directory: Path | str) -> PromptStyle:
