@@ -45,7 +45,8 @@ DEFAULT_FALLBACK_TEMPLATE = "### 지시:\n{instruction}\n\n### 대화:\n{dialogu
 DEFAULT_USER_TEMPLATE = "{instruction}\n\n{dialogue}"
 DEFAULT_CUT_MARKER = "...\n"
 _PLACEHOLDER = "\u2063DIALOGUE\u2063"  # invisible separator: never in real text, survives jinja rendering
-_THINK = re.compile(r"<think>.*?(</think>|$)", re.DOTALL)
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+_THINK_BLOCK = re.compile(re.escape(THINK_OPEN) + ".*?" + re.escape(THINK_CLOSE), re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -448,7 +449,21 @@ def clean_generated(text: str, style: PromptStyle) -> str:
     if style.end_marker and style.end_marker in text:
         text = text.split(style.end_marker, 1)[0]
     if style.strip_think:
-        text = _THINK.sub("", text)
-        if "</think>" in text:  # generation began inside the block (template opened <think>)
-            text = text.split("</think>", 1)[1]
+        text = strip_think(text)
     return text.strip()
+
+
+def strip_think(text: str) -> str:
+    """Remove `<think>` reasoning from generated text; the one rule for both tracks and the ensembler.
+
+    A closed `<think>...</think>` block becomes a space. Text before a lone `</think>` is reasoning (the template
+    opened the block in the prompt). An unclosed `<think>` (generation stopped while reasoning) is cut with all
+    that follows it, unless nothing precedes it: then only the tag goes, so the output never becomes empty.
+    """
+    text = _THINK_BLOCK.sub(" ", text)
+    if THINK_CLOSE in text:
+        text = text.split(THINK_CLOSE, 1)[1]
+    if THINK_OPEN in text:
+        before, after = text.split(THINK_OPEN, 1)
+        text = before if before.strip() else after
+    return text
