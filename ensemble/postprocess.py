@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from typing import Callable, Sequence
 
+from competition.data import KNOWN_MASKS
 from competition.prompts import strip_think
 
 Rule = Callable[[str, "str | None"], str]
@@ -70,7 +71,7 @@ def normalize_whitespace(summary: str, dialogue: str | None = None) -> str:
 _LOOSE_SPEAKER_TAG = re.compile(r"#\s*person\s*(\d+)\s*#", re.IGNORECASE)
 # Latin/digit neighbours only: a Korean particle may follow directly ("Person1은").
 _HALF_SPEAKER_TAG = re.compile(r"(?<![#A-Za-z0-9])(?:#\s?)?person\s?(\d+)(?:\s?#)?(?![A-Za-z0-9#])", re.IGNORECASE)
-_MASK_NAMES = ("PhoneNumber", "Address", "PassportNumber", "DateOfBirth", "SSN", "CardNumber", "CarNumber", "Email")
+_MASK_NAMES = tuple(mask.strip("#") for mask in KNOWN_MASKS)
 _LOOSE_MASK = re.compile(r"#\s*(" + "|".join(_MASK_NAMES) + r")\s*#", re.IGNORECASE)
 _MASK_CASE = {name.lower(): name for name in _MASK_NAMES}
 
