@@ -21,7 +21,7 @@ import pandas as pd
 from competition.cli import ConfigError
 from competition.config import config_hash, config_to_dict, save_yaml
 from competition.data import read_gold, read_split
-from competition.metric import ANALYZERS, DEFAULT_ANALYZER
+from competition.metric import ANALYZERS, DEFAULT_ANALYZER, sample_scores
 from competition.predictions import write_predictions
 from competition.runs import save_run_info
 from ensemble.crossval import CrossValidation, cross_validate, make_folds
@@ -30,7 +30,7 @@ from ensemble.methods import Method, SplitData
 from ensemble.postprocess import DEFAULT_RULES, RULES, apply_pipeline, check_rule_names
 from ensemble.routing import BestOnDev, TopicRouting
 from ensemble.systems import (
-    SPLITS, System, build_systems, discover_prediction_files, read_prediction_files, sample_scores,
+    SPLITS, System, build_systems, discover_prediction_files, read_prediction_files,
 )
 from ensemble.weights import Mbr, WeightedMbr
 
