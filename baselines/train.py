@@ -22,6 +22,7 @@ from baselines.model import (TokenLayout, add_data_tokens, configure_family, dec
 from competition.distributed import barrier, is_main_process
 from competition.data import DataError, data_special_tokens, read_split, split_paths
 from competition.files import write_text_atomic
+from competition.modeling import resolve_precision
 from competition.presets import get_preset
 from competition.runs import seed_everything
 
@@ -71,11 +72,7 @@ def build_rows(tokenizer, layout: TokenLayout, dialogues: Sequence[str], summari
 
 def precision_flags(precision: str) -> dict[str, bool]:
     """bf16/fp16 flags: `auto` picks bf16 where the GPU supports it, else fp16; fp32 without a GPU."""
-    if precision == "auto":
-        if not torch.cuda.is_available():
-            precision = "fp32"
-        else:
-            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    precision = resolve_precision(precision)
     return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
 
 

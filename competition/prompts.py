@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 from competition.cli import ConfigError
 from competition.files import write_text_atomic
+from competition.modeling import ensure_pad_token, pad_rows
 
 if TYPE_CHECKING:
     from competition.presets import Preset
@@ -126,15 +127,6 @@ def load_prompt_style(directory: Path | str) -> PromptStyle:
 
 
 # ---------------------------------------------------------------- tokenizer preparation
-
-def ensure_pad_token(tokenizer) -> int:
-    """Give a tokenizer without pad token (llama3, gpt-neox) one: its eos. Labels never depend on pad ids here."""
-    if tokenizer.pad_token_id is None:
-        if tokenizer.eos_token_id is None:
-            raise ConfigError("tokenizer has neither a pad nor an eos token; add a pad token first")
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer.pad_token_id
-
 
 def prepare_tokenizer(tokenizer, style: PromptStyle, data_tokens: Sequence[str] = ()) -> int:
     """Add the data's speaker/mask tags (normal tokens) and the end marker (special token); set a pad token.
@@ -400,36 +392,21 @@ def encode_for_training(tokenizer, style: PromptStyle, dialogue: str, summary: s
 
 def left_pad_batch(tokenizer, batch_of_input_ids: Sequence[Sequence[int]]) -> dict[str, Any]:
     """Left-padded `input_ids` and `attention_mask` tensors for batched generation."""
-    import torch
-
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    width = max(len(ids) for ids in batch_of_input_ids)
-    input_ids = torch.full((len(batch_of_input_ids), width), pad, dtype=torch.long)
-    attention_mask = torch.zeros((len(batch_of_input_ids), width), dtype=torch.long)
-    for row, ids in enumerate(batch_of_input_ids):
-        if ids:
-            input_ids[row, width - len(ids):] = torch.tensor(list(ids), dtype=torch.long)
-            attention_mask[row, width - len(ids):] = 1
+    input_ids, attention_mask = pad_rows(batch_of_input_ids, _pad_id(tokenizer), "left")
     return {"input_ids": input_ids, "attention_mask": attention_mask}
 
 
 def pad_training_batch(tokenizer, examples: Sequence[Encoded]) -> dict[str, Any]:
     """Right-padded `input_ids`, `attention_mask` and `labels` (-100 on padding) for training."""
-    import torch
+    if any(example.labels is None for example in examples):
+        raise ValueError("pad_training_batch needs examples from encode_for_training (labels missing)")
+    input_ids, attention_mask = pad_rows([e.input_ids for e in examples], _pad_id(tokenizer))
+    labels, _ = pad_rows([e.labels for e in examples], IGNORE_INDEX)
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    width = max(len(e.input_ids) for e in examples)
-    batch = {"input_ids": torch.full((len(examples), width), pad, dtype=torch.long),
-             "attention_mask": torch.zeros((len(examples), width), dtype=torch.long),
-             "labels": torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)}
-    for row, example in enumerate(examples):
-        if example.labels is None:
-            raise ValueError("pad_training_batch needs examples from encode_for_training (labels missing)")
-        n = len(example.input_ids)
-        batch["input_ids"][row, :n] = torch.tensor(example.input_ids, dtype=torch.long)
-        batch["attention_mask"][row, :n] = 1
-        batch["labels"][row, :n] = torch.tensor(example.labels, dtype=torch.long)
-    return batch
+
+def _pad_id(tokenizer) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
 # ---------------------------------------------------------------- generation helpers

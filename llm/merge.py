@@ -16,8 +16,9 @@ from pathlib import Path
 import torch
 
 from competition.cli import exit_on_bad_input
+from competition.modeling import half_precision, precision_dtype
 from llm.config import LLMConfig
-from llm.model import CheckpointInfo, has_cuda, load_checkpoint, save_checkpoint
+from llm.model import CheckpointInfo, load_checkpoint, save_checkpoint
 
 
 def export_merged(checkpoint_dir: Path | str, out_dir: Path | str, config: LLMConfig) -> Path:
@@ -35,7 +36,7 @@ def export_merged(checkpoint_dir: Path | str, out_dir: Path | str, config: LLMCo
     merged = model.merge_and_unload()
     dtype = next(p.dtype for p in merged.parameters() if p.is_floating_point())
     if dtype == torch.float32:  # CPU trains in fp32; the export is 16-bit either way
-        merged = merged.to(torch.bfloat16 if not has_cuda() or torch.cuda.is_bf16_supported() else torch.float16)
+        merged = merged.to(precision_dtype(half_precision()))
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}-"))
     try:

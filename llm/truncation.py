@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from competition.cli import ConfigError, exit_on_bad_input
+from competition import modeling
 from competition.presets import Preset, get_preset
 from competition.truncation import REPORT_MARKDOWN, truncation_report, write_truncation_report
 
@@ -29,8 +30,6 @@ def parse_max_lengths(text: str) -> list[int]:
 
 def load_tokenizer(preset: Preset, tokenizer_path: str | None):
     """(tokenizer, source) from --tokenizer, the tiny checkpoint, or the preset's hub id."""
-    from transformers import AutoTokenizer
-
     from competition.tiny import ensure_tiny_checkpoint
 
     if tokenizer_path:
@@ -40,7 +39,7 @@ def load_tokenizer(preset: Preset, tokenizer_path: str | None):
     else:
         source = str(ensure_tiny_checkpoint(preset)) if preset.tiny else preset.hub_id
     try:
-        return AutoTokenizer.from_pretrained(source), source
+        return modeling.load_tokenizer(source), source
     except OSError as err:
         hint = " (gated: run `hf auth login` and accept the license)" if preset.gated else ""
         raise ConfigError(f"cannot load the tokenizer of '{preset.name}' from {source}{hint}: {err}. "
