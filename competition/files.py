@@ -6,7 +6,7 @@ import contextlib
 import os
 import secrets
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 _CREATE_ATTEMPTS = 100
 
@@ -18,10 +18,27 @@ def _create_temp_beside(path: Path) -> Path:
     teammates. Creating with mode 0666 lets the kernel apply the umask (0644 under umask 022) without
     reading or changing the process umask, which is not thread-safe.
     """
+    return _unique_beside(path, ".tmp", _create_empty_file)
+
+
+def _create_empty_file(path: Path) -> None:
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+
+
+def temp_dir_beside(path: Path | str) -> Path:
+    """Create an empty, uniquely named folder beside `path` with the umask's permissions (0755 under umask 022;
+    `tempfile.mkdtemp` makes 0700). Build a checkpoint in it, then rename it to `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return _unique_beside(path, ".building", lambda temp: os.mkdir(temp, 0o777))
+
+
+def _unique_beside(path: Path, suffix: str, create: Callable[[Path], None]) -> Path:
+    """`create` a fresh hidden name beside `path` (retrying on a name clash) and return it."""
     for _ in range(_CREATE_ATTEMPTS):
-        temp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        temp = path.parent / f".{path.name}.{secrets.token_hex(6)}{suffix}"
         try:
-            os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            create(temp)
         except FileExistsError:
             continue
         return temp

@@ -396,15 +396,6 @@ def left_pad_batch(tokenizer, batch_of_input_ids: Sequence[Sequence[int]]) -> di
     return {"input_ids": input_ids, "attention_mask": attention_mask}
 
 
-def pad_training_batch(tokenizer, examples: Sequence[Encoded]) -> dict[str, Any]:
-    """Right-padded `input_ids`, `attention_mask` and `labels` (-100 on padding) for training."""
-    if any(example.labels is None for example in examples):
-        raise ValueError("pad_training_batch needs examples from encode_for_training (labels missing)")
-    input_ids, attention_mask = pad_rows([e.input_ids for e in examples], _pad_id(tokenizer))
-    labels, _ = pad_rows([e.labels for e in examples], IGNORE_INDEX)
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
-
-
 def _pad_id(tokenizer) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 

@@ -10,12 +10,12 @@ import argparse
 import dataclasses
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 
 from competition.cli import exit_on_bad_input
+from competition.files import temp_dir_beside
 from competition.modeling import half_precision, precision_dtype
 from llm.config import LLMConfig
 from llm.model import CheckpointInfo, load_checkpoint, save_checkpoint
@@ -37,8 +37,7 @@ def export_merged(checkpoint_dir: Path | str, out_dir: Path | str, config: LLMCo
     dtype = next(p.dtype for p in merged.parameters() if p.is_floating_point())
     if dtype == torch.float32:  # CPU trains in fp32; the export is 16-bit either way
         merged = merged.to(precision_dtype(half_precision()))
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}-"))
+    building = temp_dir_beside(out_dir)
     try:
         save_checkpoint(merged, tokenizer, style, dataclasses.replace(info, kind="merged", quantization="none"),
                         building)

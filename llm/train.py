@@ -29,7 +29,6 @@ from competition.files import write_text_atomic
 from competition.metric import compute_rouge
 from competition.modeling import pad_rows, padded_width
 from competition.prompts import IGNORE_INDEX
-from competition.presets import get_preset
 from competition.runs import save_run_info, seed_everything
 from llm.config import LLMConfig
 
@@ -161,7 +160,7 @@ def make_collator(config: LLMConfig, tokenizer):
         if config.attn_implementation not in ("sdpa", "eager", "flash_attention_2"):
             from competition.cli import ConfigError
 
-            raise ConfigError(f"batching=packed needs attn_implementation sdpa, eager or flash_attention_2")
+            raise ConfigError("batching=packed needs attn_implementation sdpa, eager or flash_attention_2")
         collate = PackedCollator()
     else:
         collate = PaddedCollator(tokenizer.pad_token_id)

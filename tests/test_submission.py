@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from competition.data import DataError
-from competition.files import write_text_atomic
+from competition.files import temp_dir_beside, write_text_atomic
 from competition.submission import read_ledger, submission_csv_text, validate_submission, write_submission
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -120,8 +120,9 @@ def restore_umask():
     os.umask(previous)
 
 
-@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o077, 0o600)])
-def test_written_files_get_the_umask_permissions(tmp_path: Path, restore_umask, mask: int, mode: int) -> None:
+@pytest.mark.parametrize("mask, mode, folder_mode", [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700)])
+def test_written_files_get_the_umask_permissions(tmp_path: Path, restore_umask, mask: int, mode: int,
+                                                 folder_mode: int) -> None:
     os.umask(mask)
     plain = write_text_atomic(tmp_path / "plain.txt", "텍스트\n")
     submission = write_submission([f"test_{i}" for i in range(3)], ["요약."] * 3, make_test_file(tmp_path),
@@ -129,3 +130,5 @@ def test_written_files_get_the_umask_permissions(tmp_path: Path, restore_umask, 
     for path in (plain, submission, tmp_path / "subs" / "ledger.csv"):
         assert stat.S_IMODE(path.stat().st_mode) == mode, path
     assert not list(tmp_path.rglob(".*.tmp"))
+    folder = temp_dir_beside(tmp_path / "checkpoint")  # checkpoints are built in one, then renamed
+    assert stat.S_IMODE(folder.stat().st_mode) == folder_mode
