@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from competition.tiny import model_source  # re-exported for the track's callers
+from competition.modeling import load_tokenizer
+from competition.tiny import model_source  # noqa: F401  (re-exported for the track and its tests)
 
 log = logging.getLogger(__name__)
 FAMILIES = ("bart", "t5", "mbart")
@@ -38,9 +39,9 @@ def load_pretrained(source: str | Path, allow_bin_weights: bool = True, trust_re
     Some hub models (e.g. digit82/kobart-summarization) ship only pytorch_model.bin; with allow_bin_weights
     we fall back to it with a clear log line (transformers loads .bin with torch's weights_only loader).
     """
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers import AutoModelForSeq2SeqLM
 
-    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+    tokenizer = load_tokenizer(source, trust_remote_code)
     try:
         model = AutoModelForSeq2SeqLM.from_pretrained(source, use_safetensors=True, trust_remote_code=trust_remote_code)
     except OSError as err:

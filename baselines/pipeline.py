@@ -14,6 +14,7 @@ from competition.config import config_hash
 from competition.data import read_split, split_paths
 from competition.distributed import broadcast_from_main, distributed_map, ensure_process_group, is_main_process
 from competition.errors import DataError
+from competition.modeling import load_tokenizer
 from competition.predictions import fill_empty, write_predictions
 from competition.presets import get_preset
 from competition.report import write_rouge_report
@@ -32,9 +33,7 @@ def prediction_metadata(config: BaselineConfig, run_dir: Path, checkpoint: Path,
 
 def encoder_truncation_report(checkpoint: Path, data_dir: Path | str, config: BaselineConfig, run_dir: Path) -> dict:
     """truncation.json/md/png in the run folder: dialogues longer than encoder_max_len with this tokenizer."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(checkpoint)  # the trained tokenizer, data tokens included
+    tokenizer = load_tokenizer(checkpoint)  # the trained tokenizer, data tokens included
     preset = get_preset(config.preset, TRACK)
     report = truncation_report(tokenizer, preset, data_dir, [config.max_source_length], progress=False,
                                tokenizer_source=str(checkpoint))

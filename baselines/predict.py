@@ -16,6 +16,7 @@ from tqdm import tqdm
 from baselines.config import BaselineConfig
 from baselines.model import configure_family, decode, encode_texts, generation_kwargs, load_pretrained
 from baselines.train import TRACK_INFO
+from competition.modeling import precision_dtype, resolve_precision
 
 
 def summary_budget(dialogue_tokens: int, config: BaselineConfig) -> dict[str, int]:
@@ -49,8 +50,8 @@ def load_for_inference(checkpoint_dir: Path | str, config: BaselineConfig):
     tokenizer, model = load_pretrained(checkpoint_dir, allow_bin_weights=False)
     layout = configure_family(tokenizer, model, info["family"], info.get("mbart_lang", config.mbart_lang))
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and config.precision != "fp32":
-        model = model.to(torch.bfloat16 if torch.cuda.is_bf16_supported() and config.precision != "fp16" else torch.float16)
+    if device == "cuda":
+        model = model.to(precision_dtype(resolve_precision(config.precision)))
     return tokenizer, model.to(device).eval(), layout
 
 

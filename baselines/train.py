@@ -24,6 +24,7 @@ from competition.data import data_special_tokens, read_split, split_paths
 from competition.errors import DataError
 from competition.files import write_text_atomic
 from competition.metric import compute_rouge
+from competition.modeling import resolve_precision
 from competition.presets import get_preset
 from competition.runs import TrainResult, seed_everything
 
@@ -61,11 +62,7 @@ def build_rows(tokenizer, layout: TokenLayout, dialogues: Sequence[str], summari
 
 def precision_flags(precision: str) -> dict[str, bool]:
     """bf16/fp16 flags: `auto` picks bf16 where the GPU supports it, else fp16; fp32 without a GPU."""
-    if precision == "auto":
-        if not torch.cuda.is_available():
-            precision = "fp32"
-        else:
-            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    precision = resolve_precision(precision)
     return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
 
 

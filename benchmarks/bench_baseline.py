@@ -68,16 +68,16 @@ def load_dialogue_frames(data_dir: Path) -> tuple[list[str], list[str], list[str
 
 def length_tokenizer(name: str):
     """The KoBART tokenizer when reachable, else the tiny sample tokenizer; returns (tokenizer, source)."""
-    from transformers import AutoTokenizer
+    from competition.modeling import load_tokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(name), name
+        return load_tokenizer(name), name
     except Exception:  # hub unreachable or offline: fall back, and say so in the result
         from competition.presets import get_preset
         from competition.tiny import ensure_tiny_checkpoint
 
         path = ensure_tiny_checkpoint(get_preset("tiny-bart"))
-        return AutoTokenizer.from_pretrained(path), "tiny-bart sample tokenizer (fallback)"
+        return load_tokenizer(path), "tiny-bart sample tokenizer (fallback)"
 
 
 def token_lengths(tokenizer, texts: list[str], cap: int) -> list[int]:

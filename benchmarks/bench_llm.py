@@ -61,7 +61,8 @@ def load_texts(smoke: bool, data_dir: Path | None = None) -> tuple[list[str], li
 def load_tokenizer(smoke: bool, name: str | None):
     """The real preset tokenizer when the hub (or cache) has it, else the tiny tokenizer (noted in the output)."""
     from competition.presets import get_preset
-    from llm.model import load_tokenizer as load, model_source
+    from competition.modeling import load_tokenizer as load
+    from competition.tiny import model_source
 
     if not smoke:
         try:
@@ -150,6 +151,7 @@ def bench_training(folder: Path, tokenizer, examples, runs: list[TrainRun], args
 def _train_once(folder: Path, tokenizer, examples, run: TrainRun, args, profile: int) -> dict:
     from transformers import Trainer, TrainerCallback
 
+    from competition.modeling import precision_dtype, resolve_precision
     from competition.presets import get_preset
     from llm.config import load_config
     from llm.model import attach_lora, effective_quantization, load_base_model
@@ -158,8 +160,7 @@ def _train_once(folder: Path, tokenizer, examples, run: TrainRun, args, profile:
     config = load_config("llama3.2-ko-3b", overrides={
         **run.overrides(), "gradient_accumulation_steps": 1, "quantization": "nf4", "optim": "auto", "logging_steps": 1000})
     quantization = effective_quantization(config)
-    model = load_base_model(folder, config, quantization,
-                            dtype=torch.bfloat16 if torch.cuda.is_available() else torch.float32)
+    model = load_base_model(folder, config, quantization, dtype=precision_dtype(resolve_precision()))
     model.config.use_cache = False
     model = attach_lora(model, tokenizer, config, get_preset("llama3.2-ko-3b"), quantization, [])
     real_tokens: list[int] = []

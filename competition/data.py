@@ -11,7 +11,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Literal, Sequence
+from typing import Callable, Iterable, Literal, Sequence
 
 import pandas as pd
 
@@ -192,17 +192,22 @@ def read_gold(path: Path | str) -> pd.DataFrame:
     return read_split(path, "gold")
 
 
-def align_predictions(pred: pd.DataFrame, gold: pd.DataFrame, pred_path: Path | str) -> list[str]:
-    """Return predictions in gold fname order; missing or extra fnames are an error, never a silent drop."""
+def align_predictions(pred: pd.DataFrame, fnames: Sequence[str], pred_path: Path | str,
+                      reference: str = "the gold file",
+                      show_names: Callable[[list[str]], str] | None = None) -> list[str]:
+    """Return `pred`'s summaries in `fnames` order; missing or extra fnames are an error, never a silent drop.
+
+    The one alignment of predictions to a gold, test or other system's fname list. `reference` names that list
+    in the error; `show_names` formats the first missing/extra names (default: `[a, b, ...]`).
+    """
     predicted = dict(zip(pred["fname"], pred["summary"]))
-    missing = [f for f in gold["fname"] if f not in predicted]
-    extra = sorted(set(predicted) - set(gold["fname"]))
+    missing = [f for f in fnames if f not in predicted]
+    extra = sorted(set(predicted) - set(fnames))
     if missing or extra:
-        raise DataError(
-            f"{where(pred_path, column='fname')}: fnames differ from the gold file: "
-            f"{len(missing)} missing {_preview(missing)}, {len(extra)} extra {_preview(extra)}"
-        )
-    return [predicted[f] for f in gold["fname"]]
+        show = show_names or _preview
+        raise DataError(f"{where(pred_path, column='fname')}: fnames differ from {reference}: "
+                        f"{len(missing)} missing {show(missing)}, {len(extra)} extra {show(extra)}")
+    return [predicted[f] for f in fnames]
 
 
 def _preview(items: Sequence[str], limit: int = 5) -> str:

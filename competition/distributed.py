@@ -40,13 +40,6 @@ def is_main_process() -> bool:
     return rank() == 0
 
 
-def device_map_for_this_process() -> dict[str, int] | str:
-    """Where a quantized model must be loaded: all of it on this rank's GPU under DDP, else `auto`."""
-    if world_size() > 1 and torch.cuda.is_available():
-        return {"": local_rank()}
-    return "auto"
-
-
 def ensure_process_group() -> None:
     """Join the process group torchrun describes (nccl on GPUs, gloo on CPU); no-op for one process."""
     if world_size() > 1 and not dist.is_initialized():

@@ -4,22 +4,57 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
+
+_CREATE_ATTEMPTS = 100
+
+
+def _create_temp_beside(path: Path) -> Path:
+    """Create an empty, uniquely named temp file beside `path` with the process umask's permissions.
+
+    `tempfile.mkstemp` always creates mode 0600, which leaves submissions and the ledger unreadable to
+    teammates. Creating with mode 0666 lets the kernel apply the umask (0644 under umask 022) without
+    reading or changing the process umask, which is not thread-safe.
+    """
+    return _unique_beside(path, ".tmp", _create_empty_file)
+
+
+def _create_empty_file(path: Path) -> None:
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+
+
+def temp_dir_beside(path: Path | str) -> Path:
+    """Create an empty, uniquely named folder beside `path` with the umask's permissions (0755 under umask 022;
+    `tempfile.mkdtemp` makes 0700). Build a checkpoint in it, then rename it to `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return _unique_beside(path, ".building", lambda temp: os.mkdir(temp, 0o777))
+
+
+def _unique_beside(path: Path, suffix: str, create: Callable[[Path], None]) -> Path:
+    """`create` a fresh hidden name beside `path` (retrying on a name clash) and return it."""
+    for _ in range(_CREATE_ATTEMPTS):
+        temp = path.parent / f".{path.name}.{secrets.token_hex(6)}{suffix}"
+        try:
+            create(temp)
+        except FileExistsError:
+            continue
+        return temp
+    raise FileExistsError(f"{path.parent}: no free temp name for {path.name} after {_CREATE_ATTEMPTS} attempts")
 
 
 @contextlib.contextmanager
 def atomic_path(path: Path | str, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temp path beside `path`; on success move it into place, on error delete it.
 
-    With `overwrite=False` an existing file is never replaced (FileExistsError), even in a race.
+    The file gets the permissions of a normal file under the process umask. With `overwrite=False` an
+    existing file is never replaced (FileExistsError), even in a race.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    temp = Path(temp_name)
+    temp = _create_temp_beside(path)
     try:
         yield temp
         if overwrite:
@@ -33,7 +68,8 @@ def atomic_path(path: Path | str, overwrite: bool = True) -> Iterator[Path]:
 
 
 def write_text_atomic(path: Path | str, text: str, overwrite: bool = True) -> Path:
-    """Write UTF-8 text atomically."""
+    """Write UTF-8 text (no BOM, no newline translation) atomically."""
     with atomic_path(path, overwrite=overwrite) as temp:
-        temp.write_text(text, encoding="utf-8")
+        with open(temp, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
     return Path(path)

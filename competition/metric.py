@@ -269,6 +269,19 @@ def similarity(a: str, b: str, analyzer: str = DEFAULT_ANALYZER) -> float:
     return (r1 + r2 + rl) / 3.0
 
 
+def sample_scores(predictions: Sequence[str], references: Sequence[Sequence[str]],
+                  analyzer: str = DEFAULT_ANALYZER) -> np.ndarray:
+    """Per-sample competition score (0-100): mean over references of mean ROUGE-1/2/L F1.
+
+    Equals `compute_rouge(...).sample_final` (tests check it) but uses the cached pairwise `similarity`,
+    so the ensembler scores many rule/method variants on dev fast.
+    """
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions for {len(references)} reference lists")
+    return np.array([np.mean([similarity(p, r, analyzer) for r in refs]) * 100.0
+                     for p, refs in zip(predictions, references)])
+
+
 # ---------------------------------------------------------------- baseline notebook metric
 
 

@@ -24,15 +24,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
-import tempfile
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 from competition.errors import ConfigError
+from competition.files import write_text_atomic
+from competition.modeling import ensure_pad_token, pad_rows
 
 if TYPE_CHECKING:
     from competition.presets import Preset
@@ -46,7 +46,8 @@ DEFAULT_FALLBACK_TEMPLATE = "### 지시:\n{instruction}\n\n### 대화:\n{dialogu
 DEFAULT_USER_TEMPLATE = "{instruction}\n\n{dialogue}"
 DEFAULT_CUT_MARKER = "...\n"
 _PLACEHOLDER = "\u2063DIALOGUE\u2063"  # invisible separator: never in real text, survives jinja rendering
-_THINK = re.compile(r"<think>.*?(</think>|$)", re.DOTALL)
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+_THINK_BLOCK = re.compile(re.escape(THINK_OPEN) + ".*?" + re.escape(THINK_CLOSE), re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -109,14 +110,8 @@ def resolve_template(style: PromptStyle, tokenizer) -> PromptStyle:
 
 def save_prompt_style(style: PromptStyle, directory: Path | str) -> Path:
     """Write `prompt_style.json` into a checkpoint folder (atomically)."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / PROMPT_STYLE_FILE
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".prompt_style-", suffix=".json")
-    with os.fdopen(handle, "w", encoding="utf-8") as out:
-        json.dump(dataclasses.asdict(style), out, ensure_ascii=False, indent=2)
-    os.replace(temporary, path)
-    return path
+    text = json.dumps(dataclasses.asdict(style), ensure_ascii=False, indent=2)
+    return write_text_atomic(Path(directory) / PROMPT_STYLE_FILE, text)
 
 
 def load_prompt_style(directory: Path | str) -> PromptStyle:
@@ -132,15 +127,6 @@ def load_prompt_style(directory: Path | str) -> PromptStyle:
 
 
 # ---------------------------------------------------------------- tokenizer preparation
-
-def ensure_pad_token(tokenizer) -> int:
-    """Give a tokenizer without pad token (llama3, gpt-neox) one: its eos. Labels never depend on pad ids here."""
-    if tokenizer.pad_token_id is None:
-        if tokenizer.eos_token_id is None:
-            raise ConfigError("tokenizer has neither a pad nor an eos token; add a pad token first")
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer.pad_token_id
-
 
 def prepare_tokenizer(tokenizer, style: PromptStyle, data_tokens: Sequence[str] = ()) -> int:
     """Add the data's speaker/mask tags (normal tokens) and the end marker (special token); set a pad token.
@@ -406,36 +392,12 @@ def encode_for_training(tokenizer, style: PromptStyle, dialogue: str, summary: s
 
 def left_pad_batch(tokenizer, batch_of_input_ids: Sequence[Sequence[int]]) -> dict[str, Any]:
     """Left-padded `input_ids` and `attention_mask` tensors for batched generation."""
-    import torch
-
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    width = max(len(ids) for ids in batch_of_input_ids)
-    input_ids = torch.full((len(batch_of_input_ids), width), pad, dtype=torch.long)
-    attention_mask = torch.zeros((len(batch_of_input_ids), width), dtype=torch.long)
-    for row, ids in enumerate(batch_of_input_ids):
-        if ids:
-            input_ids[row, width - len(ids):] = torch.tensor(list(ids), dtype=torch.long)
-            attention_mask[row, width - len(ids):] = 1
+    input_ids, attention_mask = pad_rows(batch_of_input_ids, _pad_id(tokenizer), "left")
     return {"input_ids": input_ids, "attention_mask": attention_mask}
 
 
-def pad_training_batch(tokenizer, examples: Sequence[Encoded]) -> dict[str, Any]:
-    """Right-padded `input_ids`, `attention_mask` and `labels` (-100 on padding) for training."""
-    import torch
-
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    width = max(len(e.input_ids) for e in examples)
-    batch = {"input_ids": torch.full((len(examples), width), pad, dtype=torch.long),
-             "attention_mask": torch.zeros((len(examples), width), dtype=torch.long),
-             "labels": torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)}
-    for row, example in enumerate(examples):
-        if example.labels is None:
-            raise ValueError("pad_training_batch needs examples from encode_for_training (labels missing)")
-        n = len(example.input_ids)
-        batch["input_ids"][row, :n] = torch.tensor(example.input_ids, dtype=torch.long)
-        batch["attention_mask"][row, :n] = 1
-        batch["labels"][row, :n] = torch.tensor(example.labels, dtype=torch.long)
-    return batch
+def _pad_id(tokenizer) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
 # ---------------------------------------------------------------- generation helpers
@@ -455,7 +417,21 @@ def clean_generated(text: str, style: PromptStyle) -> str:
     if style.end_marker and style.end_marker in text:
         text = text.split(style.end_marker, 1)[0]
     if style.strip_think:
-        text = _THINK.sub("", text)
-        if "</think>" in text:  # generation began inside the block (template opened <think>)
-            text = text.split("</think>", 1)[1]
+        text = strip_think(text)
     return text.strip()
+
+
+def strip_think(text: str) -> str:
+    """Remove `<think>` reasoning from generated text; the one rule for both tracks and the ensembler.
+
+    A closed `<think>...</think>` block becomes a space. Text before a lone `</think>` is reasoning (the template
+    opened the block in the prompt). An unclosed `<think>` (generation stopped while reasoning) is cut with all
+    that follows it, unless nothing precedes it: then only the tag goes, so the output never becomes empty.
+    """
+    text = _THINK_BLOCK.sub(" ", text)
+    if THINK_CLOSE in text:
+        text = text.split(THINK_CLOSE, 1)[1]
+    if THINK_OPEN in text:
+        before, after = text.split(THINK_OPEN, 1)
+        text = before if before.strip() else after
+    return text

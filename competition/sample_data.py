@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import re
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+
+from competition.files import write_text_atomic
 
 DEFAULT_SEED = 0
 DEFAULT_COUNTS = {"train": 300, "dev": 60, "test": 60}
@@ -343,19 +343,6 @@ so the summaries follow from the dialogue. Topics ({len(TOPICS)}): {topics}.
 """
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write UTF-8 text (no BOM) via a temp file in the same directory, then os.replace."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; data files should be readable like normal files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_sample_data(out_dir: Path, seed: int = DEFAULT_SEED, counts: dict[str, int] | None = None) -> dict[str, int]:
     """Generate all sample files into ``out_dir``; return row counts per file."""
     counts = dict(DEFAULT_COUNTS if counts is None else counts)
@@ -364,8 +351,8 @@ def write_sample_data(out_dir: Path, seed: int = DEFAULT_SEED, counts: dict[str,
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, df in tables.items():
         keep_index = name == "sample_submission.csv"  # the real file has a leading unnamed index column
-        write_atomic(out_dir / name, df.to_csv(index=keep_index, lineterminator="\n"))
-    write_atomic(out_dir / "README.md", readme_text(tables, seed))
+        write_text_atomic(out_dir / name, df.to_csv(index=keep_index, lineterminator="\n"))
+    write_text_atomic(out_dir / "README.md", readme_text(tables, seed))
     return {name: len(df) for name, df in tables.items()}
 
 

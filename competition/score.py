@@ -31,7 +31,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def score_files(pred_path: str, gold_path: str, analyzer: str, report_dir: str | None = None) -> RougeResult:
     """Read, align and score two files; optionally write the full report."""
     gold = read_gold(gold_path)
-    predictions = align_predictions(read_predictions(pred_path), gold, pred_path)
+    predictions = align_predictions(read_predictions(pred_path), gold["fname"], pred_path)
     references = list(gold["references"])
     if report_dir is None:
         return compute_rouge(predictions, references, analyzer=analyzer, progress=True)

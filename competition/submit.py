@@ -22,7 +22,7 @@ def dev_score(dev_pred_path: str, gold_path: str, analyzer: str = "mecab") -> fl
     from competition.metric import compute_rouge
 
     gold = read_gold(gold_path)
-    predictions = align_predictions(read_predictions_with_metadata(dev_pred_path)[0], gold, dev_pred_path)
+    predictions = align_predictions(read_predictions_with_metadata(dev_pred_path)[0], gold["fname"], dev_pred_path)
     return compute_rouge(predictions, list(gold["references"]), analyzer).final
 
 
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
 
     predictions, metadata = read_predictions_with_metadata(args.pred)
     test = read_split(args.test, "test")
-    summaries = align_predictions(predictions, test, args.pred)
+    summaries = align_predictions(predictions, test["fname"], args.pred, reference="the test file")
     score = dev_score(args.dev_pred, args.gold) if args.dev_pred and args.gold else None
     sources = metadata.get("source_runs") or [metadata.get("run_dir", args.pred)]
     path = write_submission(test["fname"], summaries, args.test, label=args.label, out_dir=args.out_dir,

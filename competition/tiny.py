@@ -10,11 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
+from competition.files import temp_dir_beside
 from competition.presets import Preset
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -167,8 +167,7 @@ def ensure_tiny_checkpoint(preset: Preset, sample_dir: Path | str = DEFAULT_SAMP
     config = tiny_model_config(preset.family, tokenizer)
     auto = transformers.AutoModelForSeq2SeqLM if preset.track == "baseline" else transformers.AutoModelForCausalLM
     model = auto.from_config(config)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(dir=cache_dir, prefix=f".{preset.name}-"))  # renamed into place when complete
+    building = temp_dir_beside(target)  # renamed into place when complete
     model.save_pretrained(building)
     tokenizer.save_pretrained(building)
     (building / "tiny.json").write_text(json.dumps({"preset": preset.name, "seed": seed}), encoding="utf-8")

@@ -28,6 +28,7 @@ import numpy as np
 
 from competition.cli import exit_on_bad_input
 from competition.data import data_special_tokens, file_sha256, read_split, split_paths
+from competition import modeling
 from competition.errors import ConfigError, DataError
 from competition.files import atomic_path, write_text_atomic
 from competition.logs import setup_logging
@@ -265,10 +266,8 @@ def parse_max_lengths(text: str) -> list[int]:
     return sorted(set(values))
 
 
-def load_tokenizer(preset: Preset, tokenizer_path: str | None):
+def preset_tokenizer(preset: Preset, tokenizer_path: str | None):
     """(tokenizer, source) from --tokenizer, the tiny checkpoint, or the preset's hub id."""
-    from transformers import AutoTokenizer  # imported on use: the report functions need no transformers
-
     if tokenizer_path:
         if not Path(tokenizer_path).is_dir():
             raise ConfigError(f"--tokenizer {tokenizer_path}: not a folder with a saved tokenizer")
@@ -276,7 +275,7 @@ def load_tokenizer(preset: Preset, tokenizer_path: str | None):
     else:
         source = str(ensure_tiny_checkpoint(preset)) if preset.tiny else preset.hub_id
     try:
-        return AutoTokenizer.from_pretrained(source), source
+        return modeling.load_tokenizer(source), source
     except OSError as err:
         hint = " (gated: run `hf auth login` and accept the license)" if preset.gated else ""
         raise ConfigError(f"cannot load the tokenizer of '{preset.name}' from {source}{hint}: {err}. "
@@ -303,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     preset = get_preset(args.model)
     max_lengths = parse_max_lengths(args.maxlen)
-    tokenizer, source = load_tokenizer(preset, args.tokenizer)
+    tokenizer, source = preset_tokenizer(preset, args.tokenizer)
     result = truncation_report(tokenizer, preset, args.data, max_lengths, add_data_tokens=not args.no_data_tokens,
                                progress=not args.no_progress, tokenizer_source=source)
     name = preset.name + (f"-{Path(args.tokenizer).name}" if args.tokenizer else "")

@@ -48,7 +48,6 @@ class Method(Protocol):
     """An ensembling method: ``fit`` on dev rows, ``choose`` a system per row."""
 
     name: str
-    needs_gold: bool
 
     def fit(self, dev: SplitData, rows: np.ndarray) -> dict[str, Any]:
         """Learn parameters from the given dev rows only (JSON-ready dict)."""

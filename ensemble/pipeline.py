@@ -20,7 +20,7 @@ import numpy as np
 from competition.config import config_hash, config_to_dict
 from competition.data import read_gold, read_split
 from competition.errors import ConfigError
-from competition.metric import DEFAULT_ANALYZER, MORPHEME_ANALYZERS
+from competition.metric import DEFAULT_ANALYZER, MORPHEME_ANALYZERS, sample_scores
 from competition.predictions import write_predictions
 from competition.runs import write_run_files
 from ensemble.config import METHODS, EnsembleConfig
@@ -33,7 +33,11 @@ from ensemble.report import write_ensemble_report
 from ensemble.results import EnsembleResult, Inputs, MethodScore, RuleEffect
 from ensemble.routing import BestOnDev, TopicRouting
 from ensemble.systems import (
-    SPLITS, System, build_systems, discover_prediction_files, read_prediction_files, sample_scores,
+    SPLITS,
+    System,
+    build_systems,
+    discover_prediction_files,
+    read_prediction_files,
 )
 from ensemble.weights import Mbr, WeightedMbr
 

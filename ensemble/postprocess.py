@@ -19,6 +19,9 @@ from __future__ import annotations
 import re
 from typing import Callable, Sequence
 
+from competition.data import KNOWN_MASKS
+from competition.prompts import strip_think
+
 Rule = Callable[[str, "str | None"], str]
 
 # ---------------------------------------------------------------- special tokens and <think> blocks
@@ -32,27 +35,13 @@ _SPECIAL_TOKEN = re.compile(
     r"|</?(?:" + "|".join(re.escape(t.lstrip("/")) for t in _NAMED_SPECIAL_TOKENS) + r")>"
     r"|\[(?:PAD|UNK|CLS|SEP|MASK|BOS|EOS)\]"
 )
-_THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL)
-_OPEN_THINK_AT_START = re.compile(r"^\s*<think>.*\Z", re.DOTALL)
-_CLOSE_THINK = "</think>"
 # Chat-template role headers left after removing <|start_header_id|>...<|end_header_id|>.
 _ROLE_HEADER = re.compile(r"^\s*(?:assistant|model)\s*\n", re.IGNORECASE)
 
 
 def strip_special_tokens(summary: str, dialogue: str | None = None) -> str:
-    """Remove model special tokens and <think> reasoning.
-
-    A closed ``<think>...</think>`` block is removed; text before a lone ``</think>`` (the opening tag was in the
-    prompt) is reasoning and is removed. An unclosed ``<think>`` at the start (generation stopped while reasoning)
-    loses only its tag, because the block runs to the end and the summary may not become empty.
-    """
-    text = _THINK_BLOCK.sub(" ", summary)
-    if _CLOSE_THINK in text and "<think>" not in text.split(_CLOSE_THINK, 1)[0]:
-        text = text.split(_CLOSE_THINK, 1)[1]
-    if _OPEN_THINK_AT_START.match(text):
-        # Removing an unclosed block would remove everything; an empty summary scores 0 and fails submission
-        # validation, so only the tag goes.
-        text = text.replace("<think>", " ", 1)
+    """Remove model special tokens and <think> reasoning (`competition.prompts.strip_think`)."""
+    text = strip_think(summary)
     text = _SPECIAL_TOKEN.sub(" ", text)
     text = _ROLE_HEADER.sub("", text)
     return _keep_non_empty(summary, text.strip())
@@ -82,7 +71,7 @@ def normalize_whitespace(summary: str, dialogue: str | None = None) -> str:
 _LOOSE_SPEAKER_TAG = re.compile(r"#\s*person\s*(\d+)\s*#", re.IGNORECASE)
 # Latin/digit neighbours only: a Korean particle may follow directly ("Person1은").
 _HALF_SPEAKER_TAG = re.compile(r"(?<![#A-Za-z0-9])(?:#\s?)?person\s?(\d+)(?:\s?#)?(?![A-Za-z0-9#])", re.IGNORECASE)
-_MASK_NAMES = ("PhoneNumber", "Address", "PassportNumber", "DateOfBirth", "SSN", "CardNumber", "CarNumber", "Email")
+_MASK_NAMES = tuple(mask.strip("#") for mask in KNOWN_MASKS)
 _LOOSE_MASK = re.compile(r"#\s*(" + "|".join(_MASK_NAMES) + r")\s*#", re.IGNORECASE)
 _MASK_CASE = {name.lower(): name for name in _MASK_NAMES}
 

@@ -32,7 +32,6 @@ class BestOnDev:
     """Use the single system with the best dev score for every row."""
 
     name: str = "best"
-    needs_gold: bool = True
 
     def fit(self, dev: SplitData, rows: np.ndarray) -> dict[str, Any]:
         return {"system": best_system(_require_scores(dev), rows)}
@@ -47,7 +46,6 @@ class TopicRouting:
 
     min_topic_count: int = 2
     name: str = "topic"
-    needs_gold: bool = True
 
     def fit(self, dev: SplitData, rows: np.ndarray) -> dict[str, Any]:
         scores = _require_scores(dev)

@@ -70,7 +70,6 @@ class Mbr:
     """Consensus selection with equal weights (no parameters, needs no references)."""
 
     name: str = "mbr"
-    needs_gold: bool = False
 
     def fit(self, dev: SplitData, rows: np.ndarray) -> dict[str, Any]:
         return {}
@@ -88,7 +87,6 @@ class WeightedMbr:
     trials: int = 200
     seed: int = 0
     name: str = "weighted-mbr"
-    needs_gold: bool = True
 
     def fit(self, dev: SplitData, rows: np.ndarray) -> dict[str, Any]:
         if dev.scores is None:

@@ -8,17 +8,13 @@ config and the GPU, never a per-family guess.
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Iterable
 
 import torch
 
 from competition.errors import ConfigError
+from competition.modeling import precision_dtype, resolve_precision
 from competition.presets import Preset
-
-log = logging.getLogger(__name__)
-
-HALF_DTYPES = (torch.bfloat16, torch.float16)
 
 
 def config_dtype(model_config: Any) -> torch.dtype | None:
@@ -30,22 +26,9 @@ def config_dtype(model_config: Any) -> torch.dtype | None:
 
 
 def compute_dtype(model_config: Any, cuda: bool | None = None, bf16_supported: bool | None = None) -> torch.dtype:
-    """bf16 where the GPU supports it, fp16 on other GPUs, fp32 on CPU; a checkpoint saved in fp16 stays fp16.
-
-    `cuda` and `bf16_supported` default to what this machine has (they are parameters for tests).
-    """
-    cuda = torch.cuda.is_available() if cuda is None else cuda
-    if not cuda:
-        return torch.float32
-    bf16_supported = torch.cuda.is_bf16_supported() if bf16_supported is None else bf16_supported
-    saved = config_dtype(model_config)
-    if saved == torch.float16:
-        return torch.float16
-    if bf16_supported:
-        return torch.bfloat16
-    if saved == torch.bfloat16:
-        log.warning("checkpoint is bf16 but this GPU has no bf16: computing in fp16 (watch for overflow / NaN loss)")
-    return torch.float16
+    """bf16 where the GPU supports it, fp16 on other GPUs, fp32 on CPU; a checkpoint saved in fp16 stays fp16
+    (`competition.modeling.resolve_precision`). `cuda` and `bf16_supported` are parameters for tests."""
+    return precision_dtype(resolve_precision("auto", config_dtype(model_config), cuda, bf16_supported))
 
 
 def linear_layer_names(model: torch.nn.Module) -> list[str]:

@@ -10,15 +10,16 @@ import argparse
 import dataclasses
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 
 from competition.cli import exit_on_bad_input
+from competition.files import temp_dir_beside
 from competition.logs import setup_logging
+from competition.modeling import half_precision, precision_dtype
 from llm.config import LLMConfig, load_config
-from llm.model import CheckpointInfo, has_cuda, load_checkpoint, save_checkpoint
+from llm.model import CheckpointInfo, load_checkpoint, save_checkpoint
 
 
 def export_merged(checkpoint_dir: Path | str, out_dir: Path | str, config: LLMConfig) -> Path:
@@ -36,9 +37,8 @@ def export_merged(checkpoint_dir: Path | str, out_dir: Path | str, config: LLMCo
     merged = model.merge_and_unload()
     dtype = next(p.dtype for p in merged.parameters() if p.is_floating_point())
     if dtype == torch.float32:  # CPU trains in fp32; the export is 16-bit either way
-        merged = merged.to(torch.bfloat16 if not has_cuda() or torch.cuda.is_bf16_supported() else torch.float16)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}-"))
+        merged = merged.to(precision_dtype(half_precision()))
+    building = temp_dir_beside(out_dir)
     try:
         save_checkpoint(merged, tokenizer, style, dataclasses.replace(info, kind="merged", quantization="none"),
                         building)

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from competition.errors import ConfigError
+from competition.modeling import load_tokenizer
 from competition.presets import Preset, get_preset
 from competition.tiny import model_source
 from llm.config import LLMConfig
@@ -73,17 +74,6 @@ def quantization_config(quantization: str, dtype: torch.dtype):
         return BitsAndBytesConfig(load_in_8bit=True)
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                               bnb_4bit_compute_dtype=dtype, bnb_4bit_quant_storage=dtype)
-
-
-def load_tokenizer(source: str | Path, trust_remote_code: bool = False):
-    """The tokenizer of a hub id or local folder, with a pad token (eos for Llama 3 / GPT-NeoX, which have none)."""
-    from transformers import AutoTokenizer
-
-    from competition.prompts import ensure_pad_token
-
-    tokenizer = AutoTokenizer.from_pretrained(str(source), trust_remote_code=trust_remote_code)
-    ensure_pad_token(tokenizer)
-    return tokenizer
 
 
 def build_prompt_style(config: LLMConfig, tokenizer):

@@ -24,6 +24,7 @@ from competition.data import data_special_tokens, read_split, require_split, spl
 from competition.distributed import barrier, broadcast_from_main, ensure_process_group, is_main_process
 from competition.errors import ConfigError
 from competition.metric import compute_rouge
+from competition.modeling import pad_rows, padded_width
 from competition.prompts import IGNORE_INDEX, encode_for_training
 from competition.runs import TrainResult, seed_everything, start_run
 from llm.config import TRACK, LLMConfig
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 EvaluateHook = Callable[[int, float], None]
 BEST_DIR = "best"
+PAD_TO_MULTIPLE_OF = 8  # padded widths (collator and token budget) round up to this
 
 
 def encode_rows(tokenizer, style, frame: pd.DataFrame) -> tuple[list[dict[str, list[int]]], dict[str, int]]:
@@ -47,11 +49,6 @@ def encode_rows(tokenizer, style, frame: pd.DataFrame) -> tuple[list[dict[str, l
     return examples, cuts
 
 
-def padded_width(longest: int, multiple: int = 8) -> int:
-    """The width a padded batch gets: its longest row rounded up to `multiple`."""
-    return -(-longest // multiple) * multiple
-
-
 class PaddedCollator:
     """Right-pad input_ids (pad id) and labels (-100) to the longest row (multiple of 8), with no attention mask.
 
@@ -60,18 +57,12 @@ class PaddedCollator:
     masked one; the loss is the same (tests/test_llm_train.py checks it against unpadded rows).
     """
 
-    def __init__(self, pad_token_id: int, multiple: int = 8):
+    def __init__(self, pad_token_id: int, multiple: int = PAD_TO_MULTIPLE_OF):
         self.pad_token_id, self.multiple = pad_token_id, multiple
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        longest = max(len(f["input_ids"]) for f in features)
-        width = padded_width(longest, self.multiple)
-        ids = torch.full((len(features), width), self.pad_token_id, dtype=torch.long)
-        labels = torch.full((len(features), width), -100, dtype=torch.long)
-        for row, f in enumerate(features):
-            n = len(f["input_ids"])
-            ids[row, :n] = torch.tensor(f["input_ids"])
-            labels[row, :n] = torch.tensor(f["labels"])
+        ids, _ = pad_rows([f["input_ids"] for f in features], self.pad_token_id, multiple=self.multiple)
+        labels, _ = pad_rows([f["labels"] for f in features], IGNORE_INDEX, multiple=self.multiple)
         return {"input_ids": ids, "labels": labels}
 
 
@@ -161,8 +152,8 @@ def token_budget_buckets(lengths: list[int], budget: int, padded: bool, seed: in
     tokens = 0  # real tokens in `current`
     for index in order:
         # longest first: the bucket's first row sets its padded width
-        cost = (padded_width(lengths[current[0] if current else index]) * (len(current) + 1) if padded
-                else tokens + lengths[index])
+        width = padded_width(lengths[current[0] if current else index], PAD_TO_MULTIPLE_OF)
+        cost = width * (len(current) + 1) if padded else tokens + lengths[index]
         if current and cost > budget:
             buckets.append(current)
             current, tokens = [], 0

@@ -10,12 +10,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from competition.metric import compute_rouge
+from competition.metric import compute_rouge, sample_scores
 from ensemble.crossval import cross_validate, make_folds
 from ensemble.mbr import mbr_choices, mbr_utilities, select, similarity_tensor
 from ensemble.methods import SplitData
 from ensemble.routing import BestOnDev, TopicRouting
-from ensemble.systems import sample_scores
 from ensemble.weights import Mbr, WeightedMbr, fit_weights, weight_grid
 
 # The first candidate contains both the second and the third: it is the centre; the fourth is an outlier.

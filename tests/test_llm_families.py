@@ -12,10 +12,11 @@ from competition.data import data_special_tokens, read_split
 from competition.errors import ConfigError
 from competition.presets import GPT_NEOX_LINEARS, LLAMA_LIKE_LINEARS, get_preset, preset_names
 from competition.prompts import (
-    IGNORE_INDEX, encode_for_training, pad_training_batch, prepare_tokenizer, prompt_style_for,
+    IGNORE_INDEX, encode_for_training, prepare_tokenizer, prompt_style_for,
 )
 from competition.tiny import ensure_tiny_checkpoint
 from llm.lora import check_lora_targets, compute_dtype, linear_layer_names, lora_config_for
+from llm.train import PaddedCollator
 
 from conftest import SAMPLE_DIR
 
@@ -63,7 +64,7 @@ def test_lora_attaches_and_one_training_step_runs(preset_name):
     assert len(trainable) == 2 * layers * len(preset.lora_target_modules)
 
     examples = [encode_for_training(tokenizer, style, d, s) for d, s in zip(frame["dialogue"][:2], frame["summary"][:2])]
-    batch = pad_training_batch(tokenizer, examples)
+    batch = PaddedCollator(tokenizer.pad_token_id)([{"input_ids": e.input_ids, "labels": e.labels} for e in examples])
     assert (batch["labels"][0, : examples[0].prompt_length] == IGNORE_INDEX).all()
     model.train()
     output = model(**batch)

@@ -142,7 +142,7 @@ REAL_DEV = Path(__file__).resolve().parents[1].parent / "shared/data/competition
 def test_default_rules_leave_real_references_almost_unchanged() -> None:
     """Well-formed summaries are what the rules aim for: on the real dev references they change almost nothing."""
     from competition.data import read_gold
-    from ensemble.systems import sample_scores
+    from competition.metric import sample_scores
 
     gold = read_gold(REAL_DEV)
     references = list(gold["references"])

@@ -20,8 +20,8 @@ from competition.presets import get_preset
 from competition.prompts import (
     CUT_MODES, IGNORE_INDEX, PromptStyle, clean_generated, cut_dialogue_to_budget, encode_continuation,
     encode_continuations, encode_for_generation, encode_for_training, left_pad_batch, load_prompt_style,
-    pad_training_batch, prepare_tokenizer, prompt_style_for, render_prompt_text, save_prompt_style, scaffold_for,
-    split_turns, stop_token_ids,
+    prepare_tokenizer, prompt_style_for, render_prompt_text, save_prompt_style, scaffold_for,
+    split_turns, stop_token_ids, strip_think,
 )
 from competition.tiny import ensure_tiny_checkpoint
 
@@ -258,21 +258,23 @@ def test_tokenizer_without_pad_gets_eos_and_batches_pad_left():
     assert batch["input_ids"][0, : width - len(short)].tolist() == [tokenizer.pad_token_id] * (width - len(short))
 
 
-def test_training_batch_pads_right_with_ignored_labels():
-    tokenizer = prepared_tokenizer("tiny-neox")
-    style = prompt_style_for(get_preset("tiny-neox"))
-    a = encode_for_training(tokenizer, style, "#Person1#: 네", "#Person1#이 대답합니다.")
-    b = encode_for_training(tokenizer, style, "#Person1#: 네 알겠습니다 고맙습니다", "#Person1#이 고마워합니다.")
-    batch = pad_training_batch(tokenizer, [a, b])
-    assert batch["labels"][0].tolist() == a.labels + [IGNORE_INDEX] * (len(b.input_ids) - len(a.input_ids))
-    assert batch["attention_mask"].sum().item() == len(a.input_ids) + len(b.input_ids)
-
-
 def test_clean_generated_cuts_marker_and_thinking():
     style = PromptStyle(end_marker="<|endofsummary|>", strip_think=True)
     assert clean_generated("<think>음...</think> 요약입니다.<|endofsummary|> 쓰레기", style) == "요약입니다."
     assert clean_generated("생각 중</think>\n요약", style) == "요약"
     assert clean_generated(" 그대로 ", PromptStyle()) == "그대로"
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("<think>음</think>요약이다.", " 요약이다."),
+    ("앞<think>a</think>뒤", "앞 뒤"),
+    ("생각 중</think>요약", "요약"),  # the template opened the block in the prompt
+    ("요약이다. <think>더 생각하면", "요약이다. "),  # unfinished reasoning after the summary goes
+    ("<think>끝나지 않은 생각", "끝나지 않은 생각"),  # nothing else: only the tag goes, never empty
+    ("그대로", "그대로"),
+])
+def test_strip_think(raw: str, expected: str) -> None:
+    assert strip_think(raw) == expected
 
 
 def test_real_dialogues_render_equal(real_data_dir):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +12,7 @@ import pandas as pd
 import pytest
 
 from competition.errors import DataError
+from competition.files import temp_dir_beside, write_text_atomic
 from competition.submission import read_ledger, submission_csv_text, validate_submission, write_submission
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -106,3 +109,26 @@ def test_submit_cli_aligns_to_test_order_and_rejects_missing_fnames(tmp_path: Pa
     result = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True)
     assert result.returncode == 2 and "1 missing [test_1]" in result.stderr
     assert sorted(p.name for p in out.glob("*.csv")) == sorted([written[0].name, "ledger.csv"])  # nothing new
+
+
+
+@pytest.fixture
+def restore_umask():
+    """Give the test a free hand with the process umask and restore it afterwards."""
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+@pytest.mark.parametrize("mask, mode, folder_mode", [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700)])
+def test_written_files_get_the_umask_permissions(tmp_path: Path, restore_umask, mask: int, mode: int,
+                                                 folder_mode: int) -> None:
+    os.umask(mask)
+    plain = write_text_atomic(tmp_path / "plain.txt", "텍스트\n")
+    submission = write_submission([f"test_{i}" for i in range(3)], ["요약."] * 3, make_test_file(tmp_path),
+                                  label="perm", out_dir=tmp_path / "subs")
+    for path in (plain, submission, tmp_path / "subs" / "ledger.csv"):
+        assert stat.S_IMODE(path.stat().st_mode) == mode, path
+    assert not list(tmp_path.rglob(".*.tmp"))
+    folder = temp_dir_beside(tmp_path / "checkpoint")  # checkpoints are built in one, then renamed
+    assert stat.S_IMODE(folder.stat().st_mode) == folder_mode

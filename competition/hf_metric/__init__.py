@@ -14,9 +14,3 @@ from pathlib import Path
 
 KOREAN_ROUGE_PATH = Path(__file__).resolve().parent / "korean_rouge"
 
-
-def load_korean_rouge(**load_kwargs):
-    """`evaluate.load` the local korean_rouge module (an `evaluate.EvaluationModule`)."""
-    import evaluate
-
-    return evaluate.load(str(KOREAN_ROUGE_PATH), **load_kwargs)

@@ -1,0 +1,57 @@
+"""Shared model-side helpers: padding, precision, tokenizer loading.
+
+Run: `.venv/bin/python -m pytest -q tests/test_modeling.py`.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from competition.modeling import (
+    half_precision, load_tokenizer, pad_rows, padded_width, precision_dtype, resolve_precision,
+)
+from competition.presets import get_preset
+from competition.prompts import IGNORE_INDEX
+from competition.tiny import ensure_tiny_checkpoint
+
+
+@pytest.mark.parametrize(("longest", "multiple", "width"), [(1, 8, 8), (8, 8, 8), (9, 8, 16), (5, 1, 5), (0, 8, 0)])
+def test_padded_width_rounds_up(longest: int, multiple: int, width: int) -> None:
+    assert padded_width(longest, multiple) == width
+
+
+def test_pad_rows_right_and_left() -> None:
+    rows = [[5, 6], [7, 8, 9], []]
+    right, right_mask = pad_rows(rows, IGNORE_INDEX)
+    assert right.tolist() == [[5, 6, IGNORE_INDEX], [7, 8, 9], [IGNORE_INDEX] * 3]
+    assert right_mask.tolist() == [[1, 1, 0], [1, 1, 1], [0, 0, 0]]
+    left, left_mask = pad_rows(rows, 0, "left", multiple=4)
+    assert left.tolist() == [[0, 0, 5, 6], [0, 7, 8, 9], [0, 0, 0, 0]]
+    assert left_mask.sum().item() == 5 and left.dtype == torch.long
+
+
+@pytest.mark.parametrize(("requested", "saved", "cuda", "bf16", "expected"), [
+    ("auto", None, False, False, "fp32"),
+    ("auto", None, True, True, "bf16"),
+    ("auto", None, True, False, "fp16"),
+    ("auto", torch.float16, True, True, "fp16"),  # an fp16 checkpoint stays fp16
+    ("fp16", None, True, True, "fp16"),  # an explicit request is kept
+    ("bf16", None, False, False, "bf16"),
+])
+def test_resolve_precision(requested: str, saved, cuda: bool, bf16: bool, expected: str) -> None:
+    assert resolve_precision(requested, saved, cuda=cuda, bf16_supported=bf16) == expected
+
+
+def test_half_precision_and_dtypes() -> None:
+    assert half_precision(cuda=False) == "bf16"  # a CPU export is bf16
+    assert half_precision(cuda=True, bf16_supported=False) == "fp16"
+    assert [precision_dtype(p) for p in ("bf16", "fp16", "fp32")] == [torch.bfloat16, torch.float16, torch.float32]
+
+
+def test_load_tokenizer_gives_a_pad_token() -> None:
+    """tiny-llama ships without a pad token, as Llama 3 does; tiny-bart keeps its own."""
+    llama = load_tokenizer(ensure_tiny_checkpoint(get_preset("tiny-llama")))
+    assert llama.pad_token_id is not None and llama.pad_token_id == llama.eos_token_id
+    bart = load_tokenizer(ensure_tiny_checkpoint(get_preset("tiny-bart")))
+    assert bart.pad_token == "<pad>"
