@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from competition.modeling import load_tokenizer
-from competition.tiny import model_source  # noqa: F401  (re-exported for the track and its tests)
 
 log = logging.getLogger(__name__)
 FAMILIES = ("bart", "t5", "mbart")

@@ -17,16 +17,24 @@ from typing import Callable, Sequence
 import torch
 
 from baselines.config import TRACK, BaselineConfig
-from baselines.model import (TokenLayout, add_data_tokens, configure_family, decode, encode_texts,
-                             generation_kwargs, load_pretrained, model_source)
-from competition.distributed import barrier, is_main_process
+from baselines.model import (
+    TokenLayout,
+    add_data_tokens,
+    configure_family,
+    decode,
+    encode_texts,
+    generation_kwargs,
+    load_pretrained,
+)
 from competition.data import data_special_tokens, read_split, split_paths
+from competition.distributed import barrier, is_main_process
 from competition.errors import DataError
 from competition.files import write_text_atomic
 from competition.metric import compute_rouge
 from competition.modeling import resolve_precision
 from competition.presets import get_preset
 from competition.runs import TrainResult, seed_everything
+from competition.tiny import model_source
 
 BEST_DIR = "best"
 CHECKPOINTS_DIR = "checkpoints"

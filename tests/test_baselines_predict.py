@@ -6,9 +6,10 @@ Run: .venv/bin/python -m pytest -q tests/test_baselines_predict.py
 from __future__ import annotations
 
 from baselines.config import load_config
-from baselines.model import add_data_tokens, configure_family, decode, encode_texts, load_pretrained, model_source, wrap
+from baselines.model import add_data_tokens, configure_family, decode, encode_texts, load_pretrained, wrap
 from baselines.predict import batches_by_length, summary_budget
 from competition.presets import get_preset
+from competition.tiny import model_source
 
 
 def test_wrap_cuts_content_and_keeps_the_special_tokens() -> None:
