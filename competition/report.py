@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (backend must be chosen first)
 import numpy as np  # noqa: E402
 
-from competition.files import atomic_path, write_text_atomic  # noqa: E402
+from competition.files import atomic_path, no_partial_outputs, write_text_atomic  # noqa: E402
 from competition.metric import DEFAULT_ANALYZER, RougeResult, compute_rouge  # noqa: E402
 
 REPORT_MARKDOWN = "rouge_report.md"
@@ -164,9 +164,16 @@ def write_rouge_report(
     Returns the RougeResult so callers can log the headline numbers.
     """
     _check_lengths(fnames, predictions=predictions, references=references, topics=topics, dialogues=dialogues)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     result = compute_rouge(predictions, references, analyzer=analyzer, progress=True)
+    with no_partial_outputs(out_dir):  # a full disk leaves no half report
+        _write_report_files(Path(out_dir), result, fnames, predictions, references, topics, dialogues, analyzer, title)
+    return result
+
+
+def _write_report_files(out_dir: Path, result: RougeResult, fnames: Sequence[str], predictions: Sequence[str],
+                        references: Sequence[Sequence[str]], topics: Sequence[str] | None,
+                        dialogues: Sequence[str] | None, analyzer: str, title: str) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
     topic_groups = scores_by_topic(result, topics) if topics is not None else None
     length_groups = scores_by_length(result, dialogues) if dialogues is not None else None
     worst = worst_samples(result, fnames, predictions, references)
@@ -192,4 +199,3 @@ def write_rouge_report(
     }
     write_text_atomic(out_dir / REPORT_JSON, json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
     write_text_atomic(out_dir / REPORT_MARKDOWN, _markdown(result, topic_groups, length_groups, worst, title))
-    return result

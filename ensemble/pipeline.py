@@ -23,7 +23,8 @@ from competition.cli import ConfigError
 from competition.config import config_hash, config_to_dict, save_yaml
 from competition.data import read_gold, read_split
 from competition.metric import ANALYZERS, DEFAULT_ANALYZER, MORPHEME_ANALYZERS
-from competition.predictions import write_predictions
+from competition.files import no_partial_outputs
+from competition.predictions import metadata_path, write_predictions
 from competition.runs import save_run_info
 from ensemble.crossval import CrossValidation, cross_validate, make_folds
 from ensemble.fusion import PASSES, Fusion
@@ -322,8 +323,6 @@ def write_outputs(result: EnsembleResult, inputs: Inputs, out: Path | str) -> li
     ``out`` ending in .csv: that one file for the single split, the report in ``<stem>_report/`` beside it.
     Otherwise ``out`` is a folder receiving preds_<split>.csv and report/.
     """
-    from ensemble.report import write_ensemble_report
-
     out = Path(out)
     if out.suffix.lower() == ".csv":
         if len(result.order) != 1:
@@ -334,10 +333,25 @@ def write_outputs(result: EnsembleResult, inputs: Inputs, out: Path | str) -> li
     else:
         targets = {s: out / f"preds_{s}.csv" for s in result.order}
         folder, report_dir = out, out / "report"
-    folder.mkdir(parents=True, exist_ok=True)
+    new_files = [] if folder == out else [p for t in targets.values() for p in (t, metadata_path(t)) if not p.exists()]
+    with no_partial_outputs(out if folder == out else report_dir):  # a failed write leaves nothing behind
+        try:
+            return _write_files(result, inputs, out, targets, report_dir, folder == out)
+        except BaseException:
+            for path in new_files:
+                path.unlink(missing_ok=True)
+            raise
+
+
+def _write_files(result: EnsembleResult, inputs: Inputs, out: Path, targets: dict[str, Path], report_dir: Path,
+                 run_folder: bool) -> list[Path]:
+    """Predictions and sidecars, then (for a folder) config.yaml and run.json, then the report."""
+    from ensemble.report import write_ensemble_report
+
+    next(iter(targets.values())).parent.mkdir(parents=True, exist_ok=True)
     written = [write_predictions(path, result.order[s], result.summaries[s], output_metadata(result, s, out))
                for s, path in targets.items()]
-    if folder == out:
+    if run_folder:
         save_yaml(result.config, out / "config.yaml")
         save_run_info(out, result.config, result.config.seed, inputs.data_files,
                       extra={"method": result.method, "dev_score": result.dev_score, "cv_dev_score": result.cv_score})

@@ -54,7 +54,17 @@ def test_invalid_submission_is_never_written(tmp_path: Path) -> None:
     test = make_test_file(tmp_path)
     with pytest.raises(DataError, match="row 2, column 'summary'.*empty summary"):
         write_submission(["test_0", "test_1", "test_2"], ["요약.", " ", "요약."], test, out_dir=tmp_path / "subs")
-    assert [p.name for p in (tmp_path / "subs").iterdir()] == []
+    assert not (tmp_path / "subs").exists()  # not even an empty folder
+
+
+def test_errors_name_the_submission_not_its_hidden_temp_file(tmp_path: Path) -> None:
+    test = make_test_file(tmp_path)
+    (tmp_path / "subs").mkdir()
+    with pytest.raises(DataError) as raised:
+        write_submission(["test_0", "test_1", "test_2"], ["요약.", "</s>", "요약."], test, out_dir=tmp_path / "subs")
+    message = str(raised.value)
+    assert message.startswith(f"submission {tmp_path / 'subs'}/") and ".tmp" not in message, message
+    assert list((tmp_path / "subs").iterdir()) == []
 
 
 def write_sub(tmp_path: Path, text: str, encoding: str = "utf-8") -> Path:
@@ -70,7 +80,9 @@ VALIDATOR_CASES = {
     "unknown fname": (",fname,summary\n0,test_0,가.\n1,test_9,나.\n2,test_2,다.\n", "row 2, column 'fname': 'test_9'"),
     "empty summary": (",fname,summary\n0,test_0,가.\n1,test_1,\n2,test_2,다.\n", "row 2, column 'summary': empty summary"),
     "leftover token": (",fname,summary\n0,test_0,가.</s>\n1,test_1,나.\n2,test_2,다.<pad>\n", "row 1, column 'summary': leftover model tokens ['</s>']"),
-    "no index column": ("fname,summary\ntest_0,가.\ntest_1,나.\ntest_2,다.\n", "expected ',fname,summary'"),
+    "extra column": ("fname,summary,score\ntest_0,가.,1\ntest_1,나.,1\ntest_2,다.,1\n", "or 'fname,summary'"),
+    "plain layout, wrong order": ("fname,summary\ntest_1,가.\ntest_0,나.\ntest_2,다.\n",
+                                  "row 1, column 'fname': 'test_1'; expected 'test_0'"),
     "duplicate fname": (",fname,summary\n0,test_0,가.\n1,test_0,나.\n2,test_2,다.\n", "duplicate fname 'test_0'"),
 }
 
@@ -81,6 +93,14 @@ def test_validator_cli_rejects(tmp_path: Path, case: str) -> None:
     result = validate_cli(write_sub(tmp_path, text), make_test_file(tmp_path))
     assert result.returncode == 2
     assert message in result.stderr, result.stderr
+
+
+def test_validator_accepts_the_leaderboards_plain_layout(tmp_path: Path) -> None:
+    """Submissions the leaderboard scored are plain `fname,summary` CSVs without the sample's index column."""
+    test = make_test_file(tmp_path)
+    result = validate_cli(write_sub(tmp_path, "fname,summary\ntest_0,가.\ntest_1,나.\ntest_2,다.\n"), test)
+    assert result.returncode == 0, result.stderr
+    assert "valid submission (3 rows)" in result.stdout
 
 
 def test_validator_cli_rejects_encodings(tmp_path: Path) -> None:
