@@ -281,13 +281,14 @@ def split_paths(data_dir: Path | str) -> dict[str, Path]:
     """The competition files present in a data folder: train, dev, test, sample_submission."""
     data_dir = Path(data_dir)
     names = {"train": "train.csv", "dev": "dev.csv", "test": "test.csv", "sample_submission": "sample_submission.csv"}
-    return {split: data_dir / name for split, name in names.items() if (data_dir / name).is_file()}
+    # `exists`, not `is_file`: a folder named dev.csv is reported as one when read, not as a missing file
+    return {split: data_dir / name for split, name in names.items() if (data_dir / name).exists()}
 
 
 def require_split(data_dir: Path | str, split: str) -> Path:
     """Path of one competition file in a data folder, or DataError naming what is missing."""
     path = Path(data_dir) / f"{split}.csv"
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"{path}: file not found; expected the competition's {split}.csv in {data_dir}")
     return path
 

@@ -41,12 +41,11 @@ def submission_csv_text(fnames: Sequence[str], summaries: Sequence[str]) -> str:
 
 def validate_submission(path: Path | str, test_path: Path | str) -> int:
     """Check a submission against the test file; return the row count or raise DataError naming the problem."""
-    text = read_text_checked(path)  # encoding, BOM, empty file
-    header = text.splitlines()[0]
+    submission = read_split(path, "submission")  # encoding, BOM, spreadsheet, TSV, empty file, columns
+    header = read_text_checked(path).splitlines()[0]
     if header.strip() not in HEADERS:
         raise DataError(f"{where(path, column='header')}: header '{header}'; expected '{HEADER}' "
                         f"(leading unnamed index column, then fname,summary) or 'fname,summary'")
-    submission = read_split(path, "submission")
     test = read_split(test_path, "test")
     if len(submission) != len(test):
         raise DataError(f"{where(path)}: {len(submission)} rows; expected {len(test)} (one per test dialogue)")

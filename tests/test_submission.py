@@ -80,7 +80,7 @@ VALIDATOR_CASES = {
     "unknown fname": (",fname,summary\n0,test_0,가.\n1,test_9,나.\n2,test_2,다.\n", "row 2, column 'fname': 'test_9'"),
     "empty summary": (",fname,summary\n0,test_0,가.\n1,test_1,\n2,test_2,다.\n", "row 2, column 'summary': empty summary"),
     "leftover token": (",fname,summary\n0,test_0,가.</s>\n1,test_1,나.\n2,test_2,다.<pad>\n", "row 1, column 'summary': leftover model tokens ['</s>']"),
-    "extra column": ("fname,summary,score\ntest_0,가.,1\ntest_1,나.,1\ntest_2,다.,1\n", "or 'fname,summary'"),
+    "extra column": ("fname,summary,score\ntest_0,가.,1\ntest_1,나.,1\ntest_2,다.,1\n", "unexpected ['score']"),
     "plain layout, wrong order": ("fname,summary\ntest_1,가.\ntest_0,나.\ntest_2,다.\n",
                                   "row 1, column 'fname': 'test_1'; expected 'test_0'"),
     "duplicate fname": (",fname,summary\n0,test_0,가.\n1,test_0,나.\n2,test_2,다.\n", "duplicate fname 'test_0'"),
@@ -126,3 +126,34 @@ def test_submit_cli_aligns_to_test_order_and_rejects_missing_fnames(tmp_path: Pa
     result = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True)
     assert result.returncode == 2 and "1 missing [test_1]" in result.stderr
     assert sorted(p.name for p in out.glob("*.csv")) == sorted([written[0].name, "ledger.csv"])  # nothing new
+
+
+def _append_rows(out_dir: str, worker: int, count: int) -> None:
+    from competition.submission import LedgerEntry, append_ledger
+
+    for i in range(count):
+        append_ledger(out_dir, LedgerEntry(f"w{worker}-{i}.csv"))
+
+
+def test_concurrent_ledger_appends_keep_every_row(tmp_path: Path) -> None:
+    """4 processes appending at once: without the lock, rows were lost (4 x 100 appends kept 127)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=_append_rows, args=(str(tmp_path), w, 40)) for w in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert all(worker.exitcode == 0 for worker in workers)
+    assert sorted(read_ledger(tmp_path)["name"]) == sorted(f"w{w}-{i}.csv" for w in range(4) for i in range(40))
+
+
+def test_a_submission_whose_ledger_row_fails_is_removed(tmp_path: Path) -> None:
+    """The ledger cannot be written (here: a folder stands in its place): the new submission is removed again."""
+    test = make_test_file(tmp_path)
+    subs = tmp_path / "subs"
+    (subs / "ledger.csv").mkdir(parents=True)
+    with pytest.raises(OSError):
+        write_submission(["test_0", "test_1", "test_2"], ["가.", "나.", "다."], test, out_dir=subs)
+    assert [p.name for p in subs.iterdir()] == ["ledger.csv"]
