@@ -21,7 +21,7 @@ import pandas as pd
 
 from competition.cli import ConfigError
 from competition.config import config_hash, config_to_dict, save_yaml
-from competition.data import read_gold, read_split
+from competition.data import DataError, read_gold, read_split, where
 from competition.metric import ANALYZERS, DEFAULT_ANALYZER, MORPHEME_ANALYZERS
 from competition.files import no_partial_outputs
 from competition.predictions import metadata_path, write_predictions
@@ -33,7 +33,8 @@ from ensemble.methods import Method, SplitData, composes, output_scores, output_
 from ensemble.postprocess import DEFAULT_RULES, RULES, apply_pipeline, check_rule_names
 from ensemble.routing import BestOnDev, TopicRouting
 from ensemble.systems import (
-    SPLITS, System, build_systems, discover_prediction_files, read_prediction_files, sample_scores,
+    SPLITS, UNKNOWN_SPLIT, PredictionFile, System, build_systems, discover_prediction_files, read_prediction_files,
+    sample_scores,
 )
 from ensemble.weights import Mbr, WeightedMbr
 
@@ -109,9 +110,25 @@ def load_inputs(preds: Sequence[Path | str], runs_dir: Path | str | None, gold_p
     test = read_split(test_path, "test") if test_path else None
     known = {split: frame for split, frame in (("dev", gold), ("test", test)) if frame is not None}
     files = read_prediction_files(paths, {s: set(f["fname"]) for s, f in known.items()})
+    if gold is not None:
+        check_unmatched_against_gold(files, gold, gold_path)
     order, systems = build_systems(files, {s: list(f["fname"]) for s, f in known.items()})
     data_files = paths + [Path(p) for p in (gold_path, test_path) if p]
     return Inputs(order, systems, gold, test, data_files)
+
+
+def check_unmatched_against_gold(files: Sequence[PredictionFile], gold: pd.DataFrame, gold_path: Path | str) -> None:
+    """A file whose split is unknown because its fnames differ from --gold's is an error naming the difference."""
+    unmatched = [f for f in files if f.split == UNKNOWN_SPLIT]
+    if not unmatched:
+        return
+    first = unmatched[0]
+    predicted, expected = set(first.frame["fname"]), list(gold["fname"])
+    missing = [f for f in expected if f not in predicted]
+    extra = sorted(predicted - set(expected))
+    raise DataError(f"{where(first.path, column='fname')}: fnames differ from --gold {gold_path}: {len(missing)} "
+                    f"missing {missing[:5]}, {len(extra)} extra {extra[:5]} ({len(unmatched)} such file(s)); "
+                    f"expected the gold file's fnames (or name test predictions *_test.csv)")
 
 
 @dataclass

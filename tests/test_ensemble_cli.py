@@ -124,6 +124,22 @@ def test_differing_fnames_exit_2(data: Path, tmp_path: Path, capsys: pytest.Capt
                  "--test", str(data / "data/dev.csv"), "--out", str(tmp_path / "p")]) == 2
 
 
+@pytest.mark.parametrize("method", [[], ["--method", "mbr"]], ids=["default", "mbr"])
+def test_gold_with_other_fnames_exits_2_naming_them(data: Path, tmp_path: Path, capsys, method: list[str]) -> None:
+    """Plain CSVs (no split in their name or sidecar) whose fnames differ from --gold: not silently unscored."""
+    paths = []
+    for system in (0, 1):
+        frame = pd.read_csv(data / f"runs/sys{system}/preds_dev.csv").iloc[:-1]  # loses dev_11
+        paths.append(tmp_path / f"system{system}.csv")
+        frame.to_csv(paths[-1], index=False)
+    code = main(["--preds", *map(str, paths), "--gold", str(data / "data/dev.csv"), *method,
+                 "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "fnames differ from --gold" in err and "1 missing ['dev_11']" in err and "system0.csv" in err, err
+    assert "needs" not in err and not (tmp_path / "o").exists()
+
+
 def test_bad_config_exits_2(data: Path) -> None:
     args = ["--runs", str(data / "runs"), "--out", str(data / "o")]
     assert main(args + ["rules=strip_special_tokens,nope"]) == 2
