@@ -118,10 +118,11 @@ def _group_table(groups: list[GroupScore], labels: list[str] | None = None) -> l
 
 
 def _markdown(result: RougeResult, topics: list[GroupScore] | None, lengths: list[GroupScore] | None,
-              worst: list[dict[str, Any]], title: str) -> str:
+              worst: list[dict[str, Any]], title: str, notes: Sequence[str] = ()) -> str:
     lines = [f"# {title}", "", f"analyzer: `{result.analyzer}`, samples: {len(result.per_sample)}", "",
              "| metric | value |", "|---|---:|"]
     lines += [f"| {k} | {v:.4f} |" for k, v in result.as_dict().items()]
+    lines += ([""] + [f"- {note}" for note in notes]) if notes else []
     lines += ["", "## Score per topic", ""]
     if topics is None:
         lines.append(f"Topic: {NOT_AVAILABLE} (no topic column).")
@@ -157,22 +158,25 @@ def write_rouge_report(
     dialogues: Sequence[str] | None = None,
     analyzer: str = DEFAULT_ANALYZER,
     title: str = "ROUGE report",
+    notes: Sequence[str] = (),
 ) -> RougeResult:
     """Score predictions and write rouge_report.md/.json and PNG plots into `out_dir`.
 
-    Topic and length sections read "not available" when `topics` / `dialogues` are None.
+    Topic and length sections read "not available" when `topics` / `dialogues` are None. `notes` (e.g. the
+    run's fill-in count) are listed under the headline scores.
     Returns the RougeResult so callers can log the headline numbers.
     """
     _check_lengths(fnames, predictions=predictions, references=references, topics=topics, dialogues=dialogues)
     result = compute_rouge(predictions, references, analyzer=analyzer, progress=True)
     with no_partial_outputs(out_dir):  # a full disk leaves no half report
-        _write_report_files(Path(out_dir), result, fnames, predictions, references, topics, dialogues, analyzer, title)
+        _write_report_files(Path(out_dir), result, fnames, predictions, references, topics, dialogues, analyzer,
+                            title, list(notes))
     return result
 
 
 def _write_report_files(out_dir: Path, result: RougeResult, fnames: Sequence[str], predictions: Sequence[str],
                         references: Sequence[Sequence[str]], topics: Sequence[str] | None,
-                        dialogues: Sequence[str] | None, analyzer: str, title: str) -> None:
+                        dialogues: Sequence[str] | None, analyzer: str, title: str, notes: list[str]) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     topic_groups = scores_by_topic(result, topics) if topics is not None else None
     length_groups = scores_by_length(result, dialogues) if dialogues is not None else None
@@ -193,9 +197,10 @@ def _write_report_files(out_dir: Path, result: RougeResult, fnames: Sequence[str
         "analyzer": analyzer,
         "n_samples": len(fnames),
         "scores": result.as_dict(),
+        "notes": notes,
         "by_topic": [g.__dict__ for g in topic_groups] if topic_groups is not None else NOT_AVAILABLE,
         "by_length": [g.__dict__ for g in length_groups] if length_groups is not None else NOT_AVAILABLE,
         "worst": worst,
     }
     write_text_atomic(out_dir / REPORT_JSON, json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
-    write_text_atomic(out_dir / REPORT_MARKDOWN, _markdown(result, topic_groups, length_groups, worst, title))
+    write_text_atomic(out_dir / REPORT_MARKDOWN, _markdown(result, topic_groups, length_groups, worst, title, notes))

@@ -25,11 +25,17 @@ from competition.data import DataError, read_split, read_text_checked, where
 from competition.files import atomic_path
 
 SUBMISSIONS_DIR = Path("submissions")
+SUBMISSIONS_ENV = "SUBMISSIONS"  # the Makefile variable of the same name sets it for every command
 LEDGER_NAME = "ledger.csv"
 LEDGER_COLUMNS = ("time", "name", "source_runs", "dev_score", "config_hash", "rows")
 LEFTOVER_TOKENS = ("<s>", "</s>", "<pad>", "<usr>", "<unk>")
 HEADER = ",fname,summary"
 HEADERS = (HEADER, "fname,summary")  # the sample's layout and the plain one; the leaderboard accepts both
+
+
+def default_submissions_dir() -> Path:
+    """Where every command puts submissions: `$SUBMISSIONS` when set, else `submissions/`."""
+    return Path(os.environ.get(SUBMISSIONS_ENV) or SUBMISSIONS_DIR)
 
 
 def submission_csv_text(fnames: Sequence[str], summaries: Sequence[str]) -> str:

@@ -62,7 +62,7 @@ def test_config_layers_in_order_and_unknown_keys_rejected(tmp_path):
 @pytest.mark.slow
 def test_cli_pipeline_end_to_end_then_resume(tmp_path, sample_dir):
     """LoRA on tiny-llama through the CLI: run folder, merged export, predictions, report, valid submission;
-    rerun with --resume finishes without retraining or regenerating."""
+    rerun with --resume finishes without retraining, regenerating or submitting again."""
     data = tmp_path / "data"
     data.mkdir()
     for split, rows in (("train", 16), ("dev", 6), ("test", 6)):
@@ -87,7 +87,8 @@ def test_cli_pipeline_end_to_end_then_resume(tmp_path, sample_dir):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "training already finished" in resumed.stderr
     assert (run_dir / "preds_test.csv").stat().st_mtime_ns == before
-    assert len(list((tmp_path / "submissions").glob("*_llm-tiny-llama-*.csv"))) == 2  # a new submission, never an overwrite
+    assert len(list((tmp_path / "submissions").glob("*_llm-tiny-llama-*.csv"))) == 1  # a finished run submits once
+    assert "already submitted" in resumed.stdout
 
 
 @pytest.mark.slow
