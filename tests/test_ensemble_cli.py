@@ -151,3 +151,24 @@ def test_central_utterance() -> None:
     dialogue = "#Person1#: 사과 포도.\n#Person2#: 딸기 수박.\n#Person1#: 사과 포도 딸기 수박."
     assert central_utterance(dialogue) == "#Person1#: 사과 포도 딸기 수박."
     assert central_utterance("#Person1#: 혼자.") == "#Person1#: 혼자."
+
+
+def test_scores_plot_shows_the_spread_and_keeps_its_legend_off_the_bars(tmp_path, monkeypatch) -> None:
+    """Real systems score 42-46.7: an axis from 0 hid the differences, and the legend sat on the bars."""
+    from types import SimpleNamespace
+
+    import ensemble.report as report
+
+    figures = []
+    monkeypatch.setattr(report, "_save", lambda fig, path: figures.append(fig))
+    result = SimpleNamespace(systems=["a", "b", "c"],
+                             system_scores={n: {"postprocessed": v} for n, v in zip("abc", (44.6, 42.4, 46.7))},
+                             method_scores=[SimpleNamespace(method="mbr", in_sample=45.2, cross_validated=45.1)])
+    report._scores_plot(result, tmp_path / "scores.png")
+    (fig,) = figures
+    ax = fig.axes[0]
+    low, high = ax.get_ylim()
+    assert 40 <= low <= 42.4 and 46.7 < high <= 50
+    fig.canvas.draw()
+    legend, axes_box = ax.get_legend().get_window_extent(), ax.get_window_extent()
+    assert legend.x0 >= axes_box.x1 or legend.y0 >= axes_box.y1  # beside or above the plot area, not on it
