@@ -1,7 +1,8 @@
 # The whole pipeline, readable top-down. `make demo` and `make test` each set everything up on a fresh clone.
 # Variables: MODEL (preset), DATA (folder with train/dev/test.csv), CONFIG (YAML), ARGS (KEY=VALUE overrides),
 # RUN (a run folder), RESUME (a run folder to continue), TRACK (baseline|llm), TRIALS, MAXLEN, PREDS (prediction
-# CSVs), GPUS. Both tracks read <track>/configs/<MODEL>.yaml unless CONFIG names another file.
+# CSVs), GPUS, SUBMISSIONS (the one folder every command writes submissions and their ledger to). Both tracks read
+# <track>/configs/<MODEL>.yaml unless CONFIG names another file.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -9,6 +10,8 @@ PY := .venv/bin/python
 DATA ?= data
 SAMPLE := data/sample
 RUNS ?= runs
+SUBMISSIONS ?= submissions
+export SUBMISSIONS  # the Python commands read it too (--submissions defaults to $SUBMISSIONS)
 CONFIG ?=
 ARGS ?=
 GPUS ?= 1
@@ -36,7 +39,7 @@ setup: .venv/.installed
 
 # ---- the two README commands ----
 demo: setup demo-core demo-baseline demo-llm demo-tune demo-ensemble
-	@echo "demo finished: runs in $(RUNS)/demo, submissions in submissions/ (ledger: submissions/ledger.csv)"
+	@echo "demo finished: runs in $(RUNS)/demo, submissions in $(SUBMISSIONS)/ (ledger: $(SUBMISSIONS)/ledger.csv)"
 
 test: setup test-services
 	$(PY) -m pytest -q
@@ -57,13 +60,14 @@ demo-core:
 	    --report $(RUNS)/demo/lead/report
 	$(PY) -m competition.score --pred $(RUNS)/demo/lead/preds_test.csv --gold $(SAMPLE)/test_refs.csv
 	$(PY) -m competition.submit --pred $(RUNS)/demo/lead/preds_test.csv --test $(SAMPLE)/test.csv --label demo-lead \
-	    --dev-pred $(RUNS)/demo/lead/preds_dev.csv --gold $(SAMPLE)/dev.csv
+	    --dev-pred $(RUNS)/demo/lead/preds_dev.csv --gold $(SAMPLE)/dev.csv --submissions $(SUBMISSIONS)
 
 demo-baseline:
-	$(PY) -m baselines.run --model tiny-bart --data $(SAMPLE) --out $(RUNS)/demo/baseline --demo
+	$(PY) -m baselines.run --model tiny-bart --data $(SAMPLE) --out $(RUNS)/demo/baseline --demo \
+	    --submissions $(SUBMISSIONS)
 
 demo-llm:
-	$(PY) -m llm.run --model tiny-llama --data $(SAMPLE) --out $(RUNS)/demo/llm --demo
+	$(PY) -m llm.run --model tiny-llama --data $(SAMPLE) --out $(RUNS)/demo/llm --demo --submissions $(SUBMISSIONS)
 
 demo-tune:
 	$(PY) -m tuning.tune --track baseline --model tiny-bart --data $(SAMPLE) --trials 3 \
@@ -73,14 +77,17 @@ demo-ensemble:
 	$(PY) -m ensemble.extractive --data $(SAMPLE) --out $(RUNS)/demo/extractive
 	$(PY) -m ensemble --runs $(RUNS)/demo --gold $(SAMPLE)/dev.csv --out $(RUNS)/demo/ensemble
 	$(PY) -m competition.submit --pred $(RUNS)/demo/ensemble/preds_test.csv --test $(SAMPLE)/test.csv \
-	    --label demo-ensemble --dev-pred $(RUNS)/demo/ensemble/preds_dev.csv --gold $(SAMPLE)/dev.csv
+	    --label demo-ensemble --dev-pred $(RUNS)/demo/ensemble/preds_dev.csv --gold $(SAMPLE)/dev.csv \
+	    --submissions $(SUBMISSIONS)
 
 # ---- a competitor's commands (real data in $(DATA)) ----
 baseline: setup
-	$(LAUNCH) -m baselines.run --model $(or $(MODEL),kobart) --data $(DATA) --out $(RUNS) $(CONFIG_FLAG) $(RESUME_FLAG) $(ARGS)
+	$(LAUNCH) -m baselines.run --model $(or $(MODEL),kobart) --data $(DATA) --out $(RUNS) \
+	    --submissions $(SUBMISSIONS) $(CONFIG_FLAG) $(RESUME_FLAG) $(ARGS)
 
 llm: setup
-	$(LAUNCH) -m llm.run --model $(or $(MODEL),llama3.2-ko-3b) --data $(DATA) --out $(RUNS) $(CONFIG_FLAG) $(RESUME_FLAG) $(ARGS)
+	$(LAUNCH) -m llm.run --model $(or $(MODEL),llama3.2-ko-3b) --data $(DATA) --out $(RUNS) \
+	    --submissions $(SUBMISSIONS) $(CONFIG_FLAG) $(RESUME_FLAG) $(ARGS)
 
 truncation: setup
 	$(PY) -m competition.truncation --model $(or $(MODEL),llama3.2-ko-3b) --data $(DATA) \
@@ -98,7 +105,7 @@ ensemble: setup
 
 submit: setup
 	$(PY) -m competition.submit --pred $(RUNS)/ensemble/preds_test.csv --test $(DATA)/test.csv --label ensemble \
-	    --dev-pred $(RUNS)/ensemble/preds_dev.csv --gold $(DATA)/dev.csv
+	    --dev-pred $(RUNS)/ensemble/preds_dev.csv --gold $(DATA)/dev.csv --submissions $(SUBMISSIONS)
 
 # ---- benchmarks (speed targets live here, not in unit tests) ----
 bench: bench-metric bench-ensemble

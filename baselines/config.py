@@ -55,6 +55,9 @@ class BaselineConfig:
     allow_bin_weights: bool = setting(True, "fall back to pytorch_model.bin when a hub model has no safetensors")
     mbart_lang: str = setting("ko_KR", "source and target language code for mBART presets")
     analyzer: str = setting("mecab", "metric tokenizer; the leaderboard uses morphemes")
+    # submission
+    max_fill_in_share: float = setting(0.05, "share of empty summaries (replaced by the first utterance) above which the run does not submit")
+    submit_despite_fill_ins: bool = setting(False, "submit even when fill-ins exceed max_fill_in_share")
 
     def __post_init__(self) -> None:
         if self.max_source_length < 8 or self.max_target_length < 4:

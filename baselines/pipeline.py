@@ -15,11 +15,11 @@ from competition.data import read_split, split_paths
 from competition.distributed import broadcast_from_main, distributed_map, ensure_process_group, is_main_process
 from competition.errors import DataError
 from competition.modeling import load_tokenizer
-from competition.predictions import fill_empty, write_predictions
+from competition.predictions import FILL_INS, fill_empty, fill_in_block, fill_in_counts, fill_in_note, write_predictions
 from competition.presets import get_preset
 from competition.report import write_rouge_report
-from competition.runs import finish_run, new_run_dir, start_run
-from competition.submission import SUBMISSIONS_DIR, write_submission
+from competition.runs import finish_run, new_run_dir, start_run, submit_once
+from competition.submission import default_submissions_dir
 from competition.truncation import truncation_report, write_truncation_report
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ def prediction_metadata(config: BaselineConfig, run_dir: Path, checkpoint: Path,
 
 
 def encoder_truncation_report(checkpoint: Path, data_dir: Path | str, config: BaselineConfig, run_dir: Path) -> dict:
-    """truncation.json/md/png in the run folder: dialogues longer than encoder_max_len with this tokenizer."""
+    """truncation.json/md/png in the run folder: dialogues longer than max_source_length with this tokenizer."""
     tokenizer = load_tokenizer(checkpoint)  # the trained tokenizer, data tokens included
     preset = get_preset(config.preset, TRACK)
     report = truncation_report(tokenizer, preset, data_dir, [config.max_source_length], progress=False,
@@ -42,23 +42,23 @@ def encoder_truncation_report(checkpoint: Path, data_dir: Path | str, config: Ba
             for split, section in report.report["splits"].items()}
 
 
-def predict_sharded(checkpoint: Path, dialogues: list[str], config: BaselineConfig, desc: str) -> list[str]:
+def predict_sharded(checkpoint: Path, dialogues: list[str], config: BaselineConfig, desc: str) -> tuple[list[str], int]:
     """`predict` over this rank's share of the dialogues, gathered back in input order on every rank.
 
-    An empty summary (a model that emits EOS at once) becomes the dialogue's first utterance, with a warning.
+    An empty summary (a model that emits EOS at once) becomes the dialogue's first utterance; returns the summaries
+    and how many were filled in that way.
     """
     summaries = distributed_map(lambda share: predict(checkpoint, share, config, desc=desc), dialogues)
-    summaries, empty = fill_empty(summaries, dialogues)
-    if empty and is_main_process():
-        log.warning("%s: %d empty summaries replaced by the dialogue's first utterance", desc, empty)
-    return summaries
+    return fill_empty(summaries, dialogues)
 
 
 def run(config: BaselineConfig, data_dir: Path | str, out_dir: Path | str, run_dir: Path | str | None = None,
-        submissions_dir: Path | str = SUBMISSIONS_DIR) -> Path:
+        submissions_dir: Path | str | None = None) -> Path:
     """Train, predict dev and test, report and submit; returns the run folder.
 
-    Pass `run_dir` (an earlier run folder) to resume it: training continues from its last checkpoint.
+    Pass `run_dir` (an earlier run folder) to resume it: training continues from its last checkpoint, and a
+    finished run is not submitted again. Submissions go to `submissions_dir` (default: $SUBMISSIONS or
+    submissions/); a run whose fill-ins exceed `max_fill_in_share` does not submit unless `submit_despite_fill_ins`.
     """
     paths = split_paths(data_dir)
     missing = [f"{split}.csv" for split in ("train", "dev") if split not in paths]
@@ -73,29 +73,30 @@ def run(config: BaselineConfig, data_dir: Path | str, out_dir: Path | str, run_d
     log.info("best dev ROUGE during training: %.2f (%s)", result.best_dev_score, result.best_checkpoint)
 
     frames = {split: read_split(paths[split], split) for split in ("train", "dev", "test") if split in paths}
-    dev = frames["dev"]
-    dev_predictions = predict_sharded(result.best_checkpoint, list(dev["dialogue"]), config, "predict dev")
-    test_predictions = (predict_sharded(result.best_checkpoint, list(frames["test"]["dialogue"]), config,
-                                        "predict test") if "test" in frames else None)
+    predicted = {split: predict_sharded(result.best_checkpoint, list(frames[split]["dialogue"]), config,
+                                        f"predict {split}") for split in ("dev", "test") if split in frames}
     if not is_main_process():  # every rank generated its share; rank 0 writes everything
         return run_dir
     truncation = encoder_truncation_report(result.best_checkpoint, data_dir, config, run_dir)
-    write_predictions(run_dir / "preds_dev.csv", list(dev["fname"]), dev_predictions,
-                      prediction_metadata(config, run_dir, result.best_checkpoint, "dev"))
-    report = write_rouge_report(run_dir / "report", list(dev["fname"]), dev_predictions, list(dev["references"]),
+    for split, (summaries, filled) in predicted.items():
+        write_predictions(run_dir / f"preds_{split}.csv", list(frames[split]["fname"]), summaries,
+                          {**prediction_metadata(config, run_dir, result.best_checkpoint, split), FILL_INS: filled})
+    fill_ins = fill_in_counts({split: run_dir / f"preds_{split}.csv" for split in predicted})
+    print(fill_in_note(fill_ins))
+    dev = frames["dev"]
+    report = write_rouge_report(run_dir / "report", list(dev["fname"]), predicted["dev"][0], list(dev["references"]),
                                 topics=list(dev["topic"]) if "topic" in dev else None, dialogues=list(dev["dialogue"]),
-                                analyzer=config.analyzer, title=f"Dev ROUGE: {run_dir.name}")
+                                analyzer=config.analyzer, title=f"Dev ROUGE: {run_dir.name}",
+                                notes=[fill_in_note(fill_ins)])
     log.info("dev ROUGE (full dev, %s): %.2f", config.analyzer, report.final)
 
+    blocked = fill_in_block(fill_ins, config.max_fill_in_share, config.submit_despite_fill_ins)
     submission = None
-    if test_predictions is not None:
-        test = frames["test"]
-        write_predictions(run_dir / "preds_test.csv", list(test["fname"]), test_predictions,
-                          prediction_metadata(config, run_dir, result.best_checkpoint, "test"))
-        submission = write_submission(list(test["fname"]), test_predictions, paths["test"], label=run_dir.name,
-                                      out_dir=submissions_dir, source_runs=[str(run_dir)], dev_score=report.final,
-                                      config_hash=config_hash(config))
+    if "test" in predicted and blocked is None:
+        submission = submit_once(run_dir, list(frames["test"]["fname"]), predicted["test"][0], paths["test"],
+                                 submissions_dir or default_submissions_dir(), report.final, config_hash(config))
         log.info("submission: %s", submission)
     finish_run(run_dir, {"train": result.to_dict(), "dev_score": report.final, "truncation": truncation,
+                         "fill_ins": fill_ins, "submission_blocked": blocked,
                          "submission": str(submission) if submission else None})
     return run_dir

@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_config:
         print(SETTINGS.describe(layers), end="")
         return 0
-    run_dir = run(SETTINGS.resolve(layers), args.data, args.out, run_dir=args.resume)
+    run_dir = run(SETTINGS.resolve(layers), args.data, args.out, run_dir=args.resume, submissions_dir=args.submissions)
     if is_main_process():  # every rank returns the run folder; say it once
         print(f"run folder: {run_dir}")
     return 0

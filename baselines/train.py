@@ -26,6 +26,7 @@ from baselines.model import (
     generation_kwargs,
     load_pretrained,
 )
+from competition.checkpoints import last_complete_checkpoint, mark_complete_callback
 from competition.data import data_special_tokens, read_split, split_paths
 from competition.distributed import barrier, is_main_process
 from competition.errors import DataError
@@ -172,10 +173,8 @@ def training_arguments(config: BaselineConfig, output_dir: Path):
 
 
 def last_checkpoint(checkpoint_dir: Path) -> str | None:
-    """The newest checkpoint-* folder of an interrupted run, or None."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    return get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
+    """The newest complete checkpoint-* folder of an interrupted run (incomplete ones skipped), or None."""
+    return last_complete_checkpoint(checkpoint_dir)
 
 
 def save_best(trainer, tokenizer, config: BaselineConfig, run_dir: Path, best_score: float) -> Path:
@@ -238,7 +237,7 @@ def train(config: BaselineConfig, data_dir: Path | str, run_dir: Path | str,
         train_dataset=train_rows, eval_dataset=dev_rows, processing_class=tokenizer,
         compute_metrics=make_compute_metrics(tokenizer, dev_rows, list(dev_frame["references"]), config.analyzer),
         callbacks=[EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience),
-                   hook_callback(on_evaluate)],
+                   hook_callback(on_evaluate), mark_complete_callback()],
     )
     try:
         if resume_from:

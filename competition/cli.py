@@ -1,4 +1,4 @@
-"""Shared CLI behaviour: bad input becomes one clear line on stderr and exit code 2."""
+"""Shared CLI behaviour: bad input and I/O failures become one clear line on stderr and exit code 2."""
 
 from __future__ import annotations
 
@@ -9,8 +9,16 @@ from typing import Callable
 from competition.errors import BAD_INPUT_EXIT_CODE, ConfigError, DataError
 
 
+def os_error_message(err: OSError) -> str:
+    """`PATH: REASON` of an I/O failure (unreadable file, full disk, ...), naming both paths of a rename."""
+    if err.filename is None:
+        return str(err)
+    paths = f"{err.filename} -> {err.filename2}" if err.filename2 else str(err.filename)
+    return f"{paths}: {err.strerror or err}"
+
+
 def exit_on_bad_input(main: Callable[..., int | None]) -> Callable[..., int]:
-    """Wrap a CLI `main` so DataError and ConfigError print `error: ...` and return 2 instead of a traceback."""
+    """Wrap a CLI `main` so DataError, ConfigError and OSError print one `error: ...` line and return 2."""
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs) -> int:
@@ -18,6 +26,8 @@ def exit_on_bad_input(main: Callable[..., int | None]) -> Callable[..., int]:
             return main(*args, **kwargs) or 0
         except (DataError, ConfigError) as err:
             print(f"error: {err}", file=sys.stderr)
-            return BAD_INPUT_EXIT_CODE
+        except OSError as err:
+            print(f"error: {os_error_message(err)}", file=sys.stderr)
+        return BAD_INPUT_EXIT_CODE
 
     return wrapper

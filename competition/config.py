@@ -31,7 +31,7 @@ SCIENTIFIC_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
 DEFAULTS = "defaults"
 # Keys a resumed run may change: they decide how fast or how verbosely it runs, not what it learns or writes.
 SAFE_ON_RESUME = frozenset({"per_device_eval_batch_size", "logging_steps", "gradient_checkpointing",
-                            "save_total_limit", "keep_checkpoints"})
+                            "save_total_limit", "keep_checkpoints", "max_fill_in_share", "submit_despite_fill_ins"})
 
 
 @dataclass(frozen=True)
@@ -270,6 +270,8 @@ def add_track_arguments(parser: argparse.ArgumentParser, default_model: str) -> 
     parser.add_argument("--config", help="YAML file (default: the track's configs/<model>.yaml when it exists)")
     parser.add_argument("--demo", action="store_true", help="small CPU settings (below the YAML)")
     parser.add_argument("--resume", type=Path, help="an earlier run folder: continue it with its saved config")
+    parser.add_argument("--submissions", type=Path, default=None,
+                        help="folder for submissions and their ledger (default: $SUBMISSIONS, else submissions/)")
     parser.add_argument("--print-config", action="store_true",
                         help="print the resolved config (value, hint, the layer that set it) and exit")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. learning_rate=3e-5")

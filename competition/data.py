@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Literal, Sequence
@@ -28,6 +29,9 @@ KNOWN_MASKS = (
 )
 MULTI_REFERENCE_PATTERN = re.compile(r"summary(\d+)")
 UTF8_BOM = b"\xef\xbb\xbf"
+ZIP_MAGIC = b"PK\x03\x04"  # .xlsx (and any zip)
+OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # legacy .xls
+LONG_TEXT_CHARS = 20_000  # real dialogues are a few thousand characters; far longer is a pasted file
 
 
 def where(path: Path | str, row: int | None = None, column: str | None = None) -> str:
@@ -60,14 +64,35 @@ SCHEMAS: dict[str, Schema] = {
 }
 
 
-def read_text_checked(path: Path | str) -> str:
-    """Read a file as UTF-8, rejecting a missing or empty file, a BOM and other encodings (CP949)."""
-    path = Path(path)
-    if not path.is_file():
+def warn(message: str) -> None:
+    """A problem that does not stop the run, on stderr (the same `warning: ...` line in every CLI)."""
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def read_bytes_checked(path: Path) -> bytes:
+    """The file's bytes; a missing path, a folder or a spreadsheet saved under .csv is a DataError saying so.
+
+    An unreadable file raises OSError (with its path and reason), which the CLI edge prints as one line.
+    """
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory; expected a CSV file")
+    if not path.exists():
         raise DataError(f"{path}: file not found")
+    if not path.is_file():
+        raise DataError(f"{path}: not a regular file; expected a CSV file")
     raw = path.read_bytes()
     if not raw.strip():
         raise DataError(f"{path}: file is empty; expected a CSV header and rows")
+    if raw.startswith(ZIP_MAGIC) or raw.startswith(OLE2_MAGIC):
+        kind = "an Excel .xlsx workbook (a ZIP archive)" if raw.startswith(ZIP_MAGIC) else "an Excel .xls workbook"
+        raise DataError(f"{path}: is {kind}, not a CSV text file; export it from the spreadsheet as 'CSV UTF-8'")
+    return raw
+
+
+def read_text_checked(path: Path | str) -> str:
+    """Read a file as UTF-8, rejecting a missing or empty file, a spreadsheet, a BOM and other encodings (CP949)."""
+    path = Path(path)
+    raw = read_bytes_checked(path)
     if raw.startswith(UTF8_BOM):
         raise DataError(
             f"{path}: starts with a UTF-8 byte-order mark (BOM); expected plain UTF-8. "
@@ -98,10 +123,15 @@ def read_csv_checked(path: Path | str) -> pd.DataFrame:
 
     path = Path(path)
     text = read_text_checked(path)
+    header = text.split("\n", 1)[0]
+    if "\t" in header and "," not in header:
+        raise DataError(f"{path}: tab-separated (TSV: the header has tabs and no commas); expected a comma-separated "
+                        f"CSV with the header {header.replace(chr(9), ',').strip()}")
     try:
         frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     except pd.errors.ParserError as err:
-        raise DataError(f"{path}: malformed CSV (check quotes around multi-line dialogues): {err}") from None
+        raise DataError(f"{path}: malformed CSV: {err}; expected every row to have the header's fields "
+                        f"(check the quotes: an unclosed quote around a multi-line dialogue?)") from None
     if frame.empty:
         raise DataError(f"{path}: has a header but no rows")
     return frame
@@ -166,13 +196,40 @@ def check_non_empty(frame: pd.DataFrame, path: Path | str, columns: Sequence[str
             )
 
 
+def check_no_repeated_header(frame: pd.DataFrame, path: Path | str) -> None:
+    """Reject a row that repeats the header (files concatenated with their headers)."""
+    repeated = pd.concat([frame[c] == c for c in frame.columns], axis=1).all(axis=1)
+    if repeated.any():
+        row = int(repeated.to_numpy().argmax()) + 1
+        raise DataError(f"{where(path, row)}: repeats the header row {list(frame.columns)} (files concatenated?); "
+                        f"expected data rows only")
+
+
+def warn_about_text(frame: pd.DataFrame, path: Path | str) -> None:
+    """Warn on carriage returns left inside values (a file saved with CRLF) and on very long texts."""
+    for column in [c for c in frame.columns if c != "fname"]:
+        values = frame[column]
+        carriage = values.str.contains("\r", regex=False)
+        if carriage.any():
+            row = int(carriage.to_numpy().argmax()) + 1
+            warn(f"{where(path, row, column)}: {int(carriage.sum())} values keep '\\r' (CRLF line endings) "
+                 f"inside the text; the model sees them as characters (convert with `dos2unix`)")
+        lengths = values.str.len()
+        if (lengths > LONG_TEXT_CHARS).any():
+            row = int(lengths.to_numpy().argmax()) + 1
+            warn(f"{where(path, row, column)}: {int(lengths.max())} characters (over {LONG_TEXT_CHARS}); "
+                 f"expected a dialogue or summary, not a pasted file")
+
+
 def read_split(path: Path | str, kind: SplitKind) -> pd.DataFrame:
-    """Read and validate one competition file.
+    """Read and validate one competition file (warnings on stderr for CRLF remnants and very long texts).
 
     Files with references (train, dev, gold) gain a `references` column holding a list of strings.
     """
     schema = SCHEMAS[kind]
     frame = check_columns(read_csv_checked(path), path, schema)
+    check_no_repeated_header(frame, path)
+    warn_about_text(frame, path)
     check_unique_fnames(frame, path)
     check_non_empty(frame, path, ["fname"] + [c for c in ("dialogue",) if c in frame.columns])
     if schema.references:
@@ -183,8 +240,17 @@ def read_split(path: Path | str, kind: SplitKind) -> pd.DataFrame:
 
 
 def read_predictions(path: Path | str) -> pd.DataFrame:
-    """Read `fname,summary` predictions (a leading index column, as in submissions, is accepted)."""
-    return read_split(path, "predictions")
+    """Read `fname,summary` predictions (a leading index column, as in submissions, is accepted).
+
+    Empty summaries are read (they score 0) with a warning: the leaderboard rejects them.
+    """
+    frame = read_split(path, "predictions")
+    blank = frame["summary"].str.strip() == ""
+    if blank.any():
+        row = int(blank.to_numpy().argmax()) + 1
+        warn(f"{where(path, row, 'summary')}: {int(blank.sum())} of {len(frame)} summaries are empty "
+             f"(first: fname '{frame['fname'].iloc[row - 1]}'); they score 0 and a submission rejects them")
+    return frame
 
 
 def read_gold(path: Path | str) -> pd.DataFrame:
@@ -219,13 +285,14 @@ def split_paths(data_dir: Path | str) -> dict[str, Path]:
     """The competition files present in a data folder: train, dev, test, sample_submission."""
     data_dir = Path(data_dir)
     names = {"train": "train.csv", "dev": "dev.csv", "test": "test.csv", "sample_submission": "sample_submission.csv"}
-    return {split: data_dir / name for split, name in names.items() if (data_dir / name).is_file()}
+    # `exists`, not `is_file`: a folder named dev.csv is reported as one when read, not as a missing file
+    return {split: data_dir / name for split, name in names.items() if (data_dir / name).exists()}
 
 
 def require_split(data_dir: Path | str, split: str) -> Path:
     """Path of one competition file in a data folder, or DataError naming what is missing."""
     path = Path(data_dir) / f"{split}.csv"
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"{path}: file not found; expected the competition's {split}.csv in {data_dir}")
     return path
 

@@ -73,3 +73,36 @@ def write_text_atomic(path: Path | str, text: str, overwrite: bool = True) -> Pa
         with open(temp, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
     return Path(path)
+
+
+@contextlib.contextmanager
+def no_partial_outputs(folder: Path | str) -> Iterator[Path]:
+    """Write several outputs into `folder`: on an error, the files and folders created inside are removed again.
+
+    Files that existed before are left as they were (each is replaced atomically or not at all). An OSError
+    without a path (a full disk during a write) is re-raised naming `folder`.
+    """
+    folder = Path(folder)
+    before = set(folder.rglob("*")) if folder.exists() else None
+    try:
+        yield folder
+    except BaseException as err:
+        _remove_new(folder, before)
+        if isinstance(err, OSError) and err.filename is None and err.errno is not None:
+            raise OSError(err.errno, err.strerror, str(folder)) from err
+        raise
+
+
+def _remove_new(folder: Path, before: set[Path] | None) -> None:
+    if not folder.exists():
+        return
+    created = sorted((p for p in folder.rglob("*") if before is None or p not in before), reverse=True)
+    for path in created:  # deepest first, so folders are empty when removed
+        if path.is_dir() and not path.is_symlink():
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        else:
+            path.unlink(missing_ok=True)
+    if before is None:
+        with contextlib.suppress(OSError):
+            folder.rmdir()

@@ -7,19 +7,55 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
 from competition.data import first_utterance, read_predictions
 from competition.errors import DataError
+from competition.data import warn
 from competition.files import atomic_path, write_text_atomic
+
+FILL_INS = "empty_replaced_by_lead"  # sidecar key: how many empty summaries `fill_empty` replaced
 
 
 def fill_empty(summaries: Sequence[str], dialogues: Sequence[str]) -> tuple[list[str], int]:
     """Replace empty summaries (invalid in a submission) by the dialogue's first utterance; count them."""
     filled = [s if s.strip() else first_utterance(d) for s, d in zip(summaries, dialogues)]
     return filled, sum(1 for s in summaries if not s.strip())
+
+
+def fill_in_counts(prediction_files: Mapping[str, Path | str]) -> dict[str, dict[str, Any]]:
+    """Per split, from the predictions' sidecars: rows, fill-ins (empty summaries replaced) and their share."""
+    counts = {}
+    for split, path in prediction_files.items():
+        frame, metadata = read_predictions_with_metadata(path)
+        filled = int(metadata.get(FILL_INS, 0))
+        counts[split] = {"rows": len(frame), "filled": filled, "share": filled / max(len(frame), 1)}
+    return counts
+
+
+def fill_in_note(counts: Mapping[str, Mapping[str, Any]]) -> str:
+    """`fill-ins (empty summaries replaced by the first utterance): dev 3 of 499 (0.6%), test ...` for reports."""
+    parts = [f"{split} {c['filled']} of {c['rows']} ({c['share']:.1%})" for split, c in counts.items()]
+    return "fill-ins (empty summaries replaced by the dialogue's first utterance): " + ", ".join(parts)
+
+
+def fill_in_block(counts: Mapping[str, Mapping[str, Any]], max_share: float, submit_anyway: bool) -> str | None:
+    """Why the run must not submit (too many fill-ins: its scores are the lead baseline's), or None.
+
+    Over `max_share` the run says so on stderr either way; `submit_anyway` (submit_despite_fill_ins) lets it submit.
+    """
+    over = {split: c for split, c in counts.items() if c["share"] > max_share}
+    if not over:
+        return None
+    message = (f"{fill_in_note(over)} is over max_fill_in_share={max_share:g}: the model wrote nothing for those "
+               f"rows and its dev score is largely the lead baseline's")
+    if submit_anyway:
+        warn(f"{message}; submitting anyway (submit_despite_fill_ins=true)")
+        return None
+    warn(f"{message}; NOT SUBMITTING (set submit_despite_fill_ins=true to submit anyway)")
+    return message
 
 
 def metadata_path(predictions_path: Path | str) -> Path:

@@ -10,11 +10,12 @@ import time
 from importlib import metadata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from competition.config import config_hash, config_to_dict, save_yaml
 from competition.data import file_sha256
 from competition.files import write_text_atomic
+from competition.submission import write_submission
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 RUN_INFO_FILE = "run.json"
@@ -111,6 +112,18 @@ def start_run(run_dir: Path | str, config: Any, data_files: Iterable[Path | str]
     run_dir.mkdir(parents=True, exist_ok=True)
     if not (run_dir / RUN_INFO_FILE).is_file():
         write_run_files(run_dir, config, data_files, {"track": track, **(extra or {})})
+
+
+def submit_once(run_dir: Path | str, fnames: Sequence[str], summaries: Sequence[str], test_path: Path | str,
+                submissions_dir: Path | str, dev_score: float | None, config_hash: str) -> Path:
+    """The run's submission: written once; a finished run that is resumed gets back the one it already wrote."""
+    run_dir = Path(run_dir)
+    earlier = load_run_info(run_dir).get("submission") if (run_dir / RUN_INFO_FILE).is_file() else None
+    if earlier:
+        print(f"{run_dir}: already submitted as {earlier}; not submitting again")
+        return Path(earlier)
+    return write_submission(fnames, summaries, test_path, label=run_dir.name, out_dir=submissions_dir,
+                            source_runs=[str(run_dir)], dev_score=dev_score, config_hash=config_hash)
 
 
 def finish_run(run_dir: Path | str, results: dict[str, Any]) -> Path:

@@ -381,4 +381,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from competition.cli import exit_on_bad_input
+
+    sys.exit(exit_on_bad_input(main)())  # a full disk or unwritable --out: one error line, exit 2

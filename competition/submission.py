@@ -1,17 +1,23 @@
 """Submission files: the writer, the validator and the ledger. The one place that knows the submission format.
 
 Format (as the real sample_submission.csv): a leading unnamed index column, then `fname,summary`, in test order.
-Submissions go to `submissions/` under unique names and are never overwritten; each gets a ledger row.
+The validator also accepts plain `fname,summary` files: the leaderboard scores both layouts.
+Submissions go to `submissions/` under unique names and are never overwritten; each gets a ledger row, written in
+the same step under a lock (a submission whose ledger row cannot be written is removed again).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import dataclasses
+import fcntl
 import io
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import pandas as pd
 
@@ -20,10 +26,17 @@ from competition.errors import DataError
 from competition.files import atomic_path
 
 SUBMISSIONS_DIR = Path("submissions")
+SUBMISSIONS_ENV = "SUBMISSIONS"  # the Makefile variable of the same name sets it for every command
 LEDGER_NAME = "ledger.csv"
 LEDGER_COLUMNS = ("time", "name", "source_runs", "dev_score", "config_hash", "rows")
 LEFTOVER_TOKENS = ("<s>", "</s>", "<pad>", "<usr>", "<unk>")
 HEADER = ",fname,summary"
+HEADERS = (HEADER, "fname,summary")  # the sample's layout and the plain one; the leaderboard accepts both
+
+
+def default_submissions_dir() -> Path:
+    """Where every command puts submissions: `$SUBMISSIONS` when set, else `submissions/`."""
+    return Path(os.environ.get(SUBMISSIONS_ENV) or SUBMISSIONS_DIR)
 
 
 def submission_csv_text(fnames: Sequence[str], summaries: Sequence[str]) -> str:
@@ -35,12 +48,11 @@ def submission_csv_text(fnames: Sequence[str], summaries: Sequence[str]) -> str:
 
 def validate_submission(path: Path | str, test_path: Path | str) -> int:
     """Check a submission against the test file; return the row count or raise DataError naming the problem."""
-    text = read_text_checked(path)  # encoding, BOM, empty file
-    header = text.splitlines()[0]
-    if header.strip() != HEADER:
+    submission = read_split(path, "submission")  # encoding, BOM, spreadsheet, TSV, empty file, columns
+    header = read_text_checked(path).splitlines()[0]
+    if header.strip() not in HEADERS:
         raise DataError(f"{where(path, column='header')}: header '{header}'; expected '{HEADER}' "
-                        f"(leading unnamed index column, then fname,summary)")
-    submission = read_split(path, "submission")
+                        f"(leading unnamed index column, then fname,summary) or 'fname,summary'")
     test = read_split(test_path, "test")
     if len(submission) != len(test):
         raise DataError(f"{where(path)}: {len(submission)} rows; expected {len(test)} (one per test dialogue)")
@@ -71,28 +83,70 @@ def write_submission(fnames: Sequence[str], summaries: Sequence[str], test_path:
                      label: str = "submission", out_dir: Path | str = SUBMISSIONS_DIR,
                      source_runs: Sequence[str] = (), dev_score: float | None = None,
                      config_hash: str = "") -> Path:
-    """Validate and write a new submission under a unique name, then append its ledger row.
+    """Validate and write a new submission under a unique name together with its ledger row.
 
-    The file is validated before it takes its final name, so an invalid submission never appears.
+    The file is validated before it takes its final name, so an invalid submission never appears; the file and
+    its ledger row are written under the ledger lock, and the file is removed again if the row cannot be written.
     """
     out_dir = Path(out_dir)
+    created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
-    text = submission_csv_text(fnames, summaries)
+    try:
+        return _write_with_ledger_row(out_dir, submission_csv_text(fnames, summaries), test_path, label,
+                                      LedgerEntry("", ";".join(source_runs), dev_score, config_hash))
+    except BaseException:
+        if created and not any(out_dir.iterdir()):
+            out_dir.rmdir()  # a failed first submission leaves no empty folder
+        raise
+
+
+def _write_with_ledger_row(out_dir: Path, text: str, test_path: Path | str, label: str, entry: LedgerEntry) -> Path:
+    """Under the ledger lock: the submission under a free name, then its ledger row (or neither)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    for attempt in range(1, 1000):
-        suffix = "" if attempt == 1 else f"-{attempt}"
-        path = out_dir / f"{stamp}_{_safe_label(label)}{suffix}.csv"
-        if path.exists():
-            continue
-        try:
-            with atomic_path(path, overwrite=False) as temp:
-                temp.write_text(text, encoding="utf-8")
-                rows = validate_submission(temp, test_path)
-        except FileExistsError:
-            continue
-        append_ledger(out_dir, LedgerEntry(path.name, ";".join(source_runs), dev_score, config_hash, rows))
-        return path
+    with ledger_lock(out_dir):
+        for attempt in range(1, 1000):
+            suffix = "" if attempt == 1 else f"-{attempt}"
+            path = out_dir / f"{stamp}_{_safe_label(label)}{suffix}.csv"
+            if path.exists():
+                continue
+            try:
+                rows = _write_validated(path, text, test_path)
+            except FileExistsError:
+                continue
+            try:
+                _append_ledger_row(out_dir, dataclasses.replace(entry, name=path.name, rows=rows))
+            except BaseException:
+                path.unlink(missing_ok=True)  # no submission without its ledger row
+                raise
+            return path
     raise RuntimeError(f"could not find a free submission name in {out_dir}")
+
+
+def _write_validated(path: Path, text: str, test_path: Path | str) -> int:
+    """Write `text` to `path` (never replacing a file) once it validates; messages name `path`, not the temp file."""
+    with atomic_path(path, overwrite=False) as temp:
+        try:
+            temp.write_text(text, encoding="utf-8")
+        except OSError as err:
+            raise OSError(err.errno, err.strerror, str(path)) from None  # a full disk names the submission
+        try:
+            return validate_submission(temp, test_path)
+        except DataError as err:
+            raise DataError(str(err).replace(str(temp), f"submission {path}")) from None
+
+
+@contextlib.contextmanager
+def ledger_lock(out_dir: Path | str) -> Iterator[None]:
+    """Hold an exclusive lock on the ledger's folder (flock) so concurrent writers never lose a row.
+
+    The folder itself is locked, not a lock file beside the ledger, so a failed write leaves no file behind.
+    """
+    handle = os.open(out_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)  # closing releases the lock
 
 
 def _safe_label(label: str) -> str:
@@ -100,7 +154,13 @@ def _safe_label(label: str) -> str:
 
 
 def append_ledger(out_dir: Path | str, entry: LedgerEntry) -> Path:
-    """Append one row to the ledger, rewriting it atomically so a crash never truncates it."""
+    """Append one row to the ledger under the ledger lock (concurrent writers keep every row)."""
+    with ledger_lock(out_dir):
+        return _append_ledger_row(out_dir, entry)
+
+
+def _append_ledger_row(out_dir: Path | str, entry: LedgerEntry) -> Path:
+    """Append one row, rewriting the ledger atomically so a crash never truncates it (caller holds the lock)."""
     ledger = Path(out_dir) / LEDGER_NAME
     existing = ledger.read_text(encoding="utf-8") if ledger.is_file() else ",".join(LEDGER_COLUMNS) + "\n"
     buffer = io.StringIO()
@@ -109,7 +169,10 @@ def append_ledger(out_dir: Path | str, entry: LedgerEntry) -> Path:
         [time.strftime("%Y-%m-%dT%H:%M:%S"), entry.name, entry.source_runs, score, entry.config_hash, entry.rows]
     )
     with atomic_path(ledger) as temp:
-        temp.write_text(existing + buffer.getvalue(), encoding="utf-8")
+        try:
+            temp.write_text(existing + buffer.getvalue(), encoding="utf-8")
+        except OSError as err:
+            raise OSError(err.errno, err.strerror, str(ledger)) from None  # a full disk names the ledger
     return ledger
 
 

@@ -2,19 +2,20 @@
 `python -m competition.submit --pred PREDS_TEST.csv --test TEST.csv [--label NAME] [--dev-pred PREDS_DEV.csv --gold DEV.csv]`
 
 The predictions are put in test order (a missing or extra fname is an error), validated, written under a unique
-name in submissions/ and recorded in the ledger with the dev score when dev predictions are given.
+name in --submissions (default $SUBMISSIONS, else submissions/) and recorded in the ledger with the dev score when dev predictions are given.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from competition.cli import exit_on_bad_input
 from competition.config import config_hash
 from competition.data import align_predictions, read_gold, read_split
 from competition.predictions import read_predictions_with_metadata
-from competition.submission import SUBMISSIONS_DIR, write_submission
+from competition.submission import LEDGER_NAME, default_submissions_dir, write_submission
 
 
 def dev_score(dev_pred_path: str, gold_path: str, analyzer: str = "mecab") -> float:
@@ -34,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label", default="submission", help="short name put in the file name")
     parser.add_argument("--dev-pred", help="dev predictions of the same system, to record its dev score")
     parser.add_argument("--gold", help="dev.csv with references (with --dev-pred)")
-    parser.add_argument("--out-dir", default=str(SUBMISSIONS_DIR))
+    parser.add_argument("--submissions", "--out-dir", dest="submissions", type=Path, default=None,
+                        help="folder for submissions and the ledger (default: $SUBMISSIONS, else submissions/)")
     args = parser.parse_args(argv)
 
     predictions, metadata = read_predictions_with_metadata(args.pred)
@@ -42,11 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     summaries = align_predictions(predictions, test["fname"], args.pred, reference="the test file")
     score = dev_score(args.dev_pred, args.gold) if args.dev_pred and args.gold else None
     sources = metadata.get("source_runs") or [metadata.get("run_dir", args.pred)]
-    path = write_submission(test["fname"], summaries, args.test, label=args.label, out_dir=args.out_dir,
+    out_dir = args.submissions or default_submissions_dir()
+    path = write_submission(test["fname"], summaries, args.test, label=args.label, out_dir=out_dir,
                             source_runs=[str(s) for s in sources], dev_score=score,
                             config_hash=metadata.get("config_hash") or config_hash(metadata))
     note = f", dev score {score:.2f}" if score is not None else ""
-    print(f"wrote {path} (validated{note}); ledger: {args.out_dir}/ledger.csv")
+    print(f"wrote {path} (validated{note}); ledger: {out_dir / LEDGER_NAME}")
     return 0
 
 

@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import pandas as pd
 
 from competition.config import config_hash, config_to_dict
-from competition.data import read_gold, read_split
-from competition.errors import ConfigError
+from competition.data import read_gold, read_split, where
+from competition.errors import ConfigError, DataError
+from competition.files import no_partial_outputs
 from competition.metric import DEFAULT_ANALYZER, MORPHEME_ANALYZERS, sample_scores
-from competition.predictions import write_predictions
+from competition.predictions import metadata_path, write_predictions
 from competition.runs import write_run_files
 from ensemble.config import METHODS, EnsembleConfig
 from ensemble.crossval import CrossValidation, cross_validate, make_folds
@@ -33,11 +35,7 @@ from ensemble.report import write_ensemble_report
 from ensemble.results import EnsembleResult, Inputs, MethodScore, RuleEffect
 from ensemble.routing import BestOnDev, TopicRouting
 from ensemble.systems import (
-    SPLITS,
-    System,
-    build_systems,
-    discover_prediction_files,
-    read_prediction_files,
+    SPLITS, UNKNOWN_SPLIT, PredictionFile, System, build_systems, discover_prediction_files, read_prediction_files,
 )
 from ensemble.weights import Mbr, WeightedMbr
 
@@ -70,9 +68,25 @@ def load_inputs(preds: Sequence[Path | str], runs_dir: Path | str | None, gold_p
     test = read_split(test_path, "test") if test_path else None
     known = {split: frame for split, frame in (("dev", gold), ("test", test)) if frame is not None}
     files = read_prediction_files(paths, {s: set(f["fname"]) for s, f in known.items()})
+    if gold is not None:
+        check_unmatched_against_gold(files, gold, gold_path)
     order, systems = build_systems(files, {s: list(f["fname"]) for s, f in known.items()})
     data_files = paths + [Path(p) for p in (gold_path, test_path) if p]
     return Inputs(order, systems, gold, test, data_files)
+
+
+def check_unmatched_against_gold(files: Sequence[PredictionFile], gold: pd.DataFrame, gold_path: Path | str) -> None:
+    """A file whose split is unknown because its fnames differ from --gold's is an error naming the difference."""
+    unmatched = [f for f in files if f.split == UNKNOWN_SPLIT]
+    if not unmatched:
+        return
+    first = unmatched[0]
+    predicted, expected = set(first.frame["fname"]), list(gold["fname"])
+    missing = [f for f in expected if f not in predicted]
+    extra = sorted(predicted - set(expected))
+    raise DataError(f"{where(first.path, column='fname')}: fnames differ from --gold {gold_path}: {len(missing)} "
+                    f"missing {missing[:5]}, {len(extra)} extra {extra[:5]} ({len(unmatched)} such file(s)); "
+                    f"expected the gold file's fnames (or name test predictions *_test.csv)")
 
 
 def _dialogues(inputs: Inputs, split: str) -> list[str] | None:
@@ -235,10 +249,23 @@ def write_outputs(result: EnsembleResult, inputs: Inputs, out: Path | str) -> li
     else:
         targets = {s: out / f"preds_{s}.csv" for s in result.order}
         folder, report_dir = out, out / "report"
-    folder.mkdir(parents=True, exist_ok=True)
+    new_files = [] if folder == out else [p for t in targets.values() for p in (t, metadata_path(t)) if not p.exists()]
+    with no_partial_outputs(out if folder == out else report_dir):  # a failed write leaves nothing behind
+        try:
+            return _write_files(result, inputs, out, targets, report_dir, folder == out)
+        except BaseException:
+            for path in new_files:
+                path.unlink(missing_ok=True)
+            raise
+
+
+def _write_files(result: EnsembleResult, inputs: Inputs, out: Path, targets: dict[str, Path], report_dir: Path,
+                 run_folder: bool) -> list[Path]:
+    """Predictions and sidecars, then (for a folder) config.yaml and run.json, then the report."""
+    next(iter(targets.values())).parent.mkdir(parents=True, exist_ok=True)
     written = [write_predictions(path, result.order[s], result.summaries[s], output_metadata(result, s, out))
                for s, path in targets.items()]
-    if folder == out:
+    if run_folder:
         write_run_files(out, result.config, inputs.data_files,
                         extra={"method": result.method, "dev_score": result.dev_score, "cv_dev_score": result.cv_score})
     write_ensemble_report(report_dir, result, inputs)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import matplotlib
 
@@ -121,18 +121,29 @@ def _save(fig: plt.Figure, path: Path) -> None:
     plt.close(fig)
 
 
+def score_axis_limits(values: Sequence[float]) -> tuple[float, float]:
+    """A y range around the scores (not from 0): a 42-46.7 spread stays visible, with room for value labels."""
+    finite = [v for v in values if np.isfinite(v)]
+    low, high = min(finite), max(finite)
+    pad = max(0.5, 0.15 * (high - low))
+    return float(np.floor(low - pad)), float(np.ceil(high + 2 * pad))
+
+
 def _scores_plot(result: EnsembleResult, path: Path) -> None:
     labels = [f"S{k + 1}" for k in range(len(result.systems))] + [m.method for m in result.method_scores]
     values = [s["postprocessed"] for s in result.system_scores.values()] + [m.in_sample for m in result.method_scores]
     cv = [np.nan] * len(result.systems) + [m.cross_validated for m in result.method_scores]
     x = np.arange(len(labels))
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * len(labels) + 2), 4.0))
-    ax.bar(x - 0.2, values, 0.4, label="dev (in-sample)")
-    ax.bar(x + 0.2, cv, 0.4, label="dev (cross-validated)")
+    fig, ax = plt.subplots(figsize=(max(7.0, 0.9 * len(labels) + 3), 4.5))
+    for offset, heights, name in ((-0.2, values, "dev (in-sample)"), (0.2, cv, "dev (cross-validated)")):
+        bars = ax.bar(x + offset, heights, 0.4, label=name)
+        ax.bar_label(bars, labels=["" if not np.isfinite(h) else f"{h:.1f}" for h in heights], fontsize=7,
+                     padding=1)
+    ax.set_ylim(*score_axis_limits(values + cv))
     ax.set_xticks(x, labels, rotation=30)
-    ax.set_ylabel("final = mean(R1, R2, RL) x 100")
+    ax.set_ylabel("final = mean(R1, R2, RL) x 100\n(axis does not start at 0)")
     ax.set_title("Systems (S1.. in report order) and methods")
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize=8)  # beside, not on, the bars
     _save(fig, path)
 
 

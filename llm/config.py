@@ -77,6 +77,9 @@ class LLMConfig:
     decoding: str = setting("fast", "fast = greedy with a static cache (+ CUDA graph on GPU; beams and penalties use generate) | generate")
     cache_implementation: str | None = setting(None, "decoding=generate only: null = dynamic KV cache | static")
     predict_with: str = setting("adapter", "adapter = base + adapter | merged = export merged 16-bit model first")
+    # --- submission ---
+    max_fill_in_share: float = setting(0.05, "share of empty summaries (replaced by the first utterance) above which the run does not submit")
+    submit_despite_fill_ins: bool = setting(False, "submit even when fill-ins exceed max_fill_in_share")
 
     def __post_init__(self) -> None:
         choices = {"quantization": QUANTIZATIONS, "finetune": FINETUNES, "batching": BATCHINGS,

@@ -20,6 +20,7 @@ from typing import Any, Callable
 import pandas as pd
 import torch
 
+from competition.checkpoints import last_complete_checkpoint, mark_complete_callback
 from competition.data import data_special_tokens, read_split, require_split, split_paths
 from competition.distributed import barrier, broadcast_from_main, ensure_process_group, is_main_process
 from competition.errors import ConfigError
@@ -249,7 +250,6 @@ def train(config: LLMConfig, data_dir: Path | str, run_dir: Path | str,
     Under torchrun, every rank calls this with the same run_dir; each returns once rank 0 has saved `best/`.
     """
     from transformers import EarlyStoppingCallback, Trainer
-    from transformers.trainer_utils import get_last_checkpoint
 
     ensure_process_group()
     run_dir = Path(run_dir)
@@ -268,7 +268,7 @@ def train(config: LLMConfig, data_dir: Path | str, run_dir: Path | str,
              cuts["rows"], cuts["dialogues_cut"], cuts["targets_cut"])
     dev = frames["dev"].iloc[dev_subset_indices(len(frames["dev"]), config.max_eval_samples or 0, config.seed)]
     dev_examples, _ = encode_rows(tokenizer, style, dev)
-    callbacks = [_dev_score_callback(config, tokenizer, style, dev, on_evaluate)]
+    callbacks = [_dev_score_callback(config, tokenizer, style, dev, on_evaluate), mark_complete_callback()]
     if config.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
     dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
@@ -277,7 +277,7 @@ def train(config: LLMConfig, data_dir: Path | str, run_dir: Path | str,
     trainer = Trainer(model=model, args=args, train_dataset=training_dataset(train_examples, config),
                       eval_dataset=dev_examples, data_collator=make_collator(config, tokenizer),
                       compute_loss_func=summary_token_loss, processing_class=tokenizer, callbacks=callbacks)
-    last = get_last_checkpoint(str(run_dir / "checkpoints")) if (run_dir / "checkpoints").is_dir() else None
+    last = last_complete_checkpoint(run_dir / "checkpoints")  # a checkpoint cut short is skipped
     if last:
         log.info("resuming training from %s", last)
     trainer.train(resume_from_checkpoint=last)

@@ -14,6 +14,8 @@ REAL_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data" / "competition"
 # Tests never reach the model hub; tiny checkpoints are built locally.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Commands under test write submissions where each test says, never into a folder named by the caller's $SUBMISSIONS.
+os.environ.pop("SUBMISSIONS", None)
 
 
 @pytest.fixture

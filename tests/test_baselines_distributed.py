@@ -22,7 +22,7 @@ SCORE_TOLERANCE = 1.0
 # The integrity test's recipe (dev = the train rows), so the score says whether the model learned.
 SETTINGS = ["num_train_epochs=8", "learning_rate=3e-3", "warmup_ratio=0.0", "lr_scheduler_type=linear",
             "group_by_length=false", "num_beams=2", "no_repeat_ngram_size=0", "generation_max_length=48",
-            "eval_batch_size=8", "early_stopping_patience=3", "full_determinism=true"]
+            "per_device_eval_batch_size=8", "early_stopping_patience=3", "full_determinism=true"]
 
 
 def run_track(data: Path, out: Path, processes: int, batch: int) -> Path:

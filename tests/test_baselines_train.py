@@ -66,9 +66,12 @@ def test_resume_matches_uninterrupted_run(tmp_path: Path) -> None:
     with pytest.raises(Interrupt):
         train(config, data, tmp_path / "resumed", on_evaluate=interrupt_at_epoch_two)
     assert list((tmp_path / "resumed" / CHECKPOINTS_DIR).glob("checkpoint-*")), "nothing to resume from"
+    partial = tmp_path / "resumed" / CHECKPOINTS_DIR / "checkpoint-999"  # a save cut short (full disk, kill)
+    partial.mkdir()
+    (partial / "config.json").write_text("{")
     resumed = train(config, data, tmp_path / "resumed")
 
-    assert resumed.resumed_from is not None
+    assert resumed.resumed_from is not None and not resumed.resumed_from.endswith("checkpoint-999")
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
     assert resumed.history == straight.history
     assert resumed.best_dev_score == straight.best_dev_score

@@ -124,6 +124,22 @@ def test_differing_fnames_exit_2(data: Path, tmp_path: Path, capsys: pytest.Capt
                  "--test", str(data / "data/dev.csv"), "--out", str(tmp_path / "p")]) == 2
 
 
+@pytest.mark.parametrize("method", [[], ["--method", "mbr"]], ids=["default", "mbr"])
+def test_gold_with_other_fnames_exits_2_naming_them(data: Path, tmp_path: Path, capsys, method: list[str]) -> None:
+    """Plain CSVs (no split in their name or sidecar) whose fnames differ from --gold: not silently unscored."""
+    paths = []
+    for system in (0, 1):
+        frame = pd.read_csv(data / f"runs/sys{system}/preds_dev.csv").iloc[:-1]  # loses dev_11
+        paths.append(tmp_path / f"system{system}.csv")
+        frame.to_csv(paths[-1], index=False)
+    code = main(["--preds", *map(str, paths), "--gold", str(data / "data/dev.csv"), *method,
+                 "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "fnames differ from --gold" in err and "1 missing ['dev_11']" in err and "system0.csv" in err, err
+    assert "needs" not in err and not (tmp_path / "o").exists()
+
+
 def test_bad_config_exits_2(data: Path) -> None:
     args = ["--runs", str(data / "runs"), "--out", str(data / "o")]
     assert main(args + ["rules=strip_special_tokens,nope"]) == 2
@@ -135,3 +151,24 @@ def test_central_utterance() -> None:
     dialogue = "#Person1#: 사과 포도.\n#Person2#: 딸기 수박.\n#Person1#: 사과 포도 딸기 수박."
     assert central_utterance(dialogue) == "#Person1#: 사과 포도 딸기 수박."
     assert central_utterance("#Person1#: 혼자.") == "#Person1#: 혼자."
+
+
+def test_scores_plot_shows_the_spread_and_keeps_its_legend_off_the_bars(tmp_path, monkeypatch) -> None:
+    """Real systems score 42-46.7: an axis from 0 hid the differences, and the legend sat on the bars."""
+    from types import SimpleNamespace
+
+    import ensemble.report as report
+
+    figures = []
+    monkeypatch.setattr(report, "_save", lambda fig, path: figures.append(fig))
+    result = SimpleNamespace(systems=["a", "b", "c"],
+                             system_scores={n: {"postprocessed": v} for n, v in zip("abc", (44.6, 42.4, 46.7))},
+                             method_scores=[SimpleNamespace(method="mbr", in_sample=45.2, cross_validated=45.1)])
+    report._scores_plot(result, tmp_path / "scores.png")
+    (fig,) = figures
+    ax = fig.axes[0]
+    low, high = ax.get_ylim()
+    assert 40 <= low <= 42.4 and 46.7 < high <= 50
+    fig.canvas.draw()
+    legend, axes_box = ax.get_legend().get_window_extent(), ax.get_window_extent()
+    assert legend.x0 >= axes_box.x1 or legend.y0 >= axes_box.y1  # beside or above the plot area, not on it

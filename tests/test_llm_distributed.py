@@ -30,7 +30,8 @@ LOSS_RELATIVE_TOLERANCE = 2e-2
 # LoRA at a learning rate high enough that the tiny model's summaries change between evaluations (the scores are not a
 # constant); max_eval_samples=0 scores every dev row; per_device_eval_batch_size=2 makes several rounds of sharded generation.
 SETTINGS = ["num_train_epochs=4", "learning_rate=3e-3", "lora_r=32", "lora_dropout=0", "max_eval_samples=0", "max_new_tokens=24",
-            "per_device_eval_batch_size=2", "logging_steps=1", "early_stopping_patience=0"]
+            "per_device_eval_batch_size=2", "logging_steps=1", "early_stopping_patience=0",
+            "submit_despite_fill_ins=true"]  # 1 empty summary in 8 test rows is over max_fill_in_share; submit anyway
 
 
 def write_data(folder: Path) -> Path:
@@ -111,4 +112,4 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path) -> N
     expected = [f"kept {f}" if f in resumed_fnames else s for f, s in zip(generated["fname"], generated["summary"])]
     assert list(frame["summary"]) == expected
     assert not partial_path(preds_test).exists()
-    assert len(list((tmp_path / "two/submissions").glob("*_llm-tiny-llama-*.csv"))) == 2  # one more, none overwritten
+    assert len(list((tmp_path / "two/submissions").glob("*_llm-tiny-llama-*.csv"))) == 1  # a finished run submits once

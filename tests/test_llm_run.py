@@ -62,14 +62,17 @@ def test_config_layers_in_order_and_unknown_keys_rejected(tmp_path):
 @pytest.mark.slow
 def test_cli_pipeline_end_to_end_then_resume(tmp_path, sample_dir):
     """LoRA on tiny-llama through the CLI: run folder, merged export, predictions, report, valid submission;
-    rerun with --resume finishes without retraining or regenerating."""
+    rerun with --resume finishes without retraining, regenerating or submitting again."""
     data = tmp_path / "data"
     data.mkdir()
     for split, rows in (("train", 16), ("dev", 6), ("test", 6)):
         pd.read_csv(sample_dir / f"{split}.csv", dtype=str, keep_default_na=False).head(rows).to_csv(
             data / f"{split}.csv", index=False)
+    # one epoch of tiny-llama writes empty summaries (all filled in by the first utterance): the run would refuse
+    # to submit them, so this test, which is about the pipeline and resume, asks it to submit anyway
     args = ["--model", "tiny-llama", "--data", str(data), "--out", str(tmp_path / "runs"), "--demo",
-            "num_train_epochs=1", "max_eval_samples=3", "max_new_tokens=12", "predict_with=merged"]
+            "num_train_epochs=1", "max_eval_samples=3", "max_new_tokens=12", "predict_with=merged",
+            "submit_despite_fill_ins=true"]
     result = run_cli(*args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = (tmp_path / "runs").iterdir()
@@ -80,6 +83,10 @@ def test_cli_pipeline_end_to_end_then_resume(tmp_path, sample_dir):
     meta = json.loads((run_dir / "preds_test.meta.json").read_text(encoding="utf-8"))
     assert meta["preset"] == "tiny-llama" and meta["split"] == "test" and meta["run_dir"] == str(run_dir)
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    fill_ins = summary["fill_ins"]["test"]
+    assert fill_ins["rows"] == 6
+    if fill_ins["share"] > 0.05:
+        assert "submitting anyway" in result.stderr
     assert validate_submission(summary["submission"] if Path(summary["submission"]).is_absolute()
                                else tmp_path / summary["submission"], data / "test.csv") == 6
     before = (run_dir / "preds_test.csv").stat().st_mtime_ns
@@ -87,7 +94,8 @@ def test_cli_pipeline_end_to_end_then_resume(tmp_path, sample_dir):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "training already finished" in resumed.stderr
     assert (run_dir / "preds_test.csv").stat().st_mtime_ns == before
-    assert len(list((tmp_path / "submissions").glob("*_llm-tiny-llama-*.csv"))) == 2  # a new submission, never an overwrite
+    assert len(list((tmp_path / "submissions").glob("*_llm-tiny-llama-*.csv"))) == 1  # a finished run submits once
+    assert "already submitted" in resumed.stdout
 
 
 @pytest.mark.slow

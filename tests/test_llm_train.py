@@ -156,6 +156,9 @@ def test_lora_training_resumes_from_its_last_checkpoint(sixteen, tmp_path):
         train(config, sixteen, tmp_path / "cut", on_evaluate=kill_at_second_evaluation)
     checkpoints = sorted(p.name for p in (tmp_path / "cut" / "checkpoints").iterdir())
     assert checkpoints == ["checkpoint-2"]  # the 2nd evaluation's checkpoint was never written
+    partial = tmp_path / "cut" / "checkpoints" / "checkpoint-4"  # as if its save had been cut short
+    partial.mkdir()
+    (partial / "adapter_config.json").write_text("{")
     resumed_steps: list[int] = []
     resumed = train(config, sixteen, tmp_path / "cut", on_evaluate=lambda step, _: resumed_steps.append(step))
     assert resumed_steps == [4, 6, 8]  # steps before the checkpoint are not redone

@@ -119,3 +119,46 @@ def test_markdown_table_cells_are_escaped(tmp_path):
 def test_mismatched_lengths_are_rejected(tmp_path):
     with pytest.raises(ValueError, match="topics has 1 items but fnames has 2"):
         write_rouge_report(tmp_path, ["a", "b"], ["x", "y"], [["x"], ["y"]], topics=["t"])
+
+
+def test_topics_are_grouped_into_the_frequent_ones_and_other(tmp_path):
+    """Real dev has 475 topics in 499 rows: one-row topics join one `other` group instead of 20 noise bars."""
+    samples = make_samples(30)
+    samples["topics"] = ["호텔 방 예약"] * 5 + ["길 안내"] * 3 + [f"주제 {i}" for i in range(22)]
+    result = write_rouge_report(tmp_path, analyzer="whitespace", **samples)
+    by_topic = json.loads((tmp_path / REPORT_JSON).read_text(encoding="utf-8"))["by_topic"]
+    assert [(g["name"], g["count"]) for g in by_topic] == [("호텔 방 예약", 5), ("길 안내", 3), ("other (22 topics)", 22)]
+    assert by_topic[2]["final"] == pytest.approx(result.sample_final[8:].mean())
+    assert "| other (22 topics) | 22 |" in (tmp_path / REPORT_MARKDOWN).read_text(encoding="utf-8")
+
+
+def test_plots_draw_korean_with_the_shipped_font(tmp_path):
+    import importlib.util
+    import warnings
+
+    import matplotlib.pyplot as plt
+
+    from competition.report import korean_font, korean_text
+
+    if importlib.util.find_spec("koreanize_matplotlib") is None and korean_font() is None:
+        pytest.skip("no Korean font and koreanize-matplotlib is not installed")
+    assert korean_font() is not None
+    with warnings.catch_warnings(record=True) as caught, korean_text():
+        warnings.simplefilter("always")
+        fig, ax = plt.subplots()
+        ax.set_title("호텔 방 예약")
+        fig.savefig(tmp_path / "korean.png")
+        plt.close(fig)
+    assert not [w for w in caught if "missing from font" in str(w.message)]
+
+
+def test_without_a_korean_font_the_topic_plot_falls_back_to_labels(tmp_path, monkeypatch):
+    import competition.report as report
+
+    monkeypatch.setattr(report, "korean_font", lambda: None)
+    samples = make_samples(30)
+    samples["topics"] = ["호텔 방 예약"] * 5 + ["길 안내"] * 3 + [f"주제 {i}" for i in range(22)]
+    write_rouge_report(tmp_path, analyzer="whitespace", **samples)
+    markdown = (tmp_path / REPORT_MARKDOWN).read_text(encoding="utf-8")
+    assert "| T1 | 호텔 방 예약 | 5 |" in markdown and "| other | other (22 topics) | 22 |" in markdown
+    assert (tmp_path / TOPIC_PLOT).read_bytes().startswith(b"\x89PNG")

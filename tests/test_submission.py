@@ -57,7 +57,17 @@ def test_invalid_submission_is_never_written(tmp_path: Path) -> None:
     test = make_test_file(tmp_path)
     with pytest.raises(DataError, match="row 2, column 'summary'.*empty summary"):
         write_submission(["test_0", "test_1", "test_2"], ["요약.", " ", "요약."], test, out_dir=tmp_path / "subs")
-    assert [p.name for p in (tmp_path / "subs").iterdir()] == []
+    assert not (tmp_path / "subs").exists()  # not even an empty folder
+
+
+def test_errors_name_the_submission_not_its_hidden_temp_file(tmp_path: Path) -> None:
+    test = make_test_file(tmp_path)
+    (tmp_path / "subs").mkdir()
+    with pytest.raises(DataError) as raised:
+        write_submission(["test_0", "test_1", "test_2"], ["요약.", "</s>", "요약."], test, out_dir=tmp_path / "subs")
+    message = str(raised.value)
+    assert message.startswith(f"submission {tmp_path / 'subs'}/") and ".tmp" not in message, message
+    assert list((tmp_path / "subs").iterdir()) == []
 
 
 def write_sub(tmp_path: Path, text: str, encoding: str = "utf-8") -> Path:
@@ -73,7 +83,9 @@ VALIDATOR_CASES = {
     "unknown fname": (",fname,summary\n0,test_0,가.\n1,test_9,나.\n2,test_2,다.\n", "row 2, column 'fname': 'test_9'"),
     "empty summary": (",fname,summary\n0,test_0,가.\n1,test_1,\n2,test_2,다.\n", "row 2, column 'summary': empty summary"),
     "leftover token": (",fname,summary\n0,test_0,가.</s>\n1,test_1,나.\n2,test_2,다.<pad>\n", "row 1, column 'summary': leftover model tokens ['</s>']"),
-    "no index column": ("fname,summary\ntest_0,가.\ntest_1,나.\ntest_2,다.\n", "expected ',fname,summary'"),
+    "extra column": ("fname,summary,score\ntest_0,가.,1\ntest_1,나.,1\ntest_2,다.,1\n", "unexpected ['score']"),
+    "plain layout, wrong order": ("fname,summary\ntest_1,가.\ntest_0,나.\ntest_2,다.\n",
+                                  "row 1, column 'fname': 'test_1'; expected 'test_0'"),
     "duplicate fname": (",fname,summary\n0,test_0,가.\n1,test_0,나.\n2,test_2,다.\n", "duplicate fname 'test_0'"),
 }
 
@@ -84,6 +96,14 @@ def test_validator_cli_rejects(tmp_path: Path, case: str) -> None:
     result = validate_cli(write_sub(tmp_path, text), make_test_file(tmp_path))
     assert result.returncode == 2
     assert message in result.stderr, result.stderr
+
+
+def test_validator_accepts_the_leaderboards_plain_layout(tmp_path: Path) -> None:
+    """Submissions the leaderboard scored are plain `fname,summary` CSVs without the sample's index column."""
+    test = make_test_file(tmp_path)
+    result = validate_cli(write_sub(tmp_path, "fname,summary\ntest_0,가.\ntest_1,나.\ntest_2,다.\n"), test)
+    assert result.returncode == 0, result.stderr
+    assert "valid submission (3 rows)" in result.stdout
 
 
 def test_validator_cli_rejects_encodings(tmp_path: Path) -> None:
@@ -132,3 +152,34 @@ def test_written_files_get_the_umask_permissions(tmp_path: Path, restore_umask, 
     assert not list(tmp_path.rglob(".*.tmp"))
     folder = temp_dir_beside(tmp_path / "checkpoint")  # checkpoints are built in one, then renamed
     assert stat.S_IMODE(folder.stat().st_mode) == folder_mode
+
+
+def _append_rows(out_dir: str, worker: int, count: int) -> None:
+    from competition.submission import LedgerEntry, append_ledger
+
+    for i in range(count):
+        append_ledger(out_dir, LedgerEntry(f"w{worker}-{i}.csv"))
+
+
+def test_concurrent_ledger_appends_keep_every_row(tmp_path: Path) -> None:
+    """4 processes appending at once: without the lock, rows were lost (4 x 100 appends kept 127)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=_append_rows, args=(str(tmp_path), w, 40)) for w in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert all(worker.exitcode == 0 for worker in workers)
+    assert sorted(read_ledger(tmp_path)["name"]) == sorted(f"w{w}-{i}.csv" for w in range(4) for i in range(40))
+
+
+def test_a_submission_whose_ledger_row_fails_is_removed(tmp_path: Path) -> None:
+    """The ledger cannot be written (here: a folder stands in its place): the new submission is removed again."""
+    test = make_test_file(tmp_path)
+    subs = tmp_path / "subs"
+    (subs / "ledger.csv").mkdir(parents=True)
+    with pytest.raises(OSError):
+        write_submission(["test_0", "test_1", "test_2"], ["가.", "나.", "다."], test, out_dir=subs)
+    assert [p.name for p in subs.iterdir()] == ["ledger.csv"]

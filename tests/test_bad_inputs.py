@@ -1,0 +1,250 @@
+"""Bad files given to every CLI that reads competition files: data, score, validate, submit, ensemble.
+
+Each case must end with exit code 2 and one `error:` line that names the file (and row where it applies), with no
+traceback, and leave no output behind. CRLF files are read (a warning names what keeps a carriage return).
+Run: `.venv/bin/python -m pytest -q tests/test_bad_inputs.py`.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+N = 6
+CLIS = ("data", "score", "validate", "submit", "ensemble")
+
+
+def _dev() -> pd.DataFrame:
+    return pd.DataFrame({"fname": [f"dev_{i}" for i in range(N)],
+                         "dialogue": [f"#Person1#: 사과 {i} 주세요.\n#Person2#: 네 {i}." for i in range(N)],
+                         "summary": [f"#Person1#이 사과 {i}를 산다." for i in range(N)],
+                         "topic": ["쇼핑"] * N})
+
+
+def _preds(split: str, system: int) -> pd.DataFrame:
+    return pd.DataFrame({"fname": [f"{split}_{i}" for i in range(N)],
+                         "summary": [f"#Person1#이 사과 {i + system}를 산다." for i in range(N)]})
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, Path]:
+    """Good files: data/dev.csv, data/test.csv, three systems' dev predictions, test predictions."""
+    data = tmp_path / "data"
+    data.mkdir()
+    _dev().to_csv(data / "dev.csv", index=False)
+    pd.DataFrame({"fname": [f"test_{i}" for i in range(N)],
+                  "dialogue": [f"#Person1#: 배 {i}.\n#Person2#: 네." for i in range(N)]}).to_csv(data / "test.csv", index=False)
+    paths = {"data": data, "dev": data / "dev.csv", "test": data / "test.csv"}
+    for system in range(3):
+        paths[f"sys{system}"] = tmp_path / f"sys{system}_dev.csv"
+        _preds("dev", system).to_csv(paths[f"sys{system}"], index=False)
+    paths["preds_test"] = tmp_path / "preds_test.csv"
+    _preds("test", 0).to_csv(paths["preds_test"], index=False)
+    return paths
+
+
+def xlsx_bytes() -> bytes:
+    """A tiny real ZIP archive, as an .xlsx workbook is (starts with `PK`)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr("xl/workbook.xml", "<workbook/>")
+    return buffer.getvalue()
+
+
+def _tsv(text: str) -> bytes:
+    return text.replace(",", "\t").encode()
+
+
+def _repeated_header(text: str) -> bytes:
+    return (text + text.splitlines()[0] + "\n").encode()
+
+
+def _header_only(text: str) -> bytes:
+    return (text.splitlines()[0] + "\n").encode()
+
+
+# case -> (make the bad file's bytes from the good text, or None for a folder; fragments of the error line)
+BAD_FILES: dict[str, tuple[Callable[[str], bytes] | None, list[str]]] = {
+    "tsv": (_tsv, ["tab-separated", "expected a comma-separated CSV"]),
+    "xlsx renamed .csv": (lambda text: xlsx_bytes(), ["Excel .xlsx", "export it", "CSV UTF-8"]),
+    "directory": (None, ["is a directory", "expected a CSV file"]),
+    "repeated header": (_repeated_header, [f"row {N + 1}", "repeats the header"]),
+    "empty (header only)": (_header_only, ["has a header but no rows"]),
+}
+
+
+def bad_target(cli: str, files: dict[str, Path]) -> Path:
+    """The file each CLI is given the bad version of."""
+    return {"data": files["dev"], "score": files["sys0"], "validate": files["preds_test"],
+            "submit": files["preds_test"], "ensemble": files["sys0"]}[cli]
+
+
+def run_cli(cli: str, files: dict[str, Path], out: Path, capsys: pytest.CaptureFixture) -> tuple[int, str]:
+    """Run one CLI on the files (in-process, except `data` whose `python -m` entry is what users run)."""
+    if cli == "data":
+        done = subprocess.run([sys.executable, "-m", "competition.data", str(files["data"])], cwd=PROJECT_ROOT,
+                              capture_output=True, text=True)
+        return done.returncode, done.stderr
+    if cli == "score":
+        from competition.score import main
+        code = main(["--pred", str(files["sys0"]), "--gold", str(files["dev"]), "--report", str(out)])
+    elif cli == "validate":
+        from competition.validate import main
+        code = main([str(files["preds_test"]), "--test", str(files["test"])])
+    elif cli == "submit":
+        from competition.submit import main
+        code = main(["--pred", str(files["preds_test"]), "--test", str(files["test"]), "--out-dir", str(out)])
+    else:
+        from ensemble.__main__ import main
+        code = main(["--preds", str(files["sys0"]), str(files["sys1"]), str(files["sys2"]), "--gold",
+                     str(files["dev"]), "--method", "mbr", "--out", str(out)])
+    return code, capsys.readouterr().err
+
+
+def assert_one_error_line(code: int, stderr: str, path: Path, fragments: list[str]) -> None:
+    assert code == 2, stderr
+    assert "Traceback" not in stderr, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, stderr
+    assert str(path) in errors[0], errors[0]
+    for fragment in fragments:
+        assert fragment in errors[0], (fragment, errors[0])
+
+
+def _expect_data_cli_fixed(cli: str, request: pytest.FixtureRequest) -> None:
+    if cli == "data":  # `python -m competition.data` runs as __main__: its DataError is not the one cli.py catches
+        request.applymarker(pytest.mark.xfail(strict=False, reason="fixed by the errors.py move"))
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+@pytest.mark.parametrize("cli", CLIS)
+def test_bad_file_is_one_error_line_and_leaves_nothing(cli: str, case: str, files: dict[str, Path],
+                                                       tmp_path: Path, capsys, request) -> None:
+    _expect_data_cli_fixed(cli, request)
+    make, fragments = BAD_FILES[case]
+    target = bad_target(cli, files)
+    good = target.read_text(encoding="utf-8")
+    target.unlink()
+    if make is None:
+        target.mkdir()
+    else:
+        target.write_bytes(make(good))
+    out = tmp_path / "out"
+    code, stderr = run_cli(cli, files, out, capsys)
+    assert_one_error_line(code, stderr, target, fragments)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("cli", CLIS)
+def test_crlf_file_is_read_and_a_kept_carriage_return_is_named(cli: str, files: dict[str, Path], tmp_path: Path,
+                                                              capsys) -> None:
+    target = bad_target(cli, files)
+    target.write_bytes(target.read_bytes().replace(b"\n", b"\r\n"))  # every line ending, also inside quotes
+    code, stderr = run_cli(cli, files, tmp_path / "out", capsys)
+    assert code == 0, stderr
+    assert "error:" not in stderr
+    if cli == "data":  # multi-line dialogues keep "\r" inside their quotes: said once, with file, row and column
+        assert f"warning: {target}, row 1, column 'dialogue': {N} values keep '\\r'" in stderr, stderr
+
+
+def test_crlf_row_endings_do_not_reach_the_values(files: dict[str, Path]) -> None:
+    from competition.data import read_predictions
+
+    path = files["sys0"]
+    path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+    frame = read_predictions(path)
+    assert not frame["summary"].str.contains("\r").any() and list(frame.columns) == ["fname", "summary"]
+
+
+@pytest.mark.parametrize("cli", CLIS)
+def test_unreadable_file_names_the_file_and_the_reason(cli: str, files: dict[str, Path], tmp_path: Path,
+                                                       capsys, monkeypatch) -> None:
+    """Permission denied, simulated in-process (the tests run as root, who can read anything)."""
+    if cli == "data":
+        pytest.skip("in-process only; the chmod test below covers the data CLI where it can")
+    target = bad_target(cli, files)
+    real_read_bytes = Path.read_bytes
+
+    def read_bytes(self: Path) -> bytes:
+        if self == target:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_read_bytes(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    code, stderr = run_cli(cli, files, tmp_path / "out", capsys)
+    assert_one_error_line(code, stderr, target, ["Permission denied"])
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("cli", CLIS)
+def test_chmod_000_file_names_the_file_and_the_reason(cli: str, files: dict[str, Path], tmp_path: Path,
+                                                      capsys) -> None:
+    target = bad_target(cli, files)
+    target.chmod(0)
+    if os.access(target, os.R_OK):
+        pytest.skip("this user (root) can read a chmod 000 file")
+    code, stderr = run_cli(cli, files, tmp_path / "out", capsys)
+    assert_one_error_line(code, stderr, target, ["Permission denied"])
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path):
+    """A 1 MiB tmpfs filled to the last byte (skips where tmpfs cannot be mounted: not root, no capability)."""
+    mount = tmp_path / "full"
+    mount.mkdir()
+    if shutil.which("mount") is None or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+                                                       capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        with open(mount / "filler", "wb") as handle:
+            while True:
+                handle.write(b"\0" * 65536)
+                handle.flush()
+    except OSError:
+        pass
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+@pytest.mark.parametrize("cli", ["score", "submit", "ensemble"])
+def test_full_disk_is_one_error_line_and_leaves_nothing(cli: str, files: dict[str, Path], full_disk: Path,
+                                                        capsys) -> None:
+    out = full_disk / "out"
+    code, stderr = run_cli(cli, files, out, capsys)
+    assert code == 2, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in stderr, stderr
+    assert str(out) in errors[0] and "No space left on device" in errors[0], errors[0]
+    assert sorted(p.name for p in full_disk.iterdir()) == ["filler"]
+
+
+def test_empty_summaries_are_scored_with_a_warning_naming_the_first_row(files: dict[str, Path], capsys) -> None:
+    from competition.score import main
+
+    frame = pd.read_csv(files["sys0"])
+    frame.loc[[2, 4], "summary"] = ""
+    frame.to_csv(files["sys0"], index=False)
+    assert main(["--pred", str(files["sys0"]), "--gold", str(files["dev"])]) == 0
+    stderr = capsys.readouterr().err
+    assert f"warning: {files['sys0']}, row 3, column 'summary': 2 of {N} summaries are empty" in stderr, stderr
+
+
+def test_a_very_long_text_is_named_in_a_warning(files: dict[str, Path], capsys) -> None:
+    from competition.data import read_split
+
+    frame = _dev()
+    frame.loc[1, "dialogue"] = "#Person1#: " + "가" * 100_000
+    frame.to_csv(files["dev"], index=False)
+    read_split(files["dev"], "dev")
+    assert f"warning: {files['dev']}, row 2, column 'dialogue': 100011 characters" in capsys.readouterr().err
