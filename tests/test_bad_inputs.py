@@ -93,8 +93,8 @@ def bad_target(cli: str, files: dict[str, Path]) -> Path:
 def run_cli(cli: str, files: dict[str, Path], out: Path, capsys: pytest.CaptureFixture) -> tuple[int, str]:
     """Run one CLI on the files (in-process, except `data` whose `python -m` entry is what users run)."""
     if cli == "data":
-        done = subprocess.run([sys.executable, "-m", "competition.data", str(files["data"])], cwd=PROJECT_ROOT,
-                              capture_output=True, text=True)
+        done = subprocess.run([sys.executable, "-m", "competition.validate", "--data", str(files["data"])],
+                              cwd=PROJECT_ROOT, capture_output=True, text=True)
         return done.returncode, done.stderr
     if cli == "score":
         from competition.score import main
@@ -122,16 +122,10 @@ def assert_one_error_line(code: int, stderr: str, path: Path, fragments: list[st
         assert fragment in errors[0], (fragment, errors[0])
 
 
-def _expect_data_cli_fixed(cli: str, request: pytest.FixtureRequest) -> None:
-    if cli == "data":  # `python -m competition.data` runs as __main__: its DataError is not the one cli.py catches
-        request.applymarker(pytest.mark.xfail(strict=False, reason="fixed by the errors.py move"))
-
-
 @pytest.mark.parametrize("case", sorted(BAD_FILES))
 @pytest.mark.parametrize("cli", CLIS)
 def test_bad_file_is_one_error_line_and_leaves_nothing(cli: str, case: str, files: dict[str, Path],
-                                                       tmp_path: Path, capsys, request) -> None:
-    _expect_data_cli_fixed(cli, request)
+                                                       tmp_path: Path, capsys) -> None:
     make, fragments = BAD_FILES[case]
     target = bad_target(cli, files)
     good = target.read_text(encoding="utf-8")
