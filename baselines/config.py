@@ -42,6 +42,7 @@ class BaselineConfig:
     max_dev_samples: int | None = None  # first N dev rows scored during training and in the report
     keep_checkpoints: bool = False  # keep checkpoint-* folders after `best/` is saved
     full_determinism: bool = False  # deterministic kernels (slower; used by the resume test)
+    sdpa_backend: str = "auto"  # CUDA attention kernel (competition/attention.py): auto = no cuDNN | torch | cudnn | flash | efficient | math; CPU unaffected
     # generation (dev evaluation and prediction)
     num_beams: int = 4
     no_repeat_ngram_size: int = 2

@@ -19,6 +19,7 @@ import torch
 from baselines.config import PRESET_TRACK, BaselineConfig
 from baselines.model import (TokenLayout, add_data_tokens, configure_family, decode, encode_texts,
                              generation_kwargs, load_pretrained, model_source)
+from competition.attention import configure_sdpa
 from competition.distributed import barrier, is_main_process
 from competition.data import DataError, data_special_tokens, read_split, split_paths
 from competition.files import write_text_atomic
@@ -229,6 +230,7 @@ def train(config: BaselineConfig, data_dir: Path | str, run_dir: Path | str,
     if (done := finished_result(run_dir)) is not None:
         return done
     seed_everything(config.seed)
+    configure_sdpa(config.sdpa_backend)
     preset = get_preset(config.preset, PRESET_TRACK)
     train_frame, dev_frame, all_frames = load_training_frames(data_dir, config)
     tokenizer, model = load_pretrained(model_source(preset), config.allow_bin_weights)

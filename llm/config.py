@@ -45,6 +45,7 @@ class LLMConfig:
     kbit_fp32_norms: bool = _setting(False, "k-bit: cast embeddings and norms to fp32 (peft's prepare_model_for_kbit_training; ~40% slower) | false: keep bf16")
     gradient_checkpointing: bool = _setting(True, "recompute activations in backward: less memory, ~30% slower")
     attn_implementation: str = _setting("sdpa", "sdpa | eager | flash_attention_2 (packed batches need one of these)")
+    sdpa_backend: str = _setting("auto", "CUDA attention kernel (competition/attention.py): auto = no cuDNN | torch | cudnn | flash | efficient | math; CPU unaffected")
     add_data_tokens: bool = _setting(False, "add #PersonN#/mask tags as whole tokens, rows trained (resume not exact)")
     trust_remote_code: bool = _setting(False, "opt in to remote code, only for presets that need it")
     # --- LoRA ---
