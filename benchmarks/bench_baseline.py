@@ -40,7 +40,7 @@ sys.path.insert(0, str(PROJECT_ROOT))
 from baselines.config import load_config  # noqa: E402
 from baselines.model import generation_kwargs  # noqa: E402
 from baselines.predict import batches_by_length  # noqa: E402
-from baselines.train import Seq2SeqRows, precision_flags  # noqa: E402
+from baselines.train import Seq2SeqRows, pad_to_multiple_of, precision_flags  # noqa: E402
 from competition.attention import SDPA_BACKENDS, configure_sdpa  # noqa: E402
 
 SHARED = PROJECT_ROOT.parent / "shared"
@@ -67,7 +67,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--gen-rows", type=int, help="dialogues summarised (default 499)")
     parser.add_argument("--epochs", type=int, default=1, help="training epochs; each one is timed (default 1)")
     parser.add_argument("--sdpa-backend", choices=SDPA_BACKENDS, help="attention kernel (default: the config's)")
-    parser.add_argument("--pad-to-multiple-of", type=int, help="pad training batches to a multiple of N tokens")
+    parser.add_argument("--pad-to-multiple-of", type=int,
+                        help="pad training batches to a multiple of N tokens; 0 = none (default: the track's)")
     parser.add_argument("--torch-compile", action="store_true", help="TrainingArguments(torch_compile=True)")
     parser.add_argument("--optim", help="TrainingArguments optim (default: the Trainer's)")
     parser.add_argument("--cache-implementation", help="generate's cache, e.g. static (default: dynamic)")
@@ -198,7 +199,7 @@ def time_training(model, rows: Seq2SeqRows, config, work_dir: Path, args: argpar
         dataloader_num_workers=2 if torch.cuda.is_available() else 0,
         use_cpu=not torch.cuda.is_available(), seed=config.seed, **extra)
     collator = DataCollatorForSeq2Seq(pad_only, model=model, label_pad_token_id=-100,
-                                      pad_to_multiple_of=args.pad_to_multiple_of)
+                                      pad_to_multiple_of=args.pad_to_multiple_of or None)
     timer = epoch_timer()
     trainer = Seq2SeqTrainer(model=model, args=training_args, train_dataset=rows, processing_class=pad_only,
                              data_collator=collator, callbacks=[timer])
@@ -303,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         config.per_device_train_batch_size, config.eval_batch_size, config.num_beams = 8, 4, 2
     sdpa = configure_sdpa(config.sdpa_backend)
+    if args.pad_to_multiple_of is None:
+        args.pad_to_multiple_of = pad_to_multiple_of()
 
     lengths = measured_lengths(args, data_dir, config.encoder_max_len, config.decoder_max_len)
     if args.save_lengths:
