@@ -76,7 +76,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="generation batches of length-sorted dialogues (the track's) or in input order")
     parser.add_argument("--skip-train", action="store_true", help="time generation only")
     parser.add_argument("--skip-generate", action="store_true", help="time training only")
-    parser.add_argument("--profile", type=Path, help="write torch.profiler kernel tables (CPU+CUDA) into this folder")
+    parser.add_argument("--profile", type=Path,
+                        help="write torch.profiler kernel tables (CPU+CUDA) into this folder (beam search under the "
+                             "profiler took over 100 s on an H200: add --skip-generate, or use few --gen-rows)")
     parser.add_argument("--out", type=Path, help="also write the JSON result here")
     parser.add_argument("--save-lengths", type=Path, help="write the measured token lengths (numbers only) here")
     parser.add_argument("--lengths", type=Path, help="use token lengths saved by --save-lengths (no data needed)")
@@ -327,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     epochs: list[float] = []
     if not args.skip_train:
         with tempfile.TemporaryDirectory() as work_dir:
-            epochs = profiled(args.profile, "train", lambda: time_training(model, train_rows, config, Path(work_dir), args))
+            epochs = profiled(args.profile, "train",
+                              lambda: time_training(model, train_rows, config, Path(work_dir), args))
     generation_seconds, generated_sha = None, None
     if not args.skip_generate:
         model = inference_model(model, config).to("cuda" if torch.cuda.is_available() else "cpu")
@@ -337,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     train_tokens = sum(train_lengths) + sum(label_lengths)
     epoch_bound = 6 * parameters * train_tokens / BF16_FLOPS
     # forward only: encoder once, then every beam's decoder step
-    gen_bound = 2 * parameters * (sum(gen_lengths) + config.num_beams * size["summary_tokens"] * len(gen_lengths)) / BF16_FLOPS
+    decoded_tokens = config.num_beams * size["summary_tokens"] * len(gen_lengths)
+    gen_bound = 2 * parameters * (sum(gen_lengths) + decoded_tokens) / BF16_FLOPS
     steady_epoch = epochs[-1] if epochs else None
     recipe = None
     if epochs and generation_seconds is not None:  # first epoch's extra (compilation) + 20 x (epoch + dev generation)
