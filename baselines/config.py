@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from competition.config import TrackSettings, setting
+from competition.config import SdpaBackend, TrackSettings, setting
 from competition.errors import ConfigError
 from competition.presets import get_preset
 
@@ -42,6 +42,7 @@ class BaselineConfig:
     max_eval_samples: int | None = setting(None, "first N dev rows scored at each evaluation; null = all")
     keep_checkpoints: bool = setting(False, "keep checkpoint-* folders after best/ is saved")
     full_determinism: bool = setting(False, "deterministic kernels (slower; used by the resume test)")
+    sdpa_backend: SdpaBackend = setting("auto", "CUDA attention kernel (competition/attention.py): auto = no cuDNN | torch | cudnn | flash | efficient | math; CPU unaffected")
     # generation (dev evaluation and prediction)
     num_beams: int = setting(4, "beam search width")
     no_repeat_ngram_size: int = setting(2, "baseline value; blocks repeated bigrams such as '#Person2# 는'")

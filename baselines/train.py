@@ -26,6 +26,7 @@ from baselines.model import (
     generation_kwargs,
     load_pretrained,
 )
+from competition.attention import configure_sdpa
 from competition.checkpoints import last_complete_checkpoint, mark_complete_callback
 from competition.data import data_special_tokens, read_split, split_paths
 from competition.distributed import barrier, is_main_process
@@ -41,6 +42,9 @@ BEST_DIR = "best"
 CHECKPOINTS_DIR = "checkpoints"
 TRACK_INFO = "track.json"  # beside the best checkpoint: how to rebuild inputs for it
 SCORE_KEY = "rouge_final"  # compute_metrics key; the Trainer logs it as eval_rouge_final
+# On a GPU, batches are padded to a multiple of this many tokens (masked, so the loss is the same): aligned shapes
+# pick faster kernels. Measured on an H200 (bench_baseline, one KoBART epoch): 20.3 s -> 17.3 s. CPU: no padding.
+GPU_PAD_TO_MULTIPLE_OF = 64
 
 OnEvaluate = Callable[[int, float], None]
 
@@ -73,6 +77,11 @@ def precision_flags(precision: str) -> dict[str, bool]:
     """bf16/fp16 flags: `auto` picks bf16 where the GPU supports it, else fp16; fp32 without a GPU."""
     precision = resolve_precision(precision)
     return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+def pad_to_multiple_of() -> int | None:
+    """The collator's `pad_to_multiple_of`: GPU_PAD_TO_MULTIPLE_OF on CUDA, None (no extra padding) on the CPU."""
+    return GPU_PAD_TO_MULTIPLE_OF if torch.cuda.is_available() else None
 
 
 def load_training_frames(data_dir: Path | str, config: BaselineConfig):
@@ -217,6 +226,7 @@ def train(config: BaselineConfig, data_dir: Path | str, run_dir: Path | str,
     if (done := finished_result(run_dir)) is not None:
         return done
     seed_everything(config.seed)
+    configure_sdpa(config.sdpa_backend)
     preset = get_preset(config.preset, TRACK)
     train_frame, dev_frame, all_frames = load_training_frames(data_dir, config)
     tokenizer, model = load_pretrained(model_source(preset), config.allow_bin_weights)
@@ -233,7 +243,8 @@ def train(config: BaselineConfig, data_dir: Path | str, run_dir: Path | str,
     resume_from = last_checkpoint(checkpoint_dir)
     trainer = Seq2SeqTrainer(
         model=model, args=training_arguments(config, checkpoint_dir),
-        data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100),
+        data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100,
+                                             pad_to_multiple_of=pad_to_multiple_of()),
         train_dataset=train_rows, eval_dataset=dev_rows, processing_class=tokenizer,
         compute_metrics=make_compute_metrics(tokenizer, dev_rows, list(dev_frame["references"]), config.analyzer),
         callbacks=[EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience),

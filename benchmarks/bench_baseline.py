@@ -1,21 +1,31 @@
-"""GPU benchmark of the encoder-decoder track: one training epoch and 499 beam-search summaries at KoBART size.
+"""GPU benchmark of the encoder-decoder track: training epochs and 499 beam-search summaries at KoBART size.
 
     python benchmarks/bench_baseline.py                 # full size, needs a CUDA GPU and ../shared data
     python benchmarks/bench_baseline.py --smoke         # tiny sizes on CPU with data/sample (keeps it from rotting)
+    python benchmarks/bench_baseline.py --sdpa-backend torch --pad-to-multiple-of 64   # a comparison mode
 
 Model: BART with KoBART's shape (vocab 30000, 6+6 layers, d_model 768) and random weights, so no hub access
 is needed. Data: 12,500 dialogues of real lengths, made by repeating the dev+test dialogues of
-../shared/data/competition (token lengths from the KoBART tokenizer when the hub is reachable, else from the
-tiny sample tokenizer, which splits Korean more finely, i.e. a pessimistic length). Training uses the track's
-settings (bf16, batch 50, length-grouped batches); generation uses 4 beams, no_repeat_ngram_size 2, and a
+../shared/data/competition. Token lengths come from the real KoBART tokenizer: `--tokenizer`, else `kobart` in
+../shared/models.tar.xz (unpacked by ../shared/tools/models.sh), else the hub id when the hub answers one quick
+check (never with HF_HUB_OFFLINE=1), else the tiny sample tokenizer (said so in the result). `--save-lengths` /
+`--lengths` carry the measured lengths to a GPU machine that has no data. Training uses the track's settings
+(bf16, batch 50, length-grouped batches, `sdpa_backend`); generation uses 4 beams, no_repeat_ngram_size 2, and a
 forced summary length (min_new_tokens = max_new_tokens) so random weights cannot stop early.
-Targets (H100): epoch <= 60 s, 499 summaries <= 10 s. Prints one JSON object.
+Prints one JSON object: the GPU, each figure, its ratio to the compute bound (6 x parameters x tokens at
+790 TFLOP/s bf16, an H200's measured matrix rate), a checksum of the generated ids (to check that a generation
+option keeps the output) and the official recipe's time (20 epochs + dev generation each epoch) estimated from them.
+Targets (H200): epoch <= 8 s, 499 summaries <= 2 s, recipe <= 240 s.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
+import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,10 +40,15 @@ sys.path.insert(0, str(PROJECT_ROOT))
 from baselines.config import load_config  # noqa: E402
 from baselines.model import generation_kwargs  # noqa: E402
 from baselines.predict import batches_by_length  # noqa: E402
-from baselines.train import Seq2SeqRows, precision_flags  # noqa: E402
+from baselines.train import Seq2SeqRows, pad_to_multiple_of, precision_flags  # noqa: E402
+from competition.attention import SDPA_BACKENDS, configure_sdpa  # noqa: E402
 
-REAL_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data" / "competition"
-TARGETS = {"epoch_seconds": 60.0, "generation_seconds": 10.0}
+SHARED = PROJECT_ROOT.parent / "shared"
+REAL_DATA_DIR = SHARED / "data" / "competition"
+HUB_TOKENIZER = "digit82/kobart-summarization"
+TARGETS = {"epoch_seconds": 8.0, "generation_seconds": 2.0, "recipe_seconds": 240.0}
+BF16_FLOPS = 790e12  # dense bf16 matrix rate measured on an H200 (8192^3 products on random data)
+RECIPE_EPOCHS = 20  # the official recipe: 20 epochs, dev generation after each
 FULL = {"vocab": 30000, "d_model": 768, "layers": 6, "heads": 16, "ffn": 3072, "rows": 12500, "gen_rows": 499,
         "summary_tokens": 60}
 SMOKE = {"vocab": 1000, "d_model": 32, "layers": 1, "heads": 2, "ffn": 64, "rows": 48, "gen_rows": 8,
@@ -44,10 +59,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes on CPU with data/sample")
     parser.add_argument("--data-dir", type=Path, help="folder with dev.csv and test.csv (default: ../shared data)")
-    parser.add_argument("--tokenizer", default="digit82/kobart-summarization",
-                        help="tokenizer measuring dialogue lengths (falls back to the tiny sample tokenizer)")
+    parser.add_argument("--tokenizer", help="tokenizer folder or hub id measuring dialogue lengths "
+                                            "(default: ../shared's kobart, else the hub's, else the tiny sample one)")
     parser.add_argument("--batch", type=int, help="training batch (default: the kobart config's 50)")
     parser.add_argument("--eval-batch", type=int, help="generation batch (default: the kobart config's)")
+    parser.add_argument("--rows", type=int, help="training rows (default 12,500); e.g. fewer under --profile")
+    parser.add_argument("--gen-rows", type=int, help="dialogues summarised (default 499)")
+    parser.add_argument("--epochs", type=int, default=1, help="training epochs; each one is timed (default 1)")
+    parser.add_argument("--sdpa-backend", choices=SDPA_BACKENDS, help="attention kernel (default: the config's)")
+    parser.add_argument("--pad-to-multiple-of", type=int,
+                        help="pad training batches to a multiple of N tokens; 0 = none (default: the track's)")
+    parser.add_argument("--torch-compile", action="store_true", help="TrainingArguments(torch_compile=True)")
+    parser.add_argument("--optim", help="TrainingArguments optim (default: the Trainer's)")
+    parser.add_argument("--cache-implementation", help="generate's cache, e.g. static (default: dynamic)")
+    parser.add_argument("--gen-order", choices=("length", "input"), default="length",
+                        help="generation batches of length-sorted dialogues (the track's) or in input order")
+    parser.add_argument("--skip-train", action="store_true", help="time generation only")
+    parser.add_argument("--skip-generate", action="store_true", help="time training only")
+    parser.add_argument("--profile", type=Path,
+                        help="write torch.profiler kernel tables (CPU+CUDA) into this folder (beam search under the "
+                             "profiler took over 100 s on an H200: add --skip-generate, or use few --gen-rows)")
     parser.add_argument("--out", type=Path, help="also write the JSON result here")
     parser.add_argument("--save-lengths", type=Path, help="write the measured token lengths (numbers only) here")
     parser.add_argument("--lengths", type=Path, help="use token lengths saved by --save-lengths (no data needed)")
@@ -66,18 +97,49 @@ def load_dialogue_frames(data_dir: Path) -> tuple[list[str], list[str], list[str
     return list(dev["dialogue"]) + list(test["dialogue"]), list(dev["summary"]), list(test["dialogue"])
 
 
-def length_tokenizer(name: str):
-    """The KoBART tokenizer when reachable, else the tiny sample tokenizer; returns (tokenizer, source)."""
+def shared_kobart_folder() -> Path | None:
+    """`kobart` unpacked from ../shared/models.tar.xz by ../shared/tools/models.sh, or None without it."""
+    script = SHARED / "tools" / "models.sh"
+    if not script.is_file():
+        return None
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=300)
+    folder = Path(done.stdout.strip().splitlines()[-1]) / "kobart" if done.returncode == 0 and done.stdout else None
+    return folder if folder is not None and (folder / "tokenizer.json").is_file() else None
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """One quick check (no retries): False under HF_HUB_OFFLINE=1 or when huggingface.co does not answer."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return False
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def length_tokenizer(name: str | None):
+    """(tokenizer, source): `name`, else the shared kobart folder, else the hub's KoBART, else tiny-bart's."""
     from competition.modeling import load_tokenizer
 
-    try:
-        return load_tokenizer(name), name
-    except Exception:  # hub unreachable or offline: fall back, and say so in the result
-        from competition.presets import get_preset
-        from competition.tiny import ensure_tiny_checkpoint
+    candidates = [name] if name else []
+    if not name and (folder := shared_kobart_folder()) is not None:
+        candidates.append(str(folder))
+    if not name and hub_reachable():
+        candidates.append(HUB_TOKENIZER)
+    for candidate in candidates:
+        if not Path(candidate).exists() and not hub_reachable():
+            print(f"note: {candidate} is no folder and the hub is unreachable; skipped", file=sys.stderr)
+            continue
+        tokenizer = load_tokenizer(candidate)
+        if len(tokenizer) < 1000:  # transformers builds a near-empty tokenizer from a folder without vocabulary
+            raise SystemExit(f"error: {candidate}: tokenizer of {len(tokenizer)} tokens; expected KoBART's 30,000")
+        return tokenizer, candidate
+    from competition.presets import get_preset
+    from competition.tiny import ensure_tiny_checkpoint
 
-        path = ensure_tiny_checkpoint(get_preset("tiny-bart"))
-        return load_tokenizer(path), "tiny-bart sample tokenizer (fallback)"
+    path = ensure_tiny_checkpoint(get_preset("tiny-bart"))
+    return load_tokenizer(path), "tiny-bart sample tokenizer (fallback: no KoBART tokenizer found)"
 
 
 def token_lengths(tokenizer, texts: list[str], cap: int) -> list[int]:
@@ -104,27 +166,47 @@ def build_model(size: dict, max_positions: int):
     return BartForConditionalGeneration(config)
 
 
-def time_training_epoch(model, rows: Seq2SeqRows, config, work_dir: Path) -> float:
-    """Wall seconds of one epoch with the track's Trainer settings (no evaluation, no saving)."""
+def epoch_timer():
+    """A TrainerCallback that records the wall seconds of each epoch (GPU synchronised) in `.seconds`."""
+    from transformers import TrainerCallback
+
+    class EpochTimer(TrainerCallback):
+        def __init__(self):
+            self.seconds: list[float] = []
+
+        def on_epoch_begin(self, args, state, control, **kwargs):
+            _sync()
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, args, state, control, **kwargs):
+            _sync()
+            self.seconds.append(time.perf_counter() - self.start)
+
+    return EpochTimer()
+
+
+def time_training(model, rows: Seq2SeqRows, config, work_dir: Path, args: argparse.Namespace) -> list[float]:
+    """Wall seconds of each epoch with the track's Trainer settings (no evaluation, no saving)."""
     from transformers import DataCollatorForSeq2Seq, PreTrainedTokenizerFast, Seq2SeqTrainer, Seq2SeqTrainingArguments
 
     pad_only = PreTrainedTokenizerFast(tokenizer_object=_pad_tokenizer(), pad_token="<pad>", bos_token="<s>",
                                        eos_token="</s>", unk_token="<unk>")
-    args = Seq2SeqTrainingArguments(
-        output_dir=str(work_dir), num_train_epochs=1, learning_rate=config.learning_rate,
+    extra = {"optim": args.optim} if args.optim else {}
+    training_args = Seq2SeqTrainingArguments(
+        output_dir=str(work_dir), num_train_epochs=args.epochs, learning_rate=config.learning_rate,
         per_device_train_batch_size=config.per_device_train_batch_size, warmup_steps=config.warmup_ratio,
         weight_decay=config.weight_decay, lr_scheduler_type=config.lr_scheduler_type,
         **precision_flags(config.precision), eval_strategy="no", save_strategy="no", logging_strategy="no",
-        train_sampling_strategy="group_by_length", report_to="none",
+        train_sampling_strategy="group_by_length", report_to="none", torch_compile=args.torch_compile,
         dataloader_num_workers=2 if torch.cuda.is_available() else 0,
-        use_cpu=not torch.cuda.is_available(), seed=config.seed)
-    trainer = Seq2SeqTrainer(model=model, args=args, train_dataset=rows, processing_class=pad_only,
-                             data_collator=DataCollatorForSeq2Seq(pad_only, model=model, label_pad_token_id=-100))
-    _sync()
-    start = time.perf_counter()
+        use_cpu=not torch.cuda.is_available(), seed=config.seed, **extra)
+    collator = DataCollatorForSeq2Seq(pad_only, model=model, label_pad_token_id=-100,
+                                      pad_to_multiple_of=args.pad_to_multiple_of or None)
+    timer = epoch_timer()
+    trainer = Seq2SeqTrainer(model=model, args=training_args, train_dataset=rows, processing_class=pad_only,
+                             data_collator=collator, callbacks=[timer])
     trainer.train()
-    _sync()
-    return time.perf_counter() - start
+    return timer.seconds
 
 
 def _pad_tokenizer():
@@ -134,16 +216,27 @@ def _pad_tokenizer():
     return Tokenizer(models.WordLevel({"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}, unk_token="<unk>"))
 
 
-@torch.inference_mode()
-def time_generation(model, inputs: list[list[int]], config, summary_tokens: int) -> float:
-    """Wall seconds to summarise `inputs` with beam search in length-sorted batches, forced to a fixed length."""
+def inference_model(model, config):
+    """The model in eval mode, in the track's inference dtype on a GPU (as baselines.predict loads it)."""
     model.eval()
     if torch.cuda.is_available():
         flags = precision_flags(config.precision)
         model = model.to(torch.bfloat16 if flags["bf16"] else torch.float16 if flags["fp16"] else torch.float32)
+    return model
+
+
+@torch.inference_mode()
+def time_generation(model, inputs: list[list[int]], config, summary_tokens: int,
+                    args: argparse.Namespace) -> tuple[float, str]:
+    """(wall seconds, sha256 of the generated ids in input order) of beam search forced to a fixed length."""
     budget = {"min_new_tokens": summary_tokens, "max_new_tokens": summary_tokens}
-    batches = batches_by_length([len(i) for i in inputs], [budget] * len(inputs), config.per_device_eval_batch_size)
-    device = model.device
+    extra = {"cache_implementation": args.cache_implementation} if args.cache_implementation else {}
+    if args.gen_order == "length":
+        batches = batches_by_length([len(i) for i in inputs], [budget] * len(inputs), config.per_device_eval_batch_size)
+    else:
+        batches = [list(range(i, min(i + config.per_device_eval_batch_size, len(inputs))))
+                   for i in range(0, len(inputs), config.per_device_eval_batch_size)]
+    outputs: list[list[int]] = [[] for _ in inputs]
     _sync()
     start = time.perf_counter()
     for batch in batches:
@@ -151,15 +244,52 @@ def time_generation(model, inputs: list[list[int]], config, summary_tokens: int)
         ids = torch.full((len(batch), width), 1, dtype=torch.long)
         for row, index in enumerate(batch):
             ids[row, : len(inputs[index])] = torch.tensor(inputs[index])
-        ids = ids.to(device)
-        model.generate(input_ids=ids, attention_mask=(ids != 1).long(), **generation_kwargs(config), **budget)
+        ids = ids.to(model.device)
+        generated = model.generate(input_ids=ids, attention_mask=(ids != 1).long(), **generation_kwargs(config),
+                                   **budget, **extra)
+        for index, sequence in zip(batch, generated.tolist()):
+            outputs[index] = [t for t in sequence if t != 1]
     _sync()
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    return seconds, hashlib.sha256(json.dumps(outputs).encode()).hexdigest()[:16]
+
+
+def profiled(folder: Path | None, name: str, work):
+    """Run `work()`; under --profile, inside torch.profiler, writing the top kernels and ops to `folder/name.txt`."""
+    if folder is None:
+        return work()
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    start = time.perf_counter()
+    with profile(activities=activities) as prof:
+        result = work()
+    wall = time.perf_counter() - start
+    events = prof.key_averages()
+    sort = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
+    cuda_total = sum(getattr(e, "self_device_time_total", 0) for e in events) / 1e6
+    folder.mkdir(parents=True, exist_ok=True)
+    text = (f"{name}: wall {wall:.1f} s under the profiler; self CUDA time of all ops/kernels {cuda_total:.2f} s\n"
+            f"top by self CUDA time:\n{events.table(sort_by=sort, row_limit=40, max_name_column_width=70)}\n"
+            f"top by CPU total:\n{events.table(sort_by='cpu_time_total', row_limit=25, max_name_column_width=70)}\n")
+    (folder / f"{name}.txt").write_text(text, encoding="utf-8")
+    return result
 
 
 def _sync() -> None:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
+
+
+def measured_lengths(args: argparse.Namespace, data_dir: Path, cap_in: int, cap_out: int) -> dict:
+    """Dialogue, summary and test-dialogue token lengths, from --lengths or measured with the length tokenizer."""
+    if args.lengths:  # e.g. measured on a machine that has the data, for a GPU machine that has not
+        return json.loads(args.lengths.read_text(encoding="utf-8"))
+    dialogues, summaries, test_dialogues = load_dialogue_frames(data_dir)
+    tokenizer, source = length_tokenizer(args.tokenizer)
+    return {"dialogue": token_lengths(tokenizer, dialogues, cap_in),
+            "summary": token_lengths(tokenizer, summaries, cap_out),
+            "test": token_lengths(tokenizer, test_dialogues, cap_in), "tokenizer": source}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,60 +300,81 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     data_dir = args.data_dir or (PROJECT_ROOT / "data" / "sample" if args.smoke else REAL_DATA_DIR)
-    overrides = {k: v for k, v in (("per_device_train_batch_size", args.batch), ("eval_batch_size", args.eval_batch))
-                 if v is not None}
+    overrides = {k: v for k, v in (("per_device_train_batch_size", args.batch), ("per_device_eval_batch_size", args.eval_batch),
+                                   ("sdpa_backend", args.sdpa_backend)) if v is not None}
     config = load_config("kobart", PROJECT_ROOT / "baselines" / "configs" / "kobart.yaml", overrides)
     if args.smoke:
         config.per_device_train_batch_size, config.per_device_eval_batch_size, config.num_beams = 8, 4, 2
+    sdpa = configure_sdpa(config.sdpa_backend)
+    if args.pad_to_multiple_of is None:
+        args.pad_to_multiple_of = pad_to_multiple_of()
 
-    cap_in, cap_out = config.max_source_length, config.max_target_length
-    if args.lengths:  # e.g. measured on a machine that has the data, for a GPU machine that has not
-        saved = json.loads(args.lengths.read_text(encoding="utf-8"))
-        dialogue_lengths, summary_lengths, test_lengths = saved["dialogue"], saved["summary"], saved["test"]
-        tokenizer_source = saved["tokenizer"]
-    else:
-        dialogues, summaries, test_dialogues = load_dialogue_frames(data_dir)
-        tokenizer, tokenizer_source = length_tokenizer(args.tokenizer)
-        dialogue_lengths = token_lengths(tokenizer, dialogues, cap_in)
-        summary_lengths = token_lengths(tokenizer, summaries, cap_out)
-        test_lengths = token_lengths(tokenizer, test_dialogues, cap_in)
+    lengths = measured_lengths(args, data_dir, config.max_source_length, config.max_target_length)
     if args.save_lengths:
-        args.save_lengths.write_text(json.dumps({"dialogue": dialogue_lengths, "summary": summary_lengths,
-                                                 "test": test_lengths, "tokenizer": tokenizer_source}))
-    rows = size["rows"]
-    train_lengths = [dialogue_lengths[i % len(dialogue_lengths)] for i in range(rows)]
-    label_lengths = [summary_lengths[i % len(summary_lengths)] for i in range(rows)]
+        args.save_lengths.write_text(json.dumps(lengths))
+    rows = args.rows or size["rows"]
+    train_lengths = [lengths["dialogue"][i % len(lengths["dialogue"])] for i in range(rows)]
+    label_lengths = [lengths["summary"][i % len(lengths["summary"])] for i in range(rows)]
     if args.smoke:  # keep CPU work tiny
         train_lengths, label_lengths = [min(n, 64) for n in train_lengths], [min(n, 16) for n in label_lengths]
     train_rows = random_rows(train_lengths, label_lengths, size["vocab"])
-    gen_lengths = test_lengths[: size["gen_rows"]]
+    gen_lengths = lengths["test"][: args.gen_rows or size["gen_rows"]]
     if args.smoke:
         gen_lengths = [min(n, 64) for n in gen_lengths]
-    gen_inputs = random_rows(gen_lengths, [1] * len(gen_lengths), size["vocab"], seed=1).rows
+    gen_inputs = [r["input_ids"] for r in random_rows(gen_lengths, [1] * len(gen_lengths), size["vocab"], seed=1).rows]
 
     torch.manual_seed(0)
-    model = build_model(size, max_positions=max(cap_in, 1024) + 2)
-    with tempfile.TemporaryDirectory() as work_dir:
-        epoch_seconds = time_training_epoch(model, train_rows, config, Path(work_dir))
-    generation_seconds = time_generation(model, [r["input_ids"] for r in gen_inputs], config, size["summary_tokens"])
+    model = build_model(size, max_positions=max(config.max_source_length, 1024) + 2)
+    parameters = sum(p.numel() for p in model.parameters())
+    epochs: list[float] = []
+    if not args.skip_train:
+        with tempfile.TemporaryDirectory() as work_dir:
+            epochs = profiled(args.profile, "train",
+                              lambda: time_training(model, train_rows, config, Path(work_dir), args))
+    generation_seconds, generated_sha = None, None
+    if not args.skip_generate:
+        model = inference_model(model, config).to("cuda" if torch.cuda.is_available() else "cpu")
+        generation_seconds, generated_sha = profiled(args.profile, "generate", lambda: time_generation(
+            model, gen_inputs, config, size["summary_tokens"], args))
 
+    train_tokens = sum(train_lengths) + sum(label_lengths)
+    epoch_bound = 6 * parameters * train_tokens / BF16_FLOPS
+    # forward only: encoder once, then every beam's decoder step
+    decoded_tokens = config.num_beams * size["summary_tokens"] * len(gen_lengths)
+    gen_bound = 2 * parameters * (sum(gen_lengths) + decoded_tokens) / BF16_FLOPS
+    steady_epoch = epochs[-1] if epochs else None
+    recipe = None
+    if epochs and generation_seconds is not None:  # first epoch's extra (compilation) + 20 x (epoch + dev generation)
+        recipe = max(0.0, epochs[0] - steady_epoch) + RECIPE_EPOCHS * (steady_epoch + generation_seconds)
+    figures = {"epoch_seconds": steady_epoch, "generation_seconds": generation_seconds, "recipe_seconds": recipe}
     result = {
         "mode": "smoke" if args.smoke else "full",
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "torch": torch.__version__, "transformers": __import__("transformers").__version__,
         "precision": {k: v for k, v in precision_flags(config.precision).items() if v} or "fp32",
-        "parameters_millions": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
-        "tokenizer_for_lengths": tokenizer_source,
+        "sdpa_backend": config.sdpa_backend, "sdpa_kernels_enabled": [k for k, on in sdpa.items() if on],
+        "options": {"pad_to_multiple_of": args.pad_to_multiple_of, "torch_compile": args.torch_compile,
+                    "optim": args.optim, "cache_implementation": args.cache_implementation,
+                    "gen_order": args.gen_order},
+        "parameters_millions": round(parameters / 1e6, 1),
+        "tokenizer_for_lengths": lengths["tokenizer"],
         "train_rows": rows, "train_batch": config.per_device_train_batch_size,
         "encoder_tokens_mean": round(float(np.mean(train_lengths)), 1),
         "label_tokens_mean": round(float(np.mean(label_lengths)), 1),
-        "epoch_seconds": round(epoch_seconds, 2),
+        "train_tokens": train_tokens,
+        "epoch_seconds_each": [round(e, 2) for e in epochs],
+        "epoch_seconds": None if steady_epoch is None else round(steady_epoch, 2),
+        "epoch_bound_seconds": round(epoch_bound, 2),
+        "epoch_over_bound": None if steady_epoch is None else round(steady_epoch / epoch_bound, 1),
         "generated_summaries": len(gen_inputs), "num_beams": config.num_beams, "summary_tokens": size["summary_tokens"],
         "generation_batch": config.per_device_eval_batch_size,
-        "generation_seconds": round(generation_seconds, 2),
-        "targets_h100": TARGETS,
-        "meets_targets": None if args.smoke else {k: result_value <= TARGETS[k] for k, result_value in
-                                                  (("epoch_seconds", epoch_seconds),
-                                                   ("generation_seconds", generation_seconds))},
+        "generation_seconds": None if generation_seconds is None else round(generation_seconds, 2),
+        "generation_bound_seconds": round(gen_bound, 3),
+        "generation_over_bound": None if generation_seconds is None else round(generation_seconds / gen_bound, 1),
+        "generated_ids_sha256": generated_sha,
+        "recipe_seconds_estimate": None if recipe is None else round(recipe, 1),
+        "targets_h200": TARGETS,
+        "meets_targets": None if args.smoke else {k: v <= TARGETS[k] for k, v in figures.items() if v is not None},
     }
     text = json.dumps(result, indent=2)
     print(text)

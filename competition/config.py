@@ -29,6 +29,8 @@ from competition.files import write_text_atomic
 ConfigT = TypeVar("ConfigT")
 SCIENTIFIC_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
 DEFAULTS = "defaults"
+# CUDA attention kernel of both tracks (competition/attention.py); a setting type, so its check is the config's
+SdpaBackend = typing.Literal["auto", "torch", "cudnn", "flash", "efficient", "math"]
 # Keys a resumed run may change: they decide how fast or how verbosely it runs, not what it learns or writes.
 SAFE_ON_RESUME = frozenset({"per_device_eval_batch_size", "logging_steps", "gradient_checkpointing",
                             "save_total_limit", "keep_checkpoints", "max_fill_in_share", "submit_despite_fill_ins"})

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from competition.config import TrackSettings, setting
+from competition.config import SdpaBackend, TrackSettings, setting
 from competition.errors import ConfigError
 from competition.presets import get_preset
 
@@ -37,6 +37,7 @@ class LLMConfig:
     kbit_fp32_norms: bool = setting(False, "k-bit: cast embeddings and norms to fp32 (peft's prepare_model_for_kbit_training; ~40% slower) | false: keep bf16")
     gradient_checkpointing: bool = setting(True, "recompute activations in backward: less memory, ~30% slower")
     attn_implementation: str = setting("sdpa", "sdpa | eager | flash_attention_2 (packed batches need one of these)")
+    sdpa_backend: SdpaBackend = setting("auto", "CUDA attention kernel (competition/attention.py): auto = no cuDNN | torch | cudnn | flash | efficient | math; CPU unaffected")
     add_data_tokens: bool = setting(False, "add #PersonN#/mask tags as whole tokens, rows trained (resume not exact)")
     trust_remote_code: bool = setting(False, "opt in to remote code, only for presets that need it")
     # --- LoRA ---

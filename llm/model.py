@@ -17,6 +17,7 @@ import torch
 
 from competition.errors import ConfigError
 from competition.modeling import load_tokenizer
+from competition.attention import configure_sdpa
 from competition.presets import Preset, get_preset
 from competition.tiny import model_source
 from llm.config import LLMConfig
@@ -109,9 +110,11 @@ def fit_embeddings(model, tokenizer) -> None:
 
 
 def load_base_model(source: str | Path, config: LLMConfig, quantization: str, dtype: torch.dtype | None = None):
-    """`AutoModelForCausalLM.from_pretrained` with the quantization, dtype and attention implementation asked."""
+    """`AutoModelForCausalLM.from_pretrained` with the quantization, dtype and attention implementation asked
+    (the CUDA SDPA kernel too: `config.sdpa_backend`)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    configure_sdpa(config.sdpa_backend)
     model_config = AutoConfig.from_pretrained(str(source), trust_remote_code=config.trust_remote_code)
     dtype = dtype or compute_dtype(model_config)
     kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": config.attn_implementation,

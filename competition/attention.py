@@ -1,0 +1,62 @@
+"""Which kernel PyTorch's scaled_dot_product_attention (SDPA) runs on a CUDA GPU: one setting for both tracks.
+
+On Hopper GPUs (H100, H200) PyTorch tries cuDNN's attention first. cuDNN builds an execution plan on the host for
+each new input shape, and length-grouped batches bring new shapes at almost every step: measured on one H200
+(`make bench-baseline`), one KoBART epoch spent about 4 ms of host time per attention call for 0.1 ms of GPU work,
+80 s an epoch against 16 s with cuDNN off. So `auto` turns cuDNN off and keeps PyTorch's order for the rest
+(flash, then memory-efficient, then math). Every other value enables one fused kernel plus the math fallback
+(a call the kernel cannot take, e.g. flash with a padding mask, runs in math, slowly but correctly).
+
+The flags are process-wide. Without CUDA nothing is changed, so CPU runs (and their results) are the same for
+every value. Tracks call `configure_sdpa(config.sdpa_backend)` once at model setup.
+"""
+
+from __future__ import annotations
+
+import typing
+
+import torch
+
+from competition.config import SdpaBackend
+from competition.errors import ConfigError
+
+SDPA_BACKENDS = typing.get_args(SdpaBackend)
+_KERNELS = ("cudnn", "flash", "efficient", "math")
+_ENABLED: dict[str, tuple[str, ...]] = {
+    "auto": ("flash", "efficient", "math"),
+    "torch": _KERNELS,  # PyTorch's own default: everything on, cuDNN first on Hopper
+    "cudnn": ("cudnn", "math"),
+    "flash": ("flash", "math"),
+    "efficient": ("efficient", "math"),
+    "math": ("math",),
+}
+
+
+def check_sdpa_backend(backend: str) -> None:
+    """Raise ConfigError for a name that is not in SDPA_BACKENDS."""
+    if backend not in SDPA_BACKENDS:
+        raise ConfigError(f"sdpa_backend={backend!r}; expected one of {list(SDPA_BACKENDS)}")
+
+
+def sdpa_flags() -> dict[str, bool]:
+    """The SDPA kernels PyTorch may use on CUDA right now, by name."""
+    cuda = torch.backends.cuda
+    return {"cudnn": cuda.cudnn_sdp_enabled(), "flash": cuda.flash_sdp_enabled(),
+            "efficient": cuda.mem_efficient_sdp_enabled(), "math": cuda.math_sdp_enabled()}
+
+
+def configure_sdpa(backend: str) -> dict[str, bool]:
+    """Enable the SDPA kernels that `backend` names on CUDA (process-wide); returns the flags in effect.
+
+    A no-op without a CUDA GPU: PyTorch's CPU attention reads some of the same flags, and CPU results must not move.
+    """
+    check_sdpa_backend(backend)
+    if not torch.cuda.is_available():
+        return sdpa_flags()
+    enabled = _ENABLED[backend]
+    cuda = torch.backends.cuda
+    cuda.enable_cudnn_sdp("cudnn" in enabled)
+    cuda.enable_flash_sdp("flash" in enabled)
+    cuda.enable_mem_efficient_sdp("efficient" in enabled)
+    cuda.enable_math_sdp("math" in enabled)
+    return sdpa_flags()
