@@ -208,14 +208,21 @@ def run_fold(api: Any, config: Any, settings: KFoldSettings, plan: FoldPlan, fol
     return summary
 
 
-def ensemble_folds(settings: KFoldSettings, plan: FoldPlan) -> Any:
-    """The ensembler over the K fold runs (its Python API): scored on the real dev, written to `ensemble/`."""
-    from ensemble.pipeline import EnsembleConfig, load_inputs, run_ensemble, write_outputs
+def ensemble_config(settings: KFoldSettings) -> Any:
+    """The ensembler's config for the fold ensemble (checked before any training)."""
+    from ensemble.pipeline import EnsembleConfig
 
     method = settings.ensemble_method
     if settings.include_dev and method == "default":
         method = "mbr"  # methods fitted on dev would be fitted on rows the models trained on
-    config = resolve_config(EnsembleConfig, {"method": method})
+    return resolve_config(EnsembleConfig, {"method": method})
+
+
+def ensemble_folds(settings: KFoldSettings, plan: FoldPlan) -> Any:
+    """The ensembler over the K fold runs (its Python API): scored on the real dev, written to `ensemble/`."""
+    from ensemble.pipeline import load_inputs, run_ensemble, write_outputs
+
+    config = ensemble_config(settings)
     files = [settings.fold_dir(f) / f"preds_{s}.csv" for f in range(settings.k) for s in ("dev", "test")]
     inputs = load_inputs(files, None, plan.paths["dev"], plan.paths["test"])
     result = run_ensemble(config, inputs, progress=False)
@@ -269,6 +276,7 @@ def run_kfold(settings: KFoldSettings, api: Any | None = None) -> Path:
     api = api or load_track_api(settings.track)
     yaml_path = settings.config_path or api.default_yaml(settings.preset)
     config = api.config(settings.preset, yaml_path, settings.overrides, settings.demo)
+    ensemble_config(settings)  # a bad --ensemble-method fails now, not after K trainings
     plan = plan_folds(settings)
     kfold_dir = settings.kfold_dir
     check_same_run(kfold_dir, config_hash(config), plan.hash)

@@ -136,6 +136,13 @@ def test_missing_test_file_exits_2(tmp_path: Path) -> None:
     assert not (tmp_path / "runs").exists()
 
 
+def test_unknown_ensemble_method_exits_2_before_training(tmp_path: Path) -> None:
+    done = run_kfold([*README_ARGS, "--data", str(SAMPLE), "--out", str(tmp_path / "runs"), "--ensemble-method",
+                      "nope"], cwd=tmp_path)
+    assert done.returncode == 2 and "method 'nope'" in done.stderr, done.stderr[-2000:]
+    assert not (tmp_path / "runs").exists()
+
+
 def fold_dirs(kfold_dir: Path) -> list[Path]:
     return sorted(p for p in kfold_dir.iterdir() if p.is_dir() and p.name.startswith(f"{kfold_dir.name}-fold"))
 
@@ -206,7 +213,7 @@ def test_kfold_end_to_end_then_resume(tmp_path: Path) -> None:
     assert ensemble_score == pytest.approx(info["ensemble"]["dev_score"], abs=0.01)
     for split in ("dev", "test"):
         assert (kfold_dir / "ensemble" / f"preds_{split}.csv").is_file()
-    submission = Path(info["submission"])
+    submission = tmp_path / info["submission"]  # relative to the command's folder, like the tracks' submissions
     assert validate_submission(submission, SAMPLE / "test.csv") == 60
     ledger = read_ledger(tmp_path / "submissions")
     assert ledger["source_runs"].iloc[-1].split(";") == [str(p) for p in runs]
