@@ -168,41 +168,55 @@ def dev_score(predictions: Sequence[str], frame: pd.DataFrame, config: Any) -> f
     return compute_rouge(list(predictions), list(frame["references"]), analyzer=analyzer).final
 
 
+def prepare_fold(config: Any, settings: KFoldSettings, plan: FoldPlan, fold: int,
+                 held_out: pd.DataFrame, train: pd.DataFrame) -> dict[str, Any]:
+    """Write the fold's data, config.yaml and run.json ("done": false); return run.json's extra fields."""
+    fold_dir = settings.fold_dir(fold)
+    extra = {"track": settings.track, "kfold": kfold_info(settings, plan, fold=fold + 1), "done": False}
+    if is_main_process():
+        data_dir = write_fold_data(fold_dir, train, held_out, plan.frames["test"])
+        save_yaml(config, fold_dir / "config.yaml")
+        save_run_info(fold_dir, config, getattr(config, "seed", settings.seed), split_paths(data_dir).values(), extra)
+    barrier()
+    return extra
+
+
+def save_fold_outputs(config: Any, settings: KFoldSettings, fold: int, frames: dict[str, pd.DataFrame],
+                      predictions: dict[str, list[str]], summary: dict[str, Any], extra: dict[str, Any]) -> None:
+    """preds_{dev,test,oof}.csv with sidecars, then run.json "done": true (rank 0; the others wait)."""
+    fold_dir = settings.fold_dir(fold)
+    if is_main_process():
+        metadata = {"preset": settings.preset, "track": settings.track, "config_hash": config_hash(config),
+                    "checkpoint": summary["best_checkpoint"], "run_dir": str(fold_dir), "kfold_fold": fold + 1,
+                    "dev_in_sample": settings.include_dev}
+        for split, frame in frames.items():
+            write_predictions(fold_dir / f"preds_{split}.csv", list(frame["fname"]), predictions[split],
+                              {**metadata, "split": split})
+        save_run_info(fold_dir, config, getattr(config, "seed", settings.seed),
+                      split_paths(fold_dir / "data").values(), {**extra, "fold": summary, "done": True})
+    barrier()
+
+
 def run_fold(api: Any, config: Any, settings: KFoldSettings, plan: FoldPlan, fold: int) -> dict[str, Any]:
     """Train fold `fold` on the other folds (best checkpoint picked on this fold), predict dev, test and the
-    held-out rows; return its summary. A finished fold is skipped."""
+    held-out rows; return its summary. A finished fold is skipped; an unfinished one resumes its training."""
     fold_dir, label = settings.fold_dir(fold), f"fold {fold + 1}/{settings.k}"
     if broadcast_from_main(lambda: fold_finished(fold_dir)):
         say(f"{label}: finished ({fold_dir / RUN_INFO_FILE} says done), skipped")
         return load_run_info(fold_dir)["fold"]
     train, held_out = fold_split(plan.pool, plan.folds, fold)
-    data_dir = fold_dir / "data"
-    extra = {"track": settings.track, "kfold": kfold_info(settings, plan, fold=fold + 1), "done": False}
-    if is_main_process():
-        write_fold_data(fold_dir, train, held_out, plan.frames["test"])
-        save_yaml(config, fold_dir / "config.yaml")
-        save_run_info(fold_dir, config, getattr(config, "seed", settings.seed), split_paths(data_dir).values(), extra)
-    barrier()
+    extra = prepare_fold(config, settings, plan, fold, held_out, train)
     say(f"{label}: training on {len(train)} rows, best checkpoint picked on {len(held_out)} held-out rows")
-    result = api.train(config, data_dir, fold_dir)
-    checkpoint = Path(result.best_checkpoint)
+    result = api.train(config, fold_dir / "data", fold_dir)  # resumes from fold_dir's last checkpoint, if any
     frames = {"dev": plan.frames["dev"], "test": plan.frames["test"], "oof": held_out}
-    predictions = {s: predict_rows(api, checkpoint, list(f["dialogue"]), config) for s, f in frames.items()}
+    predictions = {s: predict_rows(api, Path(result.best_checkpoint), list(f["dialogue"]), config)
+                   for s, f in frames.items()}
     summary = {"fold": fold + 1, "run_dir": str(fold_dir), "train_rows": len(train), "heldout_rows": len(held_out),
-               "best_checkpoint": str(checkpoint), "checkpoint_score": float(result.best_dev_score),
+               "best_checkpoint": str(result.best_checkpoint), "checkpoint_score": float(result.best_dev_score),
                "oof_score": dev_score(predictions["oof"], held_out, config),
                "dev_score": dev_score(predictions["dev"], plan.frames["dev"], config),
                "dev_in_sample": settings.include_dev}
-    if is_main_process():
-        metadata = {"preset": settings.preset, "track": settings.track, "config_hash": config_hash(config),
-                    "checkpoint": str(checkpoint), "run_dir": str(fold_dir), "kfold_fold": fold + 1,
-                    "dev_in_sample": settings.include_dev}
-        for split, frame in frames.items():
-            write_predictions(fold_dir / f"preds_{split}.csv", list(frame["fname"]), predictions[split],
-                              {**metadata, "split": split})
-        save_run_info(fold_dir, config, getattr(config, "seed", settings.seed), split_paths(data_dir).values(),
-                      {**extra, "fold": summary, "done": True})
-    barrier()
+    save_fold_outputs(config, settings, fold, frames, predictions, summary, extra)
     in_sample = " (in-sample)" if settings.include_dev else ""
     say(f"{label}: held-out fold {summary['oof_score']:.2f}, dev{in_sample} {summary['dev_score']:.2f}")
     return summary
@@ -263,6 +277,8 @@ def summary_markdown(settings: KFoldSettings, folds: list[dict[str, Any]], ensem
     lines += ["| fold | train rows | held-out rows | checkpoint score | held-out fold | dev |", "|---|---|---|---|---|---|"]
     lines += [f"| {f['fold']} | {f['train_rows']} | {f['heldout_rows']} | {f['checkpoint_score']:.2f} | "
               f"{f['oof_score']:.2f} | {f['dev_score']:.2f} |" for f in folds]
+    lines += ["", "checkpoint score: the track's selection score of the best checkpoint on the held-out fold during "
+              "training; held-out fold: its predictions of every held-out row (preds_oof.csv); dev: the real dev."]
     cv = ensemble.get("cv_dev_score")
     lines += ["", f"Ensemble ({ensemble['method']}): dev {ensemble['dev_score']:.2f}"
               + (f" (cross-validated over dev {cv:.2f})" if cv is not None else ""),
@@ -293,8 +309,15 @@ def run_kfold(settings: KFoldSettings, api: Any | None = None) -> Path:
         save_yaml(config, kfold_dir / "config.yaml")
         save_run_info(kfold_dir, config, settings.seed, plan.paths.values(), info)
     folds = [run_fold(api, config, settings, plan, fold) for fold in range(settings.k)]
-    if not is_main_process():
-        return kfold_dir
+    if is_main_process():
+        finish_kfold(config, settings, plan, folds, info)
+    return kfold_dir
+
+
+def finish_kfold(config: Any, settings: KFoldSettings, plan: FoldPlan, folds: list[dict[str, Any]],
+                 info: dict[str, Any]) -> None:
+    """The fold ensemble, its submission (source runs: the folds), run.json "done" and summary.md; print scores."""
+    kfold_dir = settings.kfold_dir
     result = ensemble_folds(settings, plan)
     test = plan.frames["test"]
     submission = write_submission(list(test["fname"]), result.summaries["test"], plan.paths["test"],
@@ -310,5 +333,6 @@ def run_kfold(settings: KFoldSettings, api: Any | None = None) -> Path:
     for fold in folds:
         print(f"fold {fold['fold']}: dev{in_sample} {fold['dev_score']:.2f}")
     print(f"fold ensemble ({result.method}) dev score{in_sample}: {result.dev_score:.2f}")
+    if result.cv_score is not None:  # fitted methods: the honest number beside the in-sample one
+        print(f"  cross-validated over dev{in_sample}: {result.cv_score:.2f}")
     print(f"submission: {submission}")
-    return kfold_dir
