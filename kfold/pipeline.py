@@ -156,10 +156,13 @@ def write_fold_data(fold_dir: Path, train: pd.DataFrame, held_out: pd.DataFrame,
     return data_dir
 
 
-def predict_rows(api: Any, checkpoint: Path, dialogues: Sequence[str], config: Any) -> list[str]:
+def predict_rows(api: Any, checkpoint: Path, dialogues: Sequence[str], config: Any, desc: str) -> list[str]:
     """Summaries in input order, sharded over ranks under torchrun; empty ones become the first utterance."""
     summaries = distributed_map(lambda share: list(api.predict(checkpoint, share, config)), list(dialogues))
-    return fill_empty(summaries, dialogues)[0]
+    summaries, empty = fill_empty(summaries, dialogues)
+    if empty:
+        say(f"warning: {desc}: {empty} of {len(dialogues)} empty summaries replaced by the dialogue's first utterance")
+    return summaries
 
 
 def dev_score(predictions: Sequence[str], frame: pd.DataFrame, config: Any) -> float:
@@ -209,7 +212,7 @@ def run_fold(api: Any, config: Any, settings: KFoldSettings, plan: FoldPlan, fol
     say(f"{label}: training on {len(train)} rows, best checkpoint picked on {len(held_out)} held-out rows")
     result = api.train(config, fold_dir / "data", fold_dir)  # resumes from fold_dir's last checkpoint, if any
     frames = {"dev": plan.frames["dev"], "test": plan.frames["test"], "oof": held_out}
-    predictions = {s: predict_rows(api, Path(result.best_checkpoint), list(f["dialogue"]), config)
+    predictions = {s: predict_rows(api, Path(result.best_checkpoint), list(f["dialogue"]), config, f"{label} {s}")
                    for s, f in frames.items()}
     summary = {"fold": fold + 1, "run_dir": str(fold_dir), "train_rows": len(train), "heldout_rows": len(held_out),
                "best_checkpoint": str(result.best_checkpoint), "checkpoint_score": float(result.best_dev_score),
