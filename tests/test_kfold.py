@@ -1,6 +1,6 @@
 """K-fold training (`python -m kfold`): fold splitting (pure, fast) and end-to-end CPU runs of tiny-bart (slow).
 
-Run: .venv/bin/python -m pytest -q tests/test_kfold.py            (the slow ones: -m slow, about 3 minutes)
+Run: .venv/bin/python -m pytest -q tests/test_kfold.py   (-m slow: about 3 minutes on 2 free cores, more when shared)
 """
 
 from __future__ import annotations
