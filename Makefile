@@ -1,7 +1,7 @@
 # The whole pipeline, readable top-down. `make demo` and `make test` each set everything up on a fresh clone.
 # Variables: MODEL (preset), DATA (folder with train/dev/test.csv), CONFIG (YAML), ARGS (KEY=VALUE overrides),
 # RUN (a run folder), RESUME (a run folder to continue), TRACK (baseline|llm), TRIALS, MAXLEN, PREDS (prediction
-# CSVs), GPUS, SUBMISSIONS (the one folder every command writes submissions and their ledger to). Both tracks read
+# CSVs), GPUS, K (folds), SUBMISSIONS (the one folder every command writes submissions and their ledger to). Both tracks read
 # <track>/configs/<MODEL>.yaml unless CONFIG names another file.
 
 SHELL := /bin/bash
@@ -23,7 +23,7 @@ RESUME_FLAG = $(if $(RESUME),--resume $(RESUME),)
 # GPUS>1: one process per GPU through torchrun (DDP); only rank 0 writes files.
 LAUNCH = $(if $(filter-out 1,$(GPUS)),.venv/bin/torchrun --standalone --nproc_per_node=$(GPUS),$(PY))
 
-.PHONY: setup demo test baseline llm truncation tune tune-gen ensemble submit bench bench-metric \
+.PHONY: setup demo test baseline llm truncation tune tune-gen kfold ensemble submit bench bench-metric \
         bench-baseline bench-llm bench-ensemble sample-data demo-core demo-baseline demo-llm demo-tune \
         demo-ensemble test-services clean
 
@@ -99,6 +99,13 @@ tune: setup
 
 tune-gen: setup
 	$(PY) -m tuning.generation --run $(RUN) --data $(DATA) --trials $(or $(TRIALS),30) $(ARGS)
+
+# K fold runs (each picks its best checkpoint on its held-out fold), their fold ensemble and a submission;
+# rerun to resume. ARGS="--include-dev" folds dev in too (final submission; dev scores become in-sample).
+kfold: setup
+	$(LAUNCH) -m kfold --track $(or $(TRACK),baseline) \
+	    --model $(or $(MODEL),$(if $(filter llm,$(TRACK)),llama3.2-ko-3b,kobart)) --data $(DATA) --k $(or $(K),5) \
+	    --out $(RUNS)/kfold $(CONFIG_FLAG) $(ARGS)
 
 ensemble: setup
 	$(PY) -m ensemble --runs $(RUNS) --gold $(DATA)/dev.csv --out $(RUNS)/ensemble $(if $(PREDS),--preds $(PREDS),) $(ARGS)

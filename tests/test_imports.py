@@ -11,7 +11,7 @@ from pathlib import Path
 
 from conftest import PROJECT_ROOT
 
-PACKAGES = ("competition", "baselines", "llm", "ensemble", "tuning")
+PACKAGES = ("competition", "baselines", "llm", "ensemble", "tuning", "kfold")
 CORE = "competition"
 ERROR_NAMES = {"DataError", "ConfigError", "BAD_INPUT_EXIT_CODE"}
 ERRORS_MODULE = "competition.errors"
