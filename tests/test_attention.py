@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from competition.attention import SDPA_BACKENDS, configure_sdpa, sdpa_flags
-from competition.cli import ConfigError
+from competition.errors import ConfigError
 
 
 @pytest.fixture
