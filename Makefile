@@ -42,6 +42,7 @@ demo: setup demo-core demo-baseline demo-llm demo-tune demo-ensemble
 	@echo "demo finished: runs in $(RUNS)/demo, submissions in $(SUBMISSIONS)/ (ledger: $(SUBMISSIONS)/ledger.csv)"
 
 test: setup test-services
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
 # PostgreSQL server for the shared-study tuning test (installed where we are root with apt; else that test skips).

@@ -1,6 +1,7 @@
 """The encoder-decoder track as a `competition.tracks.Track`."""
 
-from baselines.config import SETTINGS, TRACK as NAME
+from baselines.config import SETTINGS
+from baselines.config import TRACK as NAME
 from baselines.pipeline import run
 from baselines.predict import predict
 from baselines.train import train

@@ -60,8 +60,8 @@ def load_texts(smoke: bool, data_dir: Path | None = None) -> tuple[list[str], li
 
 def load_tokenizer(smoke: bool, name: str | None):
     """The real preset tokenizer when the hub (or cache) has it, else the tiny tokenizer (noted in the output)."""
-    from competition.presets import get_preset
     from competition.modeling import load_tokenizer as load
+    from competition.presets import get_preset
     from competition.tiny import model_source
 
     if not smoke:

@@ -11,9 +11,8 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from competition.data import first_utterance, read_predictions
+from competition.data import first_utterance, read_predictions, warn
 from competition.errors import DataError
-from competition.data import warn
 from competition.files import atomic_path, write_text_atomic
 
 FILL_INS = "empty_replaced_by_lead"  # sidecar key: how many empty summaries `fill_empty` replaced

@@ -7,8 +7,8 @@ import platform
 import random
 import subprocess
 import time
-from importlib import metadata
 from dataclasses import asdict, dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from competition.errors import ConfigError
 from competition.config import TrackSettings
+from competition.errors import ConfigError
 from competition.runs import TrainResult
 
 OnEvaluate = Callable[[int, float], None]  # (epoch or step, dev score); may raise (e.g. optuna.TrialPruned)

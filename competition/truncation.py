@@ -26,15 +26,22 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from competition import modeling
 from competition.cli import exit_on_bad_input
 from competition.data import data_special_tokens, file_sha256, read_split, split_paths
-from competition import modeling
 from competition.errors import ConfigError, DataError
 from competition.files import atomic_path, write_text_atomic
 from competition.logs import setup_logging
 from competition.presets import Preset, get_preset
-from competition.prompts import (cut_dialogue_to_budget, encode_continuation, encode_continuations, prompt_style_for,
-                                 resolve_template, scaffold_for, split_turns)
+from competition.prompts import (
+    cut_dialogue_to_budget,
+    encode_continuation,
+    encode_continuations,
+    prompt_style_for,
+    resolve_template,
+    scaffold_for,
+    split_turns,
+)
 from competition.tiny import ensure_tiny_checkpoint
 
 REPORT_JSON = "truncation.json"

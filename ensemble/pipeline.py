@@ -35,7 +35,13 @@ from ensemble.report import write_ensemble_report
 from ensemble.results import EnsembleResult, Inputs, MethodScore, RuleEffect
 from ensemble.routing import BestOnDev, TopicRouting
 from ensemble.systems import (
-    SPLITS, UNKNOWN_SPLIT, PredictionFile, System, build_systems, discover_prediction_files, read_prediction_files,
+    SPLITS,
+    UNKNOWN_SPLIT,
+    PredictionFile,
+    System,
+    build_systems,
+    discover_prediction_files,
+    read_prediction_files,
 )
 from ensemble.weights import Mbr, WeightedMbr
 

@@ -15,13 +15,12 @@ from typing import Any
 
 import torch
 
+from competition.attention import configure_sdpa
 from competition.errors import ConfigError
 from competition.modeling import load_tokenizer
-from competition.attention import configure_sdpa
 from competition.presets import Preset, get_preset
 from competition.tiny import model_source
 from llm.config import LLMConfig
-
 from llm.lora import compute_dtype
 
 log = logging.getLogger(__name__)

@@ -25,8 +25,8 @@ from competition.config import add_track_arguments, config_hash, layers_from_arg
 from competition.distributed import barrier, broadcast_from_main, ensure_process_group, is_main_process
 from competition.files import write_text_atomic
 from competition.logs import setup_logging
-from competition.report import write_rouge_report
 from competition.predictions import fill_in_block, fill_in_counts, fill_in_note
+from competition.report import write_rouge_report
 from competition.runs import finish_run, new_run_dir, submit_once
 from competition.submission import default_submissions_dir
 from llm.config import SETTINGS, TRACK, LLMConfig, check_remote_code

@@ -1,7 +1,8 @@
 """The decoder-only (LLM) track as a `competition.tracks.Track`."""
 
 from competition.tracks import Track
-from llm.config import SETTINGS, TRACK as NAME
+from llm.config import SETTINGS
+from llm.config import TRACK as NAME
 from llm.generate import predict
 from llm.run import run
 from llm.train import train

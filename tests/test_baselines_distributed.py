@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from baselines_fixtures import sample_rows, write_data_dir
+
 from competition.data import read_split
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

@@ -13,8 +13,7 @@ from safetensors.torch import load_file
 
 from baselines.config import load_config
 from baselines.predict import predict
-from baselines.train import train
-from baselines.train import CHECKPOINTS_DIR
+from baselines.train import CHECKPOINTS_DIR, train
 from competition.metric import compute_rouge
 from tests.baselines_fixtures import sample_rows, write_data_dir
 

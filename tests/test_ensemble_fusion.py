@@ -18,8 +18,8 @@ from competition.predictions import write_predictions
 from ensemble.__main__ import main
 from ensemble.fusion import Fusion, _RowScorer, clauses, exact_objective, fuse, fuse_row, sentences
 from ensemble.mbr import mbr_choices, select, similarity_tensor
-from ensemble.postprocess import apply_pipeline
 from ensemble.pipeline import EnsembleConfig, load_inputs, resolve_method, run_ensemble
+from ensemble.postprocess import apply_pipeline
 
 PREDICTIONS = Path(__file__).resolve().parents[2] / "shared" / "data" / "predictions"
 REAL_SYSTEMS = ("kobart_b", "kobart_c", "kot5_a")

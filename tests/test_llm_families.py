@@ -7,18 +7,20 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import SAMPLE_DIR
 
 from competition.data import data_special_tokens, read_split
 from competition.errors import ConfigError
 from competition.presets import GPT_NEOX_LINEARS, LLAMA_LIKE_LINEARS, get_preset, preset_names
 from competition.prompts import (
-    IGNORE_INDEX, encode_for_training, prepare_tokenizer, prompt_style_for,
+    IGNORE_INDEX,
+    encode_for_training,
+    prepare_tokenizer,
+    prompt_style_for,
 )
 from competition.tiny import ensure_tiny_checkpoint
 from llm.lora import check_lora_targets, compute_dtype, linear_layer_names, lora_config_for
 from llm.train import PaddedCollator
-
-from conftest import SAMPLE_DIR
 
 TINY_FAMILIES = {"tiny-llama": "llama", "tiny-qwen2": "qwen2", "tiny-qwen3": "qwen3", "tiny-gemma2": "gemma2",
                  "tiny-neox": "gpt_neox"}

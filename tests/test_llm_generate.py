@@ -10,11 +10,9 @@ import json
 import pandas as pd
 import pytest
 
-from competition.predictions import read_predictions_with_metadata
+from competition.predictions import fill_empty, read_predictions_with_metadata
 from llm.config import load_config
-from competition.predictions import fill_empty
-from llm.generate import (generation_kwargs, length_sorted_batches, partial_path, predict_to_file,
-                          stop_token_ids)
+from llm.generate import generation_kwargs, length_sorted_batches, partial_path, predict_to_file, stop_token_ids
 from llm.model import load_checkpoint, load_for_training, save_checkpoint
 
 

@@ -16,8 +16,16 @@ from competition.prompts import IGNORE_INDEX, encode_continuation, scaffold_for
 from llm.config import load_config
 from llm.generate import predict
 from llm.model import load_for_training
-from llm.train import (PackedCollator, PaddedCollator, encode_rows, load_splits, make_collator, summary_token_loss,
-                       token_budget_buckets, train)
+from llm.train import (
+    PackedCollator,
+    PaddedCollator,
+    encode_rows,
+    load_splits,
+    make_collator,
+    summary_token_loss,
+    token_budget_buckets,
+    train,
+)
 
 # Settings under which a random-init tiny Llama memorises 16 summaries in ~40 s on 2 free cores: short prompts
 # (the opening of each dialogue identifies it), full fine-tune, no evaluation until the end.
@@ -56,7 +64,7 @@ def test_packed_batch_gives_the_same_loss_as_padded(sixteen):
         separate = [model(**PaddedCollator(tokenizer.pad_token_id)([e])).loss for e in examples]
     assert packed.item() == pytest.approx(padded.item(), abs=1e-4)
     counts = [sum(1 for x in e["labels"][1:] if x != IGNORE_INDEX) for e in examples]
-    weighted = sum(l.item() * c for l, c in zip(separate, counts)) / sum(counts)
+    weighted = sum(loss.item() * c for loss, c in zip(separate, counts)) / sum(counts)
     assert packed.item() == pytest.approx(weighted, abs=1e-4)
 
 

@@ -11,7 +11,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import PROJECT_ROOT
 
 SCRIPT = ("import logging; from competition.logs import setup_logging; setup_logging(); "

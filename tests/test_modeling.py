@@ -9,7 +9,12 @@ import pytest
 import torch
 
 from competition.modeling import (
-    half_precision, load_tokenizer, pad_rows, padded_width, precision_dtype, resolve_precision,
+    half_precision,
+    load_tokenizer,
+    pad_rows,
+    padded_width,
+    precision_dtype,
+    resolve_precision,
 )
 from competition.presets import get_preset
 from competition.prompts import IGNORE_INDEX

@@ -10,9 +10,19 @@ from pathlib import Path
 import pytest
 
 from ensemble.postprocess import (
-    DEFAULT_RULES, RULES, apply_pipeline, apply_rules, check_rule_names, cut_unfinished_sentence,
-    introduced_names, normalize_speaker_tags, normalize_whitespace, remove_repeated_sentences,
-    restore_speaker_tags, split_sentences, strip_special_tokens,
+    DEFAULT_RULES,
+    RULES,
+    apply_pipeline,
+    apply_rules,
+    check_rule_names,
+    cut_unfinished_sentence,
+    introduced_names,
+    normalize_speaker_tags,
+    normalize_whitespace,
+    remove_repeated_sentences,
+    restore_speaker_tags,
+    split_sentences,
+    strip_special_tokens,
 )
 
 

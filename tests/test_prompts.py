@@ -11,6 +11,7 @@ import dataclasses
 import functools
 
 import pytest
+from conftest import SAMPLE_DIR
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -18,14 +19,27 @@ from competition.data import data_special_tokens, read_split
 from competition.errors import ConfigError
 from competition.presets import get_preset
 from competition.prompts import (
-    CUT_MODES, IGNORE_INDEX, PromptStyle, clean_generated, cut_dialogue_to_budget, encode_continuation,
-    encode_continuations, encode_for_generation, encode_for_training, left_pad_batch, load_prompt_style,
-    prepare_tokenizer, prompt_style_for, render_prompt_text, save_prompt_style, scaffold_for,
-    split_turns, stop_token_ids, strip_think,
+    CUT_MODES,
+    IGNORE_INDEX,
+    PromptStyle,
+    clean_generated,
+    cut_dialogue_to_budget,
+    encode_continuation,
+    encode_continuations,
+    encode_for_generation,
+    encode_for_training,
+    left_pad_batch,
+    load_prompt_style,
+    prepare_tokenizer,
+    prompt_style_for,
+    render_prompt_text,
+    save_prompt_style,
+    scaffold_for,
+    split_turns,
+    stop_token_ids,
+    strip_think,
 )
 from competition.tiny import ensure_tiny_checkpoint
-
-from conftest import SAMPLE_DIR
 
 FAMILIES = ("tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-gemma2", "tiny-neox")
 # The assistant header as each template writes it (what generation must start right after).

@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from baselines.config import SETTINGS as BASELINE
-from competition.errors import ConfigError
 from competition.config import Layer, TrackSettings, resolve_config
+from competition.errors import ConfigError
 from competition.presets import preset_names
 from llm.config import SETTINGS as LLM
 
@@ -90,7 +90,7 @@ def test_shipped_yaml_is_the_presets_default_file_and_a_delta(package: str, path
     preset = path.stem
     assert preset in preset_names(settings.track)
     layers = settings.layers(preset)  # no --config: the shipped file is read
-    assert any(layer.source.endswith(f"{package}/configs/{path.name}") for layer in layers), [l.source for l in layers]
+    assert any(layer.source.endswith(f"{package}/configs/{path.name}") for layer in layers), [layer.source for layer in layers]
     below = dataclasses.asdict(resolve_config(settings.config_class, layers[0]))  # defaults + preset
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     resolved = dataclasses.asdict(settings.resolve(layers))
@@ -109,7 +109,7 @@ def test_every_preset_of_both_tracks_ships_a_yaml() -> None:
 def test_pko_t5_resolves_its_shipped_batch_size(tmp_path: Path) -> None:
     done = run_cli("baselines", "--model", "pko-t5-large", "--print-config", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    line = next(l for l in done.stdout.splitlines() if l.startswith("per_device_train_batch_size:"))
+    line = next(row for row in done.stdout.splitlines() if row.startswith("per_device_train_batch_size:"))
     assert line.split()[1] == "8" and "baselines/configs/pko-t5-large.yaml" in line
     assert BASELINE.resolve(BASELINE.layers("pko-t5-large")).per_device_train_batch_size == 8
 

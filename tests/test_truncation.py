@@ -10,16 +10,21 @@ import json
 import shutil
 
 import pytest
+from conftest import SAMPLE_DIR
 
 from competition.data import data_special_tokens, read_split
 from competition.presets import get_preset, preset_names
 from competition.prompts import encode_continuation, encode_for_generation, prompt_style_for, scaffold_for
 from competition.tiny import ensure_tiny_checkpoint
 from competition.truncation import (
-    REPORT_JSON, REPORT_MARKDOWN, REPORT_PLOT, count_truncation, main, truncation_report, write_truncation_report,
+    REPORT_JSON,
+    REPORT_MARKDOWN,
+    REPORT_PLOT,
+    count_truncation,
+    main,
+    truncation_report,
+    write_truncation_report,
 )
-
-from conftest import SAMPLE_DIR
 
 MAX_LENGTHS = (128, 256)
 

@@ -11,13 +11,12 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
-from optuna.trial import TrialState
-
 import tune_support
-from competition.errors import ConfigError
-from tuning.tune import (TuneSettings, failure_kind, load_search_space, make_pruner, open_study, run_study,
-                         trial_run_dir)
+from optuna.trial import TrialState
 from tune_support import fake_track, write_space, write_tiny_data
+
+from competition.errors import ConfigError
+from tuning.tune import TuneSettings, failure_kind, load_search_space, make_pruner, open_study, run_study, trial_run_dir
 
 SPACE = {
     "lr": {"type": "float", "low": 1e-5, "high": 1e-1, "log": True},

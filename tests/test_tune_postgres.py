@@ -14,7 +14,6 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
-
 from tune_support import PostgresUnavailable, postgres_server, write_space, write_tiny_data
 
 TESTS_DIR = Path(__file__).resolve().parent

@@ -29,10 +29,25 @@ from competition.metric import compute_rouge
 from competition.predictions import write_predictions
 from competition.runs import RUN_INFO_FILE, load_run_info
 from competition.tracks import Track, get_track
-from tuning.tune import (SEARCH_SPACE_DIR, SearchSpace, TrialFailed, TuneSettings, config_as_dict,
-                         finished_trials, load_search_space, make_pruner, open_study, run_guarded,
-                         safe_url, sampler_seed, stop_at_budget, trial_run_dir, worker_id, write_study_info,
-                         write_study_outputs)
+from tuning.tune import (
+    SEARCH_SPACE_DIR,
+    SearchSpace,
+    TrialFailed,
+    TuneSettings,
+    config_as_dict,
+    finished_trials,
+    load_search_space,
+    make_pruner,
+    open_study,
+    run_guarded,
+    safe_url,
+    sampler_seed,
+    stop_at_budget,
+    trial_run_dir,
+    worker_id,
+    write_study_info,
+    write_study_outputs,
+)
 
 STUDY_NAME = "tune_generation"
 BEST_DIR = "best"
