@@ -45,8 +45,12 @@ DEFAULT_INSTRUCTION = "다음 대화를 요약하세요."
 DEFAULT_FALLBACK_TEMPLATE = "### 지시:\n{instruction}\n\n### 대화:\n{dialogue}\n\n### 요약:\n"
 DEFAULT_USER_TEMPLATE = "{instruction}\n\n{dialogue}"
 DEFAULT_CUT_MARKER = "...\n"
+# Llama 3.1/3.2 templates write "Today Date: <date_string>" (today, unless given): pinned, so a model trained one
+# day and predicted another sees one prompt. This is the templates' own fallback date.
+DEFAULT_DATE_STRING = "26 Jul 2024"
 _PLACEHOLDER = "\u2063DIALOGUE\u2063"  # invisible separator: never in real text, survives jinja rendering
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+EMPTY_THINK_CLOSE = "\n\n</think>\n\n"  # after an open "<think>": the empty block Qwen3 writes with thinking off
 _THINK_BLOCK = re.compile(re.escape(THINK_OPEN) + ".*?" + re.escape(THINK_CLOSE), re.DOTALL)
 
 
@@ -61,7 +65,8 @@ class PromptStyle:
     max_length: int = 1184  # whole sequence budget: prompt + summary + end marker + terminator
     max_target_length: int = 160  # summary tokens kept in training; also reserved in every prompt budget
     end_marker: str | None = None  # appended after the summary in training; generation stops on it
-    disable_thinking: bool = False  # qwen3: enable_thinking=False in the chat template
+    disable_thinking: bool = False  # reasoning off: enable_thinking=False (qwen3); an open <think> is closed empty
+    date_string: str = DEFAULT_DATE_STRING  # the date the chat template writes (Llama 3.2 "Today Date")
     user_template: str = DEFAULT_USER_TEMPLATE  # the user message of the chat template
     cut_marker: str = DEFAULT_CUT_MARKER  # marks where dialogue was cut
     strip_think: bool = False  # remove <think>...</think> from generated text
@@ -90,7 +95,7 @@ def prompt_style_for(preset: Preset, **overrides: Any) -> PromptStyle:
         "max_length": preset.max_source_length + preset.max_target_length,
         "max_target_length": preset.max_target_length,
         "end_marker": preset.end_marker,
-        "disable_thinking": preset.family == "qwen3",
+        "disable_thinking": preset.family == "qwen3" or preset.strip_think,  # the reasoning models
         "strip_think": preset.strip_think,
         "preset": preset.name,
     }
@@ -186,11 +191,18 @@ def render_prompt_text(tokenizer, style: PromptStyle, dialogue: str) -> str:
             raise ConfigError("prompt template 'chat' but the tokenizer has no chat template; "
                               "use template=fallback (see resolve_template)")
         content = style.user_template.format(instruction=style.instruction, dialogue=dialogue)
-        extra = {"enable_thinking": False} if style.disable_thinking else {}
-        return tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
-                                             add_generation_prompt=True, **extra)
+        text = tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
+                                             add_generation_prompt=True, **template_kwargs(style))
+        if style.disable_thinking and text.rstrip().endswith(THINK_OPEN):  # DeepSeek-R1 opens the block itself
+            text = text.rstrip() + EMPTY_THINK_CLOSE
+        return text
     return _leading_special_text(tokenizer) + style.fallback_template.format(
         instruction=style.instruction, dialogue=dialogue)
+
+
+def template_kwargs(style: PromptStyle) -> dict[str, Any]:
+    """Variables every chat-template render gets: the pinned date and, with thinking off, enable_thinking=False."""
+    return {"date_string": style.date_string, **({"enable_thinking": False} if style.disable_thinking else {})}
 
 
 def _leading_special_text(tokenizer) -> str:
@@ -225,10 +237,9 @@ def _terminator_ids(tokenizer, style: PromptStyle) -> list[int]:
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     if style.template != "chat":
         return eos
-    extra = {"enable_thinking": False} if style.disable_thinking else {}
     rendered = tokenizer.apply_chat_template(
         [{"role": "user", "content": "x"}, {"role": "assistant", "content": _PLACEHOLDER}],
-        tokenize=False, **extra)
+        tokenize=False, **template_kwargs(style))
     after = rendered.split(_PLACEHOLDER)[-1] if _PLACEHOLDER in rendered else ""
     ids = encode_continuation(tokenizer, after) if after else []
     # turn ends (<|eot_id|>, <|im_end|>, <end_of_turn>) are added tokens, not always flagged special

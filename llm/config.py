@@ -38,6 +38,7 @@ class LLMConfig:
     gradient_checkpointing: bool = setting(True, "recompute activations in backward: less memory, ~30% slower")
     attn_implementation: str = setting("sdpa", "sdpa | eager | flash_attention_2 (packed batches need one of these)")
     add_data_tokens: bool = setting(False, "add #PersonN#/mask tags as whole tokens, rows trained (resume not exact)")
+    model_path: str | None = setting(None, "local folder with the preset's files (config + tokenizer [+ weights]); null = the hub id")
     trust_remote_code: bool = setting(False, "opt in to remote code, only for presets that need it")
     # --- LoRA ---
     lora_r: int = setting(16, "LoRA rank")
