@@ -55,6 +55,8 @@ def configure_family(tokenizer, model, family: str, mbart_lang: str = "ko_KR") -
         cfg.decoder_start_token_id = layout.decoder_start
         cfg.pad_token_id = tokenizer.pad_token_id
         cfg.eos_token_id = layout.eos
+        if getattr(cfg, "forced_eos_token_id", None) is not None:  # KoBART's config forces id 2 (<usr>), not </s>
+            cfg.forced_eos_token_id = layout.eos
     return layout
 
 

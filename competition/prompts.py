@@ -48,6 +48,7 @@ DEFAULT_CUT_MARKER = "...\n"
 # Llama 3.1/3.2 templates write "Today Date: <date_string>" (today, unless given): pinned, so a model trained one
 # day and predicted another sees one prompt. This is the templates' own fallback date.
 DEFAULT_DATE_STRING = "26 Jul 2024"
+SENTENCEPIECE_SPACE = "\u2581"  # "▁", SentencePiece's word-start mark
 _PLACEHOLDER = "\u2063DIALOGUE\u2063"  # invisible separator: never in real text, survives jinja rendering
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 EMPTY_THINK_CLOSE = "\n\n</think>\n\n"  # after an open "<think>": the empty block Qwen3 writes with thinking off
@@ -272,12 +273,30 @@ def encode_continuations(tokenizer, texts: Sequence[str]) -> list[list[int]]:
     """`encode_continuation` for many texts in one tokenizer call."""
     if not texts:
         return []
-    anchor = _anchor_id(tokenizer)
-    anchor_text = tokenizer.convert_ids_to_tokens(anchor)
+    anchor_text, anchor_ids = continuation_anchor(tokenizer)
     encoded = tokenizer([anchor_text + text for text in texts], add_special_tokens=False)["input_ids"]
-    if any(not ids or ids[0] != anchor for ids in encoded):
+    width = len(anchor_ids)
+    if any(ids[:width] != anchor_ids for ids in encoded):
         return [_encode(tokenizer, text) for text in texts]
-    return [ids[1:] for ids in encoded]
+    return [ids[width:] for ids in encoded]
+
+
+_ANCHORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def continuation_anchor(tokenizer) -> tuple[str, list[int]]:
+    """The text pieces are tokenized after, and its ids: a special token; for SentencePiece tokenizers that mark
+    the start of every segment, even after a special token (Metaspace `prepend_scheme=always`: SOLAR, Llama 2), a
+    newline, since inside a prompt a piece follows plain text (a turn's newline), not a special token."""
+    key = len(tokenizer)
+    cached = _ANCHORS.get(tokenizer)
+    if cached is None or cached[0] != key:
+        special = tokenizer.convert_ids_to_tokens(_anchor_id(tokenizer))
+        after = _encode(tokenizer, special + "\n")[1:]
+        marks_start = bool(after) and tokenizer.convert_ids_to_tokens(after[0]) == SENTENCEPIECE_SPACE
+        anchor = ("\n", _encode(tokenizer, "\n")) if marks_start else (special, [_anchor_id(tokenizer)])
+        cached = _ANCHORS[tokenizer] = (key, anchor)
+    return cached[1]
 
 
 # ---------------------------------------------------------------- dialogue cutting
