@@ -15,9 +15,14 @@ Every cut is counted (`Encoded.dialogue_tokens_cut`, `Encoded.target_tokens_cut`
 The prompt budget is the same in training and generation (`max_length - max_target_length - suffix`), so the
 generation prompt of a dialogue is exactly the training prompt the model learned from.
 
-Pieces are tokenized as continuations (after a special-token anchor), which matches the tokenization of the
-fully rendered text wherever pieces meet at a special or added token (chat templates with the #PersonN#
-tokens added, as the tracks do); `tests/test_prompts.py` checks the equality.
+Pieces are tokenized as continuations (after a special-token anchor, or a newline for SentencePiece tokenizers
+that mark every segment's start), which matches the tokenization of the fully rendered text wherever pieces meet
+at a special or added token or a newline; `tests/test_prompts.py` checks the equality, and
+`tests/test_real_models.py` with every real tokenizer and template.
+
+Template variables are part of the style, so a saved style rebuilds the same prompt on any day: `date_string`
+(Llama 3.1/3.2 write "Today Date") and `disable_thinking` (Qwen3 `enable_thinking=False`; DeepSeek-R1's open
+`<think>` is closed empty in the prompt, so the training target is the summary alone).
 """
 
 from __future__ import annotations
@@ -263,8 +268,8 @@ def _anchor_id(tokenizer) -> int:
 def encode_continuation(tokenizer, text: str) -> list[int]:
     """Tokens of `text` as they appear inside a sequence, not at its start.
 
-    SentencePiece-like tokenizers mark the start of a text (a leading '▁'); tokenizing after a special token
-    anchor, then dropping the anchor, gives the in-sequence tokens.
+    SentencePiece-like tokenizers mark the start of a text (a leading '▁'); tokenizing after an anchor (see
+    `continuation_anchor`), then dropping the anchor, gives the in-sequence tokens.
     """
     return encode_continuations(tokenizer, [text])[0]
 

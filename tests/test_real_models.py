@@ -27,11 +27,12 @@ from competition.errors import ConfigError
 from competition.modeling import load_tokenizer
 from competition.presets import get_preset
 from competition.prompts import (
-    DEFAULT_DATE_STRING, THINK_OPEN, PromptStyle, clean_generated, encode_continuation,
-    encode_for_generation, encode_for_training, load_prompt_style, prepare_tokenizer, prompt_style_for,
-    render_prompt_text, resolve_template, save_prompt_style, stop_token_ids, template_kwargs,
+    DEFAULT_DATE_STRING, THINK_OPEN, PromptStyle, clean_generated, encode_continuation, encode_for_generation,
+    encode_for_training, load_prompt_style, prepare_tokenizer, prompt_style_for, render_prompt_text,
+    resolve_template, save_prompt_style, stop_token_ids, template_kwargs,
 )
 from competition.submission import validate_submission
+from competition.tiny import model_source
 from competition.truncation import main as truncation_main
 from competition.truncation import truncation_report
 
@@ -125,6 +126,17 @@ def test_truncation_cli_runs_with_a_real_tokenizer_and_refuses_an_empty_one(tmp_
     assert "max length 512:" in capsys.readouterr().out
     assert truncation_main(["--model", "gemma2-2b", "--tokenizer", str(folder("gemma2-2b")), *args]) == 2
     assert str(folder("gemma2-2b")) in capsys.readouterr().err
+
+
+def test_model_path_and_builder_refuse_bad_folders(tmp_path):
+    """Without the archive too: model_path must hold a config; the builder never overwrites."""
+    with pytest.raises(ConfigError, match="model_path .*: not a folder with config.json"):
+        model_source(get_preset("qwen3-14b"), tmp_path)
+    assert model_source(get_preset("qwen3-14b")) == get_preset("qwen3-14b").hub_id
+    with pytest.raises(ConfigError, match="no config.json"):
+        build_checkpoint(tmp_path, tmp_path / "out")
+    with pytest.raises(ConfigError, match="already exists"):
+        build_checkpoint(tmp_path, tmp_path)
 
 
 # ---------------------------------------------------------------- the prompt with each real template
@@ -290,8 +302,8 @@ def test_llm_run_trains_and_predicts_on_a_scaled_real_checkpoint(preset_name, ch
     best = run_dir / "best"
     assert load_prompt_style(best).date_string == DEFAULT_DATE_STRING
     assert str(checkpoint) in (best / "llm_checkpoint.json").read_text(encoding="utf-8")  # prediction's base
-    (submission,) = (tmp_path / "submissions").glob("*.csv")
-    validate_submission(submission, data / "test.csv")
+    (submission,) = (tmp_path / "submissions").glob("*_*-*.csv")  # beside ledger.csv
+    assert validate_submission(submission, data / "test.csv") == 2
 
 
 @pytest.mark.slow
@@ -305,5 +317,5 @@ def test_baseline_run_trains_and_predicts_on_a_scaled_kobart(checkpoints, tmp_pa
     assert done.returncode == 0, done.stderr[-4000:]
     (run_dir,) = (tmp_path / "runs").glob("baseline-kobart-*")
     assert (run_dir / "truncation.md").is_file()
-    (submission,) = (tmp_path / "submissions").glob("*.csv")
-    validate_submission(submission, data / "test.csv")
+    (submission,) = (tmp_path / "submissions").glob("*_*-*.csv")  # beside ledger.csv
+    assert validate_submission(submission, data / "test.csv") == 2
