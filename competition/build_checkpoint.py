@@ -23,7 +23,7 @@ from competition.cli import exit_on_bad_input
 from competition.errors import ConfigError
 from competition.files import temp_dir_beside
 from competition.logs import setup_logging
-from competition.modeling import check_tokenizer_size
+from competition.modeling import load_tokenizer
 
 Scale = Literal["tiny", "full"]
 BUILD_INFO = "random_checkpoint.json"
@@ -80,9 +80,9 @@ def build_checkpoint(source: Path | str, out: Path | str, scale: Scale = "tiny",
     source, out = Path(source), Path(out)
     if out.exists():
         raise ConfigError(f"--out {out}: already exists; choose a new folder (a checkpoint is never overwritten)")
-    tokenizer = AutoTokenizer.from_pretrained(str(source))  # saved as it is (no pad token added)
-    check_tokenizer_size(tokenizer, source)  # refuses a folder without a usable vocabulary
     config = scaled_config(read_model_config(source), scale)
+    load_tokenizer(source)  # refuses a folder without a usable vocabulary
+    tokenizer = AutoTokenizer.from_pretrained(str(source))  # saved as it is (no pad token added)
     model = random_model(config, seed)
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer), mean_resizing=False)

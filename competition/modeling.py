@@ -43,7 +43,12 @@ def load_tokenizer(source: str | Path, trust_remote_code: bool = False):
     """
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(source), trust_remote_code=trust_remote_code)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(source), trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        if not Path(source).is_dir():
+            raise  # a hub id: the caller knows the preset (gated? offline?)
+        raise ConfigError(f"{source}: no loadable tokenizer in that folder ({str(err).strip()[:300]})") from None
     check_tokenizer_size(tokenizer, source)
     ensure_pad_token(tokenizer)
     return tokenizer
