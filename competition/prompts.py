@@ -201,7 +201,8 @@ def render_prompt_text(tokenizer, style: PromptStyle, dialogue: str) -> str:
                                              add_generation_prompt=True, **template_kwargs(style))
         if style.disable_thinking and text.rstrip().endswith(THINK_OPEN):  # DeepSeek-R1 opens the block itself
             text = text.rstrip() + EMPTY_THINK_CLOSE
-        return text
+        lead = _leading_special_text(tokenizer)  # SOLAR's template omits the <s> its tokenizer puts before text
+        return text if text.startswith(lead) else lead + text
     return _leading_special_text(tokenizer) + style.fallback_template.format(
         instruction=style.instruction, dialogue=dialogue)
 
