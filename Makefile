@@ -1,8 +1,8 @@
 # The whole pipeline, readable top-down. `make demo` and `make test` each set everything up on a fresh clone.
 # Variables: MODEL (preset), DATA (folder with train/dev/test.csv), CONFIG (YAML), ARGS (KEY=VALUE overrides),
 # RUN (a run folder), RESUME (a run folder to continue), TRACK (baseline|llm), TRIALS, MAXLEN, PREDS (prediction
-# CSVs), GPUS, K (folds), SUBMISSIONS (the one folder every command writes submissions and their ledger to). Both tracks read
-# <track>/configs/<MODEL>.yaml unless CONFIG names another file.
+# CSVs), GPUS, K (folds), FROM/OUT/SCALE (make checkpoint), SUBMISSIONS (the one folder every command writes
+# submissions and their ledger to). Both tracks read <track>/configs/<MODEL>.yaml unless CONFIG names another file.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -23,7 +23,7 @@ RESUME_FLAG = $(if $(RESUME),--resume $(RESUME),)
 # GPUS>1: one process per GPU through torchrun (DDP); only rank 0 writes files.
 LAUNCH = $(if $(filter-out 1,$(GPUS)),.venv/bin/torchrun --standalone --nproc_per_node=$(GPUS),$(PY))
 
-.PHONY: setup demo test baseline llm truncation tune tune-gen kfold ensemble submit bench bench-metric \
+.PHONY: setup demo test baseline llm truncation checkpoint tune tune-gen kfold ensemble submit bench bench-metric \
         bench-baseline bench-llm bench-ensemble sample-data demo-core demo-baseline demo-llm demo-tune \
         demo-ensemble test-services clean
 
@@ -93,6 +93,10 @@ llm: setup
 truncation: setup
 	$(PY) -m competition.truncation --model $(or $(MODEL),llama3.2-ko-3b) --data $(DATA) \
 	    --maxlen $(or $(MAXLEN),512,768,1024,2048) --out reports/truncation
+
+# A random-weight checkpoint from a folder of config + tokenizer (offline runs: then ARGS=model_path=$(OUT)).
+checkpoint: setup
+	$(PY) -m competition.build_checkpoint --from $(FROM) --out $(OUT) --scale $(or $(SCALE),tiny)
 
 tune: setup
 	$(PY) -m tuning.tune --track $(or $(TRACK),baseline) --model $(or $(MODEL),kobart) --data $(DATA) \

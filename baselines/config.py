@@ -53,6 +53,7 @@ class BaselineConfig:
         [], "[[min_dialogue_tokens, max_new_tokens], ...]: a budget per dialogue-length bucket; [] = max length")
     per_device_eval_batch_size: int = setting(32, "generation batch for dev evaluation and prediction")
     # model loading
+    model_path: str | None = setting(None, "local folder with the preset's files (config + tokenizer [+ weights]); null = the hub id")
     allow_bin_weights: bool = setting(True, "fall back to pytorch_model.bin when a hub model has no safetensors")
     mbart_lang: str = setting("ko_KR", "source and target language code for mBART presets")
     analyzer: str = setting("mecab", "metric tokenizer; the leaderboard uses morphemes")

@@ -1,35 +1,21 @@
 """Loading seq2seq models and turning text into the token layout each family expects.
 
-Layouts (what the pretrained checkpoints saw), built explicitly instead of trusting each tokenizer's
-post-processor (KoBART's tokenizer adds no <s>/</s> at all, tiny-bart's does):
-    bart:  encoder `<s> dialogue </s>`,  labels `<s> summary </s>`,  decoder start `</s>`
-    t5:    encoder `dialogue </s>`,      labels `summary </s>`,      decoder start `<pad>`
-    mbart: encoder `ko_KR dialogue </s>`, labels `ko_KR summary </s>`, decoder start `</s>`, forced BOS ko_KR
-The model shifts labels right behind the decoder start token, so the decoder learns to emit exactly the
-label sequence; generation starts from the same token, and decoding drops the model's special tokens while
-keeping the data tokens (#Person1#, #PhoneNumber#, ...) that were added as normal tokens.
+The layouts (what the pretrained checkpoints saw: KoBART `<s> dialogue </s>`, labels `<s> summary </s>`, decoder
+start `</s>`; t5; mbart) are defined once in `competition.modeling.seq2seq_layout`, which the truncation report
+counts with too. The model shifts labels right behind the decoder start token, so the decoder learns to emit
+exactly the label sequence; generation starts from the same token, and decoding drops the model's special tokens
+while keeping the data tokens (#Person1#, #PhoneNumber#, ...) that were added as normal tokens.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from competition.modeling import load_tokenizer
+from competition.modeling import TokenLayout, load_tokenizer, seq2seq_layout
 
 log = logging.getLogger(__name__)
-FAMILIES = ("bart", "t5", "mbart")
-
-
-@dataclass(frozen=True)
-class TokenLayout:
-    """Special-token ids wrapped around encoder inputs and labels."""
-
-    encoder_prefix: tuple[int, ...]
-    label_prefix: tuple[int, ...]
-    eos: int
 
 
 def load_pretrained(source: str | Path, allow_bin_weights: bool = True, trust_remote_code: bool = False):
@@ -62,26 +48,16 @@ def add_data_tokens(tokenizer, model, tokens: Sequence[str]) -> int:
 
 def configure_family(tokenizer, model, family: str, mbart_lang: str = "ko_KR") -> TokenLayout:
     """Set decoder start / forced BOS for the family and return the token layout used for inputs and labels."""
-    if family not in FAMILIES:
-        raise ValueError(f"family '{family}': expected one of {FAMILIES}")
-    eos = tokenizer.eos_token_id
-    if family == "bart":
-        start, prefix, label_prefix = eos, (tokenizer.bos_token_id,), (tokenizer.bos_token_id,)
-    elif family == "t5":
-        start, prefix, label_prefix = tokenizer.pad_token_id, (), ()
-    else:
-        lang = tokenizer.convert_tokens_to_ids(mbart_lang)
-        if lang is None or lang == tokenizer.unk_token_id:
-            raise ValueError(f"mBART language code '{mbart_lang}' is not in the tokenizer")
-        start, prefix, label_prefix = eos, (lang,), (lang,)
-        model.generation_config.forced_bos_token_id = lang
-    if family != "mbart":
-        model.generation_config.forced_bos_token_id = None  # labels already start with the right token
+    layout = seq2seq_layout(tokenizer, family, mbart_lang)
+    # mBART must start with the language code; the others' labels already start with the right token
+    model.generation_config.forced_bos_token_id = layout.label_prefix[0] if family == "mbart" else None
     for cfg in (model.config, model.generation_config):
-        cfg.decoder_start_token_id = start
+        cfg.decoder_start_token_id = layout.decoder_start
         cfg.pad_token_id = tokenizer.pad_token_id
-        cfg.eos_token_id = eos
-    return TokenLayout(encoder_prefix=prefix, label_prefix=label_prefix, eos=eos)
+        cfg.eos_token_id = layout.eos
+        if getattr(cfg, "forced_eos_token_id", None) is not None:  # KoBART's config forces id 2 (<usr>), not </s>
+            cfg.forced_eos_token_id = layout.eos
+    return layout
 
 
 def wrap(content_ids: Sequence[int], prefix: Sequence[int], eos: int, max_len: int) -> tuple[list[int], int]:

@@ -18,7 +18,6 @@ import torch
 
 from baselines.config import TRACK, BaselineConfig
 from baselines.model import (
-    TokenLayout,
     add_data_tokens,
     configure_family,
     decode,
@@ -33,7 +32,7 @@ from competition.distributed import barrier, is_main_process
 from competition.errors import DataError
 from competition.files import write_text_atomic
 from competition.metric import compute_rouge
-from competition.modeling import resolve_precision
+from competition.modeling import TokenLayout, resolve_precision
 from competition.presets import get_preset
 from competition.runs import TrainResult, seed_everything
 from competition.tiny import model_source
@@ -229,7 +228,7 @@ def train(config: BaselineConfig, data_dir: Path | str, run_dir: Path | str,
     configure_sdpa(config.sdpa_backend)
     preset = get_preset(config.preset, TRACK)
     train_frame, dev_frame, all_frames = load_training_frames(data_dir, config)
-    tokenizer, model = load_pretrained(model_source(preset), config.allow_bin_weights)
+    tokenizer, model = load_pretrained(model_source(preset, config.model_path), config.allow_bin_weights)
     add_data_tokens(tokenizer, model, data_special_tokens(all_frames))
     layout = configure_family(tokenizer, model, preset.family, config.mbart_lang)
     if config.num_beams == 1:  # a checkpoint's beam-only flags would make the generation config invalid

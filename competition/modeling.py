@@ -1,11 +1,14 @@
-"""Model-side pieces both tracks share: tokenizer loading, the precision choice and batch padding.
+"""Model-side pieces both tracks share: tokenizer loading, the seq2seq token layout, the precision choice and
+batch padding.
 
 torch and transformers are imported inside the functions, so data-only users of `competition` stay light.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Sequence
 
@@ -17,6 +20,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Side = Literal["left", "right"]
+MIN_VOCAB_SHARE = 0.5  # a tokenizer below this share of config.json vocab_size is broken
 PRECISION_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}  # precision -> torch dtype name
 
 
@@ -32,12 +36,92 @@ def ensure_pad_token(tokenizer) -> int:
 
 
 def load_tokenizer(source: str | Path, trust_remote_code: bool = False):
-    """The tokenizer of a hub id or local folder, with a pad token (eos for Llama 3 / GPT-NeoX, which have none)."""
+    """The tokenizer of a hub id or local folder, with a pad token (eos for Llama 3 / GPT-NeoX, which have none).
+
+    A tokenizer far smaller than the model's vocabulary is refused (ConfigError naming the source): transformers 5
+    builds a near-empty tokenizer from a folder without vocabulary files instead of failing.
+    """
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(source), trust_remote_code=trust_remote_code)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(source), trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        if not Path(source).is_dir():
+            raise  # a hub id: the caller knows the preset (gated? offline?)
+        raise ConfigError(f"{source}: no loadable tokenizer in that folder ({str(err).strip()[:300]})") from None
+    check_tokenizer_size(tokenizer, source)
     ensure_pad_token(tokenizer)
     return tokenizer
+
+
+def config_vocab_size(source: str | Path) -> int | None:
+    """`vocab_size` of the model config beside a tokenizer (a folder's config.json or the hub's); None if none."""
+    from transformers.utils import cached_file
+
+    try:
+        path = cached_file(str(source), "config.json", _raise_exceptions_for_missing_entries=False)
+    except OSError:  # hub unreachable or no such repo: the tokenizer loaded, so nothing to compare with
+        return None
+    if not path:
+        return None
+    config = json.loads(Path(path).read_text(encoding="utf-8"))
+    size = config.get("vocab_size") or (config.get("text_config") or {}).get("vocab_size")
+    return int(size) if size else None
+
+
+def check_tokenizer_size(tokenizer, source: str | Path) -> None:
+    """Refuse a tokenizer with under MIN_VOCAB_SHARE of the config's vocabulary (a folder without vocab files)."""
+    expected = config_vocab_size(source)
+    if expected and len(tokenizer) < MIN_VOCAB_SHARE * expected:
+        raise ConfigError(
+            f"{source}: the tokenizer loaded with {len(tokenizer)} tokens but config.json says vocab_size "
+            f"{expected}: no usable vocabulary file (tokenizer.json, tokenizer.model or vocab.json + merges.txt) "
+            f"in that folder; add the model's tokenizer files or point to a complete folder")
+
+
+# ---------------------------------------------------------------- seq2seq token layout
+
+SEQ2SEQ_FAMILIES = ("bart", "t5", "mbart")
+
+
+@dataclass(frozen=True)
+class TokenLayout:
+    """Special-token ids around seq2seq encoder inputs and labels, and the decoder's start token.
+
+    What the pretrained checkpoints saw, built explicitly instead of trusting each tokenizer's post-processor
+    (KoBART's tokenizer adds no <s>/</s> at all, tiny-bart's does):
+        bart:  encoder `<s> dialogue </s>`,  labels `<s> summary </s>`,  decoder start `</s>`
+        t5:    encoder `dialogue </s>`,      labels `summary </s>`,      decoder start `<pad>`
+        mbart: encoder `ko_KR dialogue </s>`, labels `ko_KR summary </s>`, decoder start `</s>`, forced BOS ko_KR
+    """
+
+    encoder_prefix: tuple[int, ...]
+    label_prefix: tuple[int, ...]
+    eos: int
+    decoder_start: int
+
+    def encoder_length(self, content_tokens: int) -> int:
+        """Encoder tokens of a dialogue of `content_tokens` tokens, specials included (what the budget counts)."""
+        return len(self.encoder_prefix) + content_tokens + 1
+
+    def label_length(self, content_tokens: int) -> int:
+        """Label tokens of a summary of `content_tokens` tokens, specials included."""
+        return len(self.label_prefix) + content_tokens + 1
+
+
+def seq2seq_layout(tokenizer, family: str, mbart_lang: str = "ko_KR") -> TokenLayout:
+    """The token layout of a seq2seq family (bart, t5, mbart) with this tokenizer's ids."""
+    if family not in SEQ2SEQ_FAMILIES:
+        raise ValueError(f"family '{family}': expected one of {SEQ2SEQ_FAMILIES}")
+    eos = tokenizer.eos_token_id
+    if family == "bart":
+        return TokenLayout((tokenizer.bos_token_id,), (tokenizer.bos_token_id,), eos, eos)
+    if family == "t5":
+        return TokenLayout((), (), eos, tokenizer.pad_token_id)
+    lang = tokenizer.convert_tokens_to_ids(mbart_lang)
+    if lang is None or lang == tokenizer.unk_token_id:
+        raise ValueError(f"mBART language code '{mbart_lang}' is not in the tokenizer")
+    return TokenLayout((lang,), (lang,), eos, eos)
 
 
 # ---------------------------------------------------------------- precision

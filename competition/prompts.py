@@ -15,9 +15,14 @@ Every cut is counted (`Encoded.dialogue_tokens_cut`, `Encoded.target_tokens_cut`
 The prompt budget is the same in training and generation (`max_length - max_target_length - suffix`), so the
 generation prompt of a dialogue is exactly the training prompt the model learned from.
 
-Pieces are tokenized as continuations (after a special-token anchor), which matches the tokenization of the
-fully rendered text wherever pieces meet at a special or added token (chat templates with the #PersonN#
-tokens added, as the tracks do); `tests/test_prompts.py` checks the equality.
+Pieces are tokenized as continuations (after a special-token anchor, or a newline for SentencePiece tokenizers
+that mark every segment's start), which matches the tokenization of the fully rendered text wherever pieces meet
+at a special or added token or a newline; `tests/test_prompts.py` checks the equality, and
+`tests/test_real_models.py` with every real tokenizer and template.
+
+Template variables are part of the style, so a saved style rebuilds the same prompt on any day: `date_string`
+(Llama 3.1/3.2 write "Today Date") and `disable_thinking` (Qwen3 `enable_thinking=False`; DeepSeek-R1's open
+`<think>` is closed empty in the prompt, so the training target is the summary alone).
 """
 
 from __future__ import annotations
@@ -45,8 +50,13 @@ DEFAULT_INSTRUCTION = "다음 대화를 요약하세요."
 DEFAULT_FALLBACK_TEMPLATE = "### 지시:\n{instruction}\n\n### 대화:\n{dialogue}\n\n### 요약:\n"
 DEFAULT_USER_TEMPLATE = "{instruction}\n\n{dialogue}"
 DEFAULT_CUT_MARKER = "...\n"
+# Llama 3.1/3.2 templates write "Today Date: <date_string>" (today, unless given): pinned, so a model trained one
+# day and predicted another sees one prompt. This is the templates' own fallback date.
+DEFAULT_DATE_STRING = "26 Jul 2024"
+SENTENCEPIECE_SPACE = "\u2581"  # "▁", SentencePiece's word-start mark
 _PLACEHOLDER = "\u2063DIALOGUE\u2063"  # invisible separator: never in real text, survives jinja rendering
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+EMPTY_THINK_CLOSE = "\n\n</think>\n\n"  # after an open "<think>": the empty block Qwen3 writes with thinking off
 _THINK_BLOCK = re.compile(re.escape(THINK_OPEN) + ".*?" + re.escape(THINK_CLOSE), re.DOTALL)
 
 
@@ -61,7 +71,8 @@ class PromptStyle:
     max_length: int = 1184  # whole sequence budget: prompt + summary + end marker + terminator
     max_target_length: int = 160  # summary tokens kept in training; also reserved in every prompt budget
     end_marker: str | None = None  # appended after the summary in training; generation stops on it
-    disable_thinking: bool = False  # qwen3: enable_thinking=False in the chat template
+    disable_thinking: bool = False  # reasoning off: enable_thinking=False (qwen3); an open <think> is closed empty
+    date_string: str = DEFAULT_DATE_STRING  # the date the chat template writes (Llama 3.2 "Today Date")
     user_template: str = DEFAULT_USER_TEMPLATE  # the user message of the chat template
     cut_marker: str = DEFAULT_CUT_MARKER  # marks where dialogue was cut
     strip_think: bool = False  # remove <think>...</think> from generated text
@@ -90,7 +101,7 @@ def prompt_style_for(preset: Preset, **overrides: Any) -> PromptStyle:
         "max_length": preset.max_source_length + preset.max_target_length,
         "max_target_length": preset.max_target_length,
         "end_marker": preset.end_marker,
-        "disable_thinking": preset.family == "qwen3",
+        "disable_thinking": preset.family == "qwen3" or preset.strip_think,  # the reasoning models
         "strip_think": preset.strip_think,
         "preset": preset.name,
     }
@@ -186,11 +197,19 @@ def render_prompt_text(tokenizer, style: PromptStyle, dialogue: str) -> str:
             raise ConfigError("prompt template 'chat' but the tokenizer has no chat template; "
                               "use template=fallback (see resolve_template)")
         content = style.user_template.format(instruction=style.instruction, dialogue=dialogue)
-        extra = {"enable_thinking": False} if style.disable_thinking else {}
-        return tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
-                                             add_generation_prompt=True, **extra)
+        text = tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
+                                             add_generation_prompt=True, **template_kwargs(style))
+        if style.disable_thinking and text.rstrip().endswith(THINK_OPEN):  # DeepSeek-R1 opens the block itself
+            text = text.rstrip() + EMPTY_THINK_CLOSE
+        lead = _leading_special_text(tokenizer)  # SOLAR's template omits the <s> its tokenizer puts before text
+        return text if text.startswith(lead) else lead + text
     return _leading_special_text(tokenizer) + style.fallback_template.format(
         instruction=style.instruction, dialogue=dialogue)
+
+
+def template_kwargs(style: PromptStyle) -> dict[str, Any]:
+    """Variables every chat-template render gets: the pinned date and, with thinking off, enable_thinking=False."""
+    return {"date_string": style.date_string, **({"enable_thinking": False} if style.disable_thinking else {})}
 
 
 def _leading_special_text(tokenizer) -> str:
@@ -225,10 +244,9 @@ def _terminator_ids(tokenizer, style: PromptStyle) -> list[int]:
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     if style.template != "chat":
         return eos
-    extra = {"enable_thinking": False} if style.disable_thinking else {}
     rendered = tokenizer.apply_chat_template(
         [{"role": "user", "content": "x"}, {"role": "assistant", "content": _PLACEHOLDER}],
-        tokenize=False, **extra)
+        tokenize=False, **template_kwargs(style))
     after = rendered.split(_PLACEHOLDER)[-1] if _PLACEHOLDER in rendered else ""
     ids = encode_continuation(tokenizer, after) if after else []
     # turn ends (<|eot_id|>, <|im_end|>, <end_of_turn>) are added tokens, not always flagged special
@@ -251,8 +269,8 @@ def _anchor_id(tokenizer) -> int:
 def encode_continuation(tokenizer, text: str) -> list[int]:
     """Tokens of `text` as they appear inside a sequence, not at its start.
 
-    SentencePiece-like tokenizers mark the start of a text (a leading '▁'); tokenizing after a special token
-    anchor, then dropping the anchor, gives the in-sequence tokens.
+    SentencePiece-like tokenizers mark the start of a text (a leading '▁'); tokenizing after an anchor (see
+    `continuation_anchor`), then dropping the anchor, gives the in-sequence tokens.
     """
     return encode_continuations(tokenizer, [text])[0]
 
@@ -261,12 +279,30 @@ def encode_continuations(tokenizer, texts: Sequence[str]) -> list[list[int]]:
     """`encode_continuation` for many texts in one tokenizer call."""
     if not texts:
         return []
-    anchor = _anchor_id(tokenizer)
-    anchor_text = tokenizer.convert_ids_to_tokens(anchor)
+    anchor_text, anchor_ids = continuation_anchor(tokenizer)
     encoded = tokenizer([anchor_text + text for text in texts], add_special_tokens=False)["input_ids"]
-    if any(not ids or ids[0] != anchor for ids in encoded):
+    width = len(anchor_ids)
+    if any(ids[:width] != anchor_ids for ids in encoded):
         return [_encode(tokenizer, text) for text in texts]
-    return [ids[1:] for ids in encoded]
+    return [ids[width:] for ids in encoded]
+
+
+_ANCHORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def continuation_anchor(tokenizer) -> tuple[str, list[int]]:
+    """The text pieces are tokenized after, and its ids: a special token; for SentencePiece tokenizers that mark
+    the start of every segment, even after a special token (Metaspace `prepend_scheme=always`: SOLAR, Llama 2), a
+    newline, since inside a prompt a piece follows plain text (a turn's newline), not a special token."""
+    key = len(tokenizer)
+    cached = _ANCHORS.get(tokenizer)
+    if cached is None or cached[0] != key:
+        special = tokenizer.convert_ids_to_tokens(_anchor_id(tokenizer))
+        after = _encode(tokenizer, special + "\n")[1:]
+        marks_start = bool(after) and tokenizer.convert_ids_to_tokens(after[0]) == SENTENCEPIECE_SPACE
+        anchor = ("\n", _encode(tokenizer, "\n")) if marks_start else (special, [_anchor_id(tokenizer)])
+        cached = _ANCHORS[tokenizer] = (key, anchor)
+    return cached[1]
 
 
 # ---------------------------------------------------------------- dialogue cutting

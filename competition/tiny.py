@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from competition.errors import ConfigError
 from competition.files import temp_dir_beside
 from competition.presets import Preset
 
@@ -178,8 +179,15 @@ def ensure_tiny_checkpoint(preset: Preset, sample_dir: Path | str = DEFAULT_SAMP
     return target
 
 
-def model_source(preset: Preset) -> str:
-    """Where a preset loads from: the local folder of a tiny one, else its hub id (same from_pretrained code)."""
+def model_source(preset: Preset, model_path: str | Path | None = None) -> str:
+    """Where a preset loads from: `model_path` (a local folder with the preset's files) when given, else the local
+    folder of a tiny preset, else its hub id. The same `from_pretrained` code loads all three."""
+    if model_path:
+        folder = Path(model_path).expanduser()
+        if not (folder / "config.json").is_file():
+            raise ConfigError(f"model_path {model_path}: not a folder with config.json (the preset's files: config, "
+                              f"tokenizer and weights, e.g. from `python -m competition.build_checkpoint`)")
+        return str(folder)
     if preset.tiny:
         return str(ensure_tiny_checkpoint(preset))
     if not preset.hub_id:

@@ -4,7 +4,8 @@
   dialogue + assistant header, plus the end marker/terminator reserved after the summary). A max length M is
   the prompt budget (the style's `max_length` is M + max_target_length), so a prompt is cut when it is longer
   than M. The tokens the configured cut mode really drops (whole turns) are reported beside the minimum.
-- Seq2seq presets: the encoder input is the tokenized dialogue (with the tokenizer's special tokens).
+- Seq2seq presets: the encoder input is the tokenized dialogue in the family's layout (KoBART: `<s> dialogue </s>`,
+  `competition.modeling.seq2seq_layout`), as the track builds it, whatever the tokenizer adds itself.
 Summaries (train/dev references) are compared with the preset's max_target_length.
 
 `count_truncation(lengths, max_length)` is the plain count any track can reuse.
@@ -42,7 +43,7 @@ from competition.prompts import (
     scaffold_for,
     split_turns,
 )
-from competition.tiny import ensure_tiny_checkpoint
+from competition.tiny import model_source
 
 REPORT_JSON = "truncation.json"
 REPORT_MARKDOWN = "truncation.md"
@@ -105,13 +106,16 @@ def measure_split(tokenizer, preset: Preset, frame, style=None, progress: bool =
             lengths.prompt.append(fixed + sum(len(t) for t in turn_ids))
         lengths.summary = [len(encode_continuation(tokenizer, r)) for r in
                            tqdm(references, desc=f"{desc} summaries", unit="sum", disable=not progress or not references)]
-    else:
+    else:  # the family's layout (KoBART: <s> text </s>), as the track builds it, whatever the tokenizer adds
+        layout = modeling.seq2seq_layout(tokenizer, preset.family)
         batch = 256
         for start in tqdm(range(0, len(dialogues), batch), desc=f"{desc} dialogues", unit="batch",
                           disable=not progress):
-            lengths.prompt.extend(len(ids) for ids in tokenizer(dialogues[start:start + batch])["input_ids"])
+            content = tokenizer(dialogues[start:start + batch], add_special_tokens=False)["input_ids"]
+            lengths.prompt.extend(layout.encoder_length(len(ids)) for ids in content)
         if references:
-            lengths.summary = [len(ids) for ids in tokenizer(text_target=references)["input_ids"]]
+            content = tokenizer(references, add_special_tokens=False)["input_ids"]
+            lengths.summary = [layout.label_length(len(ids)) for ids in content]
     return lengths
 
 
@@ -143,7 +147,7 @@ def truncation_report(tokenizer, preset: Preset, data_dir: Path | str, max_lengt
         "max_target_length": preset.max_target_length,
         "cut_mode": style.cut if style else None,
         "length_meaning": ("prompt tokens: scaffolding + instruction + dialogue + assistant header + reserved "
-                           "end marker/terminator" if style else "encoder tokens of the dialogue"),
+                           "end marker/terminator" if style else "encoder tokens of the dialogue, special tokens included"),
         "splits": {},
     }
     measured = {split: measure_split(tokenizer, preset, frame, style, progress, split)
@@ -280,7 +284,7 @@ def preset_tokenizer(preset: Preset, tokenizer_path: str | None):
             raise ConfigError(f"--tokenizer {tokenizer_path}: not a folder with a saved tokenizer")
         source = tokenizer_path
     else:
-        source = str(ensure_tiny_checkpoint(preset)) if preset.tiny else preset.hub_id
+        source = model_source(preset)
     try:
         return modeling.load_tokenizer(source), source
     except OSError as err:

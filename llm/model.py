@@ -138,7 +138,7 @@ def load_for_training(config: LLMConfig, data_tokens: list[str]):
     """(model, tokenizer, prompt style, CheckpointInfo) for training; the model is LoRA-wrapped unless
     finetune=full. The end marker is always added; the data tags when add_data_tokens."""
     preset = get_preset(config.preset, "llm")
-    source = model_source(preset)
+    source = model_source(preset, config.model_path)
     quantization = effective_quantization(config) if config.finetune == "lora" else "none"
     tokenizer = load_tokenizer(source, config.trust_remote_code)
     style = build_prompt_style(config, tokenizer)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from competition.errors import ConfigError
 from competition.modeling import (
     half_precision,
     load_tokenizer,
@@ -60,3 +61,18 @@ def test_load_tokenizer_gives_a_pad_token() -> None:
     assert llama.pad_token_id is not None and llama.pad_token_id == llama.eos_token_id
     bart = load_tokenizer(ensure_tiny_checkpoint(get_preset("tiny-bart")))
     assert bart.pad_token == "<pad>"
+
+
+def test_load_tokenizer_refuses_one_far_below_the_config_vocabulary(tmp_path) -> None:
+    """A folder whose tokenizer is under half of config.json's vocab_size is refused, naming the folder."""
+    import json
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(ensure_tiny_checkpoint(get_preset("tiny-llama")), folder)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    assert load_tokenizer(folder) is not None  # its own vocabulary size: accepted
+    config["vocab_size"] = 3 * config["vocab_size"]
+    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    with pytest.raises(ConfigError, match=f"{folder}: the tokenizer loaded with \\d+ tokens but config.json says"):
+        load_tokenizer(folder)

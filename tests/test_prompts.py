@@ -147,8 +147,15 @@ def examples(draw):
 @given(example=examples())
 def test_nothing_but_the_dialogue_is_ever_cut(preset_name, example):
     dialogue, summary, max_target, max_length, cut = example
-    tokenizer = prepared_tokenizer(preset_name)
     style = prompt_style_for(get_preset(preset_name), max_length=max_length, max_target_length=max_target, cut=cut)
+    assert_only_the_dialogue_is_cut(prepared_tokenizer(preset_name), style, dialogue, summary,
+                                    ASSISTANT_HEADERS[preset_name])
+
+
+def assert_only_the_dialogue_is_cut(tokenizer, style: PromptStyle, dialogue: str, summary: str,
+                                    assistant_header: str) -> None:
+    """The budget rule, checked against independent tokenizations (also run with the real tokenizers)."""
+    max_target, max_length, cut = style.max_target_length, style.max_length, style.cut
     scaffold = scaffold_for(tokenizer, style)
     header_text = render_prompt_text(tokenizer, style, "\x00").split("\x00")
     instruction_head = plain_ids(tokenizer, header_text[0])  # independent tokenization of the rendered head
@@ -163,7 +170,7 @@ def test_nothing_but_the_dialogue_is_ever_cut(preset_name, example):
     # the prompt ends with the whole assistant header
     tail = encode_continuation(tokenizer, header_text[1])
     assert prompt[len(prompt) - len(tail):] == tail
-    assert tokenizer.decode(tail).endswith(ASSISTANT_HEADERS[preset_name])
+    assert tokenizer.decode(tail).endswith(assistant_header)
     # training = the same prompt + summary (up to max_target) + end marker + terminator; loss only there
     summary_ids = encode_continuation(tokenizer, summary)
     target = summary_ids[:max_target] + list(scaffold.end_marker_ids) + list(scaffold.terminator_ids)
