@@ -10,32 +10,16 @@ value of the wrong type, malformed data) prints `error: ...` and exits 2.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from baselines.config import SETTINGS
-from baselines.pipeline import run
+from baselines.track import TRACK
 from competition.cli import exit_on_bad_input
-from competition.config import add_track_arguments, layers_from_args
-from competition.distributed import is_main_process
-from competition.logs import setup_logging
+from competition.tracks import track_cli
 
 
 @exit_on_bad_input
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m baselines.run", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_track_arguments(parser, default_model="kobart")
-    args = parser.parse_args(argv)
-    setup_logging()
-    layers = layers_from_args(SETTINGS, args)
-    if args.print_config:
-        print(SETTINGS.describe(layers), end="")
-        return 0
-    run_dir = run(SETTINGS.resolve(layers), args.data, args.out, run_dir=args.resume, submissions_dir=args.submissions)
-    if is_main_process():  # every rank returns the run folder; say it once
-        print(f"run folder: {run_dir}")
-    return 0
+    return track_cli(TRACK, argv, "python -m baselines.run", __doc__, default_model="kobart")
 
 
 if __name__ == "__main__":

@@ -12,17 +12,22 @@ shared core never imports a track (the tracks import the core, never the other w
 
 from __future__ import annotations
 
+import argparse
 import importlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from competition.config import TrackSettings
+from competition.config import TrackSettings, add_track_arguments, layers_from_args
+from competition.distributed import is_main_process
 from competition.errors import ConfigError
+from competition.logs import setup_logging
 from competition.runs import TrainResult
 
 OnEvaluate = Callable[[int, float], None]  # (epoch or step, dev score); may raise (e.g. optuna.TrialPruned)
 TRACK_MODULES = {"baseline": "baselines.track", "llm": "llm.track"}
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -46,3 +51,22 @@ def get_track(name: str) -> Track:
     if name not in TRACK_MODULES:
         raise ConfigError(f"unknown track '{name}'; known: {sorted(TRACK_MODULES)}")
     return importlib.import_module(TRACK_MODULES[name]).TRACK
+
+
+def track_cli(track: Track, argv: list[str] | None, prog: str, description: str, default_model: str) -> int:
+    """The one CLI of both tracks: resolve the config layers, then `--print-config` or the whole run."""
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_track_arguments(parser, default_model)
+    args = parser.parse_args(argv)
+    setup_logging()
+    layers = layers_from_args(track.settings, args)
+    if args.print_config:
+        print(track.settings.describe(layers), end="")
+        return 0
+    log.info("config layers: %s", ", ".join(layer.source for layer in layers))
+    run_dir = track.run(track.settings.resolve(layers), args.data, args.out, run_dir=args.resume,
+                        submissions_dir=args.submissions)
+    if is_main_process():  # every rank returns the run folder; say it once
+        print(f"run folder: {run_dir}")
+    return 0

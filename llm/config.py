@@ -95,7 +95,10 @@ class LLMConfig:
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)!r}; expected a positive integer")
         if self.num_train_epochs <= 0 or self.learning_rate <= 0:
-            raise ConfigError(f"num_train_epochs={self.num_train_epochs}, learning_rate={self.learning_rate}; expected positive numbers")
+            raise ConfigError(f"num_train_epochs={self.num_train_epochs}, learning_rate={self.learning_rate}; "
+                              "expected positive numbers")
+        if get_preset(self.preset, TRACK).trust_remote_code and not self.trust_remote_code:
+            raise ConfigError(f"preset '{self.preset}' needs remote code; opt in with trust_remote_code=true")
 
 
 def preset_layer(preset_name: str) -> dict[str, Any]:
@@ -130,14 +133,7 @@ SETTINGS = TrackSettings(track=TRACK, config_class=LLMConfig,
                          preset_layer=preset_layer, demo_layer=DEMO_LAYER, renamed=RENAMED)
 
 
-def check_remote_code(config: LLMConfig) -> LLMConfig:
-    """A preset that needs remote code runs only with the user's explicit opt-in."""
-    if get_preset(config.preset, TRACK).trust_remote_code and not config.trust_remote_code:
-        raise ConfigError(f"preset '{config.preset}' needs remote code; opt in with trust_remote_code=true")
-    return config
-
-
 def load_config(preset_name: str, yaml_path: Path | str | None = None, overrides: Mapping[str, Any] | None = None,
                 demo: bool = False) -> LLMConfig:
     """defaults < preset < demo < YAML (`yaml_path`, else the shipped one) < overrides; bad input -> ConfigError."""
-    return check_remote_code(SETTINGS.resolve(SETTINGS.layers(preset_name, yaml_path, overrides, demo)))
+    return SETTINGS.resolve(SETTINGS.layers(preset_name, yaml_path, overrides, demo))

@@ -1,121 +1,26 @@
-"""The LLM track pipeline: train (QLoRA/LoRA), export, predict dev and test, dev ROUGE report, submission.
+"""CLI of the decoder-only (LLM) track.
 
     python -m llm.run --model llama3.2-ko-3b --data data --out runs [--config C] [--demo] [KEY=VALUE ...]
     python -m llm.run --model qwen3-14b --print-config        # every setting, its hint and the layer that set it
+    python -m llm.run --resume runs/llm-<model>-<stamp> --data data   # continue a run with its saved config
 
-Without --config, `llm/configs/<model>.yaml` is used when it exists. Continue an interrupted run with
-`--resume runs/llm-<model>-<stamp>`: its saved config is reloaded, training restarts from its last checkpoint,
-predictions from their `.partial.jsonl` sidecars.
-
-On several GPUs: `torchrun --standalone --nproc_per_node=N -m llm.run ...` (`make llm GPUS=N`). Every rank trains
-(DDP; QLoRA loads the 4-bit model onto each rank's own GPU) and generates its share of dev and test; rank 0 alone
-creates the run folder and writes every file.
+Without --config, `llm/configs/<model>.yaml` is used when it exists. A resumed run restarts training from its last
+checkpoint and predictions from their `.partial.jsonl` sidecars. On several GPUs: `torchrun --standalone
+--nproc_per_node=N -m llm.run ...` (`make llm GPUS=N`). Bad input prints `error: ...` and exits 2.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
 import sys
-from pathlib import Path
 
 from competition.cli import exit_on_bad_input
-from competition.config import add_track_arguments, config_hash, layers_from_args
-from competition.distributed import barrier, broadcast_from_main, ensure_process_group, is_main_process
-from competition.files import write_text_atomic
-from competition.logs import setup_logging
-from competition.predictions import fill_in_block, fill_in_counts, fill_in_note
-from competition.report import write_rouge_report
-from competition.runs import finish_run, new_run_dir, submit_once
-from competition.submission import default_submissions_dir
-from llm.config import SETTINGS, TRACK, LLMConfig, check_remote_code
-from llm.generate import predict_to_file
-from llm.merge import export_merged
-from llm.model import load_checkpoint
-from llm.train import EvaluateHook, load_splits, train
-
-log = logging.getLogger(__name__)
-
-
-def run(config: LLMConfig, data_dir: Path | str, out_dir: Path | str, run_dir: Path | str | None = None,
-        on_evaluate: EvaluateHook | None = None, submissions_dir: Path | str | None = None) -> Path:
-    """Train, predict dev and test, write the report and a submission; return the run folder.
-
-    Submissions go to `submissions_dir` (default: $SUBMISSIONS or submissions/), once per run (a finished run that
-    is resumed does not submit again); fill-ins over `max_fill_in_share` stop the submission unless
-    `submit_despite_fill_ins`.
-
-    Under torchrun every rank calls this: rank 0 creates the run folder and writes every file, all ranks train and
-    generate their shares, and each returns the same folder once rank 0 is done.
-    """
-    ensure_process_group()  # before the Trainer sets up its own distributed state
-    frames = load_splits(data_dir)  # validate every input before any work
-    run_dir = Path(run_dir) if run_dir is not None else broadcast_from_main(
-        lambda: new_run_dir(out_dir, TRACK, config.preset))
-    log.info("run folder: %s", run_dir)
-    result = train(config, data_dir, run_dir, on_evaluate)
-    checkpoint = result.best_checkpoint
-    if config.predict_with == "merged":
-        checkpoint = broadcast_from_main(lambda: export_merged(checkpoint, run_dir / "merged", config))
-    model, tokenizer, style, info = load_checkpoint(checkpoint, config)
-    metadata = {"preset": config.preset, "track": "llm", "config_hash": config_hash(config),
-                "checkpoint": str(checkpoint), "run_dir": str(run_dir)}
-    dev = frames["dev"]
-    dev_preds = predict_to_file(model, tokenizer, style, list(dev["fname"]), list(dev["dialogue"]),
-                                run_dir / "preds_dev.csv", config, {**metadata, "split": "dev"})
-    test_preds = None
-    if "test" in frames:
-        test = frames["test"]
-        test_preds = predict_to_file(model, tokenizer, style, list(test["fname"]), list(test["dialogue"]),
-                                     run_dir / "preds_test.csv", config, {**metadata, "split": "test"})
-    if is_main_process():
-        _write_results(config, frames, dev_preds, test_preds, result, data_dir, run_dir,
-                       submissions_dir or default_submissions_dir())
-    barrier()  # every rank returns once the run's files exist
-    return run_dir
-
-
-def _write_results(config: LLMConfig, frames, dev_preds: list[str], test_preds: list[str] | None, result,
-                   data_dir: Path | str, run_dir: Path, submissions_dir: Path | str) -> None:
-    """Dev ROUGE report, a submission (when test.csv exists) and summary.json (rank 0 only)."""
-    dev = frames["dev"]
-    fill_ins = fill_in_counts({split: run_dir / f"preds_{split}.csv"
-                               for split, preds in (("dev", dev_preds), ("test", test_preds)) if preds is not None})
-    log.info("%s", fill_in_note(fill_ins))
-    rouge = write_rouge_report(run_dir / "report", list(dev["fname"]), dev_preds, list(dev["references"]),
-                               topics=list(dev["topic"]) if "topic" in dev else None,
-                               dialogues=list(dev["dialogue"]), title=f"LLM {config.preset} dev ROUGE",
-                               notes=[fill_in_note(fill_ins)])
-    blocked = fill_in_block(fill_ins, config.max_fill_in_share, config.submit_despite_fill_ins)
-    summary = {"dev_score": rouge.final, "best_checkpoint_dev_score": result.best_dev_score,
-               "global_step": result.global_step, "cuts": result.cuts, "fill_ins": fill_ins,
-               "submission_blocked": blocked}
-    if test_preds is not None and blocked is None:
-        summary["submission"] = str(submit_once(run_dir, list(frames["test"]["fname"]), test_preds,
-                                                Path(data_dir) / "test.csv", submissions_dir, rouge.final,
-                                                config_hash(config)))
-    write_text_atomic(run_dir / "summary.json", json.dumps(summary, ensure_ascii=False, indent=2))
-    finish_run(run_dir, summary)
-    print(f"dev score {rouge.final:.2f} | run {run_dir}" + (f" | submission {summary['submission']}"
-                                                             if "submission" in summary else ""))
+from competition.tracks import track_cli
+from llm.track import TRACK
 
 
 @exit_on_bad_input
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m llm.run", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_track_arguments(parser, default_model="llama3.2-ko-3b")
-    args = parser.parse_args(argv)
-    setup_logging()
-    layers = layers_from_args(SETTINGS, args)
-    if args.print_config:
-        print(SETTINGS.describe(layers), end="")
-        return 0
-    log.info("config layers: %s", ", ".join(layer.source for layer in layers))
-    run(check_remote_code(SETTINGS.resolve(layers)), args.data, args.out, run_dir=args.resume,
-        submissions_dir=args.submissions)
-    return 0
+    return track_cli(TRACK, argv, "python -m llm.run", __doc__, default_model="llama3.2-ko-3b")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from competition.tracks import Track
 from llm.config import SETTINGS
 from llm.config import TRACK as NAME
 from llm.generate import predict
-from llm.run import run
+from llm.pipeline import run
 from llm.train import train
 
 TRACK = Track(NAME, SETTINGS, train, predict, run)

@@ -59,7 +59,7 @@ def llm(monkeypatch):
     """The same for the LLM track: training, model loading and generation stubbed."""
     import llm.generate as generate
     import llm.model as model
-    import llm.run as llm_run
+    import llm.pipeline as llm_run
     from llm.config import load_config
 
     state = {"summarise": summaries_writing(0)}
