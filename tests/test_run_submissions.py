@@ -58,13 +58,12 @@ def baseline(monkeypatch):
 def llm(monkeypatch):
     """The same for the LLM track: training, model loading and generation stubbed."""
     import llm.generate as generate
-    import llm.model as model
     import llm.pipeline as llm_run
     from llm.config import load_config
 
     state = {"summarise": summaries_writing(0)}
     monkeypatch.setattr(llm_run, "train", fake_train)
-    monkeypatch.setattr(model, "load_checkpoint", lambda checkpoint, config: (None, None, None, {}))
+    monkeypatch.setattr(llm_run, "load_checkpoint", lambda checkpoint, config: (None, None, None, {}))
 
     def generate_summaries(model, tokenizer, style, dialogues, config, on_batch=None, desc=""):
         summaries = state["summarise"](dialogues)
