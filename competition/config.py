@@ -29,6 +29,7 @@ from competition.files import write_text_atomic
 ConfigT = TypeVar("ConfigT")
 SCIENTIFIC_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
 DEFAULTS = "defaults"
+CONFIG_FILE = "config.yaml"  # a run folder's resolved config; `--resume` reloads it
 # CUDA attention kernel of both tracks (competition/attention.py); a setting type, so its check is the config's
 SdpaBackend = typing.Literal["auto", "torch", "cudnn", "flash", "efficient", "math"]
 # Keys a resumed run may change: they decide how fast or how verbosely it runs, not what it learns or writes.
@@ -198,9 +199,9 @@ def save_yaml(config: Any, path: Path | str) -> Path:
 
 
 def _saved_config(run_dir: Path | str) -> Path:
-    saved = Path(run_dir) / "config.yaml"
+    saved = Path(run_dir) / CONFIG_FILE
     if not saved.is_file():
-        raise ConfigError(f"{run_dir}: no config.yaml; expected a run folder written by this track")
+        raise ConfigError(f"{run_dir}: no {CONFIG_FILE}; expected a run folder written by this track")
     return saved
 
 

@@ -12,14 +12,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from competition.config import config_hash, config_to_dict, save_yaml
+from competition.config import CONFIG_FILE, config_hash, config_to_dict, save_yaml
 from competition.data import file_sha256
 from competition.files import write_text_atomic
 from competition.submission import write_submission
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 RUN_INFO_FILE = "run.json"
-CONFIG_FILE = "config.yaml"  # the resolved config; `--resume` reloads it
 TRAIN_RESULT_FILE = "train_result.json"
 TRACKED_LIBRARIES = ("torch", "transformers", "peft", "accelerate", "bitsandbytes", "optuna", "python-mecab-ko")
 

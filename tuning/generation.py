@@ -21,7 +21,7 @@ import optuna
 from optuna.trial import Trial
 
 from competition.cli import exit_on_bad_input
-from competition.config import load_yaml, parse_overrides
+from competition.config import CONFIG_FILE, load_yaml, parse_overrides
 from competition.data import read_split, split_paths
 from competition.errors import ConfigError, DataError
 from competition.logs import setup_logging
@@ -68,7 +68,7 @@ def run_track(run_dir: Path) -> str:
 
 def check_run(run_dir: Path) -> tuple[Path, str]:
     """The run's config.yaml and preset; DataError when the run has no config or no best checkpoint."""
-    config_path = run_dir / "config.yaml"
+    config_path = run_dir / CONFIG_FILE
     if not config_path.is_file():
         raise DataError(f"{run_dir}: no config.yaml (expected a run folder written by a track)")
     if not (run_dir / BEST_DIR).is_dir():
