@@ -9,20 +9,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 from competition.config import SdpaBackend, TrackSettings, setting
 from competition.errors import ConfigError
 from competition.presets import get_preset
 
 TRACK = "llm"
-QUANTIZATIONS = ("nf4", "int8", "none")
-FINETUNES = ("lora", "full")
-BATCHINGS = ("packed", "grouped", "padded")
-SELECT_BY = ("score", "loss")
-CUTS = ("middle", "keep_end", "keep_start")
-PREDICT_WITH = ("adapter", "merged")
-DECODINGS = ("fast", "generate")
+Quantization = Literal["nf4", "int8", "none"]
+Finetune = Literal["lora", "full"]
+Batching = Literal["packed", "grouped", "padded"]
+SelectBy = Literal["score", "loss"]
+Cut = Literal["middle", "keep_end", "keep_start"]
+PredictWith = Literal["adapter", "merged"]
+Decoding = Literal["fast", "generate"]
 
 
 @dataclass
@@ -32,8 +32,8 @@ class LLMConfig:
     preset: str = setting("llama3.2-ko-3b", "model preset (competition/presets.py)")
     seed: int = setting(42, "seed for python, numpy, torch and the Trainer")
     # --- model loading ---
-    quantization: str = setting("nf4", "nf4 = QLoRA 4-bit double-quant | int8 | none (plain LoRA); GPU only, CPU uses none")
-    finetune: str = setting("lora", "lora | full (full fine-tune: tiny models only)")
+    quantization: Quantization = setting("nf4", "nf4 = QLoRA 4-bit double-quant | int8 | none (plain LoRA); GPU only, CPU uses none")
+    finetune: Finetune = setting("lora", "lora | full (full fine-tune: tiny models only)")
     kbit_fp32_norms: bool = setting(False, "k-bit: cast embeddings and norms to fp32 (peft's prepare_model_for_kbit_training; ~40% slower) | false: keep bf16")
     gradient_checkpointing: bool = setting(True, "recompute activations in backward: less memory, ~30% slower")
     attn_implementation: str = setting("sdpa", "sdpa | eager | flash_attention_2 (packed batches need one of these)")
@@ -47,7 +47,7 @@ class LLMConfig:
     lora_dropout: float = setting(0.05, "dropout on the LoRA path")
     # --- prompt ---
     instruction: str | None = setting(None, "instruction text; null = the preset's default")
-    cut: str = setting("middle", "how an over-long dialogue is cut: middle | keep_end | keep_start")
+    cut: Cut = setting("middle", "how an over-long dialogue is cut: middle | keep_end | keep_start")
     max_source_length: int = setting(0, "max prompt tokens (scaffolding+instruction+dialogue); 0 = the preset's")
     max_target_length: int = setting(0, "max summary tokens in training; 0 = the preset's")
     # --- training ---
@@ -61,9 +61,9 @@ class LLMConfig:
     lr_scheduler_type: str = setting("cosine", "learning-rate schedule (transformers name)")
     optim: str = setting("auto", "auto = paged_adamw_8bit on CUDA, adamw_torch on CPU; or any transformers optim")
     max_grad_norm: float = setting(1.0, "gradient clipping norm")
-    batching: str = setting("grouped", "grouped (by length) | padded (random) | packed (padding-free; quadratic mask under sdpa, use with flash_attention_2)")
+    batching: Batching = setting("grouped", "grouped (by length) | padded (random) | packed (padding-free; quadratic mask under sdpa, use with flash_attention_2)")
     eval_steps: int = setting(0, "optimizer steps between dev evaluations; 0 = once per epoch")
-    select_by: str = setting("score", "pick the best checkpoint by dev score (generates) or eval loss: score | loss")
+    select_by: SelectBy = setting("score", "pick the best checkpoint by dev score (generates) or eval loss: score | loss")
     max_eval_samples: int | None = setting(100, "dev rows (a fixed random subset) generated at each evaluation; null = all")
     early_stopping_patience: int = setting(2, "evaluations without improvement before stopping; 0 = never")
     save_total_limit: int = setting(2, "checkpoints kept (the best one is always kept)")
@@ -76,19 +76,14 @@ class LLMConfig:
     repetition_penalty: float = setting(1.0, "1.0 = off")
     no_repeat_ngram_size: int = setting(0, "0 = off")
     per_device_eval_batch_size: int = setting(16, "dialogues per generation batch (length-sorted)")
-    decoding: str = setting("fast", "fast = greedy with a static cache (+ CUDA graph on GPU; beams and penalties use generate) | generate")
+    decoding: Decoding = setting("fast", "fast = greedy with a static cache (+ CUDA graph on GPU; beams and penalties use generate) | generate")
     cache_implementation: str | None = setting(None, "decoding=generate only: null = dynamic KV cache | static")
-    predict_with: str = setting("adapter", "adapter = base + adapter | merged = export merged 16-bit model first")
+    predict_with: PredictWith = setting("adapter", "adapter = base + adapter | merged = export merged 16-bit model first")
     # --- submission ---
     max_fill_in_share: float = setting(0.05, "share of empty summaries (replaced by the first utterance) above which the run does not submit")
     submit_despite_fill_ins: bool = setting(False, "submit even when fill-ins exceed max_fill_in_share")
 
     def __post_init__(self) -> None:
-        choices = {"quantization": QUANTIZATIONS, "finetune": FINETUNES, "batching": BATCHINGS,
-                   "select_by": SELECT_BY, "cut": CUTS, "predict_with": PREDICT_WITH, "decoding": DECODINGS}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ConfigError(f"{name}={getattr(self, name)!r}; expected one of {list(allowed)}")
         positive = ("per_device_train_batch_size", "gradient_accumulation_steps", "per_device_eval_batch_size", "num_beams",
                     "max_new_tokens", "lora_r")
         for name in positive:
