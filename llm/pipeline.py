@@ -48,7 +48,7 @@ def run(config: LLMConfig, data_dir: Path | str, out_dir: Path | str, run_dir: P
     if config.predict_with == "merged":
         checkpoint = broadcast_from_main(lambda: export_merged(checkpoint, run_dir / "merged", config))
     model, tokenizer, style, info = load_checkpoint(checkpoint, config)
-    metadata = {"preset": config.preset, "track": "llm", "config_hash": config_hash(config),
+    metadata = {"preset": config.preset, "track": TRACK, "config_hash": config_hash(config),
                 "checkpoint": str(checkpoint), "run_dir": str(run_dir)}
     dev = frames["dev"]
     dev_preds = predict_to_file(model, tokenizer, style, list(dev["fname"]), list(dev["dialogue"]),
