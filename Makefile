@@ -32,9 +32,8 @@ setup: .venv/.installed
 .venv/.installed: pyproject.toml
 	python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
-	if command -v nvidia-smi >/dev/null 2>&1; then $(PY) -m pip install -q torch; \
-	else $(PY) -m pip install -q $(CPU_TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),); fi
-	$(PY) -m pip install -q -e ".[dev]"
+	if command -v nvidia-smi >/dev/null 2>&1; then $(PY) -m pip install -q torch && $(PY) -m pip install -q -e ".[dev,gpu]"; \
+	else $(PY) -m pip install -q $(CPU_TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),) && $(PY) -m pip install -q -e ".[dev]"; fi
 	touch $@
 
 # ---- the two README commands ----

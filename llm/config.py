@@ -14,6 +14,7 @@ from typing import Any, Literal, Mapping
 from competition.config import SdpaBackend, TrackSettings, setting
 from competition.errors import ConfigError
 from competition.presets import get_preset
+from llm.kernels import FusedKernels
 
 TRACK = "llm"
 Quantization = Literal["nf4", "int8", "none"]
@@ -37,6 +38,7 @@ class LLMConfig:
     kbit_fp32_norms: bool = setting(False, "k-bit: cast embeddings and norms to fp32 (peft's prepare_model_for_kbit_training; ~40% slower) | false: keep bf16")
     gradient_checkpointing: bool = setting(True, "recompute activations in backward: less memory, ~30% slower")
     attn_implementation: str = setting("sdpa", "sdpa | eager | flash_attention_2 (packed batches need one of these)")
+    fused_kernels: FusedKernels = setting("auto", "training kernels (llm/kernels.py): auto = liger's fused RMSNorm, SwiGLU, RoPE and linear cross-entropy where they run (CUDA, liger installed, supported family) | liger (required) | off")
     sdpa_backend: SdpaBackend = setting("auto", "CUDA attention kernel (competition/attention.py): auto = no cuDNN | torch | cudnn | flash | efficient | math; CPU unaffected")
     add_data_tokens: bool = setting(False, "add #PersonN#/mask tags as whole tokens, rows trained (resume not exact)")
     model_path: str | None = setting(None, "local folder with the preset's files (config + tokenizer [+ weights]); null = the hub id")
@@ -77,6 +79,7 @@ class LLMConfig:
     no_repeat_ngram_size: int = setting(0, "0 = off")
     per_device_eval_batch_size: int = setting(16, "dialogues per generation batch (length-sorted)")
     decoding: Decoding = setting("fast", "fast = greedy with a static cache (+ CUDA graph on GPU; beams and penalties use generate) | generate")
+    compile_decode: bool = setting(False, "decoding=fast: torch.compile the one-token step before its CUDA graph (fewer kernels per token; the first batch of a process pays the compile)")
     cache_implementation: str | None = setting(None, "decoding=generate only: null = dynamic KV cache | static")
     predict_with: PredictWith = setting("adapter", "adapter = base + adapter | merged = export merged 16-bit model first")
     # --- submission ---

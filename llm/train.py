@@ -30,6 +30,7 @@ from competition.prompts import IGNORE_INDEX, encode_for_training
 from competition.runs import TrainResult, seed_everything, start_run
 from llm.config import TRACK, LLMConfig
 from llm.generate import generate_summaries
+from llm.kernels import fused_loss, liger_kernel_config
 from llm.model import has_cuda, load_for_training, save_checkpoint
 
 log = logging.getLogger(__name__)
@@ -90,11 +91,12 @@ class LabelledLogitsCollator:
     LMs apply the LM head only there) and its `labels` become [B, K + 1]: column k + 1 is the target of kept
     position k and column 0 is ignored, the same shift as causal-LM labels, so the Trainer's label count is
     unchanged. With a 128k vocabulary the full [tokens, vocab] logits are most of a step's memory; a summary is a
-    fraction of each row. `summary_token_loss` is the matching loss.
+    fraction of each row. `summary_token_loss` is the matching loss. With `shift_labels` the batch also holds the
+    [B, K] targets themselves, for a model that computes its loss (`llm.kernels.fused_loss`).
     """
 
-    def __init__(self, collate: Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]]):
-        self.collate = collate
+    def __init__(self, collate: Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]], shift_labels: bool = False):
+        self.collate, self.shift_labels = collate, shift_labels
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         batch = self.collate(features)
@@ -102,6 +104,8 @@ class LabelledLogitsCollator:
         positions = (targets != IGNORE_INDEX).any(0).nonzero().flatten()
         batch["logits_to_keep"] = positions
         batch["labels"] = torch.nn.functional.pad(targets[:, positions], (1, 0), value=IGNORE_INDEX)
+        if self.shift_labels:
+            batch["shift_labels"] = targets[:, positions].contiguous()
         return batch
 
 
@@ -116,6 +120,12 @@ def summary_token_loss(outputs, labels: torch.Tensor, num_items_in_batch: torch.
     return loss / (count.to(loss.device) if torch.is_tensor(count) else count)
 
 
+def loss_function(kernels: dict[str, bool] | None):
+    """The Trainer's `compute_loss_func`: `summary_token_loss`, or None where the model computes the loss itself
+    (liger's fused linear cross-entropy: the same sum over target tokens divided by the Trainer's count)."""
+    return None if fused_loss(kernels) else summary_token_loss
+
+
 class BucketCollator:
     """Collates a token-budget bucket (`{"bucket": [examples]}`, one per Trainer batch) or plain examples."""
 
@@ -128,15 +138,16 @@ class BucketCollator:
         return self.collate(features)
 
 
-def make_collator(config: LLMConfig, tokenizer):
-    """The collator of `config.batching`, computing logits only at target positions, accepting buckets."""
+def make_collator(config: LLMConfig, tokenizer, model_loss: bool = False):
+    """The collator of `config.batching`, computing logits only at target positions, accepting buckets
+    (`model_loss`: for a model that computes the loss itself from `shift_labels`)."""
     if config.batching == "packed":
         if config.attn_implementation not in ("sdpa", "eager", "flash_attention_2"):
             raise ConfigError("batching=packed needs attn_implementation sdpa, eager or flash_attention_2")
         collate = PackedCollator()
     else:
         collate = PaddedCollator(tokenizer.pad_token_id)
-    return BucketCollator(LabelledLogitsCollator(collate))
+    return BucketCollator(LabelledLogitsCollator(collate, shift_labels=model_loss))
 
 
 def token_budget_buckets(lengths: list[int], budget: int, padded: bool, seed: int) -> list[list[int]]:
@@ -207,8 +218,10 @@ def _dev_score_callback(config: LLMConfig, tokenizer, style, dev: pd.DataFrame, 
     return DevScoreCallback()
 
 
-def training_arguments(config: LLMConfig, output_dir: Path, use_bf16: bool, use_fp16: bool):
-    """TrainingArguments from the config (checkpointing aligned with evaluation so the best can be kept)."""
+def training_arguments(config: LLMConfig, output_dir: Path, use_bf16: bool, use_fp16: bool,
+                       liger: dict[str, bool] | None = None):
+    """TrainingArguments from the config (checkpointing aligned with evaluation so the best can be kept);
+    `liger`: the fused kernels the Trainer applies (`llm.kernels.liger_kernel_config`), None = none."""
     from transformers import TrainingArguments
 
     strategy = "steps" if config.eval_steps > 0 else "epoch"
@@ -232,6 +245,7 @@ def training_arguments(config: LLMConfig, output_dir: Path, use_bf16: bool, use_
         # DDP only: every trainable (LoRA or full) weight takes part in each step, so skip the unused-weight
         # search (the Trainer would turn it on for a PeftModel; it also clashes with gradient checkpointing)
         ddp_find_unused_parameters=False,
+        use_liger_kernel=liger is not None, liger_kernel_config=liger,
     )
 
 
@@ -272,11 +286,12 @@ def train(config: LLMConfig, data_dir: Path | str, run_dir: Path | str,
     if config.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
     dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
+    kernels = liger_kernel_config(config.fused_kernels, model)
     args = training_arguments(config, run_dir / "checkpoints", use_bf16=dtype == torch.bfloat16,
-                              use_fp16=dtype == torch.float16)
+                              use_fp16=dtype == torch.float16, liger=kernels)
     trainer = Trainer(model=model, args=args, train_dataset=training_dataset(train_examples, config),
-                      eval_dataset=dev_examples, data_collator=make_collator(config, tokenizer),
-                      compute_loss_func=summary_token_loss, processing_class=tokenizer, callbacks=callbacks)
+                      eval_dataset=dev_examples, data_collator=make_collator(config, tokenizer, fused_loss(kernels)),
+                      compute_loss_func=loss_function(kernels), processing_class=tokenizer, callbacks=callbacks)
     last = last_complete_checkpoint(run_dir / "checkpoints")  # a checkpoint cut short is skipped
     if last:
         log.info("resuming training from %s", last)

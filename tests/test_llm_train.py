@@ -92,6 +92,68 @@ def test_logits_at_target_positions_only_give_the_models_own_loss(preset, batchi
     assert kept.item() == pytest.approx(full.item(), rel=1e-5)
 
 
+@pytest.mark.parametrize("preset", ["tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-gemma2", "tiny-neox"])
+def test_a_model_computing_its_own_loss_from_shift_labels_gives_summary_token_loss(preset, sixteen):
+    """The route liger's fused linear cross-entropy takes (model gets labels + shift_labels + the Trainer's count)
+    has the reduction of `summary_token_loss`, so switching the fused loss on changes no number but rounding."""
+    overrides = {"finetune": "full", "max_source_length": 96}
+    if preset == "tiny-gemma2":
+        overrides["attn_implementation"] = "eager"
+    config = load_config(preset, overrides=overrides)
+    model, tokenizer, style, _ = load_for_training(config, [])
+    examples, _ = encode_rows(tokenizer, style, load_splits(sixteen)["train"].head(4))
+    model.eval()
+    batch = make_collator(config, tokenizer, model_loss=True)(examples)
+    count = int((batch["labels"] != IGNORE_INDEX).sum())  # what the Trainer passes as num_items_in_batch
+    assert batch["shift_labels"].shape == (batch["labels"].shape[0], batch["labels"].shape[1] - 1)
+    with torch.no_grad():
+        own = model(**batch, num_items_in_batch=torch.tensor(count)).loss
+        labels = batch.pop("labels")
+        del batch["shift_labels"]
+        reference = summary_token_loss(model(**batch), labels, num_items_in_batch=torch.tensor(count))
+    assert own.item() == pytest.approx(reference.item(), rel=1e-6)
+
+
+def test_the_trainer_takes_the_same_steps_when_the_model_computes_the_loss(sixteen, tmp_path):
+    """Through the Trainer (gradient accumulation, its target count passed to the model): LoRA weights after two
+    optimizer steps are the same with `summary_token_loss` and with the model's own loss (the fused-loss route)."""
+    from transformers import Trainer
+
+    from llm.train import loss_function, training_arguments
+
+    config = load_config("tiny-llama", overrides={"quantization": "none", "lora_dropout": 0.0,
+                                                  "per_device_train_batch_size": 2, "gradient_accumulation_steps": 2,
+                                                  "max_source_length": 96, "batching": "padded", "optim": "sgd",
+                                                  "learning_rate": 0.5, "max_grad_norm": 0.0, "warmup_ratio": 0.0})
+    trained = {}  # plain SGD without clipping: a wrongly scaled loss would move the weights differently
+    for model_loss in (False, True):
+        torch.manual_seed(0)
+        model, tokenizer, style, _ = load_for_training(config, [])
+        examples, _ = encode_rows(tokenizer, style, load_splits(sixteen)["train"].head(8))
+        args = training_arguments(config, tmp_path / str(model_loss), use_bf16=False, use_fp16=False)
+        args.max_steps, args.eval_strategy, args.save_strategy, args.load_best_model_at_end = 2, "no", "no", False
+        kernels = {"fused_linear_cross_entropy": True} if model_loss else None  # what liger's config says
+        Trainer(model=model, args=args, train_dataset=examples, data_collator=make_collator(config, tokenizer, model_loss),
+                compute_loss_func=loss_function(kernels), processing_class=tokenizer).train()
+        trained[model_loss] = {n: w.detach().clone() for n, w in model.named_parameters() if w.requires_grad}
+    assert trained[False].keys() == trained[True].keys()
+    for name, weight in trained[False].items():
+        torch.testing.assert_close(trained[True][name], weight, rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_fused_kernels_auto_is_off_without_cuda_and_liger_refuses_with_the_reason(monkeypatch):
+    from competition.errors import ConfigError
+    from llm.kernels import liger_kernel_config
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    model = type("M", (torch.nn.Module,), {})()
+    model.config = type("C", (), {"model_type": "llama"})()
+    assert liger_kernel_config("auto", model) is None
+    assert liger_kernel_config("off", model) is None
+    with pytest.raises(ConfigError, match="fused_kernels=liger: no CUDA GPU"):
+        liger_kernel_config("liger", model)
+
+
 def test_token_budget_buckets_cover_every_row_once_within_the_budget():
     lengths = [37, 400, 12, 250, 251, 90, 91, 92, 700, 30, 31, 33]
     buckets = token_budget_buckets(lengths, budget=512, padded=True, seed=1)
