@@ -38,8 +38,9 @@ sys.path.insert(0, str(PROJECT_ROOT))
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data" / "competition"
 TARGETS = {"train_real_tokens_per_s_min": 10_000, "generate_499_s_max": 10.0, "generate_physical_lower_bound_s": 3.6,
            "generate_hf_eager_batch64_measured_s": 21.0}
-DEFAULT_TRAIN_RUNS = ("grouped:16384tok:ckpt,grouped:12288tok,grouped:49152tok:ckpt,grouped:16384tok:ckpt:fp32norms,"
-                      "grouped:16:ckpt,padded:16:ckpt")
+DEFAULT_TRAIN_RUNS = ("grouped:16384tok:ckpt,grouped:16384tok:ckpt:liger,grouped:12288tok,grouped:16384tok:liger,"
+                      "grouped:24576tok:liger,grouped:32768tok:liger,grouped:24576tok:liger:nodrop")
+RUN_FLAGS = ("ckpt", "fp32norms", "liger", "nodrop")
 LLAMA_3B_SHAPE = dict(hidden_size=3072, num_hidden_layers=28, num_attention_heads=24, num_key_value_heads=8,
                       intermediate_size=8192, vocab_size=128256, tie_word_embeddings=True,
                       max_position_embeddings=4096, rope_theta=500000.0)
@@ -92,8 +93,9 @@ def build_model_folder(tokenizer, smoke: bool, folder: Path) -> Path:
 @dataclass(frozen=True)
 class TrainRun:
     """One training measurement: `batching:size[:flag...]`, size N sequences or Ntok (a token budget,
-    batch_tokens); flags: ckpt (gradient checkpointing), fp32norms (kbit_fp32_norms=true). E.g. `grouped:16`,
-    `padded:24000tok` or `padded:48000tok:ckpt:fp32norms`."""
+    batch_tokens); flags: ckpt (gradient checkpointing), fp32norms (kbit_fp32_norms=true), liger
+    (fused_kernels=liger; else off), nodrop (lora_dropout=0). E.g. `grouped:16`, `padded:24000tok` or
+    `grouped:24576tok:liger`."""
 
     batching: str
     size: int
@@ -105,9 +107,9 @@ class TrainRun:
         parts = spec.split(":")
         size = parts[1].removesuffix("tok") if len(parts) > 1 else ""
         if (len(parts) < 2 or parts[0] not in ("packed", "grouped", "padded") or not size.isdigit()
-                or not set(parts[2:]) <= {"ckpt", "fp32norms"}):
-            raise SystemExit(f"error: --train-runs item {spec!r}; expected batching:N[tok][:ckpt][:fp32norms], "
-                             "batching one of packed, grouped, padded")
+                or not set(parts[2:]) <= set(RUN_FLAGS)):
+            raise SystemExit(f"error: --train-runs item {spec!r}; expected batching:N[tok][:flag...], batching one "
+                             f"of packed, grouped, padded, flags among {', '.join(RUN_FLAGS)}")
         return cls(parts[0], int(size), parts[1].endswith("tok"), tuple(parts[2:]))
 
     @property
@@ -117,7 +119,9 @@ class TrainRun:
     def overrides(self) -> dict:
         size = {"batch_tokens": self.size} if self.tokens else {"per_device_train_batch_size": self.size, "batch_tokens": 0}
         return {"batching": self.batching, **size, "gradient_checkpointing": "ckpt" in self.flags,
-                "kbit_fp32_norms": "fp32norms" in self.flags}
+                "kbit_fp32_norms": "fp32norms" in self.flags,
+                "fused_kernels": "liger" if "liger" in self.flags else "off",
+                **({"lora_dropout": 0.0} if "nodrop" in self.flags else {})}
 
 
 def training_examples(tokenizer, style, dialogues, summaries, count: int) -> list[dict[str, list[int]]]:
@@ -132,12 +136,15 @@ def training_examples(tokenizer, style, dialogues, summaries, count: int) -> lis
 
 def bench_training(folder: Path, tokenizer, examples, runs: list[TrainRun], args) -> dict:
     """Real-token throughput of QLoRA training (the track's own loading, LoRA, collators and Trainer) per run."""
+    from llm.kernels import liger_patches_undone
+
     lengths = [len(e["input_ids"]) for e in examples]
     results: dict = {"prompts": len(examples), "mean_tokens": sum(lengths) / len(lengths), "max_tokens": max(lengths)}
     for index, run in enumerate(runs):
         try:
-            results[run.name] = _train_once(folder, tokenizer, examples, run, args,
-                                            profile=args.profile_steps if index == 0 else 0)
+            with liger_patches_undone():  # the next run starts from transformers' own modules
+                results[run.name] = _train_once(folder, tokenizer, examples, run, args,
+                                                profile=args.profile_steps if index == 0 else 0)
         except torch.OutOfMemoryError:
             results[run.name] = {"error": "CUDA out of memory"}
         print(json.dumps({f"training_{run.name}": results[run.name]}), flush=True)  # partial results survive a crash
@@ -154,8 +161,9 @@ def _train_once(folder: Path, tokenizer, examples, run: TrainRun, args, profile:
     from competition.modeling import precision_dtype, resolve_precision
     from competition.presets import get_preset
     from llm.config import load_config
+    from llm.kernels import fused_loss, liger_kernel_config
     from llm.model import attach_lora, effective_quantization, load_base_model
-    from llm.train import make_collator, summary_token_loss, training_arguments, training_dataset
+    from llm.train import loss_function, make_collator, training_arguments, training_dataset
 
     config = load_config("llama3.2-ko-3b", overrides={
         **run.overrides(), "gradient_accumulation_steps": 1, "quantization": "nf4", "optim": "auto", "logging_steps": 1000})
@@ -166,7 +174,8 @@ def _train_once(folder: Path, tokenizer, examples, run: TrainRun, args, profile:
     real_tokens: list[int] = []
     step_tokens: list[int] = []  # with padding
     step_rows: list[int] = []
-    collate = make_collator(config, tokenizer)
+    kernels = liger_kernel_config(config.fused_kernels, model)
+    collate = make_collator(config, tokenizer, fused_loss(kernels))
 
     def counting(features):
         batch = collate(features)
@@ -190,13 +199,13 @@ def _train_once(folder: Path, tokenizer, examples, run: TrainRun, args, profile:
                 profiler.step()
 
     train_args = training_arguments(config, Path(tempfile.mkdtemp()), use_bf16=torch.cuda.is_available(),
-                                    use_fp16=False)
+                                    use_fp16=False, liger=kernels)
     train_args.max_steps = args.warmup_steps + args.train_steps
     train_args.eval_strategy = train_args.save_strategy = "no"
     train_args.load_best_model_at_end = False
     train_args.disable_tqdm = True
     trainer = Trainer(model=model, args=train_args, train_dataset=training_dataset(examples, config),
-                      data_collator=counting, compute_loss_func=summary_token_loss, processing_class=tokenizer,
+                      data_collator=counting, compute_loss_func=loss_function(kernels), processing_class=tokenizer,
                       callbacks=[Clock()])
     try:
         trainer.train()
@@ -211,6 +220,7 @@ def _train_once(folder: Path, tokenizer, examples, run: TrainRun, args, profile:
             "sequences_per_step_mean": statistics.mean(step_rows[timed]), "padding_share": 1 - sum(real_tokens[timed]) / sum(step_tokens[timed]),
             "largest_step_tokens": max(step_tokens), "quantization": quantization,
             "gradient_checkpointing": config.gradient_checkpointing, "kbit_fp32_norms": config.kbit_fp32_norms,
+            "fused_kernels": sorted(k for k, on in (kernels or {}).items() if on), "lora_dropout": config.lora_dropout,
             "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None}
 
 
@@ -245,10 +255,10 @@ def bench_generation(folder: Path, tokenizer, style, test_dialogues, args) -> di
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16 if device == "cuda" else torch.float32,
                                                  attn_implementation="sdpa", use_safetensors=True).to(device).eval()
 
-    def config_for(batch_size: int, decoding: str):
+    def config_for(batch_size: int, decoding: str, **extra):
         return load_config("llama3.2-ko-3b", overrides={
             "max_new_tokens": args.new_tokens, "min_new_tokens": args.new_tokens, "per_device_eval_batch_size": batch_size,
-            "decoding": decoding})
+            "decoding": decoding, **extra})
 
     _timed_summaries(model, tokenizer, style, test_dialogues[:8], config_for(8, "fast"))  # CUDA/cuBLAS warm-up
     results: dict = {"prompts": len(test_dialogues), "new_tokens": args.new_tokens, "repeats": args.repeats}
@@ -267,9 +277,22 @@ def bench_generation(folder: Path, tokenizer, style, test_dialogues, args) -> di
         results[f"generate_batch_{size}"] = {
             "seconds": seconds, "same_summary_as_fast": sum(a == b for a, b in zip(texts, reference)) / len(texts)}
         print(json.dumps({f"generation_generate_batch_{size}": results[f"generate_batch_{size}"]}), flush=True)
+    if args.compiled_decode_batch:
+        results.update(_compiled_fast(model, tokenizer, style, test_dialogues, config_for(
+            args.compiled_decode_batch, "fast", compile_decode=True), fast_texts, args))
+    if args.compare_static_batch:
+        results.update(_static_generate(model, tokenizer, style, test_dialogues, config_for(
+            args.compare_static_batch, "generate", cache_implementation="static"), fast_texts))
     if args.decode_breakdown:
         results["breakdown"] = _decode_breakdown(model, tokenizer, style, test_dialogues, args)
         print(json.dumps({"generation_breakdown": results["breakdown"]}), flush=True)
+    if args.decode_backends and device == "cuda":
+        results["decode_backends"] = _decode_backends(model, tokenizer, style, test_dialogues, args)
+        print(json.dumps({"generation_decode_backends": results["decode_backends"]}), flush=True)
+    if args.decode_profile and device == "cuda":
+        _decode_profile(model, tokenizer, style, test_dialogues, args)
+    if args.liger_generate and device == "cuda":
+        results.update(_liger_generate(model, tokenizer, style, test_dialogues, config_for, fast_texts, args))
     if args.check_fp32 and device == "cuda":
         del model
         gc.collect()
@@ -305,6 +328,104 @@ def _decode_breakdown(model, tokenizer, style, dialogues, args) -> dict:
         result[label] = per_batch
     result["prompt_widths"] = [int(b["input_ids"].shape[1]) for b in batches]
     return result
+
+
+def _compiled_fast(model, tokenizer, style, dialogues, config, fast_texts, args) -> dict:
+    """The fast loop with its step compiled (compile_decode=true): the first pass pays the compile, then the
+    median of `repeats` warm passes."""
+    runs = [_timed_summaries(model, tokenizer, style, dialogues, config) for _ in range(1 + args.repeats)]
+    reference = fast_texts.get(config.per_device_eval_batch_size) or next(iter(fast_texts.values()))
+    warm = statistics.median(r[0] for r in runs[1:])
+    row = {"cold_seconds": runs[0][0], "seconds_median": warm, "seconds_each": [r[0] for r in runs[1:]],
+           "compile_seconds": runs[0][0] - warm,
+           "same_summary_as_fast": sum(a == b for a, b in zip(runs[-1][1], reference)) / len(dialogues)}
+    name = f"fast_compiled_batch_{config.per_device_eval_batch_size}"
+    print(json.dumps({f"generation_{name}": row}), flush=True)
+    return {name: row}
+
+
+def _static_generate(model, tokenizer, style, dialogues, config, fast_texts) -> dict:
+    """`model.generate` with transformers' static cache (and the forward compile it turns on), twice: the first pass
+    pays the compile (one per new batch shape), the second shows the warm speed; compile = cold - warm."""
+    runs = [_timed_summaries(model, tokenizer, style, dialogues, config) for _ in range(2)]
+    reference = fast_texts.get(config.per_device_eval_batch_size) or next(iter(fast_texts.values()))
+    row = {"cold_seconds": runs[0][0], "warm_seconds": runs[1][0], "compile_seconds": runs[0][0] - runs[1][0],
+           "same_summary_as_fast": sum(a == b for a, b in zip(runs[1][1], reference)) / len(dialogues)}
+    name = f"generate_static_compiled_batch_{config.per_device_eval_batch_size}"
+    print(json.dumps({f"generation_{name}": row}), flush=True)
+    return {name: row}
+
+
+def _longest_batch(tokenizer, style, dialogues, batch_size: int) -> dict[str, torch.Tensor]:
+    from competition.prompts import encode_for_generation, left_pad_batch
+    from llm.generate import length_sorted_batches
+
+    prompts = [encode_for_generation(tokenizer, style, d).input_ids for d in dialogues]
+    indices = length_sorted_batches([len(p) for p in prompts], batch_size)[0]
+    return {k: torch.as_tensor(v).cuda() for k, v in left_pad_batch(tokenizer, [prompts[i] for i in indices]).items()}
+
+
+def _decode_backends(model, tokenizer, style, dialogues, args) -> dict:
+    """Seconds for the fast loop (CUDA graph) on the longest batch per SDPA backend (median of 3): the graph replays
+    the kernels, so cuDNN's per-shape host cost is paid once at capture."""
+    from competition.attention import configure_sdpa
+    from llm.decode import fast_greedy_generate
+    from llm.generate import stop_token_ids
+
+    batch = _longest_batch(tokenizer, style, dialogues, args.decode_breakdown or 128)
+    stops = stop_token_ids(model, tokenizer, style)
+    result: dict = {"batch": list(batch["input_ids"].shape)}
+    for backend in args.decode_backends.split(","):
+        configure_sdpa(backend)
+        seconds = []
+        for _ in range(4):
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+            fast_greedy_generate(model, batch["input_ids"], batch["attention_mask"], args.new_tokens, stops, stops[0],
+                                 min_new_tokens=args.new_tokens)
+            torch.cuda.synchronize()
+            seconds.append(time.perf_counter() - start)
+        result[backend] = statistics.median(seconds[1:])
+    configure_sdpa("auto")
+    return result
+
+
+def _decode_profile(model, tokenizer, style, dialogues, args) -> None:
+    """Kernel table of the eager fast loop on the longest batch (stderr, and beside --out)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from llm.decode import fast_greedy_generate
+    from llm.generate import stop_token_ids
+
+    batch = _longest_batch(tokenizer, style, dialogues, args.decode_breakdown or 128)
+    stops = stop_token_ids(model, tokenizer, style)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as profiler:
+        fast_greedy_generate(model, batch["input_ids"], batch["attention_mask"], 17, stops, stops[0],
+                             min_new_tokens=17, cuda_graph=False)
+        torch.cuda.synchronize()
+    table = profiler.key_averages().table(sort_by="cuda_time_total", row_limit=40)
+    print(table, file=sys.stderr)
+    if args.out:
+        Path(args.out).with_suffix(".decode-profile.txt").write_text(table, encoding="utf-8")
+
+
+def _liger_generate(model, tokenizer, style, dialogues, config_for, fast_texts, args) -> dict:
+    """The fast loop with liger's RMSNorm, RoPE and SwiGLU kernels on the model (fewer kernels per token)."""
+    from liger_kernel.transformers import _apply_liger_kernel_to_instance
+
+    from llm.kernels import liger_patches_undone
+
+    size = args.compare_generate_batch or args.batch_sizes[0]
+    with liger_patches_undone():
+        _apply_liger_kernel_to_instance(model=model, rope=True, rms_norm=True, swiglu=True,
+                                        fused_linear_cross_entropy=False, cross_entropy=False)
+        runs = [_timed_summaries(model, tokenizer, style, dialogues, config_for(size, "fast"))
+                for _ in range(args.repeats)]
+    reference = fast_texts.get(size) or next(iter(fast_texts.values()))
+    row = {"seconds_median": statistics.median(r[0] for r in runs), "seconds_each": [r[0] for r in runs],
+           "same_summary_as_fast": sum(a == b for a, b in zip(runs[-1][1], reference)) / len(dialogues)}
+    print(json.dumps({f"generation_fast_liger_batch_{size}": row}), flush=True)
+    return {f"fast_liger_batch_{size}": row}
 
 
 def _fp32_agreement(folder: Path, tokenizer, style, dialogues, config_for) -> dict:
@@ -352,6 +473,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--new-tokens", type=int, default=80, help="forced new tokens per summary")
     parser.add_argument("--decode-breakdown", type=int, default=0, help="time prefill, graph and eager decoding "
                         "per batch at this batch size (GPU only); 0 = skip")
+    parser.add_argument("--compiled-decode-batch", type=int, default=128, help="also time the fast loop with "
+                        "compile_decode=true at this batch size (cold, then warm); 0 = skip")
+    parser.add_argument("--compare-static-batch", type=int, default=128, help="also time model.generate with "
+                        "cache_implementation=static (compiled forward) at this batch size, cold and warm; 0 = skip")
+    parser.add_argument("--decode-backends", default="", help="GPU: time the fast loop on the longest batch per "
+                        "SDPA backend, e.g. auto,efficient,math,cudnn")
+    parser.add_argument("--decode-profile", action="store_true", help="GPU: kernel table of the eager decode loop")
+    parser.add_argument("--liger-generate", action="store_true", help="GPU: also time the fast loop with liger's "
+                        "RMSNorm/RoPE/SwiGLU kernels applied to the model (liger-kernel installed)")
     parser.add_argument("--check-fp32", type=int, default=64, help="also compare fast and generate summaries of "
                         "this many prompts with fp32 weights (GPU only); 0 = skip")
     parser.add_argument("--tokenizer", help="hub id or folder of the tokenizer (default: the llama3.2-ko-3b one)")
@@ -363,6 +493,7 @@ def main(argv: list[str] | None = None) -> int:
         args.train_prompts, args.train_steps, args.warmup_steps = 32, 2, 1
         args.train_runs = "packed:4,grouped:4,padded:4,padded:800tok"
         args.new_tokens, args.batch_sizes, args.repeats, args.compare_generate_batch = 4, "4,8", 1, 8
+        args.compare_static_batch = args.compiled_decode_batch = 0
     elif not torch.cuda.is_available():
         sys.exit("error: the full benchmark needs a CUDA GPU (bitsandbytes NF4); use --smoke on CPU")
     args.batch_sizes = [int(b) for b in str(args.batch_sizes).split(",")]

@@ -9,7 +9,9 @@ forward and picks the same greedy tokens, but:
 - at a one-token step the query heads sharing a KV head are packed as query rows of one SDPA call, so the cache
   is read once per KV head (`GQA_DECODE_ATTENTION`);
 - on CUDA the step (forward, argmax, bookkeeping) is replayed as a CUDA graph, with no host sync except a
-  stop check every `STOP_CHECK_EVERY` tokens.
+  stop check every `STOP_CHECK_EVERY` tokens;
+- with `compile_step` the step is compiled once per process (`torch.compile`, dynamic shapes: one compile serves
+  every batch) before it is captured, so the norms, rotary embedding and activations run as a few fused kernels.
 
 `fast_greedy_unsupported(model, ...)` says why a model or setting needs `model.generate` instead (beam search,
 logits processors, logit soft-capping, sliding-window layers).
@@ -17,9 +19,10 @@ logits processors, logit soft-capping, sliding-window layers).
 
 from __future__ import annotations
 
+import functools
 import logging
 from contextlib import contextmanager, nullcontext
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -125,14 +128,28 @@ class _DecodeState:
         self.slot.add_(1)
 
 
+StepFn = Callable[["_DecodeState", object, object], None]
+
+
+def _eager_step(state: "_DecodeState", model, cache) -> None:
+    state.step(model, cache)
+
+
+@functools.cache
+def _compiled_step() -> StepFn:
+    """One compiled decode step for the process (dynamic shapes: batch size and cache length vary per batch)."""
+    return torch.compile(_eager_step, dynamic=True)
+
+
 @torch.inference_mode()
 def fast_greedy_generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int,
                          stop_ids: Sequence[int], pad_token_id: int, min_new_tokens: int = 0,
-                         cuda_graph: bool = True) -> torch.Tensor:
+                         cuda_graph: bool = True, compile_step: bool = False) -> torch.Tensor:
     """Greedy continuations of a left-padded batch: [B, n] new token ids, `pad_token_id` after each row's stop.
 
     Same tokens as `model.generate(do_sample=False, eos_token_id=stop_ids, min_new_tokens=...)`. A CUDA graph is
     used on CUDA for unquantized models when `cuda_graph`; any capture failure falls back to the eager loop.
+    `compile_step` compiles the one-token step first (the first batch of a process pays the compile).
     """
     from transformers import StaticCache
 
@@ -153,8 +170,12 @@ def fast_greedy_generate(model, input_ids: torch.Tensor, attention_mask: torch.T
         state = _DecodeState(first.argmax(-1), positions[:, -1], key_ok, width, max_new_tokens, stops,
                              forbid_stop=min_new_tokens > 1)
         use_graph = cuda_graph and device.type == "cuda" and not _is_quantized(model)
+        step = _eager_step
+        if compile_step:
+            _unguard_cache_addresses(cache)
+            step = _compiled_step()
         with torch.cuda.device(device) if use_graph else nullcontext():  # capture on the model's GPU (DDP ranks)
-            _decode(model, cache, state, max_new_tokens, min_new_tokens, use_graph)
+            _decode(model, cache, state, max_new_tokens, min_new_tokens, use_graph, step)
     return _pad_after_stop(state.out, stops, pad_token_id)
 
 
@@ -168,7 +189,18 @@ def _prefill_mask(key_ok: torch.Tensor, width: int) -> torch.Tensor:
     return allowed[:, None]
 
 
-def _decode(model, cache, state: _DecodeState, max_new_tokens: int, min_new_tokens: int, use_graph: bool) -> None:
+def _unguard_cache_addresses(cache) -> None:
+    """transformers marks a static cache's tensors as static addresses that compiled code guards on, so every new
+    cache (one per batch) would recompile; keep them static but unguarded (the graph is captured per batch anyway)."""
+    for layer in cache.layers:
+        for name in ("keys", "values", "cumulative_length"):
+            tensor = getattr(layer, name, None)
+            if isinstance(tensor, torch.Tensor):
+                torch._dynamo.mark_static_address(tensor, guard=False)
+
+
+def _decode(model, cache, state: _DecodeState, max_new_tokens: int, min_new_tokens: int, use_graph: bool,
+            step: StepFn = _eager_step) -> None:
     """Run steps 1..max_new_tokens-1, stopping early once every row has emitted a stop token."""
     graph = None
     done_steps = 1
@@ -176,25 +208,25 @@ def _decode(model, cache, state: _DecodeState, max_new_tokens: int, min_new_toke
         if done_steps == min_new_tokens and min_new_tokens > 1:
             state.stop_penalty.zero_()  # token `min_new_tokens` (0-based) is the first that may stop
         if use_graph and graph is None and done_steps > _GRAPH_WARMUP_STEPS:
-            graph = _capture(model, cache, state)
+            graph = _capture(model, cache, state, step)
             use_graph = graph is not None
         if graph is not None:
             graph.replay()
         else:
-            state.step(model, cache)
+            step(state, model, cache)
         done_steps += 1
         if done_steps % STOP_CHECK_EVERY == 0 and done_steps >= min_new_tokens and _all_stopped(state, done_steps):
             state.out = state.out[:, :done_steps]
             return
 
 
-def _capture(model, cache, state: _DecodeState):
+def _capture(model, cache, state: _DecodeState, step: StepFn = _eager_step):
     """A CUDA graph of one decode step (capture records, it does not run the step); None if capture fails."""
     try:
         graph = torch.cuda.CUDAGraph()
         torch.cuda.synchronize()
         with torch.cuda.graph(graph):
-            state.step(model, cache)
+            step(state, model, cache)
         return graph
     except RuntimeError as err:  # an op that syncs with the host cannot be captured
         log.warning("decode step could not be captured as a CUDA graph (%s); decoding eagerly", err)

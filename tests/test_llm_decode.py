@@ -106,3 +106,18 @@ def test_settings_the_fast_loop_cannot_reproduce_fall_back_to_generate():
     gemma = Gemma2ForCausalLM(Gemma2Config(hidden_size=16, intermediate_size=32, num_hidden_layers=2,
                                            num_attention_heads=2, num_key_value_heads=1, head_dim=8, vocab_size=64))
     assert fast_greedy_unsupported(gemma) == "logit soft-capping"
+
+
+@pytest.mark.parametrize("preset", ["tiny-llama", "tiny-qwen3"])
+def test_compiled_decode_step_picks_the_same_tokens(preset, sample_dir):
+    """compile_decode: one compiled step (dynamic shapes) serves batches of different widths and sizes, token for
+    token equal to the eager step (on a GPU, inside the CUDA graph it is captured in)."""
+    model, tokenizer, style = _model(preset)
+    stops = stop_token_ids(model, tokenizer, style)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
+    for rows in (6, 3):  # a second shape must not need a second compile to stay equal
+        batch = _batch(model, tokenizer, style, sample_dir, rows)
+        eager = fast_greedy_generate(model, batch["input_ids"], batch["attention_mask"], NEW_TOKENS, stops, pad, 4)
+        compiled = fast_greedy_generate(model, batch["input_ids"], batch["attention_mask"], NEW_TOKENS, stops, pad, 4,
+                                        compile_step=True)
+        assert torch.equal(compiled, eager)

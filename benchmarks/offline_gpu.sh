@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The GPU benchmarks and GPU tests on an offline CUDA machine that already has torch, transformers and peft
+# (a cluster node without network, or this project's lent H200) but none of the other dependencies.
+#
+#   bash benchmarks/offline_gpu.sh pack [--with-mecab]   # on a machine with PyPI: wheels into .whl/, data and
+#                                                        # model files into .gpu/ (both git-ignored; ~40 MiB)
+#   OUT=logs bash benchmarks/offline_gpu.sh PHASE        # on the GPU machine: install .whl/ into /tmp/site, run
+#                                                        # PHASE, logs and JSON under $OUT
+#
+# PHASEs (each about 10 minutes or less on one H200):
+#   tests         GPU tests: fused kernels against the unfused path, fast decoding (CUDA graph, compiled step)
+#   llm-generate  bench_llm generation: fast loop, compiled fast loop, generate(static cache) cold and warm,
+#                 SDPA backends of the decode step, its kernel table, liger's kernels at inference, fp32 check
+#   llm-train     bench_llm QLoRA training rows, unfused and with liger's kernels (bench_llm.py DEFAULT_TRAIN_RUNS)
+#   baseline      bench_baseline (KoBART shape): one epoch and 499 beam summaries
+# Data: .gpu/data/{dev,test}.csv (copied from ../shared/data/competition by `pack`); real tokenizers from
+# .gpu/models.tar.xz (a copy of ../shared/models.tar.xz). Neither is ever committed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+phase=${1:?usage: offline_gpu.sh pack [--with-mecab] | tests | llm-generate | llm-train | baseline}
+shared=../shared
+
+pack() {
+  local plat=(--python-version 3.12 --implementation cp --only-binary=:all: --platform manylinux_2_24_x86_64
+              --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64)
+  mkdir -p .whl .gpu/data
+  if [ -x "$shared/tools/gpu-wheels.sh" ]; then bash "$shared/tools/gpu-wheels.sh" .whl; fi
+  python3 -m pip download -q --no-deps "${plat[@]}" -d .whl bitsandbytes liger-kernel pydantic pydantic_core \
+    annotated_types typing_inspection python-mecab-ko rouge
+  if [ "${1:-}" = --with-mecab ]; then python3 -m pip download -q --no-deps "${plat[@]}" -d .whl python-mecab-ko-dic; fi
+  # bitsandbytes ships one library per CUDA version (43 MB): keep the CPU one and those of CUDA 12.8 and 13.0
+  python3 - <<'PY'
+import glob, os, zipfile
+for wheel in glob.glob(".whl/bitsandbytes-*.whl"):
+    keep = ("_cpu.so", "_cuda128.so", "_cuda130.so")
+    with zipfile.ZipFile(wheel) as src, zipfile.ZipFile(wheel + ".tmp", "w", zipfile.ZIP_DEFLATED) as dst:
+        for item in src.infolist():
+            if not item.filename.endswith(".so") or item.filename.endswith(keep):
+                dst.writestr(item, src.read(item.filename))
+    os.replace(wheel + ".tmp", wheel)
+PY
+  cp "$shared/data/competition/dev.csv" "$shared/data/competition/test.csv" .gpu/data/
+  cp "$shared/models.tar.xz" .gpu/
+  du -sh .whl .gpu
+}
+
+install() {
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site:$PWD HF_HUB_OFFLINE=1
+  mkdir -p /tmp/shared-models && tar -xJf .gpu/models.tar.xz -C /tmp/shared-models
+  MODELS=/tmp/shared-models/models
+  OUT=${OUT:-gpu-logs}
+  mkdir -p "$OUT"
+  { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+    python3 -c "import torch, transformers, peft; print(torch.__version__, torch.version.cuda, transformers.__version__, peft.__version__)"
+  } > "$OUT/env.txt" 2>&1
+}
+
+case "$phase" in
+  pack) pack "${2:-}" ;;
+  tests)
+    install
+    timeout 540 python3 -m pytest -q -p no:cacheprovider tests/test_llm_kernels.py tests/test_llm_decode.py \
+      tests/test_attention.py 2>&1 | tee "$OUT/tests.txt" ;;
+  llm-generate)
+    install
+    timeout 560 python3 benchmarks/bench_llm.py --skip-train --data-dir .gpu/data --tokenizer "$MODELS/llama3.2-ko-3b" \
+      --batch-sizes 128 --repeats 3 --compare-generate-batch 0 --decode-backends auto,efficient,math,cudnn \
+      --decode-profile --liger-generate --out "$OUT/llm-generate.json" 2> "$OUT/llm-generate.err" ;;
+  llm-train)
+    install
+    timeout 560 python3 benchmarks/bench_llm.py --skip-generate --data-dir .gpu/data \
+      --tokenizer "$MODELS/llama3.2-ko-3b" --train-steps 20 --out "$OUT/llm-train.json" 2> "$OUT/llm-train.err" ;;
+  baseline)
+    install
+    timeout 560 python3 benchmarks/bench_baseline.py --data-dir .gpu/data --tokenizer "$MODELS/kobart" \
+      --out "$OUT/baseline.json" 2> "$OUT/baseline.err" ;;
+  *) echo "error: unknown phase '$phase' (pack, tests, llm-generate, llm-train, baseline)" >&2; exit 2 ;;
+esac
