@@ -7,8 +7,8 @@ held in memory; the model then computes the loss itself (`fused_loss`), from the
 
 `fused_kernels: auto` turns them on where they run: a CUDA GPU (they are Triton kernels), liger installed
 (`pip install -e ".[gpu]"`), a supported family. `liger` asks for them and fails with the reason where they cannot
-run; `off`, the default until they have been measured and checked on a GPU, keeps transformers' own modules. CPU
-runs are the same for all three.
+run; `off`, the default until they have been measured and checked on a GPU, keeps transformers' own modules. On a
+CPU `auto` is `off`.
 """
 
 from __future__ import annotations
