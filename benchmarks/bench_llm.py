@@ -156,14 +156,13 @@ def bench_training(folder: Path, tokenizer, examples, runs: list[TrainRun], args
 
 
 def _train_once(folder: Path, tokenizer, examples, run: TrainRun, args, profile: int) -> dict:
-    from transformers import Trainer, TrainerCallback
-
+    """One run through the track's own loading (NF4), LoRA, collator, loss and fused-kernel setting."""
     from competition.modeling import precision_dtype, resolve_precision
     from competition.presets import get_preset
     from llm.config import load_config
     from llm.kernels import fused_loss, liger_kernel_config
     from llm.model import attach_lora, effective_quantization, load_base_model
-    from llm.train import loss_function, make_collator, training_arguments, training_dataset
+    from llm.train import loss_function, make_collator
 
     config = load_config("llama3.2-ko-3b", overrides={
         **run.overrides(), "gradient_accumulation_steps": 1, "quantization": "nf4", "optim": "auto", "logging_steps": 1000})
@@ -171,11 +170,25 @@ def _train_once(folder: Path, tokenizer, examples, run: TrainRun, args, profile:
     model = load_base_model(folder, config, quantization, dtype=precision_dtype(resolve_precision()))
     model.config.use_cache = False
     model = attach_lora(model, tokenizer, config, get_preset("llama3.2-ko-3b"), quantization, [])
+    kernels = liger_kernel_config(config.fused_kernels, model)
+    result = timed_training(model, tokenizer, examples, config, make_collator(config, tokenizer, fused_loss(kernels)),
+                            loss_function(kernels), args, profile, liger=kernels)
+    return {**result, "quantization": quantization, "gradient_checkpointing": config.gradient_checkpointing,
+            "kbit_fp32_norms": config.kbit_fp32_norms, "lora_dropout": config.lora_dropout,
+            "fused_kernels": sorted(k for k, on in (kernels or {}).items() if on)}
+
+
+def timed_training(model, tokenizer, examples, config, collate, compute_loss, args, profile: int = 0,
+                   liger: dict | None = None) -> dict:
+    """Train `args.warmup_steps` untimed then `args.train_steps` timed optimizer steps with the track's Trainer
+    arguments and batches; real (non-padding) tokens per second, padding share and peak memory."""
+    from transformers import Trainer, TrainerCallback
+
+    from llm.train import training_arguments, training_dataset
+
     real_tokens: list[int] = []
     step_tokens: list[int] = []  # with padding
     step_rows: list[int] = []
-    kernels = liger_kernel_config(config.fused_kernels, model)
-    collate = make_collator(config, tokenizer, fused_loss(kernels))
 
     def counting(features):
         batch = collate(features)
@@ -199,13 +212,13 @@ def _train_once(folder: Path, tokenizer, examples, run: TrainRun, args, profile:
                 profiler.step()
 
     train_args = training_arguments(config, Path(tempfile.mkdtemp()), use_bf16=torch.cuda.is_available(),
-                                    use_fp16=False, liger=kernels)
+                                    use_fp16=False, liger=liger)
     train_args.max_steps = args.warmup_steps + args.train_steps
     train_args.eval_strategy = train_args.save_strategy = "no"
     train_args.load_best_model_at_end = False
     train_args.disable_tqdm = True
     trainer = Trainer(model=model, args=train_args, train_dataset=training_dataset(examples, config),
-                      data_collator=counting, compute_loss_func=loss_function(kernels), processing_class=tokenizer,
+                      data_collator=counting, compute_loss_func=compute_loss, processing_class=tokenizer,
                       callbacks=[Clock()])
     try:
         trainer.train()
@@ -218,9 +231,7 @@ def _train_once(folder: Path, tokenizer, examples, run: TrainRun, args, profile:
     seconds = marks["end"] - marks["start"]
     return {"real_tokens_per_s": sum(real_tokens[timed]) / seconds, "seconds": seconds, "steps": args.train_steps,
             "sequences_per_step_mean": statistics.mean(step_rows[timed]), "padding_share": 1 - sum(real_tokens[timed]) / sum(step_tokens[timed]),
-            "largest_step_tokens": max(step_tokens), "quantization": quantization,
-            "gradient_checkpointing": config.gradient_checkpointing, "kbit_fp32_norms": config.kbit_fp32_norms,
-            "fused_kernels": sorted(k for k, on in (kernels or {}).items() if on), "lora_dropout": config.lora_dropout,
+            "largest_step_tokens": max(step_tokens),
             "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None}
 
 
@@ -493,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
         args.train_prompts, args.train_steps, args.warmup_steps = 32, 2, 1
         args.train_runs = "packed:4,grouped:4,padded:4,padded:800tok"
         args.new_tokens, args.batch_sizes, args.repeats, args.compare_generate_batch = 4, "4,8", 1, 8
-        args.compare_static_batch = args.compiled_decode_batch = 0
+        args.compare_static_batch, args.compiled_decode_batch = 0, 8
     elif not torch.cuda.is_available():
         sys.exit("error: the full benchmark needs a CUDA GPU (bitsandbytes NF4); use --smoke on CPU")
     args.batch_sizes = [int(b) for b in str(args.batch_sizes).split(",")]

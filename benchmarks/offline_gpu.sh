@@ -2,7 +2,8 @@
 # The GPU benchmarks and GPU tests on an offline CUDA machine that already has torch, transformers and peft
 # (a cluster node without network, or this project's lent H200) but none of the other dependencies.
 #
-#   bash benchmarks/offline_gpu.sh pack [--with-mecab]   # on a machine with PyPI: wheels into .whl/, data and
+#   bash benchmarks/offline_gpu.sh pack [--with-mecab] [--with-unsloth]
+#                                                        # on a machine with PyPI: wheels into .whl/, data and
 #                                                        # model files into .gpu/ (both git-ignored; ~40 MiB)
 #   OUT=logs bash benchmarks/offline_gpu.sh PHASE        # on the GPU machine: install .whl/ into /tmp/site, run
 #                                                        # PHASE, logs and JSON under $OUT
@@ -13,11 +14,13 @@
 #                 SDPA backends of the decode step, its kernel table, liger's kernels at inference, fp32 check
 #   llm-train     bench_llm QLoRA training rows, unfused and with liger's kernels (bench_llm.py DEFAULT_TRAIN_RUNS)
 #   baseline      bench_baseline (KoBART shape): one epoch and 499 beam summaries
+#   unsloth       bench_unsloth: unsloth's QLoRA throughput on the same model and batches, or what stopped it
+#                 (needs `pack --with-unsloth`; its dependencies that the GPU machine lacks travel as wheels)
 # Data: .gpu/data/{dev,test}.csv (copied from ../shared/data/competition by `pack`); real tokenizers from
 # .gpu/models.tar.xz (a copy of ../shared/models.tar.xz). Neither is ever committed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-phase=${1:?usage: offline_gpu.sh pack [--with-mecab] | tests | llm-generate | llm-train | baseline}
+phase=${1:?usage: offline_gpu.sh pack [--with-mecab] [--with-unsloth] | tests | llm-generate | llm-train | baseline | unsloth}
 shared=../shared
 
 pack() {
@@ -27,17 +30,29 @@ pack() {
   if [ -x "$shared/tools/gpu-wheels.sh" ]; then bash "$shared/tools/gpu-wheels.sh" .whl; fi
   python3 -m pip download -q --no-deps "${plat[@]}" -d .whl bitsandbytes liger-kernel pydantic pydantic_core \
     annotated_types typing_inspection python-mecab-ko rouge
-  if [ "${1:-}" = --with-mecab ]; then python3 -m pip download -q --no-deps "${plat[@]}" -d .whl python-mecab-ko-dic; fi
+  for option in "$@"; do
+    case "$option" in
+      --with-mecab) python3 -m pip download -q --no-deps "${plat[@]}" -d .whl python-mecab-ko-dic ;;
+      --with-unsloth) python3 -m pip download -q --no-deps "${plat[@]}" -d .whl unsloth unsloth_zoo "trl<=1.15.0" tyro \
+                        cut_cross_entropy torchao msgspec hf_transfer einops docstring-parser typeguard shtab ;;
+      *) echo "error: unknown pack option '$option'" >&2; exit 2 ;;
+    esac
+  done
   # bitsandbytes ships one library per CUDA version (43 MB): keep the CPU one and those of CUDA 12.8 and 13.0
   python3 - <<'PY'
 import glob, os, zipfile
-for wheel in glob.glob(".whl/bitsandbytes-*.whl"):
-    keep = ("_cpu.so", "_cuda128.so", "_cuda130.so")
-    with zipfile.ZipFile(wheel) as src, zipfile.ZipFile(wheel + ".tmp", "w", zipfile.ZIP_DEFLATED) as dst:
-        for item in src.infolist():
-            if not item.filename.endswith(".so") or item.filename.endswith(keep):
-                dst.writestr(item, src.read(item.filename))
-    os.replace(wheel + ".tmp", wheel)
+
+def strip(pattern, drop):
+    for wheel in glob.glob(pattern):
+        with zipfile.ZipFile(wheel) as src, zipfile.ZipFile(wheel + ".tmp", "w", zipfile.ZIP_DEFLATED) as dst:
+            for item in src.infolist():
+                if not drop(item.filename):
+                    dst.writestr(item, src.read(item.filename))
+        os.replace(wheel + ".tmp", wheel)
+
+keep = ("_cpu.so", "_cuda128.so", "_cuda130.so")
+strip(".whl/bitsandbytes-*.whl", lambda name: name.endswith(".so") and not name.endswith(keep))
+strip(".whl/unsloth-*.whl", lambda name: name.startswith("studio/"))  # its web UI: most of the 29 MB
 PY
   cp "$shared/data/competition/dev.csv" "$shared/data/competition/test.csv" .gpu/data/
   cp "$shared/models.tar.xz" .gpu/
@@ -57,7 +72,7 @@ install() {
 }
 
 case "$phase" in
-  pack) pack "${2:-}" ;;
+  pack) shift; pack "$@" ;;
   tests)
     install
     timeout 540 python3 -m pytest -q -p no:cacheprovider tests/test_llm_kernels.py tests/test_llm_decode.py \
@@ -75,5 +90,9 @@ case "$phase" in
     install
     timeout 560 python3 benchmarks/bench_baseline.py --data-dir .gpu/data --tokenizer "$MODELS/kobart" \
       --out "$OUT/baseline.json" 2> "$OUT/baseline.err" ;;
-  *) echo "error: unknown phase '$phase' (pack, tests, llm-generate, llm-train, baseline)" >&2; exit 2 ;;
+  unsloth)
+    install
+    timeout 560 python3 benchmarks/bench_unsloth.py --data-dir .gpu/data --tokenizer "$MODELS/llama3.2-ko-3b" \
+      --out "$OUT/unsloth.json" 2> "$OUT/unsloth.err" ;;
+  *) echo "error: unknown phase '$phase' (pack, tests, llm-generate, llm-train, baseline, unsloth)" >&2; exit 2 ;;
 esac

@@ -5,6 +5,7 @@ Run: .venv/bin/python -m pytest tests/test_llm_run.py -q     (slow ones: -m slow
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -111,3 +112,13 @@ def test_benchmark_smoke_mode_runs_and_reports_both_parts():
     assert set(report["generation"]) >= {"fast_batch_4", "fast_batch_8", "generate_batch_8"}
     assert report["generation"]["generate_batch_8"]["same_summary_as_fast"] == 1.0  # fp32 on CPU: identical
     assert report["targets"]["train_real_tokens_per_s_min"] == 10_000
+    assert report["generation"]["fast_compiled_batch_8"]["same_summary_as_fast"] == 1.0
+
+
+@pytest.mark.skipif(importlib.util.find_spec("unsloth") is not None, reason="unsloth installed: this checks the report without it")
+def test_unsloth_benchmark_says_what_stopped_it():
+    result = subprocess.run([sys.executable, "benchmarks/bench_unsloth.py"], cwd=REPO, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert report["unsloth"] is None and "No module named 'unsloth'" in report["stopped_by"]
