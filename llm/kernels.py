@@ -17,7 +17,7 @@ import importlib
 import importlib.util
 import logging
 from contextlib import contextmanager
-from typing import Iterator, Literal
+from typing import Iterator
 
 import torch
 
@@ -25,7 +25,6 @@ from competition.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-FusedKernels = Literal["auto", "liger", "off"]
 # What the Trainer patches (liger_kernel_config). The LM head stays one fused loss: no logits are materialized.
 LIGER_KERNEL_CONFIG = {"rope": True, "rms_norm": True, "swiglu": True, "cross_entropy": False,
                        "fused_linear_cross_entropy": True}
@@ -45,7 +44,8 @@ def liger_unavailable(model_type: str) -> str | None:
 
 
 def liger_kernel_config(setting: str, model) -> dict[str, bool] | None:
-    """`liger_kernel_config` for the Trainer, or None to train with transformers' modules (`setting`: FusedKernels).
+    """`liger_kernel_config` for the Trainer, or None to train with transformers' modules (`setting`: the config's
+    `fused_kernels`, llm.config.FusedKernels).
 
     `model` may be wrapped by peft; its base config names the family."""
     if setting == "off":
