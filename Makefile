@@ -95,7 +95,8 @@ truncation: setup
 
 # A random-weight checkpoint from a folder of config + tokenizer (offline runs: then ARGS=model_path=$(OUT)).
 checkpoint: setup
-	$(PY) -m competition.build_checkpoint --from $(FROM) --out $(OUT) --scale $(or $(SCALE),tiny)
+	$(PY) -m competition.build_checkpoint --from $(FROM) --out $(OUT) --scale $(or $(SCALE),tiny) \
+	    --device $(or $(DEVICE),cpu)
 
 tune: setup
 	$(PY) -m tuning.tune --track $(or $(TRACK),baseline) --model $(or $(MODEL),kobart) --data $(DATA) \

@@ -18,7 +18,7 @@ from competition.modeling import load_tokenizer
 from competition.predictions import FILL_INS, fill_empty, fill_in_block, fill_in_counts, fill_in_note, write_predictions
 from competition.presets import get_preset
 from competition.report import write_rouge_report
-from competition.runs import finish_run, new_run_dir, start_run, submit_once
+from competition.runs import StageClock, finish_run, new_run_dir, start_run, submit_once
 from competition.submission import default_submissions_dir
 from competition.truncation import truncation_report, write_truncation_report
 
@@ -69,14 +69,30 @@ def run(config: BaselineConfig, data_dir: Path | str, out_dir: Path | str, run_d
         lambda: new_run_dir(out_dir, TRACK, config.preset))
     if is_main_process():
         start_run(run_dir, config, paths.values(), TRACK)
-    result = train(config, data_dir, run_dir)
+    clock = StageClock()
+    with clock.stage("train"):  # model loading included
+        result = train(config, data_dir, run_dir)
     log.info("best dev ROUGE during training: %.2f (%s)", result.best_dev_score, result.best_checkpoint)
 
     frames = {split: read_split(paths[split], split) for split in ("train", "dev", "test") if split in paths}
-    predicted = {split: predict_sharded(result.best_checkpoint, list(frames[split]["dialogue"]), config,
-                                        f"predict {split}") for split in ("dev", "test") if split in frames}
+    predicted = {}
+    for split in ("dev", "test"):
+        if split in frames:
+            with clock.stage(f"predict_{split}"):  # loads the best checkpoint, generates, fills in empty ones
+                predicted[split] = predict_sharded(result.best_checkpoint, list(frames[split]["dialogue"]), config,
+                                                   f"predict {split}")
     if not is_main_process():  # every rank generated its share; rank 0 writes everything
         return run_dir
+    with clock.stage("report_and_submit"):
+        results = _report_and_submit(config, data_dir, paths, frames, predicted, result, run_dir,
+                                     submissions_dir or default_submissions_dir())
+    finish_run(run_dir, {"train": result.to_dict(), **results, "training_speed": result.speed, **clock.record()})
+    return run_dir
+
+
+def _report_and_submit(config: BaselineConfig, data_dir: Path | str, paths: dict, frames: dict, predicted: dict,
+                       result, run_dir: Path, submissions_dir: Path | str) -> dict:
+    """Truncation report, predictions files, dev ROUGE report and the submission (rank 0); returns their results."""
     truncation = encoder_truncation_report(result.best_checkpoint, data_dir, config, run_dir)
     for split, (summaries, filled) in predicted.items():
         write_predictions(run_dir / f"preds_{split}.csv", list(frames[split]["fname"]), summaries,
@@ -94,9 +110,7 @@ def run(config: BaselineConfig, data_dir: Path | str, out_dir: Path | str, run_d
     submission = None
     if "test" in predicted and blocked is None:
         submission = submit_once(run_dir, list(frames["test"]["fname"]), predicted["test"][0], paths["test"],
-                                 submissions_dir or default_submissions_dir(), report.final, config_hash(config))
+                                 submissions_dir, report.final, config_hash(config))
         log.info("submission: %s", submission)
-    finish_run(run_dir, {"train": result.to_dict(), "dev_score": report.final, "truncation": truncation,
-                         "fill_ins": fill_ins, "submission_blocked": blocked,
-                         "submission": str(submission) if submission else None})
-    return run_dir
+    return {"dev_score": report.final, "truncation": truncation, "fill_ins": fill_ins, "submission_blocked": blocked,
+            "submission": str(submission) if submission else None}

@@ -34,7 +34,7 @@ from competition.files import write_text_atomic
 from competition.metric import compute_rouge
 from competition.modeling import TokenLayout, resolve_precision
 from competition.presets import get_preset
-from competition.runs import TrainResult, seed_everything
+from competition.runs import TrainResult, seed_everything, training_speed_callback
 from competition.tiny import model_source
 
 BEST_DIR = "best"
@@ -62,6 +62,11 @@ class Seq2SeqRows(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, list[int]]:
         return self.rows[index]
+
+
+def real_tokens(row: dict[str, list[int]]) -> int:
+    """Encoder + decoder tokens of a train row, no padding."""
+    return len(row["input_ids"]) + len(row["labels"])
 
 
 def build_rows(tokenizer, layout: TokenLayout, dialogues: Sequence[str], summaries: Sequence[str],
@@ -240,6 +245,7 @@ def train(config: BaselineConfig, data_dir: Path | str, run_dir: Path | str,
 
     checkpoint_dir = run_dir / CHECKPOINTS_DIR
     resume_from = last_checkpoint(checkpoint_dir)
+    speed = training_speed_callback(real_tokens)
     trainer = Seq2SeqTrainer(
         model=model, args=training_arguments(config, checkpoint_dir),
         data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100,
@@ -247,7 +253,7 @@ def train(config: BaselineConfig, data_dir: Path | str, run_dir: Path | str,
         train_dataset=train_rows, eval_dataset=dev_rows, processing_class=tokenizer,
         compute_metrics=make_compute_metrics(tokenizer, dev_rows, list(dev_frame["references"]), config.analyzer),
         callbacks=[EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience),
-                   hook_callback(on_evaluate), mark_complete_callback()],
+                   hook_callback(on_evaluate), mark_complete_callback(), speed],  # speed last: after evaluations
     )
     try:
         if resume_from:
@@ -258,7 +264,7 @@ def train(config: BaselineConfig, data_dir: Path | str, run_dir: Path | str,
         full_history = [{"epoch": int(round(e["epoch"])), "dev_score": e[f"eval_{SCORE_KEY}"], "loss": e["eval_loss"]}
                         for e in trainer.state.log_history if f"eval_{SCORE_KEY}" in e]
         result = TrainResult(best, best_score, history=full_history, global_step=trainer.state.global_step,
-                             resumed_from=resume_from)
+                             resumed_from=resume_from, speed=speed.figures())
         if is_main_process():
             result.save(run_dir)
             if not config.keep_checkpoints:

@@ -184,18 +184,17 @@ def timed_training(model, tokenizer, examples, config, collate, compute_loss, ar
     arguments and batches; real (non-padding) tokens per second, padding share and peak memory."""
     from transformers import Trainer, TrainerCallback
 
-    from llm.train import training_arguments, training_dataset
+    from llm.train import real_tokens, training_arguments, training_dataset
 
-    real_tokens: list[int] = []
+    step_real: list[int] = []
     step_tokens: list[int] = []  # with padding
     step_rows: list[int] = []
 
     def counting(features):
         batch = collate(features)
-        rows = [e for f in features for e in f.get("bucket", [f])]
-        real_tokens.append(sum(len(e["input_ids"]) for e in rows))
+        step_real.append(sum(real_tokens(f) for f in features))
         step_tokens.append(batch["input_ids"].numel())
-        step_rows.append(len(rows))
+        step_rows.append(sum(len(f.get("bucket", [f])) for f in features))
         return batch
 
     marks: dict[str, float] = {}
@@ -229,8 +228,8 @@ def timed_training(model, tokenizer, examples, config, collate, compute_loss, ar
         _save_profile(profiler, args)
     timed = slice(args.warmup_steps, args.warmup_steps + args.train_steps)
     seconds = marks["end"] - marks["start"]
-    return {"real_tokens_per_s": sum(real_tokens[timed]) / seconds, "seconds": seconds, "steps": args.train_steps,
-            "sequences_per_step_mean": statistics.mean(step_rows[timed]), "padding_share": 1 - sum(real_tokens[timed]) / sum(step_tokens[timed]),
+    return {"real_tokens_per_s": sum(step_real[timed]) / seconds, "seconds": seconds, "steps": args.train_steps,
+            "sequences_per_step_mean": statistics.mean(step_rows[timed]), "padding_share": 1 - sum(step_real[timed]) / sum(step_tokens[timed]),
             "largest_step_tokens": max(step_tokens),
             "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None}
 

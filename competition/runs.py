@@ -1,4 +1,6 @@
-"""Run folders and their provenance: seed, resolved config, git revision, data hashes, library versions."""
+"""Run folders and their provenance: seed, resolved config, git revision, data hashes, library versions; and what
+a run measures of itself (stage seconds, peak GPU memory, real training tokens/s), recorded in `run.json`.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +9,11 @@ import platform
 import random
 import subprocess
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from competition.config import CONFIG_FILE, config_hash, config_to_dict, save_yaml
 from competition.data import file_sha256
@@ -144,6 +147,7 @@ class TrainResult:
     global_step: int = 0
     resumed_from: str | None = None  # the checkpoint an interrupted run continued from
     cuts: dict[str, int] = field(default_factory=dict)  # rows whose dialogue or target was cut to fit
+    speed: dict[str, float | None] = field(default_factory=dict)  # training_speed_callback's figures
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (the checkpoint as a string)."""
@@ -161,3 +165,111 @@ class TrainResult:
             return None
         data = json.loads(path.read_text(encoding="utf-8"))
         return cls(**{**data, "best_checkpoint": Path(data["best_checkpoint"])})
+
+
+# ---------------------------------------------------------------- what a run measures of itself
+
+def peak_gpu_memory_gib() -> dict[str, float] | None:
+    """This process's peak CUDA memory in GiB: `allocated` by tensors, `reserved` by PyTorch's caching allocator
+    (closer to what nvidia-smi shows); None without CUDA. Pages of bitsandbytes' paged optimizers live in unified
+    memory and are not included."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    return {"allocated": round(torch.cuda.max_memory_allocated() / 2**30, 3),
+            "reserved": round(torch.cuda.max_memory_reserved() / 2**30, 3)}
+
+
+class StageClock:
+    """Wall seconds of a run's stages, in the order they ran, for `run.json`:
+
+        clock = StageClock()
+        with clock.stage("train"):
+            ...
+        finish_run(run_dir, {..., **clock.record()})   # stage_seconds, peak_gpu_memory_gib
+    """
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time the block as stage `name` (added up when a stage runs twice)."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - start, 3)
+
+    def record(self) -> dict[str, Any]:
+        """`stage_seconds` and `peak_gpu_memory_gib` (None on the CPU) of the run so far."""
+        return {"stage_seconds": dict(self.seconds), "peak_gpu_memory_gib": peak_gpu_memory_gib()}
+
+
+def training_speed_callback(row_tokens: Callable[[Any], int]):
+    """A TrainerCallback measuring real training tokens/s; after training `callback.figures()` gives
+    `train_tokens`, `train_step_seconds` and `real_tokens_per_s` (TrainResult.speed).
+
+    Tokens: `row_tokens(feature)` of every feature the train dataloader hands to the track's collator (real
+    tokens, no padding; evaluation batches use other loaders and are not counted). Seconds: the training steps'
+    wall time, evaluations (dev generation included) and checkpoint saves left out; CUDA is synchronised only
+    before those, so the steps keep their CPU/GPU overlap. One process: under DDP these are one GPU's figures.
+    Add it last, after the callbacks whose evaluation work must be left out.
+    """
+    from transformers import TrainerCallback
+
+    class TrainingSpeed(TrainerCallback):
+        def __init__(self) -> None:
+            self.tokens: int | None = None
+            self.seconds = 0.0
+            self.mark = time.perf_counter()
+
+        def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
+            # accelerate wraps the torch DataLoader, whose collate_fn each epoch's iterator reads
+            loader = getattr(train_dataloader, "base_dataloader", train_dataloader)
+            if loader is not None:
+                self.tokens = 0
+                collate = loader.collate_fn
+
+                def counting(features):
+                    self.tokens += sum(row_tokens(feature) for feature in features)
+                    return collate(features)
+
+                loader.collate_fn = counting
+            self.mark = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self._add_steps(sync=control.should_evaluate or control.should_save or control.should_training_stop)
+
+        def on_epoch_end(self, args, state, control, **kwargs):
+            self._add_steps(sync=True)
+
+        def on_evaluate(self, args, state, control, **kwargs):
+            self.mark = time.perf_counter()
+
+        def on_save(self, args, state, control, **kwargs):
+            self.mark = time.perf_counter()
+
+        def _add_steps(self, sync: bool) -> None:
+            if sync:
+                _cuda_synchronize()
+            now = time.perf_counter()
+            self.seconds += now - self.mark
+            self.mark = now
+
+        def figures(self) -> dict[str, float | None]:
+            per_s = self.tokens / self.seconds if self.tokens is not None and self.seconds > 0 else None
+            return {"train_tokens": self.tokens, "train_step_seconds": round(self.seconds, 3),
+                    "real_tokens_per_s": round(per_s, 1) if per_s is not None else None}
+
+    return TrainingSpeed()
+
+
+def _cuda_synchronize() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()

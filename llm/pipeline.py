@@ -16,7 +16,7 @@ from competition.distributed import barrier, broadcast_from_main, ensure_process
 from competition.files import write_text_atomic
 from competition.predictions import fill_in_block, fill_in_counts, fill_in_note
 from competition.report import write_rouge_report
-from competition.runs import finish_run, new_run_dir, submit_once
+from competition.runs import StageClock, finish_run, new_run_dir, submit_once
 from competition.submission import default_submissions_dir
 from llm.config import TRACK, LLMConfig
 from llm.generate import predict_to_file
@@ -43,31 +43,37 @@ def run(config: LLMConfig, data_dir: Path | str, out_dir: Path | str, run_dir: P
     run_dir = Path(run_dir) if run_dir is not None else broadcast_from_main(
         lambda: new_run_dir(out_dir, TRACK, config.preset))
     log.info("run folder: %s", run_dir)
-    result = train(config, data_dir, run_dir, on_evaluate)
+    clock = StageClock()
+    with clock.stage("train"):  # model loading included
+        result = train(config, data_dir, run_dir, on_evaluate)
     checkpoint = result.best_checkpoint
     if config.predict_with == "merged":
-        checkpoint = broadcast_from_main(lambda: export_merged(checkpoint, run_dir / "merged", config))
-    model, tokenizer, style, info = load_checkpoint(checkpoint, config)
+        with clock.stage("export_merged"):
+            checkpoint = broadcast_from_main(lambda: export_merged(checkpoint, run_dir / "merged", config))
+    with clock.stage("load_for_prediction"):
+        model, tokenizer, style, info = load_checkpoint(checkpoint, config)
     metadata = {"preset": config.preset, "track": TRACK, "config_hash": config_hash(config),
                 "checkpoint": str(checkpoint), "run_dir": str(run_dir)}
-    dev = frames["dev"]
-    dev_preds = predict_to_file(model, tokenizer, style, list(dev["fname"]), list(dev["dialogue"]),
-                                run_dir / "preds_dev.csv", config, {**metadata, "split": "dev"})
-    test_preds = None
-    if "test" in frames:
-        test = frames["test"]
-        test_preds = predict_to_file(model, tokenizer, style, list(test["fname"]), list(test["dialogue"]),
-                                     run_dir / "preds_test.csv", config, {**metadata, "split": "test"})
+    predictions: dict[str, list[str]] = {}
+    for split in ("dev", "test"):
+        if split in frames:
+            frame = frames[split]
+            with clock.stage(f"predict_{split}"):
+                predictions[split] = predict_to_file(model, tokenizer, style, list(frame["fname"]),
+                                                     list(frame["dialogue"]), run_dir / f"preds_{split}.csv",
+                                                     config, {**metadata, "split": split})
     if is_main_process():
-        _write_results(config, frames, dev_preds, test_preds, result, data_dir, run_dir,
-                       submissions_dir or default_submissions_dir())
+        with clock.stage("report_and_submit"):
+            summary = _write_results(config, frames, predictions["dev"], predictions.get("test"), result, data_dir,
+                                     run_dir, submissions_dir or default_submissions_dir())
+        finish_run(run_dir, {**summary, "training_speed": result.speed, **clock.record()})
     barrier()  # every rank returns once the run's files exist
     return run_dir
 
 
 def _write_results(config: LLMConfig, frames, dev_preds: list[str], test_preds: list[str] | None, result,
-                   data_dir: Path | str, run_dir: Path, submissions_dir: Path | str) -> None:
-    """Dev ROUGE report, a submission (when test.csv exists) and summary.json (rank 0 only)."""
+                   data_dir: Path | str, run_dir: Path, submissions_dir: Path | str) -> dict:
+    """Dev ROUGE report, a submission (when test.csv exists) and summary.json (rank 0 only); returns the summary."""
     dev = frames["dev"]
     fill_ins = fill_in_counts({split: run_dir / f"preds_{split}.csv"
                                for split, preds in (("dev", dev_preds), ("test", test_preds)) if preds is not None})
@@ -85,6 +91,6 @@ def _write_results(config: LLMConfig, frames, dev_preds: list[str], test_preds: 
                                                 Path(data_dir) / "test.csv", submissions_dir, rouge.final,
                                                 config_hash(config)))
     write_text_atomic(run_dir / "summary.json", json.dumps(summary, ensure_ascii=False, indent=2))
-    finish_run(run_dir, summary)
     print(f"dev score {rouge.final:.2f} | run {run_dir}" + (f" | submission {summary['submission']}"
                                                              if "submission" in summary else ""))
+    return summary

@@ -27,7 +27,7 @@ from competition.errors import ConfigError
 from competition.metric import compute_rouge
 from competition.modeling import pad_rows, padded_width
 from competition.prompts import IGNORE_INDEX, encode_for_training
-from competition.runs import TrainResult, seed_everything, start_run
+from competition.runs import TrainResult, seed_everything, start_run, training_speed_callback
 from llm.config import TRACK, LLMConfig
 from llm.generate import generate_summaries
 from llm.kernels import fused_loss, liger_kernel_config
@@ -136,6 +136,11 @@ class BucketCollator:
         if features and "bucket" in features[0]:
             features = [example for feature in features for example in feature["bucket"]]
         return self.collate(features)
+
+
+def real_tokens(feature: dict[str, Any]) -> int:
+    """Prompt + summary tokens of a train feature (an example or a token-budget bucket of them), no padding."""
+    return sum(len(example["input_ids"]) for example in feature.get("bucket", [feature]))
 
 
 def make_collator(config: LLMConfig, tokenizer, model_loss: bool = False):
@@ -282,9 +287,11 @@ def train(config: LLMConfig, data_dir: Path | str, run_dir: Path | str,
              cuts["rows"], cuts["dialogues_cut"], cuts["targets_cut"])
     dev = frames["dev"].iloc[dev_subset_indices(len(frames["dev"]), config.max_eval_samples or 0, config.seed)]
     dev_examples, _ = encode_rows(tokenizer, style, dev)
+    speed = training_speed_callback(real_tokens)
     callbacks = [_dev_score_callback(config, tokenizer, style, dev, on_evaluate), mark_complete_callback()]
     if config.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
+    callbacks.append(speed)  # last: the dev generation of each evaluation is not training time
     dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
     kernels = liger_kernel_config(config.fused_kernels, model)
     args = training_arguments(config, run_dir / "checkpoints", use_bf16=dtype == torch.bfloat16,
@@ -298,7 +305,8 @@ def train(config: LLMConfig, data_dir: Path | str, run_dir: Path | str,
     trainer.train(resume_from_checkpoint=last)
     result = TrainResult(run_dir / BEST_DIR, _best_score(trainer, config),
                          history=[e for e in trainer.state.log_history if "dev_score" in e],
-                         global_step=trainer.state.global_step, resumed_from=last, cuts=cuts)
+                         global_step=trainer.state.global_step, resumed_from=last, cuts=cuts,
+                         speed=speed.figures())
     if is_main_process():
         save_checkpoint(trainer.model, tokenizer, style, info, result.best_checkpoint)  # best weights loaded at end
         result.save(run_dir)

@@ -40,6 +40,9 @@ def test_cli_writes_every_track_output(tmp_path: Path) -> None:
     assert (config["preset"], config["num_train_epochs"], config["generation_max_length"]) == ("tiny-bart", 1, 12)
     info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
     assert info["track"] == "baseline" and info["config"]["learning_rate"] == 2e-3 and info["data"]
+    assert list(info["stage_seconds"]) == ["train", "predict_dev", "predict_test", "report_and_submit"]
+    assert info["training_speed"]["train_tokens"] > 32 * 10 and info["training_speed"]["real_tokens_per_s"] > 0
+    assert "peak_gpu_memory_gib" in info
     assert (run_dir / "best" / "model.safetensors").is_file() and (run_dir / "best" / "track.json").is_file()
 
     for split, n in (("dev", 8), ("test", 6)):

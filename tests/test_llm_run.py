@@ -84,6 +84,10 @@ def test_cli_pipeline_end_to_end_then_resume(tmp_path, sample_dir):
     meta = json.loads((run_dir / "preds_test.meta.json").read_text(encoding="utf-8"))
     assert meta["preset"] == "tiny-llama" and meta["split"] == "test" and meta["run_dir"] == str(run_dir)
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    assert list(info["stage_seconds"]) == ["train", "export_merged", "load_for_prediction", "predict_dev",
+                                           "predict_test", "report_and_submit"]
+    assert info["training_speed"]["train_tokens"] > 16 * 10 and "peak_gpu_memory_gib" in info
     fill_ins = summary["fill_ins"]["test"]
     assert fill_ins["rows"] == 6
     if fill_ins["share"] > 0.05:

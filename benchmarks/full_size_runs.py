@@ -1,0 +1,296 @@
+"""Full-size runs on one GPU (issue 13, item 7): each preset at its real size, with random weights, through the
+track's own run command end to end, timed by the run itself.
+
+    python benchmarks/full_size_runs.py --models MODELS --presets llama3.2-ko-3b --work /tmp/full --out full.json
+    python benchmarks/full_size_runs.py --models MODELS --presets qwen3-14b --work /tmp/full --out qwen.json \\
+        --set qwen3-14b:batch_tokens=8192 --set max_new_tokens=100
+    python benchmarks/full_size_runs.py --smoke --models MODELS --presets llama3.2-ko-3b,kobart --work /tmp/smoke
+
+MODELS is the folder of real preset files (config + tokenizer, no weights) that `../shared/tools/models.sh` prints.
+For each preset:
+1. build a random-weight checkpoint of the real config with `competition.build_checkpoint` (`--scale full`, on the
+   GPU: a 14B model in about a minute, mostly saving), or reuse the one an earlier call kept (`--keep-checkpoints`);
+2. write the stand-in data folder once (WORK/data): train.csv made of the dev and test dialogues (test dialogues get
+   the dev summaries, cycled, as benchmarks/bench_llm.py does; `--train-rows` rows, cycled), dev.csv and test.csv
+   copied as they are: real lengths through the real tokenizer;
+3. run the track's CLI as a subprocess (`python -m llm.run` / `python -m baselines.run`: what `make llm` and
+   `make baseline` run) with `model_path=<checkpoint>` and bounded training (one epoch of `--train-rows` rows, a
+   small dev subset at the evaluation), then dev prediction of every dev dialogue, test prediction of all test
+   dialogues and a validated submission; its output goes to WORK/<preset>/run.log. Random weights may write
+   nothing: when the run refuses to submit over its fill-in share, it is resumed once with
+   `submit_despite_fill_ins=true` (the fill-in share is reported either way);
+4. collect what the run recorded in its run.json: seconds per stage, real training tokens/s, peak GPU memory.
+Random weights rarely stop early, so every summary runs to max_new_tokens: the prediction seconds are an upper
+bound of a trained model's. This process holds a CUDA context (about 0.5 GiB) while the run's process trains.
+
+Overrides: `--set KEY=VALUE` for every preset, `--set PRESET:KEY=VALUE` for one (after this script's defaults).
+Prints one JSON object and a markdown table (preset x stage seconds, real tokens/s, peak GiB) and writes them to
+--out (and its .md). The checkpoints and data stay inside --work: random weights, never to submit or commit.
+`--smoke` does the same on the CPU with `--scale tiny` builds, a few dev/test rows and short generation (a test
+runs it). Needs a CUDA GPU otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT_ROOT))
+from competition.cli import exit_on_bad_input  # noqa: E402  (the project root is on the path now)
+from competition.errors import ConfigError, DataError  # noqa: E402
+from competition.presets import get_preset  # noqa: E402
+
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data" / "competition"
+DEFAULT_PRESETS = "kobart,llama3.2-ko-3b,qwen3-14b"
+RUN_MODULES = {"baseline": "baselines.run", "llm": "llm.run"}  # what `make baseline` / `make llm` run
+# Bounded training and large generation batches (KEY=VALUE of the track's config), before --set.
+TRACK_OVERRIDES: dict[str, dict[str, Any]] = {
+    "llm": {"num_train_epochs": 1, "max_eval_samples": 32, "per_device_eval_batch_size": 128},
+    "baseline": {"num_train_epochs": 1, "max_eval_samples": 50, "per_device_eval_batch_size": 128},
+}
+# --smoke: a CPU minute per preset (tiny builds, short prompts and summaries).
+SMOKE_OVERRIDES: dict[str, dict[str, Any]] = {
+    "llm": {"quantization": "none", "gradient_checkpointing": False, "optim": "adamw_torch", "batch_tokens": 0,
+            "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1, "max_eval_samples": 2,
+            "max_new_tokens": 6, "max_source_length": 256, "max_target_length": 32, "per_device_eval_batch_size": 4,
+            "lora_r": 2, "lora_alpha": 4},
+    "baseline": {"per_device_train_batch_size": 2, "max_eval_samples": 2, "generation_max_length": 12,
+                 "num_beams": 1, "per_device_eval_batch_size": 4},
+}
+SMOKE_ROWS = {"train": 8, "dev": 4, "test": 4}
+STAGES = ("train", "export_merged", "load_for_prediction", "predict_dev", "predict_test", "report_and_submit")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", type=Path, required=True, help="folder of real preset files (models.sh prints it)")
+    parser.add_argument("--data", type=Path, default=SHARED_DATA, help="competition data with dev.csv and test.csv")
+    parser.add_argument("--presets", default=DEFAULT_PRESETS, help="comma-separated preset names")
+    parser.add_argument("--work", type=Path, required=True, help="scratch folder: checkpoints, data, runs, logs")
+    parser.add_argument("--out", type=Path, help="also write the JSON here (and the table to its .md)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="[PRESET:]KEY=VALUE",
+                        help="a track config override, for every preset or for PRESET only (repeatable)")
+    parser.add_argument("--train-rows", type=int, default=998, help="stand-in train rows (dev+test dialogues, "
+                        "cycled) and max_train_samples: bounds the training steps")
+    parser.add_argument("--keep-checkpoints", action="store_true", help="keep the random checkpoints for a rerun "
+                        "(default: deleted after each preset's run; a 14B one is 30 GB)")
+    parser.add_argument("--smoke", action="store_true", help="CPU, --scale tiny checkpoints, a few rows")
+    args = parser.parse_args(argv)
+    if args.train_rows < 1:
+        parser.error(f"--train-rows {args.train_rows}; expected a positive number")
+    for item in args.overrides:
+        if "=" not in item:
+            parser.error(f"--set {item!r}; expected KEY=VALUE or PRESET:KEY=VALUE")
+    return args
+
+
+# ---------------------------------------------------------------- inputs
+
+def write_stand_in_data(data_dir: Path, out: Path, train_rows: int, smoke: bool) -> Path:
+    """train.csv of dev + test dialogues (dev summaries cycled onto the test ones), dev.csv and test.csv copied."""
+    from competition.data import read_split
+    from competition.files import atomic_path
+
+    paths = {split: data_dir / f"{split}.csv" for split in ("dev", "test")}
+    missing = [str(p) for p in paths.values() if not p.is_file()]
+    if missing:
+        raise DataError(f"{', '.join(missing)} not found; --data needs the competition's dev.csv and test.csv")
+    dev, test = read_split(paths["dev"], "dev"), read_split(paths["test"], "test")  # validated: clear errors
+    dialogues = list(dev["dialogue"]) + list(test["dialogue"])
+    summaries = list(dev["summary"])
+    topics = list(dev["topic"]) if "topic" in dev else [""] * len(dev)
+    count = SMOKE_ROWS["train"] if smoke else train_rows
+    train = pd.DataFrame({"fname": [f"train_{i}" for i in range(count)],
+                          "dialogue": [dialogues[i % len(dialogues)] for i in range(count)],
+                          "summary": [summaries[i % len(summaries)] for i in range(count)],
+                          "topic": [topics[i % len(topics)] for i in range(count)]})
+    with atomic_path(out / "train.csv") as temp:
+        train.to_csv(temp, index=False)
+    for split, path in paths.items():
+        with atomic_path(out / f"{split}.csv") as temp:
+            if smoke:  # a few real rows, so a CPU run predicts in seconds
+                pd.read_csv(path, dtype=str, keep_default_na=False).head(SMOKE_ROWS[split]).to_csv(temp, index=False)
+            else:
+                shutil.copyfile(path, temp)
+    return out
+
+
+def checkpoint_for(preset: str, models: Path, work: Path, smoke: bool) -> tuple[Path, float | None]:
+    """The preset's random checkpoint (built, or reused when an earlier call kept it) and its build seconds."""
+    from competition.build_checkpoint import BUILD_INFO, build_checkpoint
+
+    scale = "tiny" if smoke else "full"
+    out = work / "checkpoints" / f"{preset}-{scale}"
+    if (out / BUILD_INFO).is_file():
+        print(f"{preset}: reusing {out}", file=sys.stderr)
+        return out, None
+    device = "cpu" if smoke else "cuda"
+    start = time.perf_counter()
+    build_checkpoint(models / preset, out, scale=scale, device=device)
+    return out, round(time.perf_counter() - start, 1)
+
+
+def overrides_for(preset: str, track: str, checkpoint: Path, args: argparse.Namespace) -> list[str]:
+    """KEY=VALUE arguments of the track CLI: model_path, bounded training, --smoke sizes, then --set."""
+    values: dict[str, Any] = {"model_path": checkpoint, **TRACK_OVERRIDES[track],
+                              "max_train_samples": SMOKE_ROWS["train"] if args.smoke else args.train_rows}
+    if args.smoke:
+        values.update(SMOKE_OVERRIDES[track])
+    for item in args.overrides:
+        head, _, value = item.partition("=")
+        target, _, key = head.rpartition(":")  # no colon: every preset
+        if target in ("", preset):
+            values[key] = value
+    return [f"{key}={str(value).lower() if isinstance(value, bool) else value}" for key, value in values.items()]
+
+
+# ---------------------------------------------------------------- running
+
+def run_cli(module: str, args: list[str], log_path: Path, smoke: bool) -> tuple[int, float]:
+    """`python -m module args` in the log's folder, output appended to the log; (exit code, seconds)."""
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "HF_HUB_OFFLINE": "1"}
+    if smoke:
+        env["CUDA_VISIBLE_DEVICES"] = ""  # the CPU, even on a GPU machine
+    start = time.perf_counter()
+    with log_path.open("a", encoding="utf-8") as log:
+        log.write(f"$ python -m {module} {' '.join(args)}\n")
+        log.flush()
+        done = subprocess.run([sys.executable, "-m", module, *args], cwd=log_path.parent, env=env, stdout=log,
+                              stderr=subprocess.STDOUT)
+    return done.returncode, round(time.perf_counter() - start, 1)
+
+
+def log_tail(log_path: Path, lines: int = 40) -> str:
+    return "\n".join(log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+
+
+def run_preset(preset_name: str, args: argparse.Namespace, data: Path) -> dict[str, Any]:
+    """Build, run, resume once if the fill-ins blocked the submission, and collect one preset's figures."""
+    track = get_preset(preset_name).track
+    folder = args.work / preset_name
+    folder.mkdir(parents=True, exist_ok=True)
+    log_path = folder / "run.log"
+    checkpoint, build_seconds = checkpoint_for(preset_name, args.models, args.work, args.smoke)
+    runs, submissions = folder / "runs", folder / "submissions"
+    before = set(runs.glob("*")) if runs.is_dir() else set()
+    common = ["--data", str(data), "--out", str(runs), "--submissions", str(submissions)]
+    code, seconds = run_cli(RUN_MODULES[track], ["--model", preset_name, *common,
+                                                 *overrides_for(preset_name, track, checkpoint, args)],
+                            log_path, args.smoke)
+    result: dict[str, Any] = {"preset": preset_name, "track": track, "checkpoint": str(checkpoint),
+                              "build_seconds": build_seconds, "command_seconds": seconds, "log": str(log_path)}
+    new_runs = sorted(set(runs.glob("*")) - before) if runs.is_dir() else []
+    if code != 0 or not new_runs:
+        print(f"{preset_name}: the run failed (exit {code}); last lines of {log_path}:\n{log_tail(log_path)}",
+              file=sys.stderr)
+        return {**result, "error": f"exit {code}", "log_tail": log_tail(log_path, 15)}
+    run_dir = new_runs[-1]
+    result.update(run_figures(json.loads((run_dir / "run.json").read_text(encoding="utf-8"))), run_dir=str(run_dir))
+    if result["submission_blocked"] and not result["submission"]:
+        code, seconds = run_cli(RUN_MODULES[track], ["--resume", str(run_dir), *common,
+                                                     "submit_despite_fill_ins=true"], log_path, args.smoke)
+        after = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        result.update(resumed_to_submit_seconds=seconds, submission=after.get("submission"))
+        if code != 0:
+            result["error"] = f"resume to submit: exit {code}"
+    result["submission_rows"] = validated_rows(result.get("submission"), data / "test.csv")
+    if not args.keep_checkpoints:
+        shutil.rmtree(checkpoint, ignore_errors=True)
+    return result
+
+
+def run_figures(info: dict[str, Any]) -> dict[str, Any]:
+    """What a run recorded of itself in run.json (the first pass, before any resume)."""
+    train = info.get("train") or {}
+    steps = info.get("global_step", train.get("global_step"))
+    return {"stage_seconds": info.get("stage_seconds", {}), "training_speed": info.get("training_speed", {}),
+            "peak_gpu_memory_gib": info.get("peak_gpu_memory_gib"), "global_step": steps,
+            "dev_score": info.get("dev_score"), "fill_ins": info.get("fill_ins", {}),
+            "submission_blocked": info.get("submission_blocked"), "submission": info.get("submission")}
+
+
+def validated_rows(submission: str | None, test_csv: Path) -> int | None:
+    """Rows of the submission as the validator counts them (it raises on a bad file), or None without one."""
+    from competition.submission import validate_submission
+
+    return validate_submission(submission, test_csv) if submission else None
+
+
+# ---------------------------------------------------------------- report
+
+def markdown_table(results: list[dict[str, Any]]) -> str:
+    """Preset x stage seconds, real training tokens/s, peak GPU memory, fill-ins and the submission."""
+    stages = [s for s in STAGES if any(s in r.get("stage_seconds", {}) for r in results)]
+    header = ["preset", "build s", *[f"{s} s" for s in stages], "command s", "steps", "real tokens/s",
+              "peak GiB (alloc/reserved)", "fill-ins dev/test", "submission rows"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in results:
+        if "error" in r and "stage_seconds" not in r:
+            lines.append(f"| {r['preset']} | {_cell(r.get('build_seconds'))} | " + f"failed: {r['error']} |")
+            continue
+        peak = r.get("peak_gpu_memory_gib")
+        fills = r.get("fill_ins", {})
+        row = [r["preset"], _cell(r.get("build_seconds")),
+               *[_cell(r["stage_seconds"].get(s)) for s in stages], _cell(r.get("command_seconds")),
+               _cell(r.get("global_step")), _cell(r.get("training_speed", {}).get("real_tokens_per_s")),
+               f"{peak['allocated']:.1f} / {peak['reserved']:.1f}" if peak else "-",
+               " / ".join(f"{fills[s]['share']:.0%}" if s in fills else "-" for s in ("dev", "test")),
+               _cell(r.get("submission_rows"))]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.1f}" if isinstance(value, float) else str(value)
+
+
+def device_name(smoke: bool) -> str:
+    import torch
+
+    if smoke:
+        return "cpu"
+    if not torch.cuda.is_available():
+        raise ConfigError("full-size runs need a CUDA GPU (4-bit QLoRA, bf16); use --smoke on the CPU")
+    return torch.cuda.get_device_name(0)
+
+
+@exit_on_bad_input
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+
+    presets = [name for name in args.presets.split(",") if name]
+    for name in presets:
+        get_preset(name)  # an unknown name fails here, listing the known ones
+        if not (args.models / name / "config.json").is_file():
+            raise ConfigError(f"{args.models / name}: no config.json; --models is the folder models.sh prints")
+    report: dict[str, Any] = {"device": device_name(args.smoke), "smoke": args.smoke, "train_rows": args.train_rows,
+                              "data": str(args.data), "overrides": args.overrides, "presets": []}
+    data = write_stand_in_data(args.data, args.work / "data", args.train_rows, args.smoke)
+    for name in presets:
+        report["presets"].append(run_preset(name, args, data))
+        print(json.dumps(report["presets"][-1], ensure_ascii=False), file=sys.stderr, flush=True)  # survives a crash
+    report["table"] = markdown_table(report["presets"])
+    print(json.dumps(report, ensure_ascii=False, indent=2))
+    print(report["table"])
+    if args.out:
+        from competition.files import write_text_atomic
+
+        write_text_atomic(args.out, json.dumps(report, ensure_ascii=False, indent=2))
+        write_text_atomic(args.out.with_suffix(".md"), report["table"])
+    return 1 if any("error" in r for r in report["presets"]) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""What a run measures of itself (competition/runs.py): stage seconds, peak GPU memory, real training tokens/s.
+
+Run: `.venv/bin/python -m pytest -q tests/test_run_measures.py` (a few seconds: a toy model through the Trainer).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from competition.runs import StageClock, TrainResult, training_speed_callback
+
+
+def test_stage_clock_records_each_stage_in_order_and_adds_up_repeats():
+    clock = StageClock()
+    with clock.stage("train"):
+        time.sleep(0.01)
+    with clock.stage("predict_dev"):
+        pass
+    with clock.stage("train"):
+        time.sleep(0.01)
+    record = clock.record()
+    assert list(record["stage_seconds"]) == ["train", "predict_dev"]
+    assert record["stage_seconds"]["train"] >= 0.02
+    assert record["peak_gpu_memory_gib"] is None or set(record["peak_gpu_memory_gib"]) == {"allocated", "reserved"}
+
+
+class ToyLM(torch.nn.Module):
+    """Embedding + linear head with a loss: enough for the Trainer."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed, self.head = torch.nn.Embedding(16, 8), torch.nn.Linear(8, 16)
+
+    def forward(self, input_ids, labels=None):
+        logits = self.head(self.embed(input_ids))
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 16), labels.reshape(-1), ignore_index=-100)
+        return {"loss": loss, "logits": logits}
+
+
+def pad_collate(features):
+    width = max(len(f["input_ids"]) for f in features) + 3  # padding the count must leave out
+    ids = torch.tensor([f["input_ids"] + [0] * (width - len(f["input_ids"])) for f in features])
+    labels = torch.tensor([f["input_ids"] + [-100] * (width - len(f["input_ids"])) for f in features])
+    return {"input_ids": ids, "labels": labels}
+
+
+def test_training_speed_counts_real_train_tokens_and_leaves_evaluations_out(tmp_path):
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    train = [{"input_ids": [1] * n} for n in (3, 5, 7, 2, 4, 6)]
+    dev = [{"input_ids": [2] * 9} for _ in range(4)]
+
+    class SlowEvaluation(TrainerCallback):  # stands in for the dev generation of an evaluation
+        def on_evaluate(self, args, state, control, **kwargs):
+            time.sleep(0.3)
+
+    speed = training_speed_callback(lambda feature: len(feature["input_ids"]))
+    args = TrainingArguments(output_dir=str(tmp_path), num_train_epochs=2, per_device_train_batch_size=2,
+                             per_device_eval_batch_size=2, eval_strategy="steps", eval_steps=1, save_strategy="no",
+                             report_to="none", use_cpu=True, logging_steps=100, remove_unused_columns=False,
+                             disable_tqdm=True)
+    trainer = Trainer(model=ToyLM(), args=args, train_dataset=train, eval_dataset=dev, data_collator=pad_collate,
+                      callbacks=[SlowEvaluation(), speed])
+    trainer.train()
+    figures = speed.figures()
+    assert trainer.state.global_step == 6  # 6 evaluations of 0.3 s each, none of them in the step time
+    assert figures["train_tokens"] == 2 * sum(len(row["input_ids"]) for row in train)  # no padding, no dev rows
+    assert 0 < figures["train_step_seconds"] < 6 * 0.3
+    assert figures["real_tokens_per_s"] == pytest.approx(figures["train_tokens"] / figures["train_step_seconds"],
+                                                         rel=0.1)  # the seconds are rounded to milliseconds
+
+
+def test_train_result_keeps_the_speed_and_loads_files_written_before_it(tmp_path):
+    result = TrainResult(tmp_path / "best", 12.5, speed={"train_tokens": 10, "real_tokens_per_s": 5.0})
+    result.save(tmp_path)
+    assert TrainResult.load(tmp_path).speed == {"train_tokens": 10, "real_tokens_per_s": 5.0}
+    (tmp_path / "train_result.json").write_text('{"best_checkpoint": "b", "best_dev_score": 1.0}', encoding="utf-8")
+    assert TrainResult.load(tmp_path).speed == {}
