@@ -14,13 +14,15 @@
 #                 SDPA backends of the decode step, its kernel table, liger's kernels at inference, fp32 check
 #   llm-train     bench_llm QLoRA training rows, unfused and with liger's kernels (bench_llm.py DEFAULT_TRAIN_RUNS)
 #   baseline      bench_baseline (KoBART shape): one epoch and 499 beam summaries
+#   fullsize P    full_size_runs.py for preset P (kobart, llama3.2-ko-3b, qwen3-14b): the track's run command end to
+#                 end at full size with random weights (scoring needs `pack --with-mecab`)
 #   unsloth       bench_unsloth: unsloth's QLoRA throughput on the same model and batches, or what stopped it
 #                 (needs `pack --with-unsloth`; its dependencies that the GPU machine lacks travel as wheels)
 # Data: .gpu/data/{dev,test}.csv (copied from ../shared/data/competition by `pack`); real tokenizers from
 # .gpu/models.tar.xz (a copy of ../shared/models.tar.xz). Neither is ever committed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-phase=${1:?usage: offline_gpu.sh pack [--with-mecab] [--with-unsloth] | tests | llm-generate | llm-train | baseline | unsloth}
+phase=${1:?usage: offline_gpu.sh pack [--with-mecab] [--with-unsloth] | tests | llm-generate | llm-train | baseline | fullsize PRESET | unsloth}
 shared=../shared
 
 pack() {
@@ -90,9 +92,13 @@ case "$phase" in
     install
     timeout 560 python3 benchmarks/bench_baseline.py --data-dir .gpu/data --tokenizer "$MODELS/kobart" \
       --out "$OUT/baseline.json" 2> "$OUT/baseline.err" ;;
+  fullsize)
+    install
+    timeout 570 python3 benchmarks/full_size_runs.py --models "$MODELS" --data .gpu/data --presets "${2:?preset}" \
+      --work /tmp/full --out "$OUT/fullsize-$2.json" 2> "$OUT/fullsize-$2.err" ;;
   unsloth)
     install
     timeout 560 python3 benchmarks/bench_unsloth.py --data-dir .gpu/data --tokenizer "$MODELS/llama3.2-ko-3b" \
       --out "$OUT/unsloth.json" 2> "$OUT/unsloth.err" ;;
-  *) echo "error: unknown phase '$phase' (pack, tests, llm-generate, llm-train, baseline, unsloth)" >&2; exit 2 ;;
+  *) echo "error: unknown phase '$phase' (pack, tests, llm-generate, llm-train, baseline, fullsize, unsloth)" >&2; exit 2 ;;
 esac
