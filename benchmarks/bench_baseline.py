@@ -37,6 +37,8 @@ import torch
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
+from hardware import BF16_FLOPS  # noqa: E402  (benchmarks/, on sys.path when run as a script)
+
 from baselines.config import load_config  # noqa: E402
 from baselines.model import generation_kwargs  # noqa: E402
 from baselines.predict import batches_by_length  # noqa: E402
@@ -47,7 +49,6 @@ SHARED = PROJECT_ROOT.parent / "shared"
 REAL_DATA_DIR = SHARED / "data" / "competition"
 HUB_TOKENIZER = "digit82/kobart-summarization"
 TARGETS = {"epoch_seconds": 8.0, "generation_seconds": 2.0, "recipe_seconds": 240.0}
-BF16_FLOPS = 790e12  # dense bf16 matrix rate measured on an H200 (8192^3 products on random data)
 RECIPE_EPOCHS = 20  # the official recipe: 20 epochs, dev generation after each
 FULL = {"vocab": 30000, "d_model": 768, "layers": 6, "heads": 16, "ffn": 3072, "rows": 12500, "gen_rows": 499,
         "summary_tokens": 60}

@@ -15,7 +15,11 @@ Generation: the same model shape unquantized in bf16 (what a merged adapter is),
 test.csv, exactly 80 new tokens each, through the track's `generate_summaries` (tokenizing, decoding and
 cleaning included): the fast greedy loop (llm/decode.py) per batch size, median of --repeats runs, and
 `model.generate` at one batch size for comparison, with the share of identical summaries.
-Prints one JSON object with the figures and the targets.
+Bounds (one H200, benchmarks/hardware.py): LoRA training costs about 4 x parameters FLOP per real token (forward
+and the input gradients of a frozen base; 6 x with gradient checkpointing, which runs the forward twice), so at most
+BF16_FLOPS / (4 P) tokens/s; generation is at least the prefill's 2 P FLOP per prompt token plus, per decode step,
+one read of the bf16 weights and of every row's KV cache so far. Each figure is printed with its ratio to its bound.
+Prints one JSON object with the figures, the bounds and the targets.
 """
 
 from __future__ import annotations
@@ -35,9 +39,12 @@ import torch
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
+sys.path.insert(0, str(PROJECT_ROOT / "benchmarks"))
+from hardware import BF16_FLOPS, HBM_BYTES_PER_S  # noqa: E402
+
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data" / "competition"
-TARGETS = {"train_real_tokens_per_s_min": 10_000, "generate_499_s_max": 10.0, "generate_physical_lower_bound_s": 3.6,
-           "generate_hf_eager_batch64_measured_s": 21.0}
+TARGETS = {"train_real_tokens_per_s_shipped_min": 25_000, "train_real_tokens_per_s_fastest_min": 30_000,
+           "generate_499_s_max": 4.0, "generate_faster_than": "generate_static_compiled"}
 DEFAULT_TRAIN_RUNS = ("grouped:16384tok:ckpt,grouped:16384tok:ckpt:liger,grouped:12288tok,grouped:16384tok:liger,"
                       "grouped:24576tok:liger,grouped:32768tok:liger,grouped:24576tok:liger:nodrop")
 RUN_FLAGS = ("ckpt", "fp32norms", "liger", "nodrop")
@@ -74,7 +81,7 @@ def load_tokenizer(smoke: bool, name: str | None):
     return load(model_source(get_preset("tiny-llama"))), "tiny-llama"
 
 
-def build_model_folder(tokenizer, smoke: bool, folder: Path) -> Path:
+def build_model_folder(tokenizer, smoke: bool, folder: Path) -> tuple[Path, int]:
     """Save a random-weight Llama of the benchmark shape (bf16) so it loads through from_pretrained + NF4."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -86,8 +93,30 @@ def build_model_folder(tokenizer, smoke: bool, folder: Path) -> Path:
         model = LlamaForCausalLM(config).to(torch.bfloat16)
     model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
+    parameters = sum(w.numel() for w in model.parameters())  # tied embeddings counted once
     del model
-    return folder
+    return folder, parameters
+
+
+def training_bound(parameters: int, checkpointing: bool) -> float:
+    """Real tokens/s a frozen-base LoRA step cannot beat at BF16_FLOPS (see the module docstring)."""
+    return BF16_FLOPS / ((6 if checkpointing else 4) * parameters)
+
+
+def generation_bound(model_config, parameters: int, prompt_lengths: list[int], batch_size: int,
+                     new_tokens: int) -> float:
+    """Seconds that length-sorted batches of `batch_size` cannot beat: prefill FLOPs, then per decode step the
+    weights and the KV cache read once from memory."""
+    from llm.generate import length_sorted_batches
+
+    head_dim = getattr(model_config, "head_dim", None) or model_config.hidden_size // model_config.num_attention_heads
+    kv_bytes_per_token = 2 * model_config.num_hidden_layers * model_config.num_key_value_heads * head_dim * 2
+    seconds = 2 * parameters * sum(prompt_lengths) / BF16_FLOPS
+    for batch in length_sorted_batches(prompt_lengths, batch_size):
+        width = max(prompt_lengths[i] for i in batch)
+        for step in range(1, new_tokens):
+            seconds += (2 * parameters + len(batch) * (width + step) * kv_bytes_per_token) / HBM_BYTES_PER_S
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -312,6 +341,17 @@ def bench_generation(folder: Path, tokenizer, style, test_dialogues, args) -> di
     return results
 
 
+def _generation_bounds(folder: Path, parameters: int, tokenizer, style, dialogues, args) -> dict[str, float]:
+    from transformers import AutoConfig
+
+    from competition.prompts import encode_for_generation
+
+    lengths = [len(encode_for_generation(tokenizer, style, d).input_ids) for d in dialogues]
+    config = AutoConfig.from_pretrained(folder)
+    return {f"generate_seconds_batch_{size}": generation_bound(config, parameters, lengths, size, args.new_tokens)
+            for size in args.batch_sizes}
+
+
 def _decode_breakdown(model, tokenizer, style, dialogues, args) -> dict:
     """Where the fast loop's time goes at one batch size: prompt encoding (CPU), prefill only (1 new token), and
     whole batches with and without the CUDA graph."""
@@ -519,15 +559,27 @@ def main(argv: list[str] | None = None) -> int:
     report = {"device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
               "smoke": args.smoke, "tokenizer": tokenizer_name, "targets": TARGETS}
     with tempfile.TemporaryDirectory() as scratch:
-        folder = build_model_folder(tokenizer, args.smoke, Path(scratch) / "model")
+        folder, parameters = build_model_folder(tokenizer, args.smoke, Path(scratch) / "model")
+        report["parameters"] = parameters
+        report["bounds"] = {"train_real_tokens_per_s": training_bound(parameters, False),
+                            "train_real_tokens_per_s_checkpointing": training_bound(parameters, True)}
         if not args.skip_train:
             examples = training_examples(tokenizer, style, dialogues, summaries, args.train_prompts)
             report["training"] = bench_training(folder, tokenizer, examples, runs, args)
+            for name, row in report["training"].items():
+                if isinstance(row, dict) and "real_tokens_per_s" in row:
+                    row["bound_over_measured"] = training_bound(parameters, row["gradient_checkpointing"]) / row["real_tokens_per_s"]
             gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
         if not args.skip_generate:
             report["generation"] = bench_generation(folder, tokenizer, style, test_dialogues, args)
+            report["bounds"].update(_generation_bounds(folder, parameters, tokenizer, style, test_dialogues, args))
+            for name, row in report["generation"].items():  # e.g. fast_batch_128 against generate_seconds_batch_128
+                bound = report["bounds"].get(f"generate_seconds_batch_{name.rpartition('_')[2]}")
+                seconds = (row.get("seconds_median") or row.get("warm_seconds") or row.get("seconds")) if isinstance(row, dict) else None
+                if bound and seconds:
+                    row["measured_over_bound"] = seconds / bound
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:

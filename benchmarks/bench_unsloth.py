@@ -77,7 +77,7 @@ def _bench(fast_model, args) -> dict:
     examples = bench_llm.training_examples(tokenizer, style, dialogues, summaries, args.train_prompts)
     results: dict = {}
     with tempfile.TemporaryDirectory() as scratch:
-        folder = bench_llm.build_model_folder(tokenizer, False, Path(scratch) / "model")
+        folder, _ = bench_llm.build_model_folder(tokenizer, False, Path(scratch) / "model")
         for spec in args.train_runs.split(","):
             run = bench_llm.TrainRun.parse(spec)
             config = load_config("llama3.2-ko-3b", overrides={
