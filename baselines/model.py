@@ -13,6 +13,8 @@ import logging
 from pathlib import Path
 from typing import Any, Sequence
 
+import torch
+
 from competition.modeling import TokenLayout, load_tokenizer, seq2seq_layout
 
 log = logging.getLogger(__name__)
@@ -35,7 +37,31 @@ def load_pretrained(source: str | Path, allow_bin_weights: bool = True, trust_re
         log.warning("%s has no safetensors weights; falling back to pytorch_model.bin (weights_only load)", source)
         log.info("%s has no safetensors weights; loading pytorch_model.bin instead", source)
         model = AutoModelForSeq2SeqLM.from_pretrained(source, use_safetensors=False, trust_remote_code=trust_remote_code)
+    share_cross_attention_across_beams(model)
     return tokenizer, model
+
+
+def share_cross_attention_across_beams(model) -> None:
+    """Make beam search reorder only the decoder's self-attention cache at each step.
+
+    `generate` moves every beam's cache to the beam it continues, for every layer and both caches. The beams of one
+    dialogue only ever continue beams of that same dialogue, and their cross-attention keys and values are copies of
+    that dialogue's encoder output: reordering them copies identical rows (2 x layers copies of
+    [dialogues x beams, heads, source length, head size] a step). Skipping it gives the same output.
+    `generate` calls a model's `_reorder_cache` when it has one (its hook for models with special caches).
+    """
+    model._reorder_cache = reorder_self_attention_only
+
+
+def reorder_self_attention_only(cache, beam_idx: torch.Tensor):
+    """Beam-search reorder of an encoder-decoder cache, leaving the cross-attention part as it is."""
+    from transformers import EncoderDecoderCache
+
+    if isinstance(cache, EncoderDecoderCache):
+        cache.self_attention_cache.reorder_cache(beam_idx)
+    else:
+        cache.reorder_cache(beam_idx)
+    return cache
 
 
 def add_data_tokens(tokenizer, model, tokens: Sequence[str]) -> int:

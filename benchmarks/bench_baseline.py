@@ -40,7 +40,7 @@ sys.path.insert(0, str(PROJECT_ROOT))
 from hardware import BF16_FLOPS  # noqa: E402  (benchmarks/, on sys.path when run as a script)
 
 from baselines.config import load_config  # noqa: E402
-from baselines.model import generation_kwargs  # noqa: E402
+from baselines.model import generation_kwargs, share_cross_attention_across_beams  # noqa: E402
 from baselines.predict import batches_by_length  # noqa: E402
 from baselines.train import Seq2SeqRows, pad_to_multiple_of, precision_flags  # noqa: E402
 from competition.attention import SDPA_BACKENDS, configure_sdpa  # noqa: E402
@@ -73,6 +73,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--torch-compile", action="store_true", help="TrainingArguments(torch_compile=True)")
     parser.add_argument("--optim", help="TrainingArguments optim (default: the Trainer's)")
     parser.add_argument("--cache-implementation", help="generate's cache, e.g. static (default: dynamic)")
+    parser.add_argument("--reorder-cross-cache", action="store_true", help="beam search reorders the "
+                        "cross-attention cache too (transformers' default; the track skips it, same output)")
     parser.add_argument("--gen-order", choices=("length", "input"), default="length",
                         help="generation batches of length-sorted dialogues (the track's) or in input order")
     parser.add_argument("--skip-train", action="store_true", help="time generation only")
@@ -335,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     generation_seconds, generated_sha = None, None
     if not args.skip_generate:
         model = inference_model(model, config).to("cuda" if torch.cuda.is_available() else "cpu")
+        if not args.reorder_cross_cache:  # as baselines.model.load_pretrained sets it up
+            share_cross_attention_across_beams(model)
         generation_seconds, generated_sha = profiled(args.profile, "generate", lambda: time_generation(
             model, gen_inputs, config, size["summary_tokens"], args))
 
@@ -356,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         "sdpa_backend": config.sdpa_backend, "sdpa_kernels_enabled": [k for k, on in sdpa.items() if on],
         "options": {"pad_to_multiple_of": args.pad_to_multiple_of, "torch_compile": args.torch_compile,
                     "optim": args.optim, "cache_implementation": args.cache_implementation,
+                    "reorder_cross_cache": args.reorder_cross_cache,
                     "gen_order": args.gen_order},
         "parameters_millions": round(parameters / 1e6, 1),
         "tokenizer_for_lengths": lengths["tokenizer"],

@@ -5,6 +5,8 @@ Run: .venv/bin/python -m pytest -q tests/test_baselines_predict.py
 
 from __future__ import annotations
 
+from baselines_fixtures import sample_rows
+
 from baselines.config import load_config
 from baselines.model import add_data_tokens, configure_family, decode, encode_texts, load_pretrained, wrap
 from baselines.predict import batches_by_length, summary_budget
@@ -47,3 +49,31 @@ def test_bart_layout_and_decoding_keep_data_tags() -> None:
     assert len(ids) == content_length + 2
     assert tokenizer.convert_tokens_to_ids("#Person1#") in ids  # one token, not split into pieces
     assert decode(tokenizer, [ids + [tokenizer.pad_token_id]]) == [text]
+
+
+def test_beam_search_without_reordering_the_cross_attention_cache_gives_the_same_summaries() -> None:
+    """load_pretrained makes beam search reorder only the self-attention cache; the output must not move, and the
+    hook must really be what generate calls (else the test would compare the library's path with itself)."""
+    import torch
+
+    tokenizer, model = load_pretrained(model_source(get_preset("tiny-bart")))
+    layout = configure_family(tokenizer, model, "bart")
+    torch.manual_seed(0)
+    with torch.no_grad():  # large random weights: beams that differ and reorder at every step
+        for weight in model.parameters():
+            if weight.dim() == 2:
+                weight.normal_(0, 0.5)
+    model.eval()
+    texts = list(sample_rows("test", 3)["dialogue"])
+    inputs, _ = encode_texts(tokenizer, texts, layout.encoder_prefix, layout.eos, 128)
+    batch = tokenizer.pad({"input_ids": inputs}, return_tensors="pt")
+    settings = dict(num_beams=4, no_repeat_ngram_size=2, min_new_tokens=12, max_new_tokens=12, early_stopping=True)
+    calls = []
+    hook = model._reorder_cache
+    model._reorder_cache = lambda cache, beam_idx: calls.append(beam_idx.clone()) or hook(cache, beam_idx)
+    with torch.inference_mode():
+        shared = model.generate(**batch, **settings)
+        del model._reorder_cache  # the library's own reorder of both caches
+        reordered = model.generate(**batch, **settings)
+    assert calls and any(not torch.equal(c, torch.arange(len(c))) for c in calls)  # beams really moved
+    assert torch.equal(shared, reordered)
