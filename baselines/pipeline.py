@@ -15,10 +15,9 @@ from competition.data import read_split, split_paths
 from competition.distributed import broadcast_from_main, distributed_map, ensure_process_group, is_main_process
 from competition.errors import DataError
 from competition.modeling import load_tokenizer
-from competition.predictions import FILL_INS, fill_empty, fill_in_block, fill_in_counts, fill_in_note, write_predictions
+from competition.predictions import FILL_INS, fill_empty, write_predictions
 from competition.presets import get_preset
-from competition.report import write_rouge_report
-from competition.runs import StageClock, finish_run, new_run_dir, start_run, submit_once
+from competition.runs import StageClock, finish_run, new_run_dir, report_and_submit, start_run
 from competition.submission import default_submissions_dir
 from competition.truncation import truncation_report, write_truncation_report
 
@@ -97,20 +96,9 @@ def _report_and_submit(config: BaselineConfig, data_dir: Path | str, paths: dict
     for split, (summaries, filled) in predicted.items():
         write_predictions(run_dir / f"preds_{split}.csv", list(frames[split]["fname"]), summaries,
                           {**prediction_metadata(config, run_dir, result.best_checkpoint, split), FILL_INS: filled})
-    fill_ins = fill_in_counts({split: run_dir / f"preds_{split}.csv" for split in predicted})
-    print(fill_in_note(fill_ins))
-    dev = frames["dev"]
-    report = write_rouge_report(run_dir / "report", list(dev["fname"]), predicted["dev"][0], list(dev["references"]),
-                                topics=list(dev["topic"]) if "topic" in dev else None, dialogues=list(dev["dialogue"]),
-                                analyzer=config.analyzer, title=f"Dev ROUGE: {run_dir.name}",
-                                notes=[fill_in_note(fill_ins)])
-    log.info("dev ROUGE (full dev, %s): %.2f", config.analyzer, report.final)
-
-    blocked = fill_in_block(fill_ins, config.max_fill_in_share, config.submit_despite_fill_ins)
-    submission = None
-    if "test" in predicted and blocked is None:
-        submission = submit_once(run_dir, list(frames["test"]["fname"]), predicted["test"][0], paths["test"],
-                                 submissions_dir, report.final, config_hash(config))
-        log.info("submission: %s", submission)
-    return {"dev_score": report.final, "truncation": truncation, "fill_ins": fill_ins, "submission_blocked": blocked,
-            "submission": str(submission) if submission else None}
+    results = report_and_submit(run_dir, frames, {split: summaries for split, (summaries, _) in predicted.items()},
+                                paths.get("test", ""), submissions_dir, config, title=f"Dev ROUGE: {run_dir.name}",
+                                analyzer=config.analyzer)
+    log.info("dev ROUGE (full dev, %s): %.2f; submission: %s", config.analyzer, results["dev_score"],
+             results["submission"])
+    return {**results, "truncation": truncation}

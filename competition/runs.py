@@ -128,6 +128,32 @@ def submit_once(run_dir: Path | str, fnames: Sequence[str], summaries: Sequence[
                             source_runs=[str(run_dir)], dev_score=dev_score, config_hash=config_hash)
 
 
+def report_and_submit(run_dir: Path, frames: dict[str, Any], predictions: dict[str, Sequence[str]],
+                      test_path: Path | str, submissions_dir: Path | str, config: Any, title: str,
+                      analyzer: str | None = None) -> dict[str, Any]:
+    """Both tracks' end of a run, once the `preds_<split>.csv` files are written: the fill-in note (printed), the
+    dev ROUGE report under `run_dir/report` and, with test predictions and fill-ins within
+    `config.max_fill_in_share` (or `submit_despite_fill_ins`), the run's one submission. Returns dev_score, fill_ins,
+    submission_blocked and submission for run.json."""
+    from competition.predictions import fill_in_block, fill_in_counts, fill_in_note
+    from competition.report import write_rouge_report
+
+    fill_ins = fill_in_counts({split: run_dir / f"preds_{split}.csv" for split in predictions})
+    print(fill_in_note(fill_ins))
+    dev = frames["dev"]
+    report = write_rouge_report(run_dir / "report", list(dev["fname"]), list(predictions["dev"]),
+                                list(dev["references"]), topics=list(dev["topic"]) if "topic" in dev else None,
+                                dialogues=list(dev["dialogue"]), title=title, notes=[fill_in_note(fill_ins)],
+                                **({"analyzer": analyzer} if analyzer else {}))
+    blocked = fill_in_block(fill_ins, config.max_fill_in_share, config.submit_despite_fill_ins)
+    submission = None
+    if "test" in predictions and blocked is None:
+        submission = submit_once(run_dir, list(frames["test"]["fname"]), predictions["test"], test_path,
+                                 submissions_dir, report.final, config_hash(config))
+    return {"dev_score": report.final, "fill_ins": fill_ins, "submission_blocked": blocked,
+            "submission": str(submission) if submission else None}
+
+
 def finish_run(run_dir: Path | str, results: dict[str, Any]) -> Path:
     """Add a finished run's results (dev score, submission, ...) to its `run.json`."""
     info = {**load_run_info(run_dir), **results, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}

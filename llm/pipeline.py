@@ -14,9 +14,7 @@ from pathlib import Path
 from competition.config import config_hash
 from competition.distributed import barrier, broadcast_from_main, ensure_process_group, is_main_process
 from competition.files import write_text_atomic
-from competition.predictions import fill_in_block, fill_in_counts, fill_in_note
-from competition.report import write_rouge_report
-from competition.runs import StageClock, finish_run, new_run_dir, submit_once
+from competition.runs import StageClock, finish_run, new_run_dir, report_and_submit
 from competition.submission import default_submissions_dir
 from llm.config import TRACK, LLMConfig
 from llm.generate import predict_to_file
@@ -74,23 +72,12 @@ def run(config: LLMConfig, data_dir: Path | str, out_dir: Path | str, run_dir: P
 def _write_results(config: LLMConfig, frames, dev_preds: list[str], test_preds: list[str] | None, result,
                    data_dir: Path | str, run_dir: Path, submissions_dir: Path | str) -> dict:
     """Dev ROUGE report, a submission (when test.csv exists) and summary.json (rank 0 only); returns the summary."""
-    dev = frames["dev"]
-    fill_ins = fill_in_counts({split: run_dir / f"preds_{split}.csv"
-                               for split, preds in (("dev", dev_preds), ("test", test_preds)) if preds is not None})
-    log.info("%s", fill_in_note(fill_ins))
-    rouge = write_rouge_report(run_dir / "report", list(dev["fname"]), dev_preds, list(dev["references"]),
-                               topics=list(dev["topic"]) if "topic" in dev else None,
-                               dialogues=list(dev["dialogue"]), title=f"LLM {config.preset} dev ROUGE",
-                               notes=[fill_in_note(fill_ins)])
-    blocked = fill_in_block(fill_ins, config.max_fill_in_share, config.submit_despite_fill_ins)
-    summary = {"dev_score": rouge.final, "best_checkpoint_dev_score": result.best_dev_score,
-               "global_step": result.global_step, "cuts": result.cuts, "fill_ins": fill_ins,
-               "submission_blocked": blocked}
-    if test_preds is not None and blocked is None:
-        summary["submission"] = str(submit_once(run_dir, list(frames["test"]["fname"]), test_preds,
-                                                Path(data_dir) / "test.csv", submissions_dir, rouge.final,
-                                                config_hash(config)))
+    preds = {"dev": dev_preds, **({"test": test_preds} if test_preds is not None else {})}
+    summary = {**report_and_submit(run_dir, frames, preds, Path(data_dir) / "test.csv", submissions_dir, config,
+                                   title=f"LLM {config.preset} dev ROUGE"),
+               "best_checkpoint_dev_score": result.best_dev_score, "global_step": result.global_step,
+               "cuts": result.cuts}
     write_text_atomic(run_dir / "summary.json", json.dumps(summary, ensure_ascii=False, indent=2))
-    print(f"dev score {rouge.final:.2f} | run {run_dir}" + (f" | submission {summary['submission']}"
-                                                             if "submission" in summary else ""))
+    print(f"dev score {summary['dev_score']:.2f} | run {run_dir}"
+          + (f" | submission {summary['submission']}" if summary["submission"] else ""))
     return summary
