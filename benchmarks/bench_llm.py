@@ -312,9 +312,8 @@ def bench_generation(folder: Path, tokenizer, style, test_dialogues, args) -> di
     if args.compare_generate_batch:
         size = args.compare_generate_batch
         seconds, texts = _timed_summaries(model, tokenizer, style, test_dialogues, config_for(size, "generate"))
-        reference = fast_texts.get(size) or next(iter(fast_texts.values()))
-        results[f"generate_batch_{size}"] = {
-            "seconds": seconds, "same_summary_as_fast": sum(a == b for a, b in zip(texts, reference)) / len(texts)}
+        results[f"generate_batch_{size}"] = {"seconds": seconds,
+                                             "same_summary_as_fast": _share_same(texts, fast_texts, size)}
         print(json.dumps({f"generation_generate_batch_{size}": results[f"generate_batch_{size}"]}), flush=True)
     if args.compiled_decode_batch:
         results.update(_compiled_fast(model, tokenizer, style, test_dialogues, config_for(
@@ -380,15 +379,20 @@ def _decode_breakdown(model, tokenizer, style, dialogues, args) -> dict:
     return result
 
 
+def _share_same(texts: list[str], fast_texts: dict[int, list[str]], batch_size: int) -> float:
+    """Share of `texts` equal to the fast loop's summaries at this batch size (else at the first one timed)."""
+    reference = fast_texts.get(batch_size) or next(iter(fast_texts.values()))
+    return sum(a == b for a, b in zip(texts, reference)) / len(texts)
+
+
 def _compiled_fast(model, tokenizer, style, dialogues, config, fast_texts, args) -> dict:
     """The fast loop with its step compiled (compile_decode=true): the first pass pays the compile, then the
     median of `repeats` warm passes."""
     runs = [_timed_summaries(model, tokenizer, style, dialogues, config) for _ in range(1 + args.repeats)]
-    reference = fast_texts.get(config.per_device_eval_batch_size) or next(iter(fast_texts.values()))
     warm = statistics.median(r[0] for r in runs[1:])
     row = {"cold_seconds": runs[0][0], "seconds_median": warm, "seconds_each": [r[0] for r in runs[1:]],
            "compile_seconds": runs[0][0] - warm,
-           "same_summary_as_fast": sum(a == b for a, b in zip(runs[-1][1], reference)) / len(dialogues)}
+           "same_summary_as_fast": _share_same(runs[-1][1], fast_texts, config.per_device_eval_batch_size)}
     name = f"fast_compiled_batch_{config.per_device_eval_batch_size}"
     print(json.dumps({f"generation_{name}": row}), flush=True)
     return {name: row}
@@ -398,9 +402,8 @@ def _static_generate(model, tokenizer, style, dialogues, config, fast_texts) -> 
     """`model.generate` with transformers' static cache (and the forward compile it turns on), twice: the first pass
     pays the compile (one per new batch shape), the second shows the warm speed; compile = cold - warm."""
     runs = [_timed_summaries(model, tokenizer, style, dialogues, config) for _ in range(2)]
-    reference = fast_texts.get(config.per_device_eval_batch_size) or next(iter(fast_texts.values()))
     row = {"cold_seconds": runs[0][0], "warm_seconds": runs[1][0], "compile_seconds": runs[0][0] - runs[1][0],
-           "same_summary_as_fast": sum(a == b for a, b in zip(runs[1][1], reference)) / len(dialogues)}
+           "same_summary_as_fast": _share_same(runs[1][1], fast_texts, config.per_device_eval_batch_size)}
     name = f"generate_static_compiled_batch_{config.per_device_eval_batch_size}"
     print(json.dumps({f"generation_{name}": row}), flush=True)
     return {name: row}
@@ -471,9 +474,8 @@ def _liger_generate(model, tokenizer, style, dialogues, config_for, fast_texts, 
                                         fused_linear_cross_entropy=False, cross_entropy=False)
         runs = [_timed_summaries(model, tokenizer, style, dialogues, config_for(size, "fast"))
                 for _ in range(args.repeats)]
-    reference = fast_texts.get(size) or next(iter(fast_texts.values()))
     row = {"seconds_median": statistics.median(r[0] for r in runs), "seconds_each": [r[0] for r in runs],
-           "same_summary_as_fast": sum(a == b for a, b in zip(runs[-1][1], reference)) / len(dialogues)}
+           "same_summary_as_fast": _share_same(runs[-1][1], fast_texts, size)}
     print(json.dumps({f"generation_fast_liger_batch_{size}": row}), flush=True)
     return {f"fast_liger_batch_{size}": row}
 

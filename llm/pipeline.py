@@ -62,19 +62,18 @@ def run(config: LLMConfig, data_dir: Path | str, out_dir: Path | str, run_dir: P
                                                      config, {**metadata, "split": split})
     if is_main_process():
         with clock.stage("report_and_submit"):
-            summary = _write_results(config, frames, predictions["dev"], predictions.get("test"), result, data_dir,
-                                     run_dir, submissions_dir or default_submissions_dir())
+            summary = _write_results(config, frames, predictions, result, data_dir, run_dir,
+                                     submissions_dir or default_submissions_dir())
         finish_run(run_dir, {**summary, "training_speed": result.speed, **clock.record()})
     barrier()  # every rank returns once the run's files exist
     return run_dir
 
 
-def _write_results(config: LLMConfig, frames, dev_preds: list[str], test_preds: list[str] | None, result,
-                   data_dir: Path | str, run_dir: Path, submissions_dir: Path | str) -> dict:
+def _write_results(config: LLMConfig, frames, predictions: dict[str, list[str]], result, data_dir: Path | str,
+                   run_dir: Path, submissions_dir: Path | str) -> dict:
     """Dev ROUGE report, a submission (when test.csv exists) and summary.json (rank 0 only); returns the summary."""
-    preds = {"dev": dev_preds, **({"test": test_preds} if test_preds is not None else {})}
-    summary = {**report_and_submit(run_dir, frames, preds, Path(data_dir) / "test.csv", submissions_dir, config,
-                                   title=f"LLM {config.preset} dev ROUGE"),
+    summary = {**report_and_submit(run_dir, frames, predictions, Path(data_dir) / "test.csv", submissions_dir,
+                                   config, title=f"LLM {config.preset} dev ROUGE"),
                "best_checkpoint_dev_score": result.best_dev_score, "global_step": result.global_step,
                "cuts": result.cuts}
     write_text_atomic(run_dir / "summary.json", json.dumps(summary, ensure_ascii=False, indent=2))
