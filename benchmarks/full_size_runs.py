@@ -158,7 +158,9 @@ def overrides_for(preset: str, track: str, checkpoint: Path, args: argparse.Name
 
 def run_cli(module: str, args: list[str], log_path: Path, smoke: bool) -> tuple[int, float]:
     """`python -m module args` in the log's folder, output appended to the log; (exit code, seconds)."""
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "HF_HUB_OFFLINE": "1"}
+    # The project first, then what the caller had (an offline GPU machine's wheels live on PYTHONPATH)
+    python_path = os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": python_path, "HF_HUB_OFFLINE": "1"}
     if smoke:
         env["CUDA_VISIBLE_DEVICES"] = ""  # the CPU, even on a GPU machine
     start = time.perf_counter()

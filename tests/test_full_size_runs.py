@@ -57,3 +57,20 @@ def test_a_models_folder_without_the_preset_is_a_clear_error(tmp_path):
     assert done.returncode == 2 and f"{tmp_path / 'kobart'}: no config.json" in done.stderr
     unknown = run_script(["--smoke", "--models", str(tmp_path), "--presets", "no-such", "--work", str(tmp_path)])
     assert unknown.returncode == 2 and "no-such" in unknown.stderr
+
+
+def test_track_commands_see_the_project_and_the_callers_python_path(tmp_path, monkeypatch):
+    """An offline GPU machine's wheels live on PYTHONPATH (offline_gpu.sh): the track's command must still see them."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("full_size_runs", SCRIPT)
+    runner = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runner)
+    wheels = tmp_path / "site"
+    wheels.mkdir()
+    (wheels / "probe_module.py").write_text("import competition.files\nprint('probe saw', competition.files.__name__)\n")
+    monkeypatch.setenv("PYTHONPATH", str(wheels))
+    log = tmp_path / "run.log"
+    code, _ = runner.run_cli("probe_module", [], log, smoke=True)
+    assert code == 0, log.read_text()
+    assert "probe saw competition.files" in log.read_text()
