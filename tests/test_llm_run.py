@@ -115,6 +115,7 @@ def test_benchmark_smoke_mode_runs_and_reports_both_parts():
     assert report["training"]["padded_800tok"]["largest_step_tokens"] <= 800
     assert set(report["generation"]) >= {"fast_batch_4", "fast_batch_8", "generate_batch_8"}
     assert report["generation"]["generate_batch_8"]["same_summary_as_fast"] == 1.0  # fp32 on CPU: identical
+    assert report["generation"]["generate_batch_8"]["shared_prefix_as_fast"] == 1.0
     assert report["targets"]["train_real_tokens_per_s_shipped_min"] == 25_000
     assert report["bounds"]["train_real_tokens_per_s"] > report["bounds"]["train_real_tokens_per_s_checkpointing"] > 0
     assert report["bounds"]["generate_seconds_batch_8"] > 0
