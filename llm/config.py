@@ -38,7 +38,7 @@ class LLMConfig:
     kbit_fp32_norms: bool = setting(False, "k-bit: cast embeddings and norms to fp32 (peft's prepare_model_for_kbit_training; ~40% slower) | false: keep bf16")
     gradient_checkpointing: bool = setting(True, "recompute activations in backward: less memory, ~30% slower")
     attn_implementation: str = setting("sdpa", "sdpa | eager | flash_attention_2 (packed batches need one of these)")
-    fused_kernels: FusedKernels = setting("off", "training kernels (llm/kernels.py): off = transformers' modules (default until measured on a GPU) | auto = liger's fused RMSNorm, SwiGLU, RoPE and linear cross-entropy where they run (CUDA, liger installed, supported family) | liger (required)")
+    fused_kernels: FusedKernels = setting("auto", "training kernels (llm/kernels.py): off = transformers' modules | auto = liger's fused RMSNorm, SwiGLU, RoPE and linear cross-entropy where they run (CUDA, liger installed, supported family) | liger (required)")
     sdpa_backend: SdpaBackend = setting("auto", "CUDA attention kernel (competition/attention.py): auto = no cuDNN | torch | cudnn | flash | efficient | math; CPU unaffected")
     add_data_tokens: bool = setting(False, "add #PersonN#/mask tags as whole tokens, rows trained (resume not exact)")
     model_path: str | None = setting(None, "local folder with the preset's files (config + tokenizer [+ weights]); null = the hub id")
