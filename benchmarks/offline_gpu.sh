@@ -9,7 +9,8 @@
 #                                                        # PHASE, logs and JSON under $OUT
 #
 # PHASEs (each about 10 minutes or less on one H200):
-#   tests         GPU tests: fused kernels against the unfused path, fast decoding (CUDA graph, compiled step)
+#   tests         GPU tests: fused kernels against the unfused path, fast decoding (CUDA graph, compiled step),
+#                 predict_with=dequantized on NF4
 #   llm-generate  bench_llm generation: fast loop, compiled fast loop, generate(static cache) cold and warm,
 #                 SDPA backends of the decode step, its kernel table, liger's kernels at inference, fp32 check
 #   llm-train     bench_llm QLoRA training rows, unfused and with liger's kernels (bench_llm.py DEFAULT_TRAIN_RUNS)
@@ -83,7 +84,7 @@ case "$phase" in
   tests)
     install
     timeout 540 python3 -m pytest -q -p no:cacheprovider tests/test_llm_kernels.py tests/test_llm_decode.py \
-      tests/test_attention.py 2>&1 | tee "$OUT/tests.txt" ;;
+      tests/test_attention.py tests/test_llm_generate.py 2>&1 | tee "$OUT/tests.txt" ;;
   llm-generate)
     install
     timeout 560 python3 benchmarks/bench_llm.py --skip-train --data-dir .gpu/data --tokenizer "$MODELS/llama3.2-ko-3b" \

@@ -21,7 +21,7 @@ Finetune = Literal["lora", "full"]
 Batching = Literal["packed", "grouped", "padded"]
 SelectBy = Literal["score", "loss"]
 Cut = Literal["middle", "keep_end", "keep_start"]
-PredictWith = Literal["adapter", "merged"]
+PredictWith = Literal["adapter", "dequantized", "merged"]
 Decoding = Literal["fast", "generate"]
 FusedKernels = Literal["auto", "liger", "off"]  # llm/kernels.py
 
@@ -81,7 +81,7 @@ class LLMConfig:
     decoding: Decoding = setting("fast", "fast = greedy with a static cache (+ CUDA graph on GPU; beams and penalties use generate) | generate")
     compile_decode: bool = setting(False, "decoding=fast: torch.compile the one-token step before its CUDA graph (fewer kernels per token; the first batch of a process pays the compile)")
     cache_implementation: str | None = setting(None, "decoding=generate only: null = dynamic KV cache | static")
-    predict_with: PredictWith = setting("adapter", "adapter = base + adapter | merged = export merged 16-bit model first")
+    predict_with: PredictWith = setting("adapter", "adapter = base loaded as in training + adapter | dequantized = a k-bit base dequantized to 16-bit, the adapter merged in memory (the trained weights, decoded at 16-bit speed with the CUDA graph) | merged = export a merged model of the 16-bit base first")
     # --- submission ---
     max_fill_in_share: float = setting(0.05, "share of empty summaries (replaced by the first utterance) above which the run does not submit")
     submit_despite_fill_ins: bool = setting(False, "submit even when fill-ins exceed max_fill_in_share")

@@ -209,6 +209,7 @@ def load_checkpoint(folder: Path | str, config: LLMConfig, for_merge: bool = Fal
     """Rebuild (model, tokenizer, prompt style, info) from a saved checkpoint, in eval mode.
 
     An adapter is applied to the base loaded as in training (same quantization), or in 16-bit when `for_merge`.
+    With `predict_with=dequantized` a k-bit base is dequantized first and the adapter merged into it.
     """
     from competition.prompts import load_prompt_style
 
@@ -222,10 +223,15 @@ def load_checkpoint(folder: Path | str, config: LLMConfig, for_merge: bool = Fal
         from peft import PeftModel
 
         quantization = "none" if for_merge else effective_quantization(config)
-        base = load_base_model(info.base_source, config, quantization,
-                               dtype=_inference_dtype(info.base_source, config))
+        dtype = _inference_dtype(info.base_source, config)
+        base = load_base_model(info.base_source, config, quantization, dtype=dtype)
+        merge = config.predict_with == "dequantized" and not for_merge
+        if merge and quantization != "none":
+            base = base.dequantize(dtype=dtype)  # the very weights training saw, as 16-bit tensors
         fit_embeddings(base, tokenizer)
         model = PeftModel.from_pretrained(base, folder)
+        if merge:
+            model = model.merge_and_unload()
     model.eval()
     return model, tokenizer, style, info
 

@@ -5,14 +5,25 @@ Run: .venv/bin/python -m pytest tests/test_llm_generate.py -q
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pandas as pd
 import pytest
+import torch
 
 from competition.predictions import fill_empty, read_predictions_with_metadata
+from competition.prompts import encode_for_generation, left_pad_batch
 from llm.config import load_config
-from llm.generate import generation_kwargs, length_sorted_batches, partial_path, predict_to_file, stop_token_ids
+from llm.decode import _is_quantized
+from llm.generate import (
+    generate_summaries,
+    generation_kwargs,
+    length_sorted_batches,
+    partial_path,
+    predict_to_file,
+    stop_token_ids,
+)
 from llm.model import load_checkpoint, load_for_training, save_checkpoint
 
 
@@ -82,3 +93,56 @@ def test_interrupted_prediction_resumes_with_only_the_missing_fnames(tiny_checkp
     uninterrupted = predict_to_file(model, tokenizer, style, fnames, dialogues, tmp_path / "again.csv", config, {})
     assert summaries == uninterrupted  # greedy decoding: resuming changes nothing
     assert all(s.strip() for s in frame["summary"])
+
+
+def _adapter_checkpoint(folder, quantization: str):
+    """A tiny-llama LoRA checkpoint whose adapter changes the output (B factors drawn, not zero)."""
+    config = load_config("tiny-llama", overrides={"finetune": "lora", "quantization": quantization,
+                                                  "max_new_tokens": 8, "per_device_eval_batch_size": 3})
+    torch.manual_seed(0)
+    model, tokenizer, style, info = load_for_training(config, [])
+    with torch.no_grad():
+        for name, weight in model.named_parameters():
+            if "lora_B" in name:
+                weight.normal_(0, 0.5)
+    return save_checkpoint(model, tokenizer, style, info, folder / "best"), config
+
+
+def _last_logits(loaded, dialogues: list[str]) -> torch.Tensor:
+    model, tokenizer, style, _ = loaded
+    batch = left_pad_batch(tokenizer, [encode_for_generation(tokenizer, style, d).input_ids for d in dialogues])
+    with torch.inference_mode():
+        return model(**{k: v.to(model.device) for k, v in batch.items()}).logits[:, -1].float()
+
+
+def _adapter_and_dequantized(folder, config):
+    dequantized = load_config("tiny-llama", overrides={**{k: getattr(config, k) for k in (
+        "finetune", "quantization", "max_new_tokens", "per_device_eval_batch_size")}, "predict_with": "dequantized"})
+    return load_checkpoint(folder, config), load_checkpoint(folder, dequantized), dequantized
+
+
+def test_predict_with_dequantized_merges_the_adapter_and_keeps_its_summaries(tmp_path, sample_dir):
+    folder, config = _adapter_checkpoint(tmp_path, "none")  # the CPU: the base is plain, merging is all it does
+    adapter, merged, merged_config = _adapter_and_dequantized(folder, config)
+    assert any("lora_" in name for name, _ in adapter[0].named_parameters())
+    assert not any("lora_" in name for name, _ in merged[0].named_parameters())
+    dialogues = list(pd.read_csv(sample_dir / "dev.csv", dtype=str, keep_default_na=False)["dialogue"].head(4))
+    torch.testing.assert_close(_last_logits(merged, dialogues), _last_logits(adapter, dialogues), rtol=1e-4, atol=1e-4)
+    texts = [generate_summaries(*loaded[:3], dialogues, cfg) for loaded, cfg in ((adapter, config),
+                                                                                 (merged, merged_config))]
+    assert texts[0] == texts[1] and any(texts[0])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="NF4 needs a CUDA GPU")
+@pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is None, reason="bitsandbytes not installed")
+def test_dequantized_nf4_base_gives_the_quantized_models_logits_without_quantized_kernels(tmp_path, sample_dir):
+    """predict_with=dequantized on QLoRA: the NF4 weights as bf16 tensors plus the merged adapter, so the fast loop
+    can capture its CUDA graph; the logits are those of NF4 + adapter up to bf16 rounding of the merged sum."""
+    folder, config = _adapter_checkpoint(tmp_path, "nf4")
+    adapter, merged, _ = _adapter_and_dequantized(folder, config)
+    assert _is_quantized(adapter[0]) and not _is_quantized(merged[0])
+    dialogues = list(pd.read_csv(sample_dir / "dev.csv", dtype=str, keep_default_na=False)["dialogue"].head(4))
+    quantized, dequantized = _last_logits(adapter, dialogues), _last_logits(merged, dialogues)
+    cosine = torch.nn.functional.cosine_similarity(quantized, dequantized, dim=-1)
+    assert bool((cosine > 0.999).all()), cosine
