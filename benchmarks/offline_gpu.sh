@@ -15,7 +15,8 @@
 #                 SDPA backends of the decode step, its kernel table, liger's kernels at inference, fp32 check
 #   llm-train     bench_llm QLoRA training rows, unfused and with liger's kernels (bench_llm.py DEFAULT_TRAIN_RUNS)
 #   baseline      bench_baseline (KoBART shape): one epoch and 499 beam summaries
-#   fullsize P    full_size_runs.py for preset P (kobart, llama3.2-ko-3b, qwen3-14b): the track's run command end to
+#   fullsize P [ARGS]  full_size_runs.py for preset P (kobart, llama3.2-ko-3b, qwen3-14b), ARGS passed on (e.g.
+#                 --train-rows 512 --set predict_with=dequantized): the track's run command end to
 #                 end at full size with random weights (scoring needs `pack --with-mecab`)
 #   unsloth       bench_unsloth: unsloth's QLoRA throughput on the same model and batches, or what stopped it
 #                 (needs `pack --with-unsloth`; its dependencies that the GPU machine lacks travel as wheels)
@@ -23,7 +24,7 @@
 # .gpu/models.tar.xz (a copy of ../shared/models.tar.xz). Neither is ever committed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-phase=${1:?usage: offline_gpu.sh pack [--with-mecab] [--with-unsloth] | tests | llm-generate | llm-train | baseline | fullsize PRESET | unsloth}
+phase=${1:?usage: offline_gpu.sh pack [--with-mecab] [--with-unsloth] | tests | llm-generate | llm-train | baseline | fullsize PRESET [ARGS] | unsloth}
 shared=../shared
 
 pack() {
@@ -101,7 +102,7 @@ case "$phase" in
   fullsize)
     install
     timeout 570 python3 benchmarks/full_size_runs.py --models "$MODELS" --data .gpu/data --presets "${2:?preset}" \
-      --work /tmp/full --out "$OUT/fullsize-$2.json" 2> "$OUT/fullsize-$2.err" ;;
+      --work /tmp/full --out "$OUT/fullsize-$2.json" "${@:3}" 2> "$OUT/fullsize-$2.err" ;;
   unsloth)
     install
     timeout 560 python3 benchmarks/bench_unsloth.py --data-dir .gpu/data --tokenizer "$MODELS/llama3.2-ko-3b" \
