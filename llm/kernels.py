@@ -5,10 +5,9 @@ patches (llama — SOLAR too —, qwen2, qwen3, mistral, gemma2, ...). The fused
 loss from the last hidden states and the LM head in chunks, so the [tokens, vocabulary] logits of a step are never
 held in memory; the model then computes the loss itself (`fused_loss`), from the collator's `shift_labels`.
 
-`fused_kernels: auto` turns them on where they run: a CUDA GPU (they are Triton kernels), liger installed
-(`pip install -e ".[gpu]"`), a supported family. `liger` asks for them and fails with the reason where they cannot
-run; `off`, the default until they have been measured and checked on a GPU, keeps transformers' own modules. On a
-CPU `auto` is `off`.
+`fused_kernels: auto` (the default) turns them on where they run: a CUDA GPU (they are Triton kernels), liger
+installed (`pip install -e ".[gpu]"`), a supported family. `liger` asks for them and fails with the reason where
+they cannot run; `off` keeps transformers' own modules. On a CPU `auto` is `off`.
 """
 
 from __future__ import annotations
