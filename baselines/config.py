@@ -43,6 +43,7 @@ class BaselineConfig:
     keep_checkpoints: bool = setting(False, "keep checkpoint-* folders after best/ is saved")
     full_determinism: bool = setting(False, "deterministic kernels (slower; used by the resume test)")
     sdpa_backend: SdpaBackend = setting("auto", "CUDA attention kernel (competition/attention.py): auto = no cuDNN | torch | cudnn | flash | efficient | math; CPU unaffected")
+    sdpa_sync_free_masks: bool = setting(True, "CUDA, attn sdpa: padding masks are always built, never read back to the host first (transformers' check waits for the GPU at every forward; competition/attention.py); CPU unaffected")
     # generation (dev evaluation and prediction)
     num_beams: int = setting(4, "beam search width")
     no_repeat_ngram_size: int = setting(2, "baseline value; blocks repeated bigrams such as '#Person2# 는'")

@@ -17,7 +17,7 @@ from competition.errors import DataError
 from competition.modeling import load_tokenizer
 from competition.predictions import FILL_INS, fill_empty, write_predictions
 from competition.presets import get_preset
-from competition.runs import StageClock, finish_run, new_run_dir, report_and_submit, start_run
+from competition.runs import StageClock, finish_run, new_run_dir, report_and_submit, start_run, update_run_info
 from competition.submission import default_submissions_dir
 from competition.truncation import truncation_report, write_truncation_report
 
@@ -82,6 +82,7 @@ def run(config: BaselineConfig, data_dir: Path | str, out_dir: Path | str, run_d
                                                    f"predict {split}")
     if not is_main_process():  # every rank generated its share; rank 0 writes everything
         return run_dir
+    update_run_info(run_dir, {"training_speed": result.speed, **clock.record()})  # kept if submitting fails
     with clock.stage("report_and_submit"):
         results = _report_and_submit(config, data_dir, paths, frames, predicted, result, run_dir,
                                      submissions_dir or default_submissions_dir())

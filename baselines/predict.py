@@ -16,7 +16,7 @@ from tqdm import tqdm
 from baselines.config import BaselineConfig
 from baselines.model import configure_family, decode, encode_texts, generation_kwargs, load_pretrained
 from baselines.train import TRACK_INFO
-from competition.attention import configure_sdpa
+from competition.attention import configure_attention
 from competition.modeling import precision_dtype, resolve_precision
 
 
@@ -48,8 +48,8 @@ def load_for_inference(checkpoint_dir: Path | str, config: BaselineConfig):
     if not info_path.is_file():
         raise FileNotFoundError(f"{checkpoint_dir}: no {TRACK_INFO}; expected a `best/` folder written by baselines.train")
     info = json.loads(info_path.read_text(encoding="utf-8"))
-    configure_sdpa(config.sdpa_backend)
     tokenizer, model = load_pretrained(checkpoint_dir, allow_bin_weights=False)
+    configure_attention(model, config)
     layout = configure_family(tokenizer, model, info["family"], info.get("mbart_lang", config.mbart_lang))
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda":

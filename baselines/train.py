@@ -25,7 +25,7 @@ from baselines.model import (
     generation_kwargs,
     load_pretrained,
 )
-from competition.attention import configure_sdpa
+from competition.attention import configure_attention
 from competition.checkpoints import last_complete_checkpoint, mark_complete_callback
 from competition.data import data_special_tokens, read_split, split_paths
 from competition.distributed import barrier, is_main_process
@@ -34,7 +34,7 @@ from competition.files import write_text_atomic
 from competition.metric import compute_rouge
 from competition.modeling import TokenLayout, resolve_precision
 from competition.presets import get_preset
-from competition.runs import TrainResult, seed_everything, training_speed_callback
+from competition.runs import NO_STEP_SYNC_ARGUMENTS, TrainResult, seed_everything, training_speed_callback
 from competition.tiny import model_source
 
 BEST_DIR = "best"
@@ -182,6 +182,7 @@ def training_arguments(config: BaselineConfig, output_dir: Path):
         report_to="none",
         dataloader_num_workers=0,
         use_cpu=not torch.cuda.is_available(),
+        **NO_STEP_SYNC_ARGUMENTS,
     )
 
 
@@ -230,10 +231,10 @@ def train(config: BaselineConfig, data_dir: Path | str, run_dir: Path | str,
     if (done := finished_result(run_dir)) is not None:
         return done
     seed_everything(config.seed)
-    configure_sdpa(config.sdpa_backend)
     preset = get_preset(config.preset, TRACK)
     train_frame, dev_frame, all_frames = load_training_frames(data_dir, config)
     tokenizer, model = load_pretrained(model_source(preset, config.model_path), config.allow_bin_weights)
+    configure_attention(model, config)
     add_data_tokens(tokenizer, model, data_special_tokens(all_frames))
     layout = configure_family(tokenizer, model, preset.family, config.mbart_lang)
     if config.num_beams == 1:  # a checkpoint's beam-only flags would make the generation config invalid

@@ -8,7 +8,14 @@ each new input shape, and length-grouped batches bring new shapes at almost ever
 (a call the kernel cannot take, e.g. flash with a padding mask, runs in math, slowly but correctly).
 
 The flags are process-wide. Without CUDA nothing is changed, so CPU runs (and their results) are the same for
-every value. Tracks call `configure_sdpa(config.sdpa_backend)` once at model setup.
+every value. Tracks call `configure_attention(model, config)` once a model is loaded.
+
+Masks without a host sync (`sdpa_sync_free_masks`, both tracks): before each forward, transformers asks whether a
+padding mask masks anything at all (`mask.all()`, so it can pass no mask and let SDPA pick flash), and reading that
+answer waits for the GPU to finish all queued work. A KoBART training step does it twice (encoder and
+cross-attention masks), a causal LM once, beam search at every token. `use_sync_free_masks(model)` switches an
+`sdpa` model on CUDA to `SYNC_FREE_SDPA`: the same SDPA call, with the mask always built when a padding mask is given
+(a batch without padding gets an all-true mask instead of none: the same attention).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from competition.config import SdpaBackend
 from competition.errors import ConfigError
 
 SDPA_BACKENDS = typing.get_args(SdpaBackend)
+SYNC_FREE_SDPA = "sdpa_sync_free"  # transformers' SDPA attention under sync_free_sdpa_mask
 _KERNELS = ("cudnn", "flash", "efficient", "math")
 _ENABLED: dict[str, tuple[str, ...]] = {
     "auto": ("flash", "efficient", "math"),
@@ -60,3 +68,37 @@ def configure_sdpa(backend: str) -> dict[str, bool]:
     cuda.enable_mem_efficient_sdp("efficient" in enabled)
     cuda.enable_math_sdp("math" in enabled)
     return sdpa_flags()
+
+
+def sync_free_sdpa_mask(*args, attention_mask=None, allow_is_causal_skip: bool = True,
+                        allow_is_bidirectional_skip: bool = False, **kwargs):
+    """transformers' `sdpa_mask`, except that a padding mask is never read back to see whether it can be skipped;
+    without one, transformers' own skips stay (they read no tensor)."""
+    from transformers.masking_utils import sdpa_mask
+
+    if attention_mask is not None:
+        allow_is_causal_skip = allow_is_bidirectional_skip = False
+    return sdpa_mask(*args, attention_mask=attention_mask, allow_is_causal_skip=allow_is_causal_skip,
+                     allow_is_bidirectional_skip=allow_is_bidirectional_skip, **kwargs)
+
+
+def configure_attention(model, config) -> None:
+    """A track's attention settings for a loaded model: its SDPA kernels (`config.sdpa_backend`, process-wide) and
+    sync-free masks (`config.sdpa_sync_free_masks`)."""
+    configure_sdpa(config.sdpa_backend)
+    use_sync_free_masks(model, config.sdpa_sync_free_masks)
+
+
+def use_sync_free_masks(model, enabled: bool = True, cuda_only: bool = True) -> bool:
+    """Switch an `sdpa` model to SYNC_FREE_SDPA (on CUDA only unless `cuda_only=False`); True when switched."""
+    config = model.config
+    if not enabled or config._attn_implementation != "sdpa" or (cuda_only and not torch.cuda.is_available()):
+        return False
+    from transformers import AttentionInterface
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    from transformers.masking_utils import AttentionMaskInterface
+
+    AttentionInterface.register(SYNC_FREE_SDPA, sdpa_attention_forward)
+    AttentionMaskInterface.register(SYNC_FREE_SDPA, sync_free_sdpa_mask)
+    config._attn_implementation = SYNC_FREE_SDPA
+    return True

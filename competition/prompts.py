@@ -57,6 +57,15 @@ SENTENCEPIECE_SPACE = "\u2581"  # "▁", SentencePiece's word-start mark
 _PLACEHOLDER = "\u2063DIALOGUE\u2063"  # invisible separator: never in real text, survives jinja rendering
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 EMPTY_THINK_CLOSE = "\n\n</think>\n\n"  # after an open "<think>": the empty block Qwen3 writes with thinking off
+# Model special tokens written out as text: what `skip_special_tokens` leaves when a vocabulary also holds them as
+# ordinary tokens (Qwen's BPE has a plain "<unk>"), and what the submission validator refuses.
+_NAMED_MODEL_TOKENS = ("s", "pad", "unk", "usr", "sys", "sep", "cls", "mask", "bos", "eos", "eot",
+                       "end_of_turn", "start_of_turn", "start_of_text", "end_of_text")
+MODEL_TOKEN = re.compile(
+    r"<\|[A-Za-z0-9_./\-]+\|>"  # <|eot_id|>, <|im_end|>, <|endoftext|>, <|start_header_id|>
+    r"|</?(?:" + "|".join(re.escape(t) for t in _NAMED_MODEL_TOKENS) + r")>"
+    r"|\[(?:PAD|UNK|CLS|SEP|MASK|BOS|EOS)\]"
+)
 _THINK_BLOCK = re.compile(re.escape(THINK_OPEN) + ".*?" + re.escape(THINK_CLOSE), re.DOTALL)
 
 
@@ -449,11 +458,14 @@ def stop_token_ids(tokenizer, style: PromptStyle) -> list[int]:
 
 
 def clean_generated(text: str, style: PromptStyle) -> str:
-    """A generated summary as scored: cut at the end marker, <think> blocks removed, whitespace trimmed."""
+    """A generated summary as scored: cut at the end marker, <think> blocks and model tokens written as text removed
+    (`MODEL_TOKEN`), whitespace trimmed."""
     if style.end_marker and style.end_marker in text:
         text = text.split(style.end_marker, 1)[0]
     if style.strip_think:
         text = strip_think(text)
+    if MODEL_TOKEN.search(text):
+        text = " ".join(MODEL_TOKEN.sub(" ", text).split())
     return text.strip()
 
 

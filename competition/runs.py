@@ -23,6 +23,9 @@ from competition.submission import write_submission
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 RUN_INFO_FILE = "run.json"
 TRAIN_RESULT_FILE = "train_result.json"
+# Both tracks' TrainingArguments: the Trainer's NaN/inf filter of the logged loss reads every step's loss back to the
+# host, a GPU sync per step that drains the queue a host-bound step needs (without it a NaN loss is logged as NaN).
+NO_STEP_SYNC_ARGUMENTS = {"logging_nan_inf_filter": False}
 TRACKED_LIBRARIES = ("torch", "transformers", "peft", "accelerate", "bitsandbytes", "optuna", "python-mecab-ko")
 
 
@@ -154,10 +157,15 @@ def report_and_submit(run_dir: Path, frames: dict[str, Any], predictions: dict[s
             "submission": str(submission) if submission else None}
 
 
+def update_run_info(run_dir: Path | str, results: dict[str, Any]) -> Path:
+    """Add results to a run's `run.json` as they come (figures recorded before a later stage fails stay)."""
+    info = {**load_run_info(run_dir), **results}
+    return write_text_atomic(Path(run_dir) / RUN_INFO_FILE, json.dumps(info, ensure_ascii=False, indent=2))
+
+
 def finish_run(run_dir: Path | str, results: dict[str, Any]) -> Path:
     """Add a finished run's results (dev score, submission, ...) to its `run.json`."""
-    info = {**load_run_info(run_dir), **results, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    return write_text_atomic(Path(run_dir) / RUN_INFO_FILE, json.dumps(info, ensure_ascii=False, indent=2))
+    return update_run_info(run_dir, {**results, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
 
 
 @dataclass

@@ -20,21 +20,12 @@ import re
 from typing import Callable, Sequence
 
 from competition.data import KNOWN_MASKS
-from competition.prompts import strip_think
+from competition.prompts import MODEL_TOKEN, strip_think
 
 Rule = Callable[[str, "str | None"], str]
 
 # ---------------------------------------------------------------- special tokens and <think> blocks
 
-_NAMED_SPECIAL_TOKENS = (
-    "s", "/s", "pad", "unk", "usr", "sys", "sep", "cls", "mask", "bos", "eos", "eot",
-    "end_of_turn", "start_of_turn", "start_of_text", "end_of_text",
-)
-_SPECIAL_TOKEN = re.compile(
-    r"<\|[A-Za-z0-9_./\-]+\|>"  # <|eot_id|>, <|im_end|>, <|endoftext|>, <|start_header_id|>
-    r"|</?(?:" + "|".join(re.escape(t.lstrip("/")) for t in _NAMED_SPECIAL_TOKENS) + r")>"
-    r"|\[(?:PAD|UNK|CLS|SEP|MASK|BOS|EOS)\]"
-)
 # Chat-template role headers left after removing <|start_header_id|>...<|end_header_id|>.
 _ROLE_HEADER = re.compile(r"^\s*(?:assistant|model)\s*\n", re.IGNORECASE)
 
@@ -42,7 +33,7 @@ _ROLE_HEADER = re.compile(r"^\s*(?:assistant|model)\s*\n", re.IGNORECASE)
 def strip_special_tokens(summary: str, dialogue: str | None = None) -> str:
     """Remove model special tokens and <think> reasoning (`competition.prompts.strip_think`)."""
     text = strip_think(summary)
-    text = _SPECIAL_TOKEN.sub(" ", text)
+    text = MODEL_TOKEN.sub(" ", text)
     text = _ROLE_HEADER.sub("", text)
     return _keep_non_empty(summary, text.strip())
 

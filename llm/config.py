@@ -40,6 +40,7 @@ class LLMConfig:
     attn_implementation: str = setting("sdpa", "sdpa | eager | flash_attention_2 (packed batches need one of these)")
     fused_kernels: FusedKernels = setting("auto", "training kernels (llm/kernels.py): off = transformers' modules | auto = liger's fused RMSNorm, SwiGLU, RoPE and linear cross-entropy where they run (CUDA, liger installed, supported family) | liger (required)")
     sdpa_backend: SdpaBackend = setting("auto", "CUDA attention kernel (competition/attention.py): auto = no cuDNN | torch | cudnn | flash | efficient | math; CPU unaffected")
+    sdpa_sync_free_masks: bool = setting(True, "CUDA, attn sdpa: padding masks are always built, never read back to the host first (transformers' check waits for the GPU at every forward; competition/attention.py); CPU unaffected")
     add_data_tokens: bool = setting(False, "add #PersonN#/mask tags as whole tokens, rows trained (resume not exact)")
     model_path: str | None = setting(None, "local folder with the preset's files (config + tokenizer [+ weights]); null = the hub id")
     trust_remote_code: bool = setting(False, "opt in to remote code, only for presets that need it")
@@ -78,10 +79,11 @@ class LLMConfig:
     repetition_penalty: float = setting(1.0, "1.0 = off")
     no_repeat_ngram_size: int = setting(0, "0 = off")
     per_device_eval_batch_size: int = setting(16, "dialogues per generation batch (length-sorted)")
+    generation_batch_tokens: int = setting(0, "a generation batch also stops before its dialogues x its longest prompt pass this many tokens (long prompts get smaller batches, less left padding); 0 = off")
     decoding: Decoding = setting("fast", "fast = greedy with a static cache (+ CUDA graph on GPU; beams and penalties use generate) | generate")
     compile_decode: bool = setting(False, "decoding=fast: torch.compile the one-token step before its CUDA graph (fewer kernels per token; the first batch of a process pays the compile)")
     cache_implementation: str | None = setting(None, "decoding=generate only: null = dynamic KV cache | static")
-    predict_with: PredictWith = setting("adapter", "adapter = base loaded as in training + adapter | dequantized = a k-bit base dequantized to 16-bit, the adapter merged in memory (the trained weights, decoded at 16-bit speed with the CUDA graph) | merged = export a merged model of the 16-bit base first")
+    predict_with: PredictWith = setting("adapter", "adapter = base loaded as in training + adapter | dequantized = a k-bit base dequantized to 16-bit tensors of the same values, the adapter applied unmerged (training's arithmetic, decoded with the fast loop's CUDA graph) | merged = export a merged model of the 16-bit base first")
     # --- submission ---
     max_fill_in_share: float = setting(0.05, "share of empty summaries (replaced by the first utterance) above which the run does not submit")
     submit_despite_fill_ins: bool = setting(False, "submit even when fill-ins exceed max_fill_in_share")
@@ -92,6 +94,8 @@ class LLMConfig:
         for name in positive:
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)!r}; expected a positive integer")
+        if self.generation_batch_tokens < 0:
+            raise ConfigError(f"generation_batch_tokens={self.generation_batch_tokens}; expected 0 (off) or a token count")
         if self.num_train_epochs <= 0 or self.learning_rate <= 0:
             raise ConfigError(f"num_train_epochs={self.num_train_epochs}, learning_rate={self.learning_rate}; "
                               "expected positive numbers")

@@ -61,10 +61,19 @@ def generation_kwargs(config: LLMConfig, model, tokenizer, style) -> dict[str, A
     return kwargs
 
 
-def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Row indices in batches of similar length, longest first (an out-of-memory shows up at once)."""
+def length_sorted_batches(lengths: Sequence[int], batch_size: int, max_tokens: int = 0) -> list[list[int]]:
+    """Row indices in batches of similar length, longest first (an out-of-memory shows up at once). With
+    `max_tokens`, a batch also ends before its rows x its longest length would pass it (one row always fits)."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+    batches: list[list[int]] = []
+    for index in order:
+        current = batches[-1] if batches else None
+        fits = current and len(current) < batch_size
+        if fits and (not max_tokens or (len(current) + 1) * lengths[current[0]] <= max_tokens):
+            current.append(index)
+        else:
+            batches.append([index])
+    return batches
 
 
 @torch.inference_mode()
@@ -93,7 +102,8 @@ def generate_summaries(model, tokenizer, style, dialogues: Sequence[str], config
             texts_per_batch.append([clean_generated(t, style) for t in texts])
         return texts_per_batch
 
-    batches = length_sorted_batches([len(p) for p in prompts], config.per_device_eval_batch_size)
+    batches = length_sorted_batches([len(p) for p in prompts], config.per_device_eval_batch_size,
+                                    config.generation_batch_tokens)
     ranks = world_size()
     was_training = model.training
     model.eval()

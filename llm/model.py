@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from competition.attention import configure_sdpa
+from competition.attention import configure_attention
 from competition.errors import ConfigError
 from competition.modeling import load_tokenizer
 from competition.presets import Preset, get_preset
@@ -110,10 +110,9 @@ def fit_embeddings(model, tokenizer) -> None:
 
 def load_base_model(source: str | Path, config: LLMConfig, quantization: str, dtype: torch.dtype | None = None):
     """`AutoModelForCausalLM.from_pretrained` with the quantization, dtype and attention implementation asked
-    (the CUDA SDPA kernel too: `config.sdpa_backend`)."""
+    (and the attention settings: `configure_attention`)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    configure_sdpa(config.sdpa_backend)
     model_config = AutoConfig.from_pretrained(str(source), trust_remote_code=config.trust_remote_code)
     dtype = dtype or compute_dtype(model_config)
     kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": config.attn_implementation,
@@ -124,6 +123,7 @@ def load_base_model(source: str | Path, config: LLMConfig, quantization: str, dt
     model = AutoModelForCausalLM.from_pretrained(str(source), **kwargs)
     if bnb is None and has_cuda():
         model.to(f"cuda:{this_process_gpu()}")
+    configure_attention(model, config)
     return model
 
 
@@ -209,7 +209,8 @@ def load_checkpoint(folder: Path | str, config: LLMConfig, for_merge: bool = Fal
     """Rebuild (model, tokenizer, prompt style, info) from a saved checkpoint, in eval mode.
 
     An adapter is applied to the base loaded as in training (same quantization), or in 16-bit when `for_merge`.
-    With `predict_with=dequantized` a k-bit base is dequantized first and the adapter merged into it.
+    With `predict_with=dequantized` a k-bit base is dequantized to 16-bit tensors first and the adapter applied to it
+    unmerged: training's arithmetic (dequantized base matmul + LoRA), with no rounding of a merged sum to 16 bits.
     """
     from competition.prompts import load_prompt_style
 
@@ -225,13 +226,10 @@ def load_checkpoint(folder: Path | str, config: LLMConfig, for_merge: bool = Fal
         quantization = "none" if for_merge else effective_quantization(config)
         dtype = _inference_dtype(info.base_source, config)
         base = load_base_model(info.base_source, config, quantization, dtype=dtype)
-        merge = config.predict_with == "dequantized" and not for_merge
-        if merge and quantization != "none":
+        if config.predict_with == "dequantized" and quantization != "none":
             base = base.dequantize(dtype=dtype)  # the very weights training saw, as 16-bit tensors
         fit_embeddings(base, tokenizer)
         model = PeftModel.from_pretrained(base, folder)
-        if merge:
-            model = model.merge_and_unload()
     model.eval()
     return model, tokenizer, style, info
 

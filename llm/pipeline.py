@@ -14,7 +14,7 @@ from pathlib import Path
 from competition.config import config_hash
 from competition.distributed import barrier, broadcast_from_main, ensure_process_group, is_main_process
 from competition.files import write_text_atomic
-from competition.runs import StageClock, finish_run, new_run_dir, report_and_submit
+from competition.runs import StageClock, finish_run, new_run_dir, report_and_submit, update_run_info
 from competition.submission import default_submissions_dir
 from llm.config import TRACK, LLMConfig
 from llm.generate import predict_to_file
@@ -61,6 +61,7 @@ def run(config: LLMConfig, data_dir: Path | str, out_dir: Path | str, run_dir: P
                                                      list(frame["dialogue"]), run_dir / f"preds_{split}.csv",
                                                      config, {**metadata, "split": split})
     if is_main_process():
+        update_run_info(run_dir, {"training_speed": result.speed, **clock.record()})  # kept if submitting fails
         with clock.stage("report_and_submit"):
             summary = _write_results(config, frames, predictions, result, data_dir, run_dir,
                                      submissions_dir or default_submissions_dir())

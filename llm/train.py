@@ -27,7 +27,7 @@ from competition.errors import ConfigError
 from competition.metric import compute_rouge
 from competition.modeling import pad_rows, padded_width
 from competition.prompts import IGNORE_INDEX, encode_for_training
-from competition.runs import TrainResult, seed_everything, start_run, training_speed_callback
+from competition.runs import NO_STEP_SYNC_ARGUMENTS, TrainResult, seed_everything, start_run, training_speed_callback
 from llm.config import TRACK, LLMConfig
 from llm.generate import generate_summaries
 from llm.kernels import fused_loss, liger_kernel_config
@@ -250,7 +250,7 @@ def training_arguments(config: LLMConfig, output_dir: Path, use_bf16: bool, use_
         # DDP only: every trainable (LoRA or full) weight takes part in each step, so skip the unused-weight
         # search (the Trainer would turn it on for a PeftModel; it also clashes with gradient checkpointing)
         ddp_find_unused_parameters=False,
-        use_liger_kernel=liger is not None, liger_kernel_config=liger,
+        use_liger_kernel=liger is not None, liger_kernel_config=liger, **NO_STEP_SYNC_ARGUMENTS,
     )
 
 

@@ -68,3 +68,80 @@ def test_cpu_training_batches_get_no_extra_padding(monkeypatch) -> None:
     assert pad_to_multiple_of() is None
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert pad_to_multiple_of() == GPU_PAD_TO_MULTIPLE_OF
+
+
+def _tiny_models(device: str):
+    from transformers import BartConfig, BartForConditionalGeneration, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    bart = BartForConditionalGeneration(BartConfig(
+        vocab_size=100, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=64,
+        attn_implementation="sdpa"))
+    llama = LlamaForCausalLM(LlamaConfig(vocab_size=100, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=1, attn_implementation="sdpa"))
+    return {"bart": bart.to(device).eval(), "llama": llama.to(device).eval()}
+
+
+def _host_reads_during(work) -> tuple[object, int]:
+    """(work(), how many tensors were read back to the host on the way: `bool(t)` and `t.item()`, each a GPU sync)."""
+    reads = []
+    to_bool, item = torch.Tensor.__bool__, torch.Tensor.item
+
+    def counted_bool(tensor):
+        reads.append(1)
+        return to_bool(tensor)
+
+    def counted_item(tensor):
+        reads.append(1)
+        return item(tensor)
+
+    torch.Tensor.__bool__, torch.Tensor.item = counted_bool, counted_item
+    try:
+        return work(), len(reads)
+    finally:
+        torch.Tensor.__bool__, torch.Tensor.item = to_bool, item
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("padded", [True, False])
+def test_sync_free_masks_give_the_same_forward_without_reading_the_mask(device: str, padded: bool) -> None:
+    from competition.attention import SYNC_FREE_SDPA, use_sync_free_masks
+
+    ids = torch.randint(4, 100, (3, 10), device=device)
+    mask = torch.ones_like(ids)
+    if padded:
+        mask[1, 7:], mask[2, 4:] = 0, 0
+    labels = torch.randint(4, 100, (3, 5), device=device)
+    for name, model in _tiny_models(device).items():
+        inputs = {"input_ids": ids, "attention_mask": mask, "labels": labels if name == "bart" else ids}
+        before, reads_before = _host_reads_during(lambda: model(**inputs).logits)
+        assert use_sync_free_masks(model, cuda_only=False) and model.config._attn_implementation == SYNC_FREE_SDPA
+        after, reads_after = _host_reads_during(lambda: model(**inputs).logits)
+        assert reads_before > 0 and reads_after == 0, (name, reads_before, reads_after)
+        torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-6)
+
+
+def test_sync_free_beam_search_writes_the_same_tokens() -> None:
+    from competition.attention import use_sync_free_masks
+
+    bart = _tiny_models("cpu")["bart"]
+    ids = torch.randint(4, 100, (3, 10))
+    mask = torch.ones_like(ids)
+    mask[1, 6:] = 0
+    settings = {"num_beams": 3, "min_new_tokens": 6, "max_new_tokens": 6, "no_repeat_ngram_size": 2}
+    before = bart.generate(input_ids=ids, attention_mask=mask, **settings)
+    use_sync_free_masks(bart, cuda_only=False)
+    assert torch.equal(bart.generate(input_ids=ids, attention_mask=mask, **settings), before)
+
+
+def test_sync_free_masks_stay_off_on_the_cpu_and_when_disabled() -> None:
+    from competition.attention import use_sync_free_masks
+
+    model = _tiny_models("cpu")["llama"]
+    assert not use_sync_free_masks(model, enabled=True) or torch.cuda.is_available()
+    assert not use_sync_free_masks(model, enabled=False, cuda_only=False)
+    assert model.config._attn_implementation == "sdpa" or torch.cuda.is_available()

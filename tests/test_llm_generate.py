@@ -45,6 +45,13 @@ def test_length_sorted_batches_cover_every_row_once_longest_first():
     assert [len(b) for b in batches] == [3, 3, 1]
 
 
+def test_a_token_budget_gives_long_prompts_smaller_batches():
+    lengths = [5, 50, 7, 49, 1, 30, 30, 200]
+    batches = length_sorted_batches(lengths, 3, max_tokens=100)
+    assert [[lengths[i] for i in b] for b in batches] == [[200], [50, 49], [30, 30, 7], [5, 1]]
+    assert length_sorted_batches(lengths, 3, max_tokens=0) == length_sorted_batches(lengths, 3)
+
+
 def test_stops_on_eos_and_on_the_end_marker():
     config = load_config("tiny-neox", overrides={"quantization": "none"})
     model, tokenizer, style, _ = load_for_training(config, [])
@@ -121,15 +128,14 @@ def _adapter_and_dequantized(folder, config):
     return load_checkpoint(folder, config), load_checkpoint(folder, dequantized), dequantized
 
 
-def test_predict_with_dequantized_merges_the_adapter_and_keeps_its_summaries(tmp_path, sample_dir):
-    folder, config = _adapter_checkpoint(tmp_path, "none")  # the CPU: the base is plain, merging is all it does
-    adapter, merged, merged_config = _adapter_and_dequantized(folder, config)
-    assert any("lora_" in name for name, _ in adapter[0].named_parameters())
-    assert not any("lora_" in name for name, _ in merged[0].named_parameters())
+def test_predict_with_dequantized_keeps_the_adapter_unmerged_and_its_summaries(tmp_path, sample_dir):
+    folder, config = _adapter_checkpoint(tmp_path, "none")  # a plain base: nothing to dequantize
+    adapter, dequantized, dequantized_config = _adapter_and_dequantized(folder, config)
+    assert all(any("lora_" in name for name, _ in loaded[0].named_parameters()) for loaded in (adapter, dequantized))
     dialogues = list(pd.read_csv(sample_dir / "dev.csv", dtype=str, keep_default_na=False)["dialogue"].head(4))
-    torch.testing.assert_close(_last_logits(merged, dialogues), _last_logits(adapter, dialogues), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(_last_logits(dequantized, dialogues), _last_logits(adapter, dialogues))
     texts = [generate_summaries(*loaded[:3], dialogues, cfg) for loaded, cfg in ((adapter, config),
-                                                                                 (merged, merged_config))]
+                                                                                 (dequantized, dequantized_config))]
     assert texts[0] == texts[1] and any(texts[0])
 
 
@@ -137,12 +143,13 @@ def test_predict_with_dequantized_merges_the_adapter_and_keeps_its_summaries(tmp
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="NF4 needs a CUDA GPU")
 @pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is None, reason="bitsandbytes not installed")
 def test_dequantized_nf4_base_gives_the_quantized_models_logits_without_quantized_kernels(tmp_path, sample_dir):
-    """predict_with=dequantized on QLoRA: the NF4 weights as bf16 tensors plus the merged adapter, so the fast loop
-    can capture its CUDA graph; the logits are those of NF4 + adapter up to bf16 rounding of the merged sum."""
+    """predict_with=dequantized on QLoRA: the NF4 weights as bf16 tensors plus the unmerged adapter, so the fast loop
+    can capture its CUDA graph; bitsandbytes also multiplies by its weights dequantized to bf16, so the logits agree.
+    (Merging the adapter into the bf16 weights, measured on an H200, gave cosines 0.997-0.9997 and failed this.)"""
     folder, config = _adapter_checkpoint(tmp_path, "nf4")
-    adapter, merged, _ = _adapter_and_dequantized(folder, config)
-    assert _is_quantized(adapter[0]) and not _is_quantized(merged[0])
+    adapter, unquantized, _ = _adapter_and_dequantized(folder, config)
+    assert _is_quantized(adapter[0]) and not _is_quantized(unquantized[0])
     dialogues = list(pd.read_csv(sample_dir / "dev.csv", dtype=str, keep_default_na=False)["dialogue"].head(4))
-    quantized, dequantized = _last_logits(adapter, dialogues), _last_logits(merged, dialogues)
+    quantized, dequantized = _last_logits(adapter, dialogues), _last_logits(unquantized, dialogues)
     cosine = torch.nn.functional.cosine_similarity(quantized, dequantized, dim=-1)
     assert bool((cosine > 0.999).all()), cosine

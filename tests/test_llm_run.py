@@ -121,6 +121,7 @@ def test_benchmark_smoke_mode_runs_and_reports_both_parts():
     assert report["bounds"]["generate_seconds_batch_8"] > 0
     assert report["training"]["padded_4seq"]["bound_over_measured"] > 0
     assert report["generation"]["fast_compiled_batch_8"]["same_summary_as_fast"] == 1.0
+    assert report["generation"]["fast_batch_8_budget_400"]["same_summary_as_fast"] == 1.0  # other batches, same text
 
 
 @pytest.mark.skipif(importlib.util.find_spec("unsloth") is not None, reason="unsloth installed: this checks the report without it")

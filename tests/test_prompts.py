@@ -286,6 +286,15 @@ def test_clean_generated_cuts_marker_and_thinking():
     assert clean_generated(" 그대로 ", PromptStyle()) == "그대로"
 
 
+def test_clean_generated_drops_model_tokens_decoded_as_text_so_the_submission_validates(tmp_path):
+    """Qwen's BPE holds "<unk>" as an ordinary token: `skip_special_tokens` keeps it, the validator refuses it."""
+    from competition.submission import LEFTOVER_TOKENS
+
+    text = clean_generated("#Person1#이 <unk> 표를 <|im_end|>샀다 </s>", PromptStyle())
+    assert text == "#Person1#이 표를 샀다" and not any(token in text for token in LEFTOVER_TOKENS)
+    assert clean_generated("줄 바꿈은\n그대로", PromptStyle()) == "줄 바꿈은\n그대로"
+
+
 @pytest.mark.parametrize("raw, expected", [
     ("<think>음</think>요약이다.", " 요약이다."),
     ("앞<think>a</think>뒤", "앞 뒤"),

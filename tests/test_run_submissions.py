@@ -29,10 +29,10 @@ def fake_train(config, data_dir, run_dir, on_evaluate=None) -> TrainResult:
     return TrainResult(Path(run_dir) / "best", 0.0)
 
 
-def summaries_writing(empty_every: int):
-    """Summaries for dialogues: every `empty_every`-th one empty (1: all empty, 0: none)."""
+def summaries_writing(empty_every: int, text: str = "#Person1#이 인사한다."):
+    """Summaries for dialogues: `text`, every `empty_every`-th one empty (1: all empty, 0: none)."""
     def summarise(dialogues) -> list[str]:
-        return ["" if empty_every and i % empty_every == 0 else "#Person1#이 인사한다." for i in range(len(dialogues))]
+        return ["" if empty_every and i % empty_every == 0 else text for i in range(len(dialogues))]
     return summarise
 
 
@@ -47,8 +47,8 @@ def baseline(monkeypatch):
     monkeypatch.setattr(pipeline, "encoder_truncation_report", lambda *args: {})
     monkeypatch.setattr(pipeline, "predict", lambda checkpoint, dialogues, config, desc="": state["summarise"](dialogues))
 
-    def run(overrides, out, run_dir=None, submissions_dir=None, empty_every=0):
-        state["summarise"] = summaries_writing(empty_every)
+    def run(overrides, out, run_dir=None, submissions_dir=None, empty_every=0, **text):
+        state["summarise"] = summaries_writing(empty_every, **text)
         return pipeline.run(load_config("tiny-bart", overrides=overrides), SAMPLE_DIR, out, run_dir=run_dir,
                             submissions_dir=submissions_dir)
     return run
@@ -73,8 +73,8 @@ def llm(monkeypatch):
 
     monkeypatch.setattr(generate, "generate_summaries", generate_summaries)
 
-    def run(overrides, out, run_dir=None, submissions_dir=None, empty_every=0):
-        state["summarise"] = summaries_writing(empty_every)
+    def run(overrides, out, run_dir=None, submissions_dir=None, empty_every=0, **text):
+        state["summarise"] = summaries_writing(empty_every, **text)
         return llm_run.run(load_config("tiny-llama", overrides=overrides), SAMPLE_DIR, out, run_dir=run_dir,
                            submissions_dir=submissions_dir)
     return run
@@ -109,6 +109,18 @@ def test_fill_ins_under_the_threshold_or_allowed_still_submit(track_run, tmp_pat
     track_run({"submit_despite_fill_ins": True}, tmp_path / "runs", submissions_dir=tmp_path / "subs", empty_every=1)
     assert len(submissions_in(tmp_path / "subs")) == 2
     assert "submitting anyway" in capsys.readouterr().err
+
+
+def test_a_run_that_fails_to_submit_keeps_what_it_measured(track_run, tmp_path) -> None:
+    """The validator refuses a summary with a leftover model token; the stages timed before stay in run.json."""
+    from competition.errors import DataError
+
+    with pytest.raises(DataError, match="leftover model tokens"):
+        track_run({}, tmp_path / "runs", submissions_dir=tmp_path / "subs", text="#Person1#이 <unk> 인사한다.")
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    assert {"train", "predict_dev", "predict_test"} <= set(info["stage_seconds"]) and "finished" not in info
+    assert "training_speed" in info and submissions_in(tmp_path / "subs") == []
 
 
 def test_a_finished_run_resumed_does_not_submit_again(track_run, tmp_path, capsys) -> None:
