@@ -43,7 +43,8 @@ from baselines.config import load_config  # noqa: E402
 from baselines.model import generation_kwargs, share_cross_attention_across_beams  # noqa: E402
 from baselines.predict import batches_by_length  # noqa: E402
 from baselines.train import Seq2SeqRows, pad_to_multiple_of, precision_flags  # noqa: E402
-from competition.attention import SDPA_BACKENDS, configure_sdpa  # noqa: E402
+from competition.attention import SDPA_BACKENDS, configure_sdpa, use_sync_free_masks  # noqa: E402
+from competition.runs import NO_STEP_SYNC_ARGUMENTS  # noqa: E402
 
 SHARED = PROJECT_ROOT.parent / "shared"
 REAL_DATA_DIR = SHARED / "data" / "competition"
@@ -71,10 +72,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pad-to-multiple-of", type=int,
                         help="pad training batches to a multiple of N tokens; 0 = none (default: the track's)")
     parser.add_argument("--torch-compile", action="store_true", help="TrainingArguments(torch_compile=True)")
+    parser.add_argument("--torch-compile-mode", help="TrainingArguments torch_compile_mode, e.g. reduce-overhead "
+                        "(CUDA graphs: one per padded shape) or max-autotune-no-cudagraphs; implies --torch-compile")
     parser.add_argument("--optim", help="TrainingArguments optim (default: the Trainer's)")
     parser.add_argument("--cache-implementation", help="generate's cache, e.g. static (default: dynamic)")
     parser.add_argument("--reorder-cross-cache", action="store_true", help="beam search reorders the "
                         "cross-attention cache too (transformers' default; the track skips it, same output)")
+    parser.add_argument("--step-syncs", action="store_true", help="transformers' own host syncs: padding masks "
+                        "checked on the host each forward, the Trainer's NaN/inf loss filter (the track avoids both)")
     parser.add_argument("--gen-order", choices=("length", "input"), default="length",
                         help="generation batches of length-sorted dialogues (the track's) or in input order")
     parser.add_argument("--skip-train", action="store_true", help="time generation only")
@@ -165,7 +170,7 @@ def build_model(size: dict, max_positions: int):
                         decoder_layers=size["layers"], encoder_attention_heads=size["heads"],
                         decoder_attention_heads=size["heads"], encoder_ffn_dim=size["ffn"], decoder_ffn_dim=size["ffn"],
                         max_position_embeddings=max_positions, pad_token_id=1, bos_token_id=0, eos_token_id=2,
-                        decoder_start_token_id=2, forced_eos_token_id=None)
+                        decoder_start_token_id=2, forced_eos_token_id=None, attn_implementation="sdpa")
     return BartForConditionalGeneration(config)
 
 
@@ -200,9 +205,11 @@ def time_training(model, rows: Seq2SeqRows, config, work_dir: Path, args: argpar
         per_device_train_batch_size=config.per_device_train_batch_size, warmup_steps=config.warmup_ratio,
         weight_decay=config.weight_decay, lr_scheduler_type=config.lr_scheduler_type,
         **precision_flags(config.precision), eval_strategy="no", save_strategy="no", logging_strategy="no",
-        train_sampling_strategy="group_by_length", report_to="none", torch_compile=args.torch_compile,
+        train_sampling_strategy="group_by_length", report_to="none",
+        torch_compile=args.torch_compile or bool(args.torch_compile_mode), torch_compile_mode=args.torch_compile_mode,
         dataloader_num_workers=2 if torch.cuda.is_available() else 0,
-        use_cpu=not torch.cuda.is_available(), seed=config.seed, **extra)
+        use_cpu=not torch.cuda.is_available(), seed=config.seed, **extra,
+        **({"logging_nan_inf_filter": True} if args.step_syncs else NO_STEP_SYNC_ARGUMENTS))
     collator = DataCollatorForSeq2Seq(pad_only, model=model, label_pad_token_id=-100,
                                       pad_to_multiple_of=args.pad_to_multiple_of or None)
     timer = epoch_timer()
@@ -328,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.manual_seed(0)
     model = build_model(size, max_positions=max(config.max_source_length, 1024) + 2)
+    sync_free_masks = use_sync_free_masks(model, config.sdpa_sync_free_masks and not args.step_syncs)
     parameters = sum(p.numel() for p in model.parameters())
     epochs: list[float] = []
     if not args.skip_train:
@@ -359,8 +367,10 @@ def main(argv: list[str] | None = None) -> int:
         "precision": {k: v for k, v in precision_flags(config.precision).items() if v} or "fp32",
         "sdpa_backend": config.sdpa_backend, "sdpa_kernels_enabled": [k for k, on in sdpa.items() if on],
         "options": {"pad_to_multiple_of": args.pad_to_multiple_of, "torch_compile": args.torch_compile,
+                    "torch_compile_mode": args.torch_compile_mode,
                     "optim": args.optim, "cache_implementation": args.cache_implementation,
-                    "reorder_cross_cache": args.reorder_cross_cache,
+                    "reorder_cross_cache": args.reorder_cross_cache, "sync_free_masks": sync_free_masks,
+                    "nan_inf_filter": args.step_syncs,
                     "gen_order": args.gen_order},
         "parameters_millions": round(parameters / 1e6, 1),
         "tokenizer_for_lengths": lengths["tokenizer"],

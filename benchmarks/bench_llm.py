@@ -28,6 +28,7 @@ import argparse
 import gc
 import json
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -48,7 +49,7 @@ TARGETS = {"train_real_tokens_per_s_shipped_min": 25_000, "train_real_tokens_per
            "generate_499_s_max": 4.0, "generate_faster_than": "generate_static_compiled"}
 DEFAULT_TRAIN_RUNS = ("grouped:16384tok:ckpt,grouped:16384tok:ckpt:liger,grouped:12288tok,grouped:16384tok:liger,"
                       "grouped:24576tok:liger,grouped:32768tok:liger,grouped:24576tok:liger:nodrop")
-RUN_FLAGS = ("ckpt", "fp32norms", "liger", "nodrop")
+RUN_FLAGS = ("ckpt", "fp32norms", "liger", "nodrop", "synced")
 LLAMA_3B_SHAPE = dict(hidden_size=3072, num_hidden_layers=28, num_attention_heads=24, num_key_value_heads=8,
                       intermediate_size=8192, vocab_size=128256, tie_word_embeddings=True,
                       max_position_embeddings=4096, rope_theta=500000.0)
@@ -105,15 +106,15 @@ def training_bound(parameters: int, checkpointing: bool) -> float:
 
 
 def generation_bound(model_config, parameters: int, prompt_lengths: list[int], batch_size: int,
-                     new_tokens: int) -> float:
-    """Seconds that length-sorted batches of `batch_size` cannot beat: prefill FLOPs, then per decode step the
-    weights and the KV cache read once from memory."""
+                     new_tokens: int, batch_tokens: int = 0) -> float:
+    """Seconds that length-sorted batches of `batch_size` (and `batch_tokens`) cannot beat: prefill FLOPs, then per
+    decode step the weights and the KV cache read once from memory."""
     from llm.generate import length_sorted_batches
 
     head_dim = getattr(model_config, "head_dim", None) or model_config.hidden_size // model_config.num_attention_heads
     kv_bytes_per_token = 2 * model_config.num_hidden_layers * model_config.num_key_value_heads * head_dim * 2
     seconds = 2 * parameters * sum(prompt_lengths) / BF16_FLOPS
-    for batch in length_sorted_batches(prompt_lengths, batch_size):
+    for batch in length_sorted_batches(prompt_lengths, batch_size, batch_tokens):
         width = max(prompt_lengths[i] for i in batch)
         for step in range(1, new_tokens):
             seconds += (2 * parameters + len(batch) * (width + step) * kv_bytes_per_token) / HBM_BYTES_PER_S
@@ -124,7 +125,8 @@ def generation_bound(model_config, parameters: int, prompt_lengths: list[int], b
 class TrainRun:
     """One training measurement: `batching:size[:flag...]`, size N sequences or Ntok (a token budget,
     batch_tokens); flags: ckpt (gradient checkpointing), fp32norms (kbit_fp32_norms=true), liger
-    (fused_kernels=liger; else off), nodrop (lora_dropout=0). E.g. `grouped:16`, `padded:24000tok` or
+    (fused_kernels=liger; else off), nodrop (lora_dropout=0), synced (transformers' host syncs: padding masks checked
+    each forward, the Trainer's NaN/inf loss filter; the track avoids both). E.g. `grouped:16`, `padded:24000tok` or
     `grouped:24576tok:liger`."""
 
     batching: str
@@ -151,6 +153,7 @@ class TrainRun:
         return {"batching": self.batching, **size, "gradient_checkpointing": "ckpt" in self.flags,
                 "kbit_fp32_norms": "fp32norms" in self.flags,
                 "fused_kernels": "liger" if "liger" in self.flags else "off",
+                "sdpa_sync_free_masks": "synced" not in self.flags,
                 **({"lora_dropout": 0.0} if "nodrop" in self.flags else {})}
 
 
@@ -202,16 +205,17 @@ def _train_once(folder: Path, tokenizer, examples, run: TrainRun, args, profile:
     model = attach_lora(model, tokenizer, config, get_preset("llama3.2-ko-3b"), quantization, [])
     kernels = liger_kernel_config(config.fused_kernels, model)
     result = timed_training(model, tokenizer, examples, config, make_collator(config, tokenizer, fused_loss(kernels)),
-                            loss_function(kernels), args, profile, liger=kernels)
+                            loss_function(kernels), args, profile, liger=kernels, step_syncs="synced" in run.flags)
     return {**result, "quantization": quantization, "gradient_checkpointing": config.gradient_checkpointing,
             "kbit_fp32_norms": config.kbit_fp32_norms, "lora_dropout": config.lora_dropout,
             "fused_kernels": sorted(k for k, on in (kernels or {}).items() if on)}
 
 
 def timed_training(model, tokenizer, examples, config, collate, compute_loss, args, profile: int = 0,
-                   liger: dict | None = None) -> dict:
+                   liger: dict | None = None, step_syncs: bool = False) -> dict:
     """Train `args.warmup_steps` untimed then `args.train_steps` timed optimizer steps with the track's Trainer
-    arguments and batches; real (non-padding) tokens per second, padding share and peak memory."""
+    arguments and batches; real (non-padding) tokens per second, padding share and peak memory. CUDA is
+    synchronised only where the clock starts and stops, so steps overlap host and GPU work as in a real run."""
     from transformers import Trainer, TrainerCallback
 
     from llm.train import real_tokens, training_arguments, training_dataset
@@ -232,11 +236,10 @@ def timed_training(model, tokenizer, examples, config, collate, compute_loss, ar
 
     class Clock(TrainerCallback):
         def on_step_end(self, a, state, control, **kw):
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            if state.global_step == args.warmup_steps:
-                marks["start"] = time.perf_counter()
-            marks["end"] = time.perf_counter()
+            if state.global_step in (args.warmup_steps, args.warmup_steps + args.train_steps):
+                if torch.cuda.is_available():
+                    torch.cuda.synchronize()
+                marks["start" if state.global_step == args.warmup_steps else "end"] = time.perf_counter()
             if profiler is not None and state.global_step <= args.warmup_steps + profile:
                 profiler.step()
 
@@ -246,6 +249,7 @@ def timed_training(model, tokenizer, examples, config, collate, compute_loss, ar
     train_args.eval_strategy = train_args.save_strategy = "no"
     train_args.load_best_model_at_end = False
     train_args.disable_tqdm = True
+    train_args.logging_nan_inf_filter = step_syncs
     trainer = Trainer(model=model, args=train_args, train_dataset=training_dataset(examples, config),
                       data_collator=counting, compute_loss_func=compute_loss, processing_class=tokenizer,
                       callbacks=[Clock()])
@@ -289,6 +293,7 @@ def bench_generation(folder: Path, tokenizer, style, test_dialogues, args) -> di
     with how many summaries the two agree on."""
     from transformers import AutoModelForCausalLM
 
+    from competition.attention import configure_sdpa
     from llm.config import load_config
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -303,13 +308,21 @@ def bench_generation(folder: Path, tokenizer, style, test_dialogues, args) -> di
     _timed_summaries(model, tokenizer, style, test_dialogues[:8], config_for(8, "fast"))  # CUDA/cuBLAS warm-up
     results: dict = {"prompts": len(test_dialogues), "new_tokens": args.new_tokens, "repeats": args.repeats}
     fast_texts: dict[int, list[str]] = {}
-    for batch_size in args.batch_sizes:
-        runs = [_timed_summaries(model, tokenizer, style, test_dialogues, config_for(batch_size, "fast"))
-                for _ in range(args.repeats)]
-        fast_texts[batch_size] = runs[-1][1]
-        results[f"fast_batch_{batch_size}"] = {"seconds_median": statistics.median(r[0] for r in runs),
-                                               "seconds_each": [r[0] for r in runs]}
-        print(json.dumps({f"generation_fast_batch_{batch_size}": results[f"fast_batch_{batch_size}"]}), flush=True)
+    for backend in args.fast_backends:
+        configure_sdpa(backend)
+        for batch_size in args.batch_sizes:
+            for batch_tokens in args.batch_tokens:
+                config = config_for(batch_size, "fast", generation_batch_tokens=batch_tokens)
+                runs = [_timed_summaries(model, tokenizer, style, test_dialogues, config) for _ in range(args.repeats)]
+                name = fast_row_name(batch_size, batch_tokens, backend)
+                row = {"seconds_median": statistics.median(r[0] for r in runs), "seconds_each": [r[0] for r in runs]}
+                if fast_texts.get(batch_size) is None:
+                    fast_texts[batch_size] = runs[-1][1]
+                else:
+                    row.update(_agreement(runs[-1][1], fast_texts, batch_size))
+                results[name] = row
+                print(json.dumps({f"generation_{name}": row}), flush=True)
+    configure_sdpa("auto")
     if args.compare_generate_batch:
         size = args.compare_generate_batch
         seconds, texts = _timed_summaries(model, tokenizer, style, test_dialogues, config_for(size, "generate"))
@@ -317,8 +330,11 @@ def bench_generation(folder: Path, tokenizer, style, test_dialogues, args) -> di
                                              **_agreement(texts, fast_texts, size)}
         print(json.dumps({f"generation_generate_batch_{size}": results[f"generate_batch_{size}"]}), flush=True)
     if args.compiled_decode_batch:
+        configure_sdpa(args.compiled_backend)
         results.update(_compiled_fast(model, tokenizer, style, test_dialogues, config_for(
-            args.compiled_decode_batch, "fast", compile_decode=True), fast_texts, args))
+            args.compiled_decode_batch, "fast", compile_decode=True, generation_batch_tokens=args.compiled_batch_tokens),
+            fast_texts, args))
+        configure_sdpa("auto")
     if args.compare_static_batch:
         results.update(_static_generate(model, tokenizer, style, test_dialogues, config_for(
             args.compare_static_batch, "generate", cache_implementation="static"), fast_texts))
@@ -348,8 +364,21 @@ def _generation_bounds(folder: Path, parameters: int, tokenizer, style, dialogue
 
     lengths = [len(encode_for_generation(tokenizer, style, d).input_ids) for d in dialogues]
     config = AutoConfig.from_pretrained(folder)
-    return {f"generate_seconds_batch_{size}": generation_bound(config, parameters, lengths, size, args.new_tokens)
-            for size in args.batch_sizes}
+    sizes = {(size, tokens) for size in args.batch_sizes for tokens in args.batch_tokens}
+    sizes |= {(args.compiled_decode_batch, args.compiled_batch_tokens)} if args.compiled_decode_batch else set()
+    return {f"generate_seconds_{batch_key(size, tokens)}": generation_bound(config, parameters, lengths, size,
+                                                                         args.new_tokens, tokens)
+            for size, tokens in sorted(sizes)}
+
+
+def batch_key(batch_size: int, batch_tokens: int = 0) -> str:
+    """`batch_128`, or `batch_128_budget_32768` with a generation token budget: rows and bounds share it."""
+    return f"batch_{batch_size}" + (f"_budget_{batch_tokens}" if batch_tokens else "")
+
+
+def fast_row_name(batch_size: int, batch_tokens: int, variant: str = "auto") -> str:
+    """`fast_batch_128`, `fast_compiled_batch_128_budget_32768`, `fast_cudnn_batch_256`, ..."""
+    return "fast_" + ("" if variant == "auto" else f"{variant}_") + batch_key(batch_size, batch_tokens)
 
 
 def _decode_breakdown(model, tokenizer, style, dialogues, args) -> dict:
@@ -399,7 +428,8 @@ def _compiled_fast(model, tokenizer, style, dialogues, config, fast_texts, args)
     row = {"cold_seconds": runs[0][0], "seconds_median": warm, "seconds_each": [r[0] for r in runs[1:]],
            "compile_seconds": runs[0][0] - warm,
            **_agreement(runs[-1][1], fast_texts, config.per_device_eval_batch_size)}
-    name = f"fast_compiled_batch_{config.per_device_eval_batch_size}"
+    variant = "compiled" + ("" if args.compiled_backend == "auto" else f"_{args.compiled_backend}")
+    name = fast_row_name(config.per_device_eval_batch_size, config.generation_batch_tokens, variant)
     print(json.dumps({f"generation_{name}": row}), flush=True)
     return {name: row}
 
@@ -525,6 +555,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile-steps", type=int, default=0, help="profile this many steps of the first run "
                         "(table on stderr and next to --out)")
     parser.add_argument("--batch-sizes", default="64,128,256", help="generation batch sizes to sweep")
+    parser.add_argument("--batch-tokens", default="0", help="generation_batch_tokens values to sweep with each "
+                        "batch size (0 = rows only)")
+    parser.add_argument("--fast-backends", default="auto", help="SDPA backends for the fast-loop rows, e.g. auto,cudnn")
+    parser.add_argument("--compiled-batch-tokens", type=int, default=0, help="generation_batch_tokens of the "
+                        "compiled fast-loop row")
+    parser.add_argument("--compiled-backend", default="auto", help="SDPA backend of the compiled fast-loop row")
     parser.add_argument("--repeats", type=int, default=3, help="timed generation runs per batch size (median)")
     parser.add_argument("--compare-generate-batch", type=int, default=128,
                         help="also time decoding=generate (model.generate) at this batch size; 0 = skip")
@@ -551,10 +587,13 @@ def main(argv: list[str] | None = None) -> int:
         args.train_prompts, args.train_steps, args.warmup_steps = 32, 2, 1
         args.train_runs = "packed:4,grouped:4,padded:4,padded:800tok"
         args.new_tokens, args.batch_sizes, args.repeats, args.compare_generate_batch = 4, "4,8", 1, 8
+        args.batch_tokens = "0,400"
         args.compare_static_batch, args.compiled_decode_batch = 0, 8
     elif not torch.cuda.is_available():
         sys.exit("error: the full benchmark needs a CUDA GPU (bitsandbytes NF4); use --smoke on CPU")
     args.batch_sizes = [int(b) for b in str(args.batch_sizes).split(",")]
+    args.batch_tokens = [int(t) for t in str(args.batch_tokens).split(",")]
+    args.fast_backends = args.fast_backends.split(",")
     runs = [TrainRun.parse(spec) for spec in args.train_runs.split(",") if spec]
     dialogues, summaries, test_dialogues = load_texts(args.smoke, args.data_dir)
     if args.smoke:
@@ -584,7 +623,8 @@ def main(argv: list[str] | None = None) -> int:
             report["generation"] = bench_generation(folder, tokenizer, style, test_dialogues, args)
             report["bounds"].update(_generation_bounds(folder, parameters, tokenizer, style, test_dialogues, args))
             for name, row in report["generation"].items():  # e.g. fast_batch_128 against generate_seconds_batch_128
-                bound = report["bounds"].get(f"generate_seconds_batch_{name.rpartition('_')[2]}")
+                key = re.search(r"batch_\d+(_budget_\d+)?$", name)
+                bound = report["bounds"].get(f"generate_seconds_{key.group(0)}") if key else None
                 seconds = (row.get("seconds_median") or row.get("warm_seconds") or row.get("seconds")) if isinstance(row, dict) else None
                 if bound and seconds:
                     row["measured_over_bound"] = seconds / bound

@@ -195,7 +195,9 @@ def run_preset(preset_name: str, args: argparse.Namespace, data: Path) -> dict[s
     if code != 0 or not new_runs:
         print(f"{preset_name}: the run failed (exit {code}); last lines of {log_path}:\n{log_tail(log_path)}",
               file=sys.stderr)
-        return {**result, "error": f"exit {code}", "log_tail": log_tail(log_path, 15)}
+        recorded = new_runs[-1] / "run.json" if new_runs else None  # the stages measured before the failure
+        figures = run_figures(json.loads(recorded.read_text(encoding="utf-8"))) if recorded and recorded.is_file() else {}
+        return {**result, **figures, "error": f"exit {code}", "log_tail": log_tail(log_path, 15)}
     run_dir = new_runs[-1]
     result.update(run_figures(json.loads((run_dir / "run.json").read_text(encoding="utf-8"))), run_dir=str(run_dir))
     if result["submission_blocked"] and not result["submission"]:

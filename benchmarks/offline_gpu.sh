@@ -5,8 +5,11 @@
 #   bash benchmarks/offline_gpu.sh pack [--with-mecab] [--with-unsloth]
 #                                                        # on a machine with PyPI: wheels into .whl/, data and
 #                                                        # model files into .gpu/ (both git-ignored; ~40 MiB)
-#   OUT=logs bash benchmarks/offline_gpu.sh PHASE        # on the GPU machine: install .whl/ into /tmp/site, run
-#                                                        # PHASE, logs and JSON under $OUT
+#   OUT=logs bash benchmarks/offline_gpu.sh PHASE [ARGS]  # on the GPU machine: install .whl/ into /tmp/site (once
+#                                                        # per machine), run PHASE with ARGS passed on to its
+#                                                        # script, logs and JSON under $OUT (TAG=x names them
+#                                                        # PHASE-x.json, so one call can run a phase twice)
+#                                                        # PHASE_TIMEOUT=s bounds the phase (default 560)
 #
 # PHASEs (each about 10 minutes or less on one H200):
 #   tests         GPU tests: fused kernels against the unfused path, fast decoding (CUDA graph, compiled step),
@@ -68,10 +71,13 @@ PY
 }
 
 install() {
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-  for tree in .whl/*.tar.xz; do [ -e "$tree" ] && tar -xJf "$tree" -C /tmp/site; done  # packed as trees
+  if [ ! -e /tmp/site/.installed ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+    for tree in .whl/*.tar.xz; do [ -e "$tree" ] && tar -xJf "$tree" -C /tmp/site; done  # packed as trees
+    mkdir -p /tmp/shared-models && tar -xJf .gpu/models.tar.xz -C /tmp/shared-models
+    touch /tmp/site/.installed
+  fi
   export PYTHONPATH=/tmp/site:$PWD HF_HUB_OFFLINE=1
-  mkdir -p /tmp/shared-models && tar -xJf .gpu/models.tar.xz -C /tmp/shared-models
   MODELS=/tmp/shared-models/models
   OUT=${OUT:-gpu-logs}
   mkdir -p "$OUT"
@@ -80,32 +86,34 @@ install() {
   } > "$OUT/env.txt" 2>&1
 }
 
+name=$phase${TAG:+-$TAG}
+limit=${PHASE_TIMEOUT:-560}
 case "$phase" in
   pack) shift; pack "$@" ;;
   tests)
     install
-    timeout 540 python3 -m pytest -q -p no:cacheprovider tests/test_llm_kernels.py tests/test_llm_decode.py \
-      tests/test_attention.py tests/test_llm_generate.py 2>&1 | tee "$OUT/tests.txt" ;;
+    timeout "$limit" python3 -m pytest -q -p no:cacheprovider "${@:2}" tests/test_llm_kernels.py tests/test_llm_decode.py \
+      tests/test_attention.py tests/test_llm_generate.py 2>&1 | tee "$OUT/$name.txt" ;;
   llm-generate)
     install
-    timeout 560 python3 benchmarks/bench_llm.py --skip-train --data-dir .gpu/data --tokenizer "$MODELS/llama3.2-ko-3b" \
+    timeout "$limit" python3 benchmarks/bench_llm.py --skip-train --data-dir .gpu/data --tokenizer "$MODELS/llama3.2-ko-3b" \
       --batch-sizes 128 --repeats 3 --compare-generate-batch 0 --decode-backends auto,efficient,math,cudnn \
-      --decode-profile --liger-generate --out "$OUT/llm-generate.json" 2> "$OUT/llm-generate.err" ;;
+      --decode-profile --liger-generate --out "$OUT/$name.json" "${@:2}" 2> "$OUT/$name.err" ;;
   llm-train)
     install
-    timeout 560 python3 benchmarks/bench_llm.py --skip-generate --data-dir .gpu/data \
-      --tokenizer "$MODELS/llama3.2-ko-3b" --train-steps 20 --out "$OUT/llm-train.json" 2> "$OUT/llm-train.err" ;;
+    timeout "$limit" python3 benchmarks/bench_llm.py --skip-generate --data-dir .gpu/data \
+      --tokenizer "$MODELS/llama3.2-ko-3b" --train-steps 20 --out "$OUT/$name.json" "${@:2}" 2> "$OUT/$name.err" ;;
   baseline)
     install
-    timeout 560 python3 benchmarks/bench_baseline.py --data-dir .gpu/data --tokenizer "$MODELS/kobart" \
-      --out "$OUT/baseline.json" 2> "$OUT/baseline.err" ;;
+    timeout "$limit" python3 benchmarks/bench_baseline.py --data-dir .gpu/data --tokenizer "$MODELS/kobart" \
+      --out "$OUT/$name.json" "${@:2}" 2> "$OUT/$name.err" ;;
   fullsize)
     install
-    timeout 570 python3 benchmarks/full_size_runs.py --models "$MODELS" --data .gpu/data --presets "${2:?preset}" \
-      --work /tmp/full --out "$OUT/fullsize-$2.json" "${@:3}" 2> "$OUT/fullsize-$2.err" ;;
+    timeout "$limit" python3 benchmarks/full_size_runs.py --models "$MODELS" --data .gpu/data --presets "${2:?preset}" \
+      --work /tmp/full --out "$OUT/$name-$2.json" "${@:3}" 2> "$OUT/$name-$2.err" ;;
   unsloth)
     install
-    timeout 560 python3 benchmarks/bench_unsloth.py --data-dir .gpu/data --tokenizer "$MODELS/llama3.2-ko-3b" \
-      --out "$OUT/unsloth.json" 2> "$OUT/unsloth.err" ;;
+    timeout "$limit" python3 benchmarks/bench_unsloth.py --data-dir .gpu/data --tokenizer "$MODELS/llama3.2-ko-3b" \
+      --out "$OUT/$name.json" "${@:2}" 2> "$OUT/$name.err" ;;
   *) echo "error: unknown phase '$phase' (pack, tests, llm-generate, llm-train, baseline, fullsize, unsloth)" >&2; exit 2 ;;
 esac
