@@ -180,7 +180,7 @@ def training_arguments(config: BaselineConfig, output_dir: Path):
         seed=config.seed,
         full_determinism=config.full_determinism,
         report_to="none",
-        dataloader_num_workers=0,
+        dataloader_num_workers=0,  # the training-speed count wraps the collator, which must run in this process
         use_cpu=not torch.cuda.is_available(),
         **NO_STEP_SYNC_ARGUMENTS,
     )

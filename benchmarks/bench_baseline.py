@@ -21,6 +21,7 @@ Targets (H200): epoch <= 8 s, 499 summaries <= 2 s, recipe <= 240 s.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -42,9 +43,8 @@ from hardware import BF16_FLOPS  # noqa: E402  (benchmarks/, on sys.path when ru
 from baselines.config import load_config  # noqa: E402
 from baselines.model import generation_kwargs, share_cross_attention_across_beams  # noqa: E402
 from baselines.predict import batches_by_length  # noqa: E402
-from baselines.train import Seq2SeqRows, pad_to_multiple_of, precision_flags  # noqa: E402
+from baselines.train import Seq2SeqRows, pad_to_multiple_of, precision_flags, training_arguments  # noqa: E402
 from competition.attention import SDPA_BACKENDS, configure_sdpa, use_sync_free_masks  # noqa: E402
-from competition.runs import NO_STEP_SYNC_ARGUMENTS  # noqa: E402
 
 SHARED = PROJECT_ROOT.parent / "shared"
 REAL_DATA_DIR = SHARED / "data" / "competition"
@@ -75,6 +75,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--torch-compile-mode", help="TrainingArguments torch_compile_mode, e.g. reduce-overhead "
                         "(CUDA graphs: one per padded shape) or max-autotune-no-cudagraphs; implies --torch-compile")
     parser.add_argument("--optim", help="TrainingArguments optim (default: the Trainer's)")
+    parser.add_argument("--loader-workers", type=int, help="dataloader_num_workers (default: the track's 0; the "
+                        "figures before this option used 2)")
     parser.add_argument("--cache-implementation", help="generate's cache, e.g. static (default: dynamic)")
     parser.add_argument("--reorder-cross-cache", action="store_true", help="beam search reorders the "
                         "cross-attention cache too (transformers' default; the track skips it, same output)")
@@ -194,22 +196,19 @@ def epoch_timer():
 
 
 def time_training(model, rows: Seq2SeqRows, config, work_dir: Path, args: argparse.Namespace) -> list[float]:
-    """Wall seconds of each epoch with the track's Trainer settings (no evaluation, no saving)."""
-    from transformers import DataCollatorForSeq2Seq, PreTrainedTokenizerFast, Seq2SeqTrainer, Seq2SeqTrainingArguments
+    """Wall seconds of each epoch with the track's own TrainingArguments, without evaluation or saving."""
+    from transformers import DataCollatorForSeq2Seq, PreTrainedTokenizerFast, Seq2SeqTrainer
 
     pad_only = PreTrainedTokenizerFast(tokenizer_object=_pad_tokenizer(), pad_token="<pad>", bos_token="<s>",
                                        eos_token="</s>", unk_token="<unk>")
     extra = {"optim": args.optim} if args.optim else {}
-    training_args = Seq2SeqTrainingArguments(
-        output_dir=str(work_dir), num_train_epochs=args.epochs, learning_rate=config.learning_rate,
-        per_device_train_batch_size=config.per_device_train_batch_size, warmup_steps=config.warmup_ratio,
-        weight_decay=config.weight_decay, lr_scheduler_type=config.lr_scheduler_type,
-        **precision_flags(config.precision), eval_strategy="no", save_strategy="no", logging_strategy="no",
-        train_sampling_strategy="group_by_length", report_to="none",
+    if args.loader_workers is not None:
+        extra["dataloader_num_workers"] = args.loader_workers
+    training_args = dataclasses.replace(
+        training_arguments(config, work_dir), num_train_epochs=args.epochs, eval_strategy="no", save_strategy="no",
+        logging_strategy="no", load_best_model_at_end=False,
         torch_compile=args.torch_compile or bool(args.torch_compile_mode), torch_compile_mode=args.torch_compile_mode,
-        dataloader_num_workers=2 if torch.cuda.is_available() else 0,
-        use_cpu=not torch.cuda.is_available(), seed=config.seed, **extra,
-        **({"logging_nan_inf_filter": True} if args.step_syncs else NO_STEP_SYNC_ARGUMENTS))
+        **extra, **({"logging_nan_inf_filter": True} if args.step_syncs else {}))
     collator = DataCollatorForSeq2Seq(pad_only, model=model, label_pad_token_id=-100,
                                       pad_to_multiple_of=args.pad_to_multiple_of or None)
     timer = epoch_timer()
@@ -367,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         "precision": {k: v for k, v in precision_flags(config.precision).items() if v} or "fp32",
         "sdpa_backend": config.sdpa_backend, "sdpa_kernels_enabled": [k for k, on in sdpa.items() if on],
         "options": {"pad_to_multiple_of": args.pad_to_multiple_of, "torch_compile": args.torch_compile,
-                    "torch_compile_mode": args.torch_compile_mode,
+                    "torch_compile_mode": args.torch_compile_mode, "loader_workers": args.loader_workers,
                     "optim": args.optim, "cache_implementation": args.cache_implementation,
                     "reorder_cross_cache": args.reorder_cross_cache, "sync_free_masks": sync_free_masks,
                     "nan_inf_filter": args.step_syncs,
