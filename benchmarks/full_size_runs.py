@@ -249,7 +249,7 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
                _cell(r.get("global_step")), _cell(r.get("training_speed", {}).get("real_tokens_per_s")),
                f"{peak['allocated']:.1f} / {peak['reserved']:.1f}" if peak else "-",
                " / ".join(f"{fills[s]['share']:.0%}" if s in fills else "-" for s in ("dev", "test")),
-               _cell(r.get("submission_rows"))]
+               f"failed: {r['error']}" if r.get("error") else _cell(r.get("submission_rows"))]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
