@@ -124,6 +124,26 @@ def test_benchmark_smoke_mode_runs_and_reports_both_parts():
     assert report["generation"]["fast_batch_8_budget_400"]["same_summary_as_fast"] == 1.0  # other batches, same text
 
 
+def test_benchmark_trains_the_first_run_once_untimed_before_timing_any(monkeypatch):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import bench_llm
+
+    calls = []
+    monkeypatch.setattr(bench_llm, "_train_once", lambda folder, tokenizer, examples, run, args, profile:
+                        calls.append(run.name) or {"real_tokens_per_s": float(len(calls))})
+    runs = [bench_llm.TrainRun.parse(spec) for spec in ("grouped:8", "padded:4:ckpt")]
+    examples = [{"input_ids": [1, 2, 3]}]
+    warm = bench_llm.bench_training(None, None, examples, runs, type("Args", (), {"process_warmup": True,
+                                                                                  "profile_steps": 0}))
+    assert calls == ["grouped_8seq", "grouped_8seq", "padded_4seq_ckpt"]
+    assert warm["process_warmup"] == {"real_tokens_per_s": 1.0, "run": "grouped_8seq"}
+    assert warm["grouped_8seq"]["real_tokens_per_s"] == 2.0  # the timed figure is the second pass
+    calls.clear()
+    cold = bench_llm.bench_training(None, None, examples, runs, type("Args", (), {"process_warmup": False,
+                                                                                  "profile_steps": 0}))
+    assert calls == ["grouped_8seq", "padded_4seq_ckpt"] and "process_warmup" not in cold
+
+
 @pytest.mark.skipif(importlib.util.find_spec("unsloth") is not None, reason="unsloth installed: this checks the report without it")
 def test_unsloth_benchmark_says_what_stopped_it():
     result = subprocess.run([sys.executable, "benchmarks/bench_unsloth.py"], cwd=REPO, capture_output=True, text=True,
