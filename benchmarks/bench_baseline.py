@@ -51,6 +51,7 @@ REAL_DATA_DIR = SHARED / "data" / "competition"
 HUB_TOKENIZER = "digit82/kobart-summarization"
 TARGETS = {"epoch_seconds": 8.0, "generation_seconds": 2.0, "recipe_seconds": 240.0}
 RECIPE_EPOCHS = 20  # the official recipe: 20 epochs, dev generation after each
+STEP_SYNC_ARGUMENTS = {"logging_nan_inf_filter": True, "accelerator_config": {"non_blocking": False}}  # transformers'
 FULL = {"vocab": 30000, "d_model": 768, "layers": 6, "heads": 16, "ffn": 3072, "rows": 12500, "gen_rows": 499,
         "summary_tokens": 60}
 SMOKE = {"vocab": 1000, "d_model": 32, "layers": 1, "heads": 2, "ffn": 64, "rows": 48, "gen_rows": 8,
@@ -81,7 +82,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--reorder-cross-cache", action="store_true", help="beam search reorders the "
                         "cross-attention cache too (transformers' default; the track skips it, same output)")
     parser.add_argument("--step-syncs", action="store_true", help="transformers' own host syncs: padding masks "
-                        "checked on the host each forward, the Trainer's NaN/inf loss filter (the track avoids both)")
+                        "checked on the host each forward, the Trainer's NaN/inf loss filter, blocking batch copies "
+                        "(the track avoids them)")
     parser.add_argument("--gen-order", choices=("length", "input"), default="length",
                         help="generation batches of length-sorted dialogues (the track's) or in input order")
     parser.add_argument("--skip-train", action="store_true", help="time generation only")
@@ -208,7 +210,7 @@ def time_training(model, rows: Seq2SeqRows, config, work_dir: Path, args: argpar
         training_arguments(config, work_dir), num_train_epochs=args.epochs, eval_strategy="no", save_strategy="no",
         logging_strategy="no", load_best_model_at_end=False,
         torch_compile=args.torch_compile or bool(args.torch_compile_mode), torch_compile_mode=args.torch_compile_mode,
-        **extra, **({"logging_nan_inf_filter": True} if args.step_syncs else {}))
+        **extra, **(STEP_SYNC_ARGUMENTS if args.step_syncs else {}))
     collator = DataCollatorForSeq2Seq(pad_only, model=model, label_pad_token_id=-100,
                                       pad_to_multiple_of=args.pad_to_multiple_of or None)
     timer = epoch_timer()

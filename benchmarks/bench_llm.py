@@ -126,8 +126,8 @@ class TrainRun:
     """One training measurement: `batching:size[:flag...]`, size N sequences or Ntok (a token budget,
     batch_tokens); flags: ckpt (gradient checkpointing), fp32norms (kbit_fp32_norms=true), liger
     (fused_kernels=liger; else off), nodrop (lora_dropout=0), synced (transformers' host syncs: padding masks checked
-    each forward, the Trainer's NaN/inf loss filter; the track avoids both). E.g. `grouped:16`, `padded:24000tok` or
-    `grouped:24576tok:liger`."""
+    each forward, the Trainer's NaN/inf loss filter, blocking batch copies; the track avoids them). E.g. `grouped:16`,
+    `padded:24000tok` or `grouped:24576tok:liger`."""
 
     batching: str
     size: int
@@ -255,7 +255,9 @@ def timed_training(model, tokenizer, examples, config, collate, compute_loss, ar
     train_args.eval_strategy = train_args.save_strategy = "no"
     train_args.load_best_model_at_end = False
     train_args.disable_tqdm = True
-    train_args.logging_nan_inf_filter = step_syncs
+    if step_syncs:  # transformers' own behaviour
+        train_args.logging_nan_inf_filter = True
+        train_args.accelerator_config.non_blocking = False
     trainer = Trainer(model=model, args=train_args, train_dataset=training_dataset(examples, config),
                       data_collator=counting, compute_loss_func=compute_loss, processing_class=tokenizer,
                       callbacks=[Clock()])

@@ -79,3 +79,16 @@ def test_train_result_keeps_the_speed_and_loads_files_written_before_it(tmp_path
     assert TrainResult.load(tmp_path).speed == {"train_tokens": 10, "real_tokens_per_s": 5.0}
     (tmp_path / "train_result.json").write_text('{"best_checkpoint": "b", "best_dev_score": 1.0}', encoding="utf-8")
     assert TrainResult.load(tmp_path).speed == {}
+
+
+def test_both_tracks_train_without_a_gpu_sync_per_step(tmp_path):
+    """No NaN/inf loss filter (it reads every step's loss back) and batches copied to the GPU without blocking."""
+    from baselines.config import load_config as baseline_config
+    from baselines.train import training_arguments as baseline_arguments
+    from llm.config import load_config as llm_config
+    from llm.train import training_arguments as llm_arguments
+
+    for arguments in (baseline_arguments(baseline_config("tiny-bart"), tmp_path / "b"),
+                      llm_arguments(llm_config("tiny-llama"), tmp_path / "l", use_bf16=False, use_fp16=False)):
+        assert arguments.logging_nan_inf_filter is False and arguments.accelerator_config.non_blocking is True
+        assert arguments.dataloader_pin_memory or arguments.use_cpu  # non_blocking copies need pinned batches
