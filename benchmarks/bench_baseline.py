@@ -45,13 +45,13 @@ from baselines.model import generation_kwargs, share_cross_attention_across_beam
 from baselines.predict import batches_by_length  # noqa: E402
 from baselines.train import Seq2SeqRows, pad_to_multiple_of, precision_flags, training_arguments  # noqa: E402
 from competition.attention import SDPA_BACKENDS, configure_sdpa, use_sync_free_masks  # noqa: E402
+from competition.runs import STEP_SYNC_ARGUMENTS  # noqa: E402
 
 SHARED = PROJECT_ROOT.parent / "shared"
 REAL_DATA_DIR = SHARED / "data" / "competition"
 HUB_TOKENIZER = "digit82/kobart-summarization"
 TARGETS = {"epoch_seconds": 8.0, "generation_seconds": 2.0, "recipe_seconds": 240.0}
 RECIPE_EPOCHS = 20  # the official recipe: 20 epochs, dev generation after each
-STEP_SYNC_ARGUMENTS = {"logging_nan_inf_filter": True, "accelerator_config": {"non_blocking": False}}  # transformers'
 FULL = {"vocab": 30000, "d_model": 768, "layers": 6, "heads": 16, "ffn": 3072, "rows": 12500, "gen_rows": 499,
         "summary_tokens": 60}
 SMOKE = {"vocab": 1000, "d_model": 32, "layers": 1, "heads": 2, "ffn": 64, "rows": 48, "gen_rows": 8,

@@ -25,7 +25,9 @@ Prints one JSON object with the figures, the bounds and the targets.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
+import itertools
 import json
 import os
 import re
@@ -224,6 +226,7 @@ def timed_training(model, tokenizer, examples, config, collate, compute_loss, ar
     synchronised only where the clock starts and stops, so steps overlap host and GPU work as in a real run."""
     from transformers import Trainer, TrainerCallback
 
+    from competition.runs import STEP_SYNC_ARGUMENTS
     from llm.train import real_tokens, training_arguments, training_dataset
 
     step_real: list[int] = []
@@ -255,9 +258,8 @@ def timed_training(model, tokenizer, examples, config, collate, compute_loss, ar
     train_args.eval_strategy = train_args.save_strategy = "no"
     train_args.load_best_model_at_end = False
     train_args.disable_tqdm = True
-    if step_syncs:  # transformers' own behaviour
-        train_args.logging_nan_inf_filter = True
-        train_args.accelerator_config.non_blocking = False
+    if step_syncs:
+        train_args = dataclasses.replace(train_args, **STEP_SYNC_ARGUMENTS)
     trainer = Trainer(model=model, args=train_args, train_dataset=training_dataset(examples, config),
                       data_collator=counting, compute_loss_func=compute_loss, processing_class=tokenizer,
                       callbacks=[Clock()])
@@ -301,7 +303,7 @@ def bench_generation(folder: Path, tokenizer, style, test_dialogues, args) -> di
     with how many summaries the two agree on."""
     from transformers import AutoModelForCausalLM
 
-    from competition.attention import configure_sdpa
+    from competition.attention import sdpa_backend_scope
     from llm.config import load_config
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -316,21 +318,18 @@ def bench_generation(folder: Path, tokenizer, style, test_dialogues, args) -> di
     _timed_summaries(model, tokenizer, style, test_dialogues[:8], config_for(8, "fast"))  # CUDA/cuBLAS warm-up
     results: dict = {"prompts": len(test_dialogues), "new_tokens": args.new_tokens, "repeats": args.repeats}
     fast_texts: dict[int, list[str]] = {}
-    for backend in args.fast_backends:
-        configure_sdpa(backend)
-        for batch_size in args.batch_sizes:
-            for batch_tokens in args.batch_tokens:
-                config = config_for(batch_size, "fast", generation_batch_tokens=batch_tokens)
-                runs = [_timed_summaries(model, tokenizer, style, test_dialogues, config) for _ in range(args.repeats)]
-                name = fast_row_name(batch_size, batch_tokens, backend)
-                row = {"seconds_median": statistics.median(r[0] for r in runs), "seconds_each": [r[0] for r in runs]}
-                if fast_texts.get(batch_size) is None:
-                    fast_texts[batch_size] = runs[-1][1]
-                else:
-                    row.update(_agreement(runs[-1][1], fast_texts, batch_size))
-                results[name] = row
-                print(json.dumps({f"generation_{name}": row}), flush=True)
-    configure_sdpa("auto")
+    for backend, batch_size, batch_tokens in itertools.product(args.fast_backends, args.batch_sizes, args.batch_tokens):
+        config = config_for(batch_size, "fast", generation_batch_tokens=batch_tokens)
+        with sdpa_backend_scope(backend):
+            runs = [_timed_summaries(model, tokenizer, style, test_dialogues, config) for _ in range(args.repeats)]
+        name = fast_row_name(batch_size, batch_tokens, backend)
+        row = {"seconds_median": statistics.median(r[0] for r in runs), "seconds_each": [r[0] for r in runs]}
+        if fast_texts.get(batch_size) is None:
+            fast_texts[batch_size] = runs[-1][1]
+        else:
+            row.update(_agreement(runs[-1][1], fast_texts, batch_size))
+        results[name] = row
+        print(json.dumps({f"generation_{name}": row}), flush=True)
     if args.compare_generate_batch:
         size = args.compare_generate_batch
         seconds, texts = _timed_summaries(model, tokenizer, style, test_dialogues, config_for(size, "generate"))
@@ -338,11 +337,10 @@ def bench_generation(folder: Path, tokenizer, style, test_dialogues, args) -> di
                                              **_agreement(texts, fast_texts, size)}
         print(json.dumps({f"generation_generate_batch_{size}": results[f"generate_batch_{size}"]}), flush=True)
     if args.compiled_decode_batch:
-        configure_sdpa(args.compiled_backend)
-        results.update(_compiled_fast(model, tokenizer, style, test_dialogues, config_for(
-            args.compiled_decode_batch, "fast", compile_decode=True, generation_batch_tokens=args.compiled_batch_tokens),
-            fast_texts, args))
-        configure_sdpa("auto")
+        with sdpa_backend_scope(args.compiled_backend):
+            results.update(_compiled_fast(model, tokenizer, style, test_dialogues, config_for(
+                args.compiled_decode_batch, "fast", compile_decode=True,
+                generation_batch_tokens=args.compiled_batch_tokens), fast_texts, args))
     if args.compare_static_batch:
         results.update(_static_generate(model, tokenizer, style, test_dialogues, config_for(
             args.compare_static_batch, "generate", cache_implementation="static"), fast_texts))
@@ -465,7 +463,7 @@ def _longest_batch(tokenizer, style, dialogues, batch_size: int) -> dict[str, to
 def _decode_backends(model, tokenizer, style, dialogues, args) -> dict:
     """Seconds for the fast loop (CUDA graph) on the longest batch per SDPA backend (median of 3): the graph replays
     the kernels, so cuDNN's per-shape host cost is paid once at capture."""
-    from competition.attention import configure_sdpa
+    from competition.attention import sdpa_backend_scope
     from llm.decode import fast_greedy_generate
     from llm.generate import stop_token_ids
 
@@ -473,17 +471,16 @@ def _decode_backends(model, tokenizer, style, dialogues, args) -> dict:
     stops = stop_token_ids(model, tokenizer, style)
     result: dict = {"batch": list(batch["input_ids"].shape)}
     for backend in args.decode_backends.split(","):
-        configure_sdpa(backend)
         seconds = []
-        for _ in range(4):
-            torch.cuda.synchronize()
-            start = time.perf_counter()
-            fast_greedy_generate(model, batch["input_ids"], batch["attention_mask"], args.new_tokens, stops, stops[0],
-                                 min_new_tokens=args.new_tokens)
-            torch.cuda.synchronize()
-            seconds.append(time.perf_counter() - start)
+        with sdpa_backend_scope(backend):
+            for _ in range(4):
+                torch.cuda.synchronize()
+                start = time.perf_counter()
+                fast_greedy_generate(model, batch["input_ids"], batch["attention_mask"], args.new_tokens, stops,
+                                     stops[0], min_new_tokens=args.new_tokens)
+                torch.cuda.synchronize()
+                seconds.append(time.perf_counter() - start)
         result[backend] = statistics.median(seconds[1:])
-    configure_sdpa("auto")
     return result
 
 

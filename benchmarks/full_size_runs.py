@@ -195,11 +195,10 @@ def run_preset(preset_name: str, args: argparse.Namespace, data: Path) -> dict[s
     if code != 0 or not new_runs:
         print(f"{preset_name}: the run failed (exit {code}); last lines of {log_path}:\n{log_tail(log_path)}",
               file=sys.stderr)
-        recorded = new_runs[-1] / "run.json" if new_runs else None  # the stages measured before the failure
-        figures = run_figures(json.loads(recorded.read_text(encoding="utf-8"))) if recorded and recorded.is_file() else {}
+        figures = recorded_figures(new_runs[-1]) if new_runs else {}  # the stages measured before the failure
         return {**result, **figures, "error": f"exit {code}", "log_tail": log_tail(log_path, 15)}
     run_dir = new_runs[-1]
-    result.update(run_figures(json.loads((run_dir / "run.json").read_text(encoding="utf-8"))), run_dir=str(run_dir))
+    result.update(recorded_figures(run_dir), run_dir=str(run_dir))
     if result["submission_blocked"] and not result["submission"]:
         code, seconds = run_cli(RUN_MODULES[track], ["--resume", str(run_dir), *common,
                                                      "submit_despite_fill_ins=true"], log_path, args.smoke)
@@ -211,6 +210,12 @@ def run_preset(preset_name: str, args: argparse.Namespace, data: Path) -> dict[s
     if not args.keep_checkpoints:
         shutil.rmtree(checkpoint, ignore_errors=True)
     return result
+
+
+def recorded_figures(run_dir: Path) -> dict[str, Any]:
+    """`run_figures` of the run's run.json, or {} when the run wrote none."""
+    path = run_dir / "run.json"
+    return run_figures(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else {}
 
 
 def run_figures(info: dict[str, Any]) -> dict[str, Any]:

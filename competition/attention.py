@@ -21,6 +21,8 @@ cross-attention masks), a causal LM once, beam search at every token. `use_sync_
 from __future__ import annotations
 
 import typing
+from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 
@@ -61,13 +63,27 @@ def configure_sdpa(backend: str) -> dict[str, bool]:
     check_sdpa_backend(backend)
     if not torch.cuda.is_available():
         return sdpa_flags()
-    enabled = _ENABLED[backend]
-    cuda = torch.backends.cuda
-    cuda.enable_cudnn_sdp("cudnn" in enabled)
-    cuda.enable_flash_sdp("flash" in enabled)
-    cuda.enable_mem_efficient_sdp("efficient" in enabled)
-    cuda.enable_math_sdp("math" in enabled)
+    _set_flags({kernel: kernel in _ENABLED[backend] for kernel in _KERNELS})
     return sdpa_flags()
+
+
+@contextmanager
+def sdpa_backend_scope(backend: str) -> Iterator[dict[str, bool]]:
+    """`configure_sdpa(backend)` for the block (e.g. one benchmark row); the flags before it are put back."""
+    before = sdpa_flags()
+    try:
+        yield configure_sdpa(backend)
+    finally:
+        if torch.cuda.is_available():
+            _set_flags(before)
+
+
+def _set_flags(flags: dict[str, bool]) -> None:
+    cuda = torch.backends.cuda
+    cuda.enable_cudnn_sdp(flags["cudnn"])
+    cuda.enable_flash_sdp(flags["flash"])
+    cuda.enable_mem_efficient_sdp(flags["efficient"])
+    cuda.enable_math_sdp(flags["math"])
 
 
 def sync_free_sdpa_mask(*args, attention_mask=None, allow_is_causal_skip: bool = True,
