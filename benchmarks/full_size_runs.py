@@ -3,7 +3,7 @@ track's own run command end to end, timed by the run itself.
 
     python benchmarks/full_size_runs.py --models MODELS --presets llama3.2-ko-3b --work /tmp/full --out full.json
     python benchmarks/full_size_runs.py --models MODELS --presets qwen3-14b --work /tmp/full --out qwen.json \\
-        --set qwen3-14b:batch_tokens=8192 --set max_new_tokens=100
+        --train-rows 512 --set max_new_tokens=100
     python benchmarks/full_size_runs.py --smoke --models MODELS --presets llama3.2-ko-3b,kobart --work /tmp/smoke
 
 MODELS is the folder of real preset files (config + tokenizer, no weights) that `../shared/tools/models.sh` prints.
