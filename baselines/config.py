@@ -15,6 +15,7 @@ from competition.presets import get_preset
 
 TRACK = "baseline"  # the preset track, the tuning track and run folders `<out>/baseline-<preset>-<stamp>`
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
+CompileMode = Literal["off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
 
 
 @dataclass
@@ -43,6 +44,7 @@ class BaselineConfig:
     keep_checkpoints: bool = setting(False, "keep checkpoint-* folders after best/ is saved")
     full_determinism: bool = setting(False, "deterministic kernels (slower; used by the resume test)")
     sdpa_backend: SdpaBackend = setting("auto", "CUDA attention kernel (competition/attention.py): auto = no cuDNN | torch | cudnn | flash | efficient | math; CPU unaffected")
+    torch_compile_mode: CompileMode = setting("off", "CUDA: torch.compile the training forward and backward in this mode (TrainingArguments torch_compile_mode; reduce-overhead = CUDA graphs, one per padded shape); off = eager; CPU unaffected")
     sdpa_sync_free_masks: bool = setting(True, "CUDA, attn sdpa: padding masks are always built, never read back to the host first (transformers' check waits for the GPU at every forward; competition/attention.py); CPU unaffected")
     # generation (dev evaluation and prediction)
     num_beams: int = setting(4, "beam search width")

@@ -12,7 +12,7 @@ import json
 import logging
 import shutil
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -182,8 +182,16 @@ def training_arguments(config: BaselineConfig, output_dir: Path):
         report_to="none",
         dataloader_num_workers=0,  # the training-speed count wraps the collator, which must run in this process
         use_cpu=not torch.cuda.is_available(),
+        **compile_arguments(config.torch_compile_mode),
         **NO_STEP_SYNC_ARGUMENTS,
     )
+
+
+def compile_arguments(mode: str) -> dict[str, Any]:
+    """TrainingArguments' torch_compile and torch_compile_mode for a `torch_compile_mode` setting (CUDA only)."""
+    if mode == "off" or not torch.cuda.is_available():
+        return {"torch_compile": False}
+    return {"torch_compile": True, "torch_compile_mode": None if mode == "default" else mode}
 
 
 def last_checkpoint(checkpoint_dir: Path) -> str | None:

@@ -6,6 +6,7 @@ Run: `.venv/bin/python -m pytest -q tests/test_run_measures.py` (a few seconds: 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -92,3 +93,18 @@ def test_both_tracks_train_without_a_gpu_sync_per_step(tmp_path):
                       llm_arguments(llm_config("tiny-llama"), tmp_path / "l", use_bf16=False, use_fp16=False)):
         assert arguments.logging_nan_inf_filter is False and arguments.accelerator_config.non_blocking is True
         assert arguments.dataloader_pin_memory or arguments.use_cpu  # non_blocking copies need pinned batches
+
+
+def test_baseline_compile_setting_reaches_the_trainer_on_cuda_only(tmp_path, monkeypatch):
+    """torch_compile_mode: off/default/a mode name become TrainingArguments' torch_compile(_mode); the CPU stays eager."""
+    import baselines.train as train
+    from baselines.config import load_config as baseline_config
+
+    kobart = baseline_config("kobart", Path(__file__).parents[1] / "baselines" / "configs" / "kobart.yaml")
+    assert kobart.torch_compile_mode == "reduce-overhead"  # the official recipe compiles on a GPU
+    monkeypatch.setattr(train.torch.cuda, "is_available", lambda: False)
+    assert train.compile_arguments("reduce-overhead") == {"torch_compile": False}
+    monkeypatch.setattr(train.torch.cuda, "is_available", lambda: True)
+    assert train.compile_arguments("off") == {"torch_compile": False}
+    assert train.compile_arguments("default") == {"torch_compile": True, "torch_compile_mode": None}
+    assert train.compile_arguments("reduce-overhead") == {"torch_compile": True, "torch_compile_mode": "reduce-overhead"}
