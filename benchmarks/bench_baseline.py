@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import typing
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,7 @@ sys.path.insert(0, str(PROJECT_ROOT))
 
 from hardware import BF16_FLOPS  # noqa: E402  (benchmarks/, on sys.path when run as a script)
 
-from baselines.config import load_config  # noqa: E402
+from baselines.config import CompileMode, load_config  # noqa: E402
 from baselines.model import generation_kwargs, share_cross_attention_across_beams  # noqa: E402
 from baselines.predict import batches_by_length  # noqa: E402
 from baselines.train import Seq2SeqRows, pad_to_multiple_of, precision_flags, training_arguments  # noqa: E402
@@ -72,9 +73,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sdpa-backend", choices=SDPA_BACKENDS, help="attention kernel (default: the config's)")
     parser.add_argument("--pad-to-multiple-of", type=int,
                         help="pad training batches to a multiple of N tokens; 0 = none (default: the track's)")
-    parser.add_argument("--torch-compile", action="store_true", help="TrainingArguments(torch_compile=True)")
-    parser.add_argument("--torch-compile-mode", help="TrainingArguments torch_compile_mode, e.g. reduce-overhead "
-                        "(CUDA graphs: one per padded shape) or max-autotune-no-cudagraphs; implies --torch-compile")
+    parser.add_argument("--torch-compile-mode", choices=typing.get_args(CompileMode),
+                        help="the track's torch_compile_mode: reduce-overhead = CUDA graphs, one per padded shape "
+                             "(default: the kobart config's)")
+    parser.add_argument("--compile-dynamic", action="store_true", help="compile every length as dynamic from the "
+                        "start (torch._dynamo assume_static_by_default=False) instead of once static, then again")
     parser.add_argument("--optim", help="TrainingArguments optim (default: the Trainer's)")
     parser.add_argument("--loader-workers", type=int, help="dataloader_num_workers (default: the track's 0; the "
                         "figures before this option used 2)")
@@ -86,6 +89,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "(the track avoids them)")
     parser.add_argument("--gen-order", choices=("length", "input"), default="length",
                         help="generation batches of length-sorted dialogues (the track's) or in input order")
+    parser.add_argument("--repeats", type=int, default=1, help="generation runs; the median is reported (default 1)")
     parser.add_argument("--skip-train", action="store_true", help="time generation only")
     parser.add_argument("--skip-generate", action="store_true", help="time training only")
     parser.add_argument("--profile", type=Path,
@@ -208,9 +212,8 @@ def time_training(model, rows: Seq2SeqRows, config, work_dir: Path, args: argpar
         extra["dataloader_num_workers"] = args.loader_workers
     training_args = dataclasses.replace(
         training_arguments(config, work_dir), num_train_epochs=args.epochs, eval_strategy="no", save_strategy="no",
-        logging_strategy="no", load_best_model_at_end=False,
-        torch_compile=args.torch_compile or bool(args.torch_compile_mode), torch_compile_mode=args.torch_compile_mode,
-        **extra, **(STEP_SYNC_ARGUMENTS if args.step_syncs else {}))
+        logging_strategy="no", load_best_model_at_end=False, **extra,
+        **(STEP_SYNC_ARGUMENTS if args.step_syncs else {}))
     collator = DataCollatorForSeq2Seq(pad_only, model=model, label_pad_token_id=-100,
                                       pad_to_multiple_of=args.pad_to_multiple_of or None)
     timer = epoch_timer()
@@ -278,9 +281,11 @@ def profiled(folder: Path | None, name: str, work):
     wall = time.perf_counter() - start
     events = prof.key_averages()
     sort = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
-    cuda_total = sum(getattr(e, "self_device_time_total", 0) for e in events) / 1e6
+    kernels = [e for e in prof.events() if e.device_type != torch.autograd.DeviceType.CPU]
+    kernel_seconds = sum(e.self_device_time_total for e in kernels) / 1e6  # each kernel once (ops list theirs too)
     folder.mkdir(parents=True, exist_ok=True)
-    text = (f"{name}: wall {wall:.1f} s under the profiler; self CUDA time of all ops/kernels {cuda_total:.2f} s\n"
+    text = (f"{name}: wall {wall:.1f} s under the profiler; {len(kernels)} GPU kernels/copies ran "
+            f"{kernel_seconds:.2f} s (GPU busy {kernel_seconds / wall:.0%} of the wall)\n"
             f"top by self CUDA time:\n{events.table(sort_by=sort, row_limit=40, max_name_column_width=70)}\n"
             f"top by CPU total:\n{events.table(sort_by='cpu_time_total', row_limit=25, max_name_column_width=70)}\n")
     (folder / f"{name}.txt").write_text(text, encoding="utf-8")
@@ -312,11 +317,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     data_dir = args.data_dir or (PROJECT_ROOT / "data" / "sample" if args.smoke else REAL_DATA_DIR)
     overrides = {k: v for k, v in (("per_device_train_batch_size", args.batch), ("per_device_eval_batch_size", args.eval_batch),
-                                   ("sdpa_backend", args.sdpa_backend)) if v is not None}
+                                   ("sdpa_backend", args.sdpa_backend), ("torch_compile_mode", args.torch_compile_mode))
+                 if v is not None}
     config = load_config("kobart", PROJECT_ROOT / "baselines" / "configs" / "kobart.yaml", overrides)
     if args.smoke:
         config.per_device_train_batch_size, config.per_device_eval_batch_size, config.num_beams = 8, 4, 2
     sdpa = configure_sdpa(config.sdpa_backend)
+    if args.compile_dynamic:
+        torch._dynamo.config.assume_static_by_default = False
     if args.pad_to_multiple_of is None:
         args.pad_to_multiple_of = pad_to_multiple_of()
 
@@ -343,13 +351,17 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as work_dir:
             epochs = profiled(args.profile, "train",
                               lambda: time_training(model, train_rows, config, Path(work_dir), args))
-    generation_seconds, generated_sha = None, None
+    generation_seconds, generated_sha, generation_runs = None, None, []
     if not args.skip_generate:
         model = inference_model(model, config).to("cuda" if torch.cuda.is_available() else "cpu")
         if not args.reorder_cross_cache:  # as baselines.model.load_pretrained sets it up
             share_cross_attention_across_beams(model)
-        generation_seconds, generated_sha = profiled(args.profile, "generate", lambda: time_generation(
-            model, gen_inputs, config, size["summary_tokens"], args))
+        runs = [profiled(args.profile, "generate", lambda: time_generation(
+            model, gen_inputs, config, size["summary_tokens"], args)) for _ in range(args.repeats)]
+        generation_runs = sorted(seconds for seconds, _ in runs)
+        generation_seconds, generated_sha = float(np.median(generation_runs)), runs[0][1]
+        if len({sha for _, sha in runs}) > 1:
+            generated_sha = "differs between runs: " + ", ".join(sha for _, sha in runs)
 
     train_tokens = sum(train_lengths) + sum(label_lengths)
     epoch_bound = 6 * parameters * train_tokens / BF16_FLOPS
@@ -368,8 +380,8 @@ def main(argv: list[str] | None = None) -> int:
         "precision": {k: v for k, v in precision_flags(config.precision).items() if v} or "fp32",
         "sdpa_backend": config.sdpa_backend, "sdpa_kernels_enabled": [k for k, on in sdpa.items() if on],
         "options": {"pad_to_multiple_of": args.pad_to_multiple_of,
-                    "torch_compile": args.torch_compile or bool(args.torch_compile_mode),
-                    "torch_compile_mode": args.torch_compile_mode, "loader_workers": args.loader_workers,
+                    "torch_compile_mode": config.torch_compile_mode, "compile_dynamic": args.compile_dynamic,
+                    "loader_workers": args.loader_workers,
                     "optim": args.optim, "cache_implementation": args.cache_implementation,
                     "reorder_cross_cache": args.reorder_cross_cache, "sync_free_masks": sync_free_masks,
                     "nan_inf_filter": args.step_syncs,
@@ -387,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
         "generated_summaries": len(gen_inputs), "num_beams": config.num_beams, "summary_tokens": size["summary_tokens"],
         "generation_batch": config.per_device_eval_batch_size,
         "generation_seconds": None if generation_seconds is None else round(generation_seconds, 2),
+        "generation_seconds_each": [round(g, 2) for g in generation_runs],
         "generation_bound_seconds": round(gen_bound, 3),
         "generation_over_bound": None if generation_seconds is None else round(generation_seconds / gen_bound, 1),
         "generated_ids_sha256": generated_sha,
