@@ -27,8 +27,8 @@ TRAIN_RESULT_FILE = "train_result.json"
 # Trainer's NaN/inf filter of the logged loss reads each step's loss back (without it a NaN loss is logged as NaN),
 # and a blocking copy of a batch to the GPU waits for the GPU (non_blocking copies from the pinned batch instead).
 NO_STEP_SYNC_ARGUMENTS = {"logging_nan_inf_filter": False, "accelerator_config": {"non_blocking": True}}
-STEP_SYNC_ARGUMENTS = {"logging_nan_inf_filter": True, "accelerator_config": {"non_blocking": False}}  # transformers'
-# defaults, for the benchmarks' comparison rows
+# transformers' defaults, for the benchmarks' comparison rows
+STEP_SYNC_ARGUMENTS = {"logging_nan_inf_filter": True, "accelerator_config": {"non_blocking": False}}
 TRACKED_LIBRARIES = ("torch", "transformers", "peft", "accelerate", "bitsandbytes", "optuna", "python-mecab-ko")
 
 
