@@ -45,6 +45,7 @@ class BaselineConfig:
     full_determinism: bool = setting(False, "deterministic kernels (slower; used by the resume test)")
     sdpa_backend: SdpaBackend = setting("auto", "CUDA attention kernel (competition/attention.py): auto = no cuDNN | torch | cudnn | flash | efficient | math; CPU unaffected")
     torch_compile_mode: CompileMode = setting("off", "CUDA: torch.compile the training forward and backward in this mode (TrainingArguments torch_compile_mode; reduce-overhead = CUDA graphs, one per padded shape); off = eager; CPU unaffected")
+    dataloader_num_workers: int = setting(2, "CUDA: loader processes collating batches while the GPU trains (kept across epochs); CPU: 0, one process")
     sdpa_sync_free_masks: bool = setting(True, "CUDA, attn sdpa: padding masks are always built, never read back to the host first (transformers' check waits for the GPU at every forward; competition/attention.py); CPU unaffected")
     # generation (dev evaluation and prediction)
     num_beams: int = setting(4, "beam search width")
@@ -70,6 +71,8 @@ class BaselineConfig:
                               f"{self.max_source_length}/{self.max_target_length}")
         if not 0.0 <= self.label_smoothing_factor < 1.0:
             raise ConfigError(f"label_smoothing_factor {self.label_smoothing_factor}; expected 0 <= value < 1")
+        if self.dataloader_num_workers < 0:
+            raise ConfigError(f"dataloader_num_workers {self.dataloader_num_workers}; expected 0 or more")
         for bucket in self.max_new_tokens_by_length:
             if len(bucket) != 2:
                 raise ConfigError(f"max_new_tokens_by_length item {bucket!r}; expected [min_dialogue_tokens, "

@@ -34,7 +34,13 @@ from competition.files import write_text_atomic
 from competition.metric import compute_rouge
 from competition.modeling import TokenLayout, resolve_precision
 from competition.presets import get_preset
-from competition.runs import NO_STEP_SYNC_ARGUMENTS, TrainResult, seed_everything, training_speed_callback
+from competition.runs import (
+    NO_STEP_SYNC_ARGUMENTS,
+    TrainResult,
+    counting_trainer,
+    seed_everything,
+    training_speed_callback,
+)
 from competition.tiny import model_source
 
 BEST_DIR = "best"
@@ -180,11 +186,17 @@ def training_arguments(config: BaselineConfig, output_dir: Path):
         seed=config.seed,
         full_determinism=config.full_determinism,
         report_to="none",
-        dataloader_num_workers=0,  # the training-speed count wraps the collator, which must run in this process
+        **loader_arguments(config.dataloader_num_workers),
         use_cpu=not torch.cuda.is_available(),
         **compile_arguments(config.torch_compile_mode),
         **NO_STEP_SYNC_ARGUMENTS,
     )
+
+
+def loader_arguments(workers: int) -> dict[str, Any]:
+    """TrainingArguments' loader settings: `workers` persistent collating processes on CUDA, none on the CPU."""
+    workers = workers if torch.cuda.is_available() else 0
+    return {"dataloader_num_workers": workers, "dataloader_persistent_workers": workers > 0}
 
 
 def compile_arguments(mode: str) -> dict[str, Any]:
@@ -255,10 +267,10 @@ def train(config: BaselineConfig, data_dir: Path | str, run_dir: Path | str,
     checkpoint_dir = run_dir / CHECKPOINTS_DIR
     resume_from = last_checkpoint(checkpoint_dir)
     speed = training_speed_callback(real_tokens)
-    trainer = Seq2SeqTrainer(
+    trainer = counting_trainer(Seq2SeqTrainer, speed)(
         model=model, args=training_arguments(config, checkpoint_dir),
-        data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100,
-                                             pad_to_multiple_of=pad_to_multiple_of()),
+        data_collator=speed.counting(DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100,
+                                                            pad_to_multiple_of=pad_to_multiple_of())),
         train_dataset=train_rows, eval_dataset=dev_rows, processing_class=tokenizer,
         compute_metrics=make_compute_metrics(tokenizer, dev_rows, list(dev_frame["references"]), config.analyzer),
         callbacks=[EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience),

@@ -45,7 +45,14 @@ from hardware import BF16_FLOPS  # noqa: E402  (benchmarks/, on sys.path when ru
 from baselines.config import CompileMode, load_config  # noqa: E402
 from baselines.model import generation_kwargs, share_cross_attention_across_beams  # noqa: E402
 from baselines.predict import batches_by_length  # noqa: E402
-from baselines.train import Seq2SeqRows, compile_arguments, pad_to_multiple_of, precision_flags, training_arguments  # noqa: E402
+from baselines.train import (  # noqa: E402
+    Seq2SeqRows,
+    compile_arguments,
+    loader_arguments,
+    pad_to_multiple_of,
+    precision_flags,
+    training_arguments,
+)
 from competition.attention import SDPA_BACKENDS, configure_sdpa, use_sync_free_masks  # noqa: E402
 from competition.runs import STEP_SYNC_ARGUMENTS  # noqa: E402
 
@@ -82,8 +89,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--compile-dynamic", action="store_true", help="compile every length as dynamic from the "
                         "start (torch._dynamo assume_static_by_default=False) instead of once static, then again")
     parser.add_argument("--optim", help="TrainingArguments optim (default: the Trainer's)")
-    parser.add_argument("--loader-workers", type=int, help="dataloader_num_workers (default: the track's 0; the "
-                        "figures before this option used 2)")
+    parser.add_argument("--loader-workers", type=int, help="the track's dataloader_num_workers (default 2; CUDA only)")
     parser.add_argument("--cache-implementation", help="generate's cache, e.g. static (default: dynamic)")
     parser.add_argument("--reorder-cross-cache", action="store_true", help="beam search reorders the "
                         "cross-attention cache too (transformers' default; the track skips it, same output)")
@@ -211,8 +217,6 @@ def time_training(model, rows: Seq2SeqRows, config, work_dir: Path, args: argpar
     pad_only = PreTrainedTokenizerFast(tokenizer_object=_pad_tokenizer(), pad_token="<pad>", bos_token="<s>",
                                        eos_token="</s>", unk_token="<unk>")
     extra = {"optim": args.optim} if args.optim else {}
-    if args.loader_workers is not None:
-        extra["dataloader_num_workers"] = args.loader_workers
     training_args = dataclasses.replace(
         training_arguments(config, work_dir), num_train_epochs=args.epochs, eval_strategy="no", save_strategy="no",
         logging_strategy="no", load_best_model_at_end=False, **extra,
@@ -320,7 +324,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     data_dir = args.data_dir or (PROJECT_ROOT / "data" / "sample" if args.smoke else REAL_DATA_DIR)
     overrides = {k: v for k, v in (("per_device_train_batch_size", args.batch), ("per_device_eval_batch_size", args.eval_batch),
-                                   ("sdpa_backend", args.sdpa_backend), ("torch_compile_mode", args.torch_compile_mode))
+                                   ("sdpa_backend", args.sdpa_backend), ("torch_compile_mode", args.torch_compile_mode),
+                                   ("dataloader_num_workers", args.loader_workers))
                  if v is not None}
     config = load_config("kobart", PROJECT_ROOT / "baselines" / "configs" / "kobart.yaml", overrides)
     if args.smoke:
@@ -386,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
         "sdpa_backend": config.sdpa_backend, "sdpa_kernels_enabled": [k for k, on in sdpa.items() if on],
         "options": {"pad_to_multiple_of": args.pad_to_multiple_of,
                     "torch_compile_mode": config.torch_compile_mode, "compile_dynamic": args.compile_dynamic,
-                    "loader_workers": args.loader_workers,
+                    "loader_workers": loader_arguments(config.dataloader_num_workers)["dataloader_num_workers"],
                     "optim": args.optim, "cache_implementation": args.cache_implementation,
                     "reorder_cross_cache": args.reorder_cross_cache, "sync_free_masks": sync_free_masks,
                     "nan_inf_filter": args.step_syncs,

@@ -246,15 +246,19 @@ class StageClock:
         return {"stage_seconds": dict(self.seconds), "peak_gpu_memory_gib": peak_gpu_memory_gib()}
 
 
+REAL_TOKENS_KEY = "harness_real_tokens"  # a training batch's real-token count, from its collator to the Trainer
+
+
 def training_speed_callback(row_tokens: Callable[[Any], int]):
     """A TrainerCallback measuring real training tokens/s; after training `callback.figures()` gives
     `train_tokens`, `train_step_seconds` and `real_tokens_per_s` (TrainResult.speed).
 
-    Tokens: `row_tokens(feature)` of every feature the train dataloader hands to the track's collator (real
-    tokens, no padding; evaluation batches use other loaders and are not counted). Seconds: the training steps'
-    wall time, evaluations (dev generation included) and checkpoint saves left out; CUDA is synchronised only
-    before those, so the steps keep their CPU/GPU overlap. One process: under DDP these are one GPU's figures.
-    Add it last, after the callbacks whose evaluation work must be left out.
+    Tokens: `row_tokens(feature)` of every feature of the training batches (real tokens, no padding). The
+    collator counts them (`callback.counting(collator)`, so loader workers may collate) and puts the count into
+    the batch; a Trainer class made by `counting_trainer` takes it out of every batch, adding the training ones.
+    Seconds: the training steps' wall time, evaluations (dev generation included) and checkpoint saves left out;
+    CUDA is synchronised only before those, so the steps keep their CPU/GPU overlap. One process: under DDP these
+    are one GPU's figures. Add it last, after the callbacks whose evaluation work must be left out.
     """
     from transformers import TrainerCallback
 
@@ -264,18 +268,14 @@ def training_speed_callback(row_tokens: Callable[[Any], int]):
             self.seconds = 0.0
             self.mark = time.perf_counter()
 
-        def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
-            # accelerate wraps the torch DataLoader, whose collate_fn each epoch's iterator reads
-            loader = getattr(train_dataloader, "base_dataloader", train_dataloader)
-            if loader is not None:
-                self.tokens = 0
-                collate = loader.collate_fn
+        def counting(self, collate: Callable[[list[Any]], dict]) -> Callable[[list[Any]], dict]:
+            """`collate`, with the batch's real-token count under REAL_TOKENS_KEY (picklable for loader workers)."""
+            return _CountingCollator(collate, row_tokens)
 
-                def counting(features):
-                    self.tokens += sum(row_tokens(feature) for feature in features)
-                    return collate(features)
+        def add_tokens(self, count: int) -> None:
+            self.tokens = (self.tokens or 0) + count
 
-                loader.collate_fn = counting
+        def on_train_begin(self, args, state, control, **kwargs):
             self.mark = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kwargs):
@@ -303,6 +303,36 @@ def training_speed_callback(row_tokens: Callable[[Any], int]):
                     "real_tokens_per_s": round(per_s, 1) if per_s is not None else None}
 
     return TrainingSpeed()
+
+
+@dataclass
+class _CountingCollator:
+    collate: Callable[[list[Any]], dict]
+    row_tokens: Callable[[Any], int]
+
+    def __call__(self, features: list[Any]) -> dict:
+        batch = self.collate(features)
+        batch[REAL_TOKENS_KEY] = sum(self.row_tokens(feature) for feature in features)
+        return batch
+
+
+def counting_trainer(trainer_class: type, speed) -> type:
+    """`trainer_class` taking REAL_TOKENS_KEY out of every batch before the model sees it, and adding the count
+    of each training batch to `speed` (a training_speed_callback)."""
+
+    class CountingTrainer(trainer_class):
+        def get_batch_samples(self, epoch_iterator, num_batches, device):  # the training loop's batches only
+            batches, items = super().get_batch_samples(epoch_iterator, num_batches, device)
+            for batch in batches:
+                speed.add_tokens(int(batch.get(REAL_TOKENS_KEY, 0)))
+            return batches, items
+
+        def _prepare_inputs(self, inputs):  # training and evaluation batches alike
+            inputs.pop(REAL_TOKENS_KEY, None)
+            return super()._prepare_inputs(inputs)
+
+    CountingTrainer.__name__ = CountingTrainer.__qualname__ = f"Counting{trainer_class.__name__}"
+    return CountingTrainer
 
 
 def _cuda_synchronize() -> None:

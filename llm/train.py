@@ -27,7 +27,14 @@ from competition.errors import ConfigError
 from competition.metric import compute_rouge
 from competition.modeling import pad_rows, padded_width
 from competition.prompts import IGNORE_INDEX, encode_for_training
-from competition.runs import NO_STEP_SYNC_ARGUMENTS, TrainResult, seed_everything, start_run, training_speed_callback
+from competition.runs import (
+    NO_STEP_SYNC_ARGUMENTS,
+    TrainResult,
+    counting_trainer,
+    seed_everything,
+    start_run,
+    training_speed_callback,
+)
 from llm.config import TRACK, LLMConfig
 from llm.generate import generate_summaries
 from llm.kernels import fused_loss, liger_kernel_config
@@ -296,9 +303,10 @@ def train(config: LLMConfig, data_dir: Path | str, run_dir: Path | str,
     kernels = liger_kernel_config(config.fused_kernels, model)
     args = training_arguments(config, run_dir / "checkpoints", use_bf16=dtype == torch.bfloat16,
                               use_fp16=dtype == torch.float16, liger=kernels)
-    trainer = Trainer(model=model, args=args, train_dataset=training_dataset(train_examples, config),
-                      eval_dataset=dev_examples, data_collator=make_collator(config, tokenizer, fused_loss(kernels)),
-                      compute_loss_func=loss_function(kernels), processing_class=tokenizer, callbacks=callbacks)
+    trainer = counting_trainer(Trainer, speed)(
+        model=model, args=args, train_dataset=training_dataset(train_examples, config), eval_dataset=dev_examples,
+        data_collator=speed.counting(make_collator(config, tokenizer, fused_loss(kernels))),
+        compute_loss_func=loss_function(kernels), processing_class=tokenizer, callbacks=callbacks)
     last = last_complete_checkpoint(run_dir / "checkpoints")  # a checkpoint cut short is skipped
     if last:
         log.info("resuming training from %s", last)

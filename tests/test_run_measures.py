@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from competition.runs import StageClock, TrainResult, training_speed_callback
+from competition.runs import REAL_TOKENS_KEY, StageClock, TrainResult, counting_trainer, training_speed_callback
 
 
 def test_stage_clock_records_each_stage_in_order_and_adds_up_repeats():
@@ -48,27 +48,38 @@ def pad_collate(features):
     return {"input_ids": ids, "labels": labels}
 
 
-def test_training_speed_counts_real_train_tokens_and_leaves_evaluations_out(tmp_path):
+def real_length(feature) -> int:
+    return len(feature["input_ids"])
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_training_speed_counts_real_train_tokens_and_leaves_evaluations_out(tmp_path, workers):
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
     train = [{"input_ids": [1] * n} for n in (3, 5, 7, 2, 4, 6)]
     dev = [{"input_ids": [2] * 9} for _ in range(4)]
+    seen_keys = set()
 
     class SlowEvaluation(TrainerCallback):  # stands in for the dev generation of an evaluation
         def on_evaluate(self, args, state, control, **kwargs):
             time.sleep(0.3)
 
-    speed = training_speed_callback(lambda feature: len(feature["input_ids"]))
+    speed = training_speed_callback(real_length)
     args = TrainingArguments(output_dir=str(tmp_path), num_train_epochs=2, per_device_train_batch_size=2,
                              per_device_eval_batch_size=2, eval_strategy="steps", eval_steps=1, save_strategy="no",
                              report_to="none", use_cpu=True, logging_steps=100, remove_unused_columns=False,
-                             disable_tqdm=True)
-    trainer = Trainer(model=ToyLM(), args=args, train_dataset=train, eval_dataset=dev, data_collator=pad_collate,
-                      callbacks=[SlowEvaluation(), speed])
+                             disable_tqdm=True, dataloader_num_workers=workers)
+    model = ToyLM()
+    model.register_forward_pre_hook(lambda module, args, kwargs: seen_keys.update(kwargs), with_kwargs=True)
+    trainer = counting_trainer(Trainer, speed)(model=model, args=args, train_dataset=train, eval_dataset=dev,
+                                               data_collator=speed.counting(pad_collate),
+                                               callbacks=[SlowEvaluation(), speed])
     trainer.train()
     figures = speed.figures()
     assert trainer.state.global_step == 6  # 6 evaluations of 0.3 s each, none of them in the step time
     assert figures["train_tokens"] == 2 * sum(len(row["input_ids"]) for row in train)  # no padding, no dev rows
+    assert seen_keys == {"input_ids", "labels"}  # the count never reaches the model, in training or evaluation
+    assert REAL_TOKENS_KEY not in seen_keys
     assert 0 < figures["train_step_seconds"] < 6 * 0.3
     assert figures["real_tokens_per_s"] == pytest.approx(figures["train_tokens"] / figures["train_step_seconds"],
                                                          rel=0.1)  # the seconds are rounded to milliseconds
