@@ -51,6 +51,7 @@ TARGETS = {"train_real_tokens_per_s_shipped_min": 25_000, "train_real_tokens_per
            "generate_499_s_max": 4.0, "generate_faster_than": "generate_static_compiled"}
 DEFAULT_TRAIN_RUNS = ("grouped:16384tok:ckpt,grouped:16384tok:ckpt:liger,grouped:12288tok,grouped:16384tok:liger,"
                       "grouped:24576tok:liger,grouped:32768tok:liger,grouped:24576tok:liger:nodrop")
+SHIPPED_GENERATION_BATCH_TOKENS = 49152  # llm/configs/llama3.2-ko-3b.yaml (a test keeps them equal)
 RUN_FLAGS = ("ckpt", "fp32norms", "liger", "nodrop", "synced")
 LLAMA_3B_SHAPE = dict(hidden_size=3072, num_hidden_layers=28, num_attention_heads=24, num_key_value_heads=8,
                       intermediate_size=8192, vocab_size=128256, tie_word_embeddings=True,
@@ -318,11 +319,13 @@ def bench_generation(folder: Path, tokenizer, style, test_dialogues, args) -> di
     _timed_summaries(model, tokenizer, style, test_dialogues[:8], config_for(8, "fast"))  # CUDA/cuBLAS warm-up
     results: dict = {"prompts": len(test_dialogues), "new_tokens": args.new_tokens, "repeats": args.repeats}
     fast_texts: dict[int, list[str]] = {}
-    for backend, batch_size, batch_tokens in itertools.product(args.fast_backends, args.batch_sizes, args.batch_tokens):
-        config = config_for(batch_size, "fast", generation_batch_tokens=batch_tokens)
+    for backend, attention, batch_size, batch_tokens in itertools.product(
+            args.fast_backends, args.decode_attentions, args.batch_sizes, args.batch_tokens):
+        config = config_for(batch_size, "fast", generation_batch_tokens=batch_tokens, decode_attention=attention)
         with sdpa_backend_scope(backend):
             runs = [_timed_summaries(model, tokenizer, style, test_dialogues, config) for _ in range(args.repeats)]
-        name = fast_row_name(batch_size, batch_tokens, backend)
+        variant = "_".join(v for v in (backend, attention) if v != "auto") or "auto"
+        name = fast_row_name(batch_size, batch_tokens, variant)
         row = {"seconds_median": statistics.median(r[0] for r in runs), "seconds_each": [r[0] for r in runs]}
         if fast_texts.get(batch_size) is None:
             fast_texts[batch_size] = runs[-1][1]
@@ -342,8 +345,9 @@ def bench_generation(folder: Path, tokenizer, style, test_dialogues, args) -> di
                 args.compiled_decode_batch, "fast", compile_decode=True,
                 generation_batch_tokens=args.compiled_batch_tokens), fast_texts, args))
     if args.compare_static_batch:
-        results.update(_static_generate(model, tokenizer, style, test_dialogues, config_for(
-            args.compare_static_batch, "generate", cache_implementation="static"), fast_texts))
+        results.update(_static_generate(model, tokenizer, style, test_dialogues, config_for(  # rows only: it
+            args.compare_static_batch, "generate", cache_implementation="static", generation_batch_tokens=0),  # compiles
+            fast_texts))  # once per batch shape
     if args.decode_breakdown:
         results["breakdown"] = _decode_breakdown(model, tokenizer, style, test_dialogues, args)
         print(json.dumps({"generation_breakdown": results["breakdown"]}), flush=True)
@@ -485,7 +489,8 @@ def _decode_backends(model, tokenizer, style, dialogues, args) -> dict:
 
 
 def _decode_profile(model, tokenizer, style, dialogues, args) -> None:
-    """Kernel table of the eager fast loop on the longest batch (stderr, and beside --out)."""
+    """Kernel tables of the eager fast loop on the longest batch: the prefill alone (1 new token), then prefill + 16
+    decode steps, so the decode's share is the difference (stderr, and beside --out)."""
     from torch.profiler import ProfilerActivity, profile
 
     from llm.decode import fast_greedy_generate
@@ -493,14 +498,18 @@ def _decode_profile(model, tokenizer, style, dialogues, args) -> None:
 
     batch = _longest_batch(tokenizer, style, dialogues, args.decode_breakdown or 128)
     stops = stop_token_ids(model, tokenizer, style)
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as profiler:
-        fast_greedy_generate(model, batch["input_ids"], batch["attention_mask"], 17, stops, stops[0],
-                             min_new_tokens=17, cuda_graph=False)
-        torch.cuda.synchronize()
-    table = profiler.key_averages().table(sort_by="cuda_time_total", row_limit=40)
-    print(table, file=sys.stderr)
+    tables = []
+    for new_tokens in (1, 17):
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as profiler:
+            fast_greedy_generate(model, batch["input_ids"], batch["attention_mask"], new_tokens, stops, stops[0],
+                                 min_new_tokens=new_tokens, cuda_graph=False)
+            torch.cuda.synchronize()
+        tables.append(f"{new_tokens} new tokens, batch {list(batch['input_ids'].shape)}:\n"
+                      + profiler.key_averages().table(sort_by="cuda_time_total", row_limit=30))
+    text = "\n".join(tables)
+    print(text, file=sys.stderr)
     if args.out:
-        Path(args.out).with_suffix(".decode-profile.txt").write_text(table, encoding="utf-8")
+        Path(args.out).with_suffix(".decode-profile.txt").write_text(text, encoding="utf-8")
 
 
 def _liger_generate(model, tokenizer, style, dialogues, config_for, fast_texts, args) -> dict:
@@ -562,11 +571,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile-steps", type=int, default=0, help="profile this many steps of the first run "
                         "(table on stderr and next to --out)")
     parser.add_argument("--batch-sizes", default="64,128,256", help="generation batch sizes to sweep")
-    parser.add_argument("--batch-tokens", default="0", help="generation_batch_tokens values to sweep with each "
-                        "batch size (0 = rows only)")
+    parser.add_argument("--batch-tokens", default=str(SHIPPED_GENERATION_BATCH_TOKENS),
+                        help="generation_batch_tokens values to sweep with each batch size (0 = rows only; default: "
+                        "llama3.2-ko-3b.yaml's)")
+    parser.add_argument("--decode-attentions", default="auto", help="decode_attention values for the fast-loop rows, "
+                        "e.g. auto,packed")
     parser.add_argument("--fast-backends", default="auto", help="SDPA backends for the fast-loop rows, e.g. auto,cudnn")
-    parser.add_argument("--compiled-batch-tokens", type=int, default=0, help="generation_batch_tokens of the "
-                        "compiled fast-loop row")
+    parser.add_argument("--compiled-batch-tokens", type=int, default=SHIPPED_GENERATION_BATCH_TOKENS,
+                        help="generation_batch_tokens of the compiled fast-loop row")
     parser.add_argument("--compiled-backend", default="auto", help="SDPA backend of the compiled fast-loop row")
     parser.add_argument("--repeats", type=int, default=3, help="timed generation runs per batch size (median)")
     parser.add_argument("--compare-generate-batch", type=int, default=128,
@@ -596,12 +608,13 @@ def main(argv: list[str] | None = None) -> int:
         args.process_warmup = False
         args.new_tokens, args.batch_sizes, args.repeats, args.compare_generate_batch = 4, "4,8", 1, 8
         args.batch_tokens = "0,400"
-        args.compare_static_batch, args.compiled_decode_batch = 0, 8
+        args.compare_static_batch, args.compiled_decode_batch, args.compiled_batch_tokens = 0, 8, 0
     elif not torch.cuda.is_available():
         sys.exit("error: the full benchmark needs a CUDA GPU (bitsandbytes NF4); use --smoke on CPU")
     args.batch_sizes = [int(b) for b in str(args.batch_sizes).split(",")]
     args.batch_tokens = [int(t) for t in str(args.batch_tokens).split(",")]
     args.fast_backends = args.fast_backends.split(",")
+    args.decode_attentions = args.decode_attentions.split(",")
     runs = [TrainRun.parse(spec) for spec in args.train_runs.split(",") if spec]
     dialogues, summaries, test_dialogues = load_texts(args.smoke, args.data_dir)
     if args.smoke:

@@ -97,7 +97,7 @@ def generate_summaries(model, tokenizer, style, dialogues: Sequence[str], config
         for indices in my_batches:
             batch = left_pad_batch(tokenizer, [prompts[i] for i in indices])
             inputs = {k: torch.as_tensor(v).to(device) for k, v in batch.items()}
-            new_tokens = _new_tokens(model, inputs, kwargs, fast, config.compile_decode)
+            new_tokens = _new_tokens(model, inputs, kwargs, fast, config.compile_decode, config.decode_attention)
             texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
             texts_per_batch.append([clean_generated(t, style) for t in texts])
         return texts_per_batch
@@ -135,7 +135,7 @@ def _fast_greedy_fits(model, kwargs: dict[str, Any]) -> bool:
 
 
 def _new_tokens(model, inputs: dict[str, torch.Tensor], kwargs: dict[str, Any], fast: bool,
-                compile_step: bool = False) -> torch.Tensor:
+                compile_step: bool = False, decode_attention: str = "auto") -> torch.Tensor:
     """[B, n] generated token ids of a left-padded batch (pad after each row's stop)."""
     if fast:
         from llm.decode import fast_greedy_generate
@@ -143,7 +143,8 @@ def _new_tokens(model, inputs: dict[str, torch.Tensor], kwargs: dict[str, Any], 
         stops = kwargs["eos_token_id"]
         pad = kwargs["pad_token_id"] if kwargs["pad_token_id"] is not None else stops[0]
         return fast_greedy_generate(model, inputs["input_ids"], inputs["attention_mask"], kwargs["max_new_tokens"],
-                                    stops, pad, kwargs.get("min_new_tokens", 0), compile_step=compile_step)
+                                    stops, pad, kwargs.get("min_new_tokens", 0), compile_step=compile_step,
+                                    decode_attention=decode_attention)
     output = model.generate(**inputs, **kwargs)
     return output[:, inputs["input_ids"].shape[1]:]
 

@@ -80,9 +80,10 @@ def test_fast_greedy_equals_generate_through_a_lora_adapter(sample_dir):
     assert any("lora_B" in name for name, _ in model.named_parameters())  # _model randomised it: the path counts
     batch = _batch(model, tokenizer, style, sample_dir)
     stops = stop_token_ids(model, tokenizer, style)
+    before = model.get_base_model().config._attn_implementation  # sdpa; on CUDA its sync-free variant
     reference, fast = _greedy_pair(model, batch, stops, stops[0], 0)
     _assert_same_tokens(reference, fast, stops[0])
-    assert model.get_base_model().config._attn_implementation == "sdpa"  # restored after decoding
+    assert model.get_base_model().config._attn_implementation == before  # restored after decoding
 
 
 def test_generate_summaries_gives_the_same_texts_either_way(sample_dir):
@@ -121,3 +122,42 @@ def test_compiled_decode_step_picks_the_same_tokens(preset, sample_dir):
         compiled = fast_greedy_generate(model, batch["input_ids"], batch["attention_mask"], NEW_TOKENS, stops, pad, 4,
                                         compile_step=True)
         assert torch.equal(compiled, eager)
+
+
+def test_cudnn_decode_attention_is_refused_where_it_cannot_run():
+    from competition.errors import ConfigError
+    from llm.decode import GQA_DECODE_ATTENTION, decode_attention_name
+
+    model, _, _ = _model("tiny-llama")  # fp32: cuDNN's attention has no fp32 kernel, and the CPU none at all
+    assert decode_attention_name(model, "auto", model.device) == GQA_DECODE_ATTENTION
+    with pytest.raises(ConfigError, match="decode_attention=cudnn"):
+        decode_attention_name(model, "cudnn", model.device)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="cuDNN attention needs a CUDA GPU")
+@pytest.mark.parametrize("queries", [1, 40])  # a one-token step; a prefill (causal over the left-padded prompt)
+def test_cudnn_attention_matches_the_pytorch_path_against_fp32(queries):
+    """Attention over a left-padded bf16 cache, 3 query heads per KV head: cuDNN's kernel and the path it replaces
+    (packed rows for one token, transformers' SDPA for a prefill) each measured against the same values in fp32;
+    cuDNN may be at most twice as far off."""
+    from types import SimpleNamespace
+
+    from llm.decode import cudnn_decode_sdpa, gqa_decode_sdpa
+
+    torch.manual_seed(0)
+    batch, kv_heads, groups, dim, slots = 16, 8, 3, 128, 300
+    query = torch.randn(batch, kv_heads * groups, queries, dim, device="cuda", dtype=torch.bfloat16)
+    key, value = (torch.randn(batch, kv_heads, slots, dim, device="cuda", dtype=torch.bfloat16) for _ in range(2))
+    starts = torch.randint(0, slots // 2, (batch,), device="cuda")
+    slot, row = torch.arange(slots, device="cuda"), torch.arange(queries, device="cuda") + slots - queries
+    mask = ((slot[None, None, :] >= starts[:, None, None]) & (slot[None, None, :] <= row[None, :, None])
+            | (slot[None, None, :] == row[None, :, None]))[:, None]  # [B, 1, queries, slots]
+    module = SimpleNamespace(num_key_value_groups=groups, training=False, is_causal=True)
+    reference = torch.nn.functional.scaled_dot_product_attention(
+        query.float(), key.float().repeat_interleave(groups, 1), value.float().repeat_interleave(groups, 1),
+        attn_mask=mask).transpose(1, 2)
+    pytorch, _ = gqa_decode_sdpa(module, query, key, value, mask)
+    cudnn, _ = cudnn_decode_sdpa(module, query, key, value, mask)
+    assert cudnn.shape == pytorch.shape == reference.shape
+    pytorch_error = (pytorch.float() - reference).abs().max().item()
+    assert (cudnn.float() - reference).abs().max().item() <= 2 * pytorch_error + 1e-3

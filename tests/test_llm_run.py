@@ -124,6 +124,13 @@ def test_benchmark_smoke_mode_runs_and_reports_both_parts():
     assert report["generation"]["fast_batch_8_budget_400"]["same_summary_as_fast"] == 1.0  # other batches, same text
 
 
+def test_benchmark_generates_with_the_shipped_3b_token_budget():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import bench_llm
+
+    assert bench_llm.SHIPPED_GENERATION_BATCH_TOKENS == load_config("llama3.2-ko-3b").generation_batch_tokens
+
+
 def test_benchmark_trains_the_first_run_once_untimed_before_timing_any(monkeypatch):
     sys.path.insert(0, str(REPO / "benchmarks"))
     import bench_llm
