@@ -209,7 +209,7 @@ def fast_greedy_generate(model, input_ids: torch.Tensor, attention_mask: torch.T
 
     Same tokens as `model.generate(do_sample=False, eos_token_id=stop_ids, min_new_tokens=...)`. A CUDA graph is
     used on CUDA for unquantized models when `cuda_graph`; any capture failure falls back to the eager loop.
-    `compile_step` compiles the one-token step first (the first batch of a process pays the compile).
+    `compile_step` compiles the prefill and the one-token step (the first batch of a process pays the compile).
     `decode_attention` picks the attention kernel (`decode_attention_name`).
     """
     from transformers import StaticCache
