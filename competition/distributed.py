@@ -49,6 +49,14 @@ def ensure_process_group() -> None:
         dist.init_process_group(backend=backend)
 
 
+def close_process_group() -> None:
+    """Leave the process group once every rank is done (no-op for one process). A rank that exits with its group
+    still open can abort in gloo's threads ("terminate called without an active exception") as the other one ends."""
+    if dist.is_available() and dist.is_initialized():
+        barrier()
+        dist.destroy_process_group()
+
+
 def barrier() -> None:
     """Wait for every rank (e.g. until rank 0 has written a file the others read)."""
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
