@@ -345,9 +345,10 @@ def bench_generation(folder: Path, tokenizer, style, test_dialogues, args) -> di
                 args.compiled_decode_batch, "fast", compile_decode=True,
                 generation_batch_tokens=args.compiled_batch_tokens), fast_texts, args))
     if args.compare_static_batch:
-        results.update(_static_generate(model, tokenizer, style, test_dialogues, config_for(  # rows only: it
-            args.compare_static_batch, "generate", cache_implementation="static", generation_batch_tokens=0),  # compiles
-            fast_texts))  # once per batch shape
+        # batches of rows only (no token budget): the static cache compiles once per batch shape
+        static = config_for(args.compare_static_batch, "generate", cache_implementation="static",
+                            generation_batch_tokens=0)
+        results.update(_static_generate(model, tokenizer, style, test_dialogues, static, fast_texts))
     if args.decode_breakdown:
         results["breakdown"] = _decode_breakdown(model, tokenizer, style, test_dialogues, args)
         print(json.dumps({"generation_breakdown": results["breakdown"]}), flush=True)
