@@ -393,8 +393,8 @@ def fast_row_name(batch_size: int, batch_tokens: int, variant: str = "auto") -> 
 
 
 def _decode_breakdown(model, tokenizer, style, dialogues, args) -> dict:
-    """Where the fast loop's time goes at one batch size: prompt encoding (CPU), prefill only (1 new token), and
-    whole batches with and without the CUDA graph."""
+    """Where the fast loop's time goes at one batch size (and the first --batch-tokens budget): prompt encoding
+    (CPU), prefill and one step (1 new token), and whole batches with and without the CUDA graph."""
     from competition.prompts import encode_for_generation, left_pad_batch
     from llm.decode import fast_greedy_generate
     from llm.generate import length_sorted_batches, stop_token_ids
@@ -404,7 +404,8 @@ def _decode_breakdown(model, tokenizer, style, dialogues, args) -> dict:
     result: dict = {"encode_s": time.perf_counter() - start, "batch_size": args.decode_breakdown}
     stops = stop_token_ids(model, tokenizer, style)
     batches = [left_pad_batch(tokenizer, [prompts[i] for i in indices])
-               for indices in length_sorted_batches([len(p) for p in prompts], args.decode_breakdown)]
+               for indices in length_sorted_batches([len(p) for p in prompts], args.decode_breakdown,
+                                                    args.batch_tokens[0])]
     for label, new_tokens, graph in (("prefill_s", 1, True), ("graph_s", args.new_tokens, True),
                                      ("eager_s", args.new_tokens, False)):
         per_batch = []

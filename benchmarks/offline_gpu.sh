@@ -15,7 +15,8 @@
 #   tests         GPU tests: fused kernels against the unfused path, fast decoding (CUDA graph, compiled step),
 #                 predict_with=dequantized on NF4
 #   llm-generate  bench_llm generation: fast loop, compiled fast loop, generate(static cache) cold and warm,
-#                 SDPA backends of the decode step, its kernel table, liger's kernels at inference, fp32 check
+#                 where a batch's time goes, the decode kernel table, fp32 check (ARGS add e.g.
+#                 --decode-backends auto,cudnn or --liger-generate)
 #   llm-train     bench_llm QLoRA training rows, unfused and with liger's kernels (bench_llm.py DEFAULT_TRAIN_RUNS)
 #   baseline      bench_baseline (KoBART shape): one epoch and 499 beam summaries
 #   fullsize P [ARGS]  full_size_runs.py for preset P (kobart, llama3.2-ko-3b, qwen3-14b), ARGS passed on (e.g.
@@ -97,8 +98,8 @@ case "$phase" in
   llm-generate)
     install
     timeout "$limit" python3 benchmarks/bench_llm.py --skip-train --data-dir .gpu/data --tokenizer "$MODELS/llama3.2-ko-3b" \
-      --batch-sizes 128 --repeats 3 --compare-generate-batch 0 --decode-backends auto,efficient,math,cudnn \
-      --decode-profile --liger-generate --out "$OUT/$name.json" "${@:2}" 2> "$OUT/$name.err" ;;
+      --batch-sizes 128 --repeats 3 --compare-generate-batch 0 --decode-breakdown 128 --decode-profile \
+      --out "$OUT/$name.json" "${@:2}" 2> "$OUT/$name.err" ;;
   llm-train)
     install
     timeout "$limit" python3 benchmarks/bench_llm.py --skip-generate --data-dir .gpu/data \

@@ -1,15 +1,19 @@
-"""Fast greedy decoding for left-padded batches: a static KV cache, masks built here, and on CUDA the one-token
-decode step captured once as a CUDA graph and replayed.
+"""Fast greedy decoding for left-padded batches: a static KV cache, a causal prefill without a padding mask, and on
+CUDA the one-token decode step captured once as a CUDA graph and replayed.
 
 `model.generate` pays Python and kernel-launch overhead for every new token and, with grouped-query attention and
 a padding mask, copies the whole KV cache per layer per token (`repeat_kv`). This loop keeps the same model
 forward and picks the same greedy tokens, but:
 - the KV cache is preallocated (transformers' `StaticCache`), so nothing grows or is copied;
-- the attention masks are built once per batch as 4D boolean tensors (transformers uses a 4D mask as given);
+- the prefill reads each prompt right-aligned to slot 0, all but its last token: the causal mask alone then keeps
+  every real token from the padding after it, so the prefill runs SDPA's causal kernel with no mask at all. The
+  last prompt token is the first decode step, at one slot shared by the batch (positions stay per row);
+- the steps' masks are built once per batch as 4D boolean tensors (transformers uses a 4D mask as given);
 - at a one-token step the query heads sharing a KV head are packed as query rows of one SDPA call, so the cache
   is read once per KV head (`GQA_DECODE_ATTENTION`);
 - on CUDA the step (forward, argmax, bookkeeping) is replayed as a CUDA graph, with no host sync except a
-  stop check every `STOP_CHECK_EVERY` tokens;
+  stop check every `STOP_CHECK_EVERY` tokens; the capture neither waits for the GPU nor empties the allocator's
+  cache, so the host records it while the prefill runs;
 - with `compile_step` the prefill and the step are compiled once per process (`torch.compile`, dynamic shapes: one
   compile serves every batch; the step before it is captured), so the norms, rotary embedding and activations run
   as a few fused kernels;
@@ -44,10 +48,13 @@ _GRAPH_WARMUP_STEPS = 2  # eager steps before capture (allocator and cuBLAS work
 def gqa_decode_sdpa(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, is_causal=None,
                     **kwargs):
     """transformers' SDPA attention, except one-token steps with grouped KV heads: the query heads of each KV head
-    become that head's query rows ([B, H, 1, D] -> [B, KV, H/KV, D]), so the cache is not repeated per head."""
+    become that head's query rows ([B, H, 1, D] -> [B, KV, H/KV, D]), so the cache is not repeated per head.
+    Without a mask (the prefill) it is causal over the first query-length cache slots."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     groups = getattr(module, "num_key_value_groups", 1)
+    if attention_mask is None:
+        key, value = _filled_slots(query, key, value)
     if query.shape[2] != 1 or groups == 1 or kwargs.get("softcap") is not None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       is_causal=is_causal, **kwargs)
@@ -59,20 +66,34 @@ def gqa_decode_sdpa(module, query, key, value, attention_mask, dropout: float = 
 
 def cudnn_decode_sdpa(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None,
                       is_causal=None, **kwargs):
-    """The fast loop's attention through cuDNN's kernel, over the grouped KV heads as they are (`enable_gqa`), for
-    the prefill and the one-token steps. On an H200 (3B shape, bf16): a one-token step over a 128 x 1,098-slot
-    cache took 146 us a layer, 92% of the memory bound (289 us for the packed rows through the memory-efficient
-    kernel); the masked prefill of 128 x 1,018 tokens 5.4 ms a layer (14.9 ms for transformers' repeated KV through
-    the memory-efficient kernel). cuDNN plans each new shape on the host: once per batch here."""
+    """The fast loop's attention through cuDNN's kernel, over the grouped KV heads as they are (`enable_gqa`): the
+    one-token steps (masked), and the prefill (causal, no mask; flash where cuDNN cannot take it). On an H200 (3B
+    shape, bf16): a one-token step over a 128 x 1,098-slot cache took 146 us a layer, 92% of the memory bound (289 us
+    for the packed rows through the memory-efficient kernel); a causal prefill of 128 x 1,018 tokens 1.7 ms a layer
+    (5.4 ms masked, 14.9 ms for transformers' repeated KV through the memory-efficient kernel). cuDNN plans each new
+    shape on the host: once per batch here."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     if kwargs.get("softcap") is not None:
         return gqa_decode_sdpa(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                is_causal=is_causal, **kwargs)
-    with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):
+    if attention_mask is None:
+        key, value = _filled_slots(query, key, value)
+        backends = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
+                    SDPBackend.MATH]
+    else:
+        backends = [SDPBackend.CUDNN_ATTENTION]
+    with sdpa_kernel(backends, set_priority=True):
         out = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, scale=scaling,
+                                             is_causal=attention_mask is None,
                                              enable_gqa=key.shape[1] != query.shape[1])
     return out.transpose(1, 2).contiguous(), None
+
+
+def _filled_slots(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The prefill's keys and values: the static cache's first query-length slots (square causal attention)."""
+    length = query.shape[2]
+    return key[:, :, :length], value[:, :, :length]
 
 
 def _register_attention() -> None:
@@ -161,16 +182,15 @@ def _is_quantized(model) -> bool:
 class _DecodeState:
     """The static tensors one decode step reads and advances (a CUDA graph replays on these same addresses)."""
 
-    def __init__(self, first_tokens: torch.Tensor, last_positions: torch.Tensor, key_ok: torch.Tensor,
-                 prompt_width: int, new_tokens: int, stop_ids: torch.Tensor, forbid_stop: bool):
-        batch, device = first_tokens.shape[0], first_tokens.device
-        self.tokens = first_tokens.view(batch, 1).clone()          # last emitted token, the next step's input
-        self.positions = (last_positions + 1).view(batch, 1)       # its rotary position (left padding aware)
-        self.slot = torch.tensor([prompt_width], device=device)    # its KV-cache slot
+    def __init__(self, last_prompt_tokens: torch.Tensor, lengths: torch.Tensor, key_ok: torch.Tensor,
+                 first_slot: int, new_tokens: int, stop_ids: torch.Tensor, forbid_stop: bool):
+        batch, device = last_prompt_tokens.shape[0], last_prompt_tokens.device
+        self.tokens = last_prompt_tokens.view(batch, 1).clone()    # the next step's input: last prompt or emitted token
+        self.positions = (lengths - 1).view(batch, 1)              # its rotary position (per row)
+        self.slot = torch.tensor([first_slot], device=device)      # its KV-cache slot (shared by the batch)
         self.key_ok = key_ok                                       # [B, L]: cache slots each row may attend
-        self.prompt_width = prompt_width
+        self.first_slot = first_slot
         self.out = torch.empty((batch, new_tokens), dtype=torch.long, device=device)
-        self.out[:, 0] = first_tokens
         self.stop_ids = stop_ids
         self.stop_penalty = torch.full((batch, len(stop_ids)), float("-inf") if forbid_stop else 0.0, device=device)
 
@@ -181,7 +201,7 @@ class _DecodeState:
                        position_ids=self.positions, past_key_values=cache, use_cache=True).logits[:, -1].float()
         logits.index_add_(1, self.stop_ids, self.stop_penalty)
         chosen = logits.argmax(-1)
-        self.out.index_copy_(1, self.slot - self.prompt_width + 1, chosen[:, None])
+        self.out.index_copy_(1, self.slot - self.first_slot, chosen[:, None])
         self.tokens.copy_(chosen[:, None])
         self.positions.add_(1)
         self.slot.add_(1)
@@ -216,21 +236,20 @@ def fast_greedy_generate(model, input_ids: torch.Tensor, attention_mask: torch.T
 
     batch, width = input_ids.shape
     device = input_ids.device
-    cache = StaticCache(config=model.config, max_cache_len=width + max_new_tokens)
-    prompt_ok = attention_mask.bool()
-    key_ok = torch.zeros((batch, width + max_new_tokens), dtype=torch.bool, device=device)
-    key_ok[:, :width] = prompt_ok
-    positions = (prompt_ok.long().cumsum(-1) - 1).clamp(min=0)
+    body = width - 1  # every prompt token but the last, right-aligned to slot 0; the last is fed at slot `body`
+    lengths = attention_mask.sum(-1)
+    cache = StaticCache(config=model.config, max_cache_len=width + max_new_tokens - 1)
+    key_ok = torch.zeros((batch, width + max_new_tokens - 1), dtype=torch.bool, device=device)
+    key_ok[:, :body] = torch.arange(body, device=device) < (lengths - 1)[:, None]
     stops = torch.tensor(list(stop_ids), dtype=torch.long, device=device)
     if compile_step:
         _unguard_cache_addresses(cache)
     with _attention(model, decode_attention_name(model, decode_attention, device)):
-        prefill = _compiled_prefill() if compile_step else _prefill
-        first = prefill(model, input_ids, _prefill_mask(key_ok, width), positions, cache)
-        if min_new_tokens > 0:
-            first[:, stops] = float("-inf")
-        state = _DecodeState(first.argmax(-1), positions[:, -1], key_ok, width, max_new_tokens, stops,
-                             forbid_stop=min_new_tokens > 1)
+        if body:
+            prefill = _compiled_prefill() if compile_step else _prefill
+            prefill(model, _right_aligned_bodies(input_ids, lengths), cache)
+        state = _DecodeState(input_ids[:, -1], lengths, key_ok, body, max_new_tokens, stops,
+                             forbid_stop=min_new_tokens > 0)
         use_graph = cuda_graph and device.type == "cuda" and not _is_quantized(model)
         step = _compiled_step() if compile_step else _eager_step
         with torch.cuda.device(device) if use_graph else nullcontext():  # capture on the model's GPU (DDP ranks)
@@ -238,10 +257,20 @@ def fast_greedy_generate(model, input_ids: torch.Tensor, attention_mask: torch.T
     return _pad_after_stop(state.out, stops, pad_token_id)
 
 
-def _prefill(model, input_ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache) -> torch.Tensor:
-    """Fill the cache with the prompts; [B, vocab] fp32 logits of each row's last prompt token."""
-    return model(input_ids=input_ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                 use_cache=True, logits_to_keep=1).logits[:, -1].float()
+def _right_aligned_bodies(input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """[B, W - 1]: each left-padded row's prompt without its last token, moved to start at column 0. The columns
+    after a shorter row's tokens repeat its tokens: the causal mask hides them from the real ones, and the steps'
+    masks hide their cache slots."""
+    width = input_ids.shape[1]
+    source = (width - lengths)[:, None] + torch.arange(width - 1, device=input_ids.device)
+    return input_ids.gather(1, source.clamp(max=width - 1))
+
+
+def _prefill(model, bodies: torch.Tensor, cache) -> None:
+    """Fill cache slots 0..W-2 with the right-aligned prompt bodies: causal attention, no padding mask, positions
+    from 0 (the logits of one position are computed and dropped: `logits_to_keep=0` would mean all of them)."""
+    positions = torch.arange(bodies.shape[1], device=bodies.device).expand_as(bodies)
+    model(input_ids=bodies, position_ids=positions, past_key_values=cache, use_cache=True, logits_to_keep=1)
 
 
 @functools.cache
@@ -249,16 +278,6 @@ def _compiled_prefill() -> Callable:
     """The prefill compiled once for the process (dynamic shapes): its norms, rotary embedding and activations
     fused, which were about 40% of a 128 x 1,018-token prefill's GPU time on an H200."""
     return torch.compile(_prefill, dynamic=True)
-
-
-def _prefill_mask(key_ok: torch.Tensor, width: int) -> torch.Tensor:
-    """[B, 1, width, L] boolean: causal over the real prompt tokens; a padding query sees only itself (a fully
-    masked row would give NaN, which the cache would then carry)."""
-    length = key_ok.shape[1]
-    query = torch.arange(width, device=key_ok.device)[:, None]
-    key = torch.arange(length, device=key_ok.device)[None, :]
-    allowed = ((key <= query)[None] & key_ok[:, None, :]) | (key == query)[None]
-    return allowed[:, None]
 
 
 def _unguard_cache_addresses(cache) -> None:
@@ -273,36 +292,54 @@ def _unguard_cache_addresses(cache) -> None:
 
 def _decode(model, cache, state: _DecodeState, max_new_tokens: int, min_new_tokens: int, use_graph: bool,
             step: StepFn = _eager_step) -> None:
-    """Run steps 1..max_new_tokens-1, stopping early once every row has emitted a stop token."""
+    """Emit tokens 0..max_new_tokens-1, one step each (the first feeds the last prompt token), stopping early once
+    every row has emitted a stop token."""
     graph = None
-    done_steps = 1
-    while done_steps < max_new_tokens:
-        if done_steps == min_new_tokens and min_new_tokens > 1:
+    emitted = 0
+    while emitted < max_new_tokens:
+        if emitted == min_new_tokens and min_new_tokens > 0:
             state.stop_penalty.zero_()  # token `min_new_tokens` (0-based) is the first that may stop
-        if use_graph and graph is None and done_steps > _GRAPH_WARMUP_STEPS:
+        if use_graph and graph is None and emitted >= _GRAPH_WARMUP_STEPS:
             graph = _capture(model, cache, state, step)
             use_graph = graph is not None
         if graph is not None:
             graph.replay()
         else:
             step(state, model, cache)
-        done_steps += 1
-        if done_steps % STOP_CHECK_EVERY == 0 and done_steps >= min_new_tokens and _all_stopped(state, done_steps):
-            state.out = state.out[:, :done_steps]
+        emitted += 1
+        if emitted % STOP_CHECK_EVERY == 0 and emitted >= min_new_tokens and _all_stopped(state, emitted):
+            state.out = state.out[:, :emitted]
             return
 
 
 def _capture(model, cache, state: _DecodeState, step: StepFn = _eager_step):
-    """A CUDA graph of one decode step (capture records, it does not run the step); None if capture fails."""
+    """A CUDA graph of one decode step (capture records, it does not run the step); None if capture fails.
+
+    `torch.cuda.graph` would first wait for the GPU and empty the allocator's cache, which returns the last batch's
+    KV cache to the driver only for this batch's to allocate it again; capturing on a side stream that waits for the
+    main one needs neither, so the host records while the GPU still runs the prefill."""
+    graph = torch.cuda.CUDAGraph()
+    main = torch.cuda.current_stream()
+    side = _capture_stream(main.device)
+    side.wait_stream(main)
     try:
-        graph = torch.cuda.CUDAGraph()
-        torch.cuda.synchronize()
-        with torch.cuda.graph(graph):
-            step(state, model, cache)
-        return graph
+        with torch.cuda.stream(side):
+            graph.capture_begin()  # a private memory pool, freed with the graph
+            try:
+                step(state, model, cache)
+            finally:
+                graph.capture_end()
     except RuntimeError as err:  # an op that syncs with the host cannot be captured
         log.warning("decode step could not be captured as a CUDA graph (%s); decoding eagerly", err)
         return None
+    finally:
+        main.wait_stream(side)
+    return graph
+
+
+@functools.cache
+def _capture_stream(device: torch.device) -> torch.cuda.Stream:
+    return torch.cuda.Stream(device)
 
 
 def _all_stopped(state: _DecodeState, steps: int) -> bool:

@@ -86,6 +86,37 @@ def test_fast_greedy_equals_generate_through_a_lora_adapter(sample_dir):
     assert model.get_base_model().config._attn_implementation == before  # restored after decoding
 
 
+def test_the_prefill_is_causal_without_a_mask_and_the_steps_are_masked(sample_dir, monkeypatch):
+    """The prompts are prefilled right-aligned with no padding mask (SDPA's causal kernel) and every one-token step
+    gets its 4D mask; the first new token comes from a step that feeds the last prompt token."""
+    import llm.decode as decode
+
+    model, tokenizer, style = _model("tiny-llama")
+    batch = _batch(model, tokenizer, style, sample_dir)
+    calls: list[tuple[int, bool]] = []
+    packed = decode.gqa_decode_sdpa
+
+    def spy(module, query, key, value, attention_mask, *args, **kwargs):
+        calls.append((query.shape[2], attention_mask is None))
+        return packed(module, query, key, value, attention_mask, *args, **kwargs)
+
+    monkeypatch.setattr(decode, "gqa_decode_sdpa", spy)
+    stops = stop_token_ids(model, tokenizer, style)
+    fast_greedy_generate(model, batch["input_ids"], batch["attention_mask"], 3, stops, stops[0], 3)
+    layers = model.config.num_hidden_layers
+    width = batch["input_ids"].shape[1]
+    assert calls == [(width - 1, True)] * layers + [(1, False)] * (3 * layers)
+
+
+def test_right_aligned_bodies_start_every_prompt_at_column_zero():
+    from llm.decode import _right_aligned_bodies
+
+    ids = torch.tensor([[0, 0, 5, 6, 7], [1, 2, 3, 4, 9], [0, 0, 0, 0, 8]])
+    bodies = _right_aligned_bodies(ids, torch.tensor([3, 5, 1]))
+    assert bodies[0, :2].tolist() == [5, 6] and bodies[1].tolist() == [1, 2, 3, 4]
+    assert bodies.shape == (3, 4)  # a one-token prompt has no body: its row is all filler, masked later
+
+
 def test_generate_summaries_gives_the_same_texts_either_way(sample_dir):
     model, tokenizer, style = _model("tiny-qwen3")
     dialogues = list(pd.read_csv(sample_dir / "dev.csv", dtype=str, keep_default_na=False)["dialogue"].head(5))
