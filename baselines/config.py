@@ -45,6 +45,7 @@ class BaselineConfig:
     full_determinism: bool = setting(False, "deterministic kernels (slower; used by the resume test)")
     sdpa_backend: SdpaBackend = setting("auto", "CUDA attention kernel (competition/attention.py): auto = no cuDNN | torch | cudnn | flash | efficient | math; CPU unaffected")
     torch_compile_mode: CompileMode = setting("off", "CUDA: torch.compile the training forward and backward in this mode (TrainingArguments torch_compile_mode; reduce-overhead = CUDA graphs, one per padded shape); off = eager; CPU unaffected")
+    torch_compile_regional: bool = setting(True, "with torch_compile_mode: compile one layer of each repeated kind (encoder, decoder) and reuse it for the rest (accelerate's regional compilation): a shorter compile; CUDA only")
     dataloader_num_workers: int = setting(2, "CUDA: loader processes collating batches while the GPU trains (kept across epochs); CPU: 0, one process")
     sdpa_sync_free_masks: bool = setting(True, "CUDA, attn sdpa: padding masks are always built, never read back to the host first (transformers' check waits for the GPU at every forward; competition/attention.py); CPU unaffected")
     # generation (dev evaluation and prediction)

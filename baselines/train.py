@@ -10,9 +10,11 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
@@ -46,6 +48,7 @@ from competition.tiny import model_source
 BEST_DIR = "best"
 CHECKPOINTS_DIR = "checkpoints"
 TRACK_INFO = "track.json"  # beside the best checkpoint: how to rebuild inputs for it
+REGIONAL_COMPILATION_ENV = "ACCELERATE_DYNAMO_USE_REGIONAL_COMPILATION"  # read by accelerate's TorchDynamoPlugin
 SCORE_KEY = "rouge_final"  # compute_metrics key; the Trainer logs it as eval_rouge_final
 # On a GPU, batches are padded to a multiple of this many tokens (masked, so the loss is the same): aligned shapes
 # pick faster kernels. Measured on an H200 (bench_baseline, one KoBART epoch): 20.3 s -> 17.3 s. CPU: no padding.
@@ -206,6 +209,22 @@ def compile_arguments(mode: str) -> dict[str, Any]:
     return {"torch_compile": True, "torch_compile_mode": None if mode == "default" else mode}
 
 
+@contextmanager
+def compile_scope(config: BaselineConfig) -> Iterator[None]:
+    """Build a Trainer inside this block: its accelerator reads `torch_compile_regional` from accelerate's
+    environment variable when it is created (TrainingArguments has no field for it)."""
+    regional = config.torch_compile_regional and compile_arguments(config.torch_compile_mode)["torch_compile"]
+    before = os.environ.get(REGIONAL_COMPILATION_ENV)
+    os.environ[REGIONAL_COMPILATION_ENV] = str(regional).lower()
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(REGIONAL_COMPILATION_ENV, None)
+        else:
+            os.environ[REGIONAL_COMPILATION_ENV] = before
+
+
 def last_checkpoint(checkpoint_dir: Path) -> str | None:
     """The newest complete checkpoint-* folder of an interrupted run (incomplete ones skipped), or None."""
     return last_complete_checkpoint(checkpoint_dir)
@@ -267,15 +286,16 @@ def train(config: BaselineConfig, data_dir: Path | str, run_dir: Path | str,
     checkpoint_dir = run_dir / CHECKPOINTS_DIR
     resume_from = last_checkpoint(checkpoint_dir)
     speed = training_speed_callback(real_tokens)
-    trainer = counting_trainer(Seq2SeqTrainer, speed)(
-        model=model, args=training_arguments(config, checkpoint_dir),
-        data_collator=speed.counting(DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100,
-                                                            pad_to_multiple_of=pad_to_multiple_of())),
-        train_dataset=train_rows, eval_dataset=dev_rows, processing_class=tokenizer,
-        compute_metrics=make_compute_metrics(tokenizer, dev_rows, list(dev_frame["references"]), config.analyzer),
-        callbacks=[EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience),
-                   hook_callback(on_evaluate), mark_complete_callback(), speed],  # speed last: after evaluations
-    )
+    with compile_scope(config):
+        trainer = counting_trainer(Seq2SeqTrainer, speed)(
+            model=model, args=training_arguments(config, checkpoint_dir),
+            data_collator=speed.counting(DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100,
+                                                                pad_to_multiple_of=pad_to_multiple_of())),
+            train_dataset=train_rows, eval_dataset=dev_rows, processing_class=tokenizer,
+            compute_metrics=make_compute_metrics(tokenizer, dev_rows, list(dev_frame["references"]), config.analyzer),
+            callbacks=[EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience),
+                       hook_callback(on_evaluate), mark_complete_callback(), speed],  # speed last: after evaluations
+        )
     try:
         if resume_from:
             log.info("resuming from %s", resume_from)

@@ -48,6 +48,7 @@ from baselines.predict import batches_by_length  # noqa: E402
 from baselines.train import (  # noqa: E402
     Seq2SeqRows,
     compile_arguments,
+    compile_scope,
     loader_arguments,
     pad_to_multiple_of,
     precision_flags,
@@ -86,6 +87,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--torch-compile-mode", choices=typing.get_args(CompileMode),
                         help="the track's torch_compile_mode: reduce-overhead = CUDA graphs, one per padded shape "
                              "(default: the kobart config's)")
+    parser.add_argument("--compile-regional", action=argparse.BooleanOptionalAction,
+                        help="the track's torch_compile_regional: compile one layer per repeated kind (default: the config's)")
     parser.add_argument("--compile-dynamic", action="store_true", help="compile every length as dynamic from the "
                         "start (torch._dynamo assume_static_by_default=False) instead of once static, then again")
     parser.add_argument("--optim", help="TrainingArguments optim (default: the Trainer's)")
@@ -224,8 +227,10 @@ def time_training(model, rows: Seq2SeqRows, config, work_dir: Path, args: argpar
     collator = DataCollatorForSeq2Seq(pad_only, model=model, label_pad_token_id=-100,
                                       pad_to_multiple_of=args.pad_to_multiple_of or None)
     timer = epoch_timer()
-    trainer = Seq2SeqTrainer(model=model, args=training_args, train_dataset=rows, processing_class=pad_only,
-                             data_collator=collator, callbacks=[timer])
+    with compile_scope(config):
+        trainer = Seq2SeqTrainer(model=model, args=training_args, train_dataset=rows, processing_class=pad_only,
+                                 data_collator=collator, callbacks=[timer])
+    print(f"compile: {trainer.accelerator.state.dynamo_plugin}", file=sys.stderr)
     trainer.train()
     return timer.seconds
 
@@ -325,7 +330,8 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = args.data_dir or (PROJECT_ROOT / "data" / "sample" if args.smoke else REAL_DATA_DIR)
     overrides = {k: v for k, v in (("per_device_train_batch_size", args.batch), ("per_device_eval_batch_size", args.eval_batch),
                                    ("sdpa_backend", args.sdpa_backend), ("torch_compile_mode", args.torch_compile_mode),
-                                   ("dataloader_num_workers", args.loader_workers))
+                                   ("dataloader_num_workers", args.loader_workers),
+                                   ("torch_compile_regional", args.compile_regional))
                  if v is not None}
     config = load_config("kobart", PROJECT_ROOT / "baselines" / "configs" / "kobart.yaml", overrides)
     if args.smoke:
@@ -391,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         "sdpa_backend": config.sdpa_backend, "sdpa_kernels_enabled": [k for k, on in sdpa.items() if on],
         "options": {"pad_to_multiple_of": args.pad_to_multiple_of,
                     "torch_compile_mode": config.torch_compile_mode, "compile_dynamic": args.compile_dynamic,
+                    "torch_compile_regional": config.torch_compile_regional,
                     "loader_workers": loader_arguments(config.dataloader_num_workers)["dataloader_num_workers"],
                     "optim": args.optim, "cache_implementation": args.cache_implementation,
                     "reorder_cross_cache": args.reorder_cross_cache, "sync_free_masks": sync_free_masks,
