@@ -124,8 +124,9 @@ def test_baseline_compile_setting_reaches_the_trainer_on_cuda_only(tmp_path, mon
 def test_regional_compilation_reaches_accelerate_when_the_trainer_is_built(tmp_path, monkeypatch):
     """torch_compile_regional: a Trainer built inside `compile_scope` gets accelerate's regional compilation (on
     CUDA with compiling on), and the environment is as before afterwards."""
-    import baselines.train as train
     from accelerate.utils import TorchDynamoPlugin
+
+    import baselines.train as train
     from baselines.config import load_config as baseline_config
 
     kobart = baseline_config("kobart", Path(__file__).parents[1] / "baselines" / "configs" / "kobart.yaml")
