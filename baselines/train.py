@@ -15,6 +15,7 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
+from unittest.mock import patch
 
 import torch
 
@@ -214,15 +215,8 @@ def compile_scope(config: BaselineConfig) -> Iterator[None]:
     """Build a Trainer inside this block: its accelerator reads `torch_compile_regional` from accelerate's
     environment variable when it is created (TrainingArguments has no field for it)."""
     regional = config.torch_compile_regional and compile_arguments(config.torch_compile_mode)["torch_compile"]
-    before = os.environ.get(REGIONAL_COMPILATION_ENV)
-    os.environ[REGIONAL_COMPILATION_ENV] = str(regional).lower()
-    try:
+    with patch.dict(os.environ, {REGIONAL_COMPILATION_ENV: str(regional).lower()}):  # restored afterwards
         yield
-    finally:
-        if before is None:
-            os.environ.pop(REGIONAL_COMPILATION_ENV, None)
-        else:
-            os.environ[REGIONAL_COMPILATION_ENV] = before
 
 
 def last_checkpoint(checkpoint_dir: Path) -> str | None:
