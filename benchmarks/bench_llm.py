@@ -35,8 +35,11 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
+from unittest.mock import patch
 
 import pandas as pd
 import torch
@@ -319,12 +322,13 @@ def bench_generation(folder: Path, tokenizer, style, test_dialogues, args) -> di
     _timed_summaries(model, tokenizer, style, test_dialogues[:8], config_for(8, "fast"))  # CUDA/cuBLAS warm-up
     results: dict = {"prompts": len(test_dialogues), "new_tokens": args.new_tokens, "repeats": args.repeats}
     fast_texts: dict[int, list[str]] = {}
-    for backend, attention, batch_size, batch_tokens in itertools.product(
-            args.fast_backends, args.decode_attentions, args.batch_sizes, args.batch_tokens):
+    for backend, attention, grouping, batch_size, batch_tokens in itertools.product(
+            args.fast_backends, args.decode_attentions, args.prefill_groups, args.batch_sizes, args.batch_tokens):
         config = config_for(batch_size, "fast", generation_batch_tokens=batch_tokens, decode_attention=attention)
-        with sdpa_backend_scope(backend):
+        with sdpa_backend_scope(backend), prefill_grouping(grouping == "on"):
             runs = [_timed_summaries(model, tokenizer, style, test_dialogues, config) for _ in range(args.repeats)]
-        variant = "_".join(v for v in (backend, attention) if v != "auto") or "auto"
+        variant = "_".join(v for v in (backend, attention, "ungrouped" if grouping == "off" else "auto")
+                           if v != "auto") or "auto"
         name = fast_row_name(batch_size, batch_tokens, variant)
         row = {"seconds_median": statistics.median(r[0] for r in runs), "seconds_each": [r[0] for r in runs]}
         if fast_texts.get(batch_size) is None:
@@ -339,11 +343,10 @@ def bench_generation(folder: Path, tokenizer, style, test_dialogues, args) -> di
         results[f"generate_batch_{size}"] = {"seconds": seconds,
                                              **_agreement(texts, fast_texts, size)}
         print(json.dumps({f"generation_generate_batch_{size}": results[f"generate_batch_{size}"]}), flush=True)
-    if args.compiled_decode_batch:
+    for batch_size, batch_tokens in args.compiled_rows:  # the first pays the compile, the others reuse it
         with sdpa_backend_scope(args.compiled_backend):
             results.update(_compiled_fast(model, tokenizer, style, test_dialogues, config_for(
-                args.compiled_decode_batch, "fast", compile_decode=True,
-                generation_batch_tokens=args.compiled_batch_tokens), fast_texts, args))
+                batch_size, "fast", compile_decode=True, generation_batch_tokens=batch_tokens), fast_texts, args))
     if args.compare_static_batch:
         # batches of rows only (no token budget): the static cache compiles once per batch shape
         static = config_for(args.compare_static_batch, "generate", cache_implementation="static",
@@ -368,6 +371,15 @@ def bench_generation(folder: Path, tokenizer, style, test_dialogues, args) -> di
     return results
 
 
+@contextmanager
+def prefill_grouping(on: bool) -> Iterator[None]:
+    """The fast loop's prefill in groups of similar length (`on`, the track's), or each batch at once."""
+    import llm.decode
+
+    with patch.object(llm.decode, "PREFILL_GROUP_MIN_ROWS", llm.decode.PREFILL_GROUP_MIN_ROWS if on else sys.maxsize):
+        yield
+
+
 def _generation_bounds(folder: Path, parameters: int, tokenizer, style, dialogues, args) -> dict[str, float]:
     from transformers import AutoConfig
 
@@ -376,7 +388,7 @@ def _generation_bounds(folder: Path, parameters: int, tokenizer, style, dialogue
     lengths = [len(encode_for_generation(tokenizer, style, d).input_ids) for d in dialogues]
     config = AutoConfig.from_pretrained(folder)
     sizes = {(size, tokens) for size in args.batch_sizes for tokens in args.batch_tokens}
-    sizes |= {(args.compiled_decode_batch, args.compiled_batch_tokens)} if args.compiled_decode_batch else set()
+    sizes |= set(args.compiled_rows)
     return {f"generate_seconds_{batch_key(size, tokens)}": generation_bound(config, parameters, lengths, size,
                                                                          args.new_tokens, tokens)
             for size, tokens in sorted(sizes)}
@@ -557,6 +569,17 @@ def _timed_summaries(model, tokenizer, style, dialogues, config) -> tuple[float,
     return time.perf_counter() - start, texts
 
 
+def compiled_rows(parser: argparse.ArgumentParser, batches: str, budgets: str) -> list[tuple[int, int]]:
+    """(batch size, token budget) of each compiled fast-loop row; a single budget serves every batch size."""
+    sizes = [int(b) for b in batches.split(",") if int(b)]
+    tokens = [int(t) for t in budgets.split(",")]
+    if len(tokens) == 1:
+        tokens *= len(sizes)
+    if sizes and len(tokens) != len(sizes):
+        parser.error(f"--compiled-batch-tokens {budgets}: one value, or one per --compiled-decode-batch ({batches})")
+    return list(zip(sizes, tokens))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes on CPU, bundled sample data")
@@ -578,9 +601,12 @@ def main(argv: list[str] | None = None) -> int:
                         "llama3.2-ko-3b.yaml's)")
     parser.add_argument("--decode-attentions", default="auto", help="decode_attention values for the fast-loop rows, "
                         "e.g. auto,packed")
+    parser.add_argument("--prefill-groups", default="on", help="fast-loop rows with the prefill in groups of similar "
+                        "length (on, the track's), each batch at once (off), or both: on,off")
     parser.add_argument("--fast-backends", default="auto", help="SDPA backends for the fast-loop rows, e.g. auto,cudnn")
-    parser.add_argument("--compiled-batch-tokens", type=int, default=SHIPPED_GENERATION_BATCH_TOKENS,
-                        help="generation_batch_tokens of the compiled fast-loop row")
+    parser.add_argument("--compiled-batch-tokens", default=str(SHIPPED_GENERATION_BATCH_TOKENS),
+                        help="generation_batch_tokens of the compiled fast-loop rows, comma-separated, paired with "
+                             "--compiled-decode-batch (one value serves every row)")
     parser.add_argument("--compiled-backend", default="auto", help="SDPA backend of the compiled fast-loop row")
     parser.add_argument("--repeats", type=int, default=3, help="timed generation runs per batch size (median)")
     parser.add_argument("--compare-generate-batch", type=int, default=128,
@@ -588,8 +614,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--new-tokens", type=int, default=80, help="forced new tokens per summary")
     parser.add_argument("--decode-breakdown", type=int, default=0, help="time prefill, graph and eager decoding "
                         "per batch at this batch size (GPU only); 0 = skip")
-    parser.add_argument("--compiled-decode-batch", type=int, default=128, help="also time the fast loop with "
-                        "compile_decode=true at this batch size (cold, then warm); 0 = skip")
+    parser.add_argument("--compiled-decode-batch", default="128", help="also time the fast loop with "
+                        "compile_decode=true at these batch sizes, comma-separated (cold, then warm); 0 = skip")
     parser.add_argument("--compare-static-batch", type=int, default=128, help="also time model.generate with "
                         "cache_implementation=static (compiled forward) at this batch size, cold and warm; 0 = skip")
     parser.add_argument("--decode-backends", default="", help="GPU: time the fast loop on the longest batch per "
@@ -610,12 +636,17 @@ def main(argv: list[str] | None = None) -> int:
         args.process_warmup = False
         args.new_tokens, args.batch_sizes, args.repeats, args.compare_generate_batch = 4, "4,8", 1, 8
         args.batch_tokens = "0,400"
-        args.compare_static_batch, args.compiled_decode_batch, args.compiled_batch_tokens = 0, 8, 0
+        args.prefill_groups = "on,off"
+        args.compare_static_batch, args.compiled_decode_batch, args.compiled_batch_tokens = 0, "8", "0"
     elif not torch.cuda.is_available():
         sys.exit("error: the full benchmark needs a CUDA GPU (bitsandbytes NF4); use --smoke on CPU")
     args.batch_sizes = [int(b) for b in str(args.batch_sizes).split(",")]
     args.batch_tokens = [int(t) for t in str(args.batch_tokens).split(",")]
     args.fast_backends = args.fast_backends.split(",")
+    args.prefill_groups = args.prefill_groups.split(",")
+    args.compiled_rows = compiled_rows(parser, str(args.compiled_decode_batch), str(args.compiled_batch_tokens))
+    if not set(args.prefill_groups) <= {"on", "off"}:
+        parser.error(f"--prefill-groups {','.join(args.prefill_groups)}: expected on, off or on,off")
     args.decode_attentions = args.decode_attentions.split(",")
     runs = [TrainRun.parse(spec) for spec in args.train_runs.split(",") if spec]
     dialogues, summaries, test_dialogues = load_texts(args.smoke, args.data_dir)

@@ -117,6 +117,51 @@ def test_right_aligned_bodies_start_every_prompt_at_column_zero():
     assert bodies.shape == (3, 4)  # a one-token prompt has no body: its row is all filler, masked later
 
 
+def test_prefill_groups_split_long_from_short_prompts():
+    from llm.decode import _prefill_groups
+
+    lengths = [100, 40, 98, 99, 39, 97, 38, 37, 12]
+    assert _prefill_groups(lengths) == [[0, 3, 2, 5, 1, 4, 6, 7, 8]]  # fewer than 8 rows after the split: one group
+    wide = [100] * 8 + [50] * 8 + [49] * 3
+    assert _prefill_groups(wide) == [list(range(8)), list(range(8, 19))]  # a small tail joins the group before
+
+
+@pytest.mark.parametrize("preset", ["tiny-llama", "tiny-qwen3"])
+@pytest.mark.parametrize("compile_step", [False, True])
+def test_a_grouped_prefill_picks_generates_tokens(preset, compile_step, sample_dir, monkeypatch):
+    """Prompts prefilled in groups of similar length (forced here: a new group at every shorter prompt after two
+    rows), each group as wide as its longest body, give generate's tokens; eager and compiled."""
+    import llm.decode as decode
+
+    monkeypatch.setattr(decode, "PREFILL_GROUP_MIN_ROWS", 2)
+    monkeypatch.setattr(decode, "PREFILL_GROUP_SHORTER", 1.0)
+    model, tokenizer, style = _model(preset)
+    batch = _batch(model, tokenizer, style, sample_dir, rows=8)
+    bodies = (batch["attention_mask"].sum(-1) - 1).tolist()
+    groups = decode._prefill_groups(bodies)
+    assert len(groups) >= 3 and len({bodies[g[0]] for g in groups}) == len(groups)
+    widths: list[int] = []
+    packed = decode.gqa_decode_sdpa
+
+    def spy(module, query, key, value, attention_mask, *args, **kwargs):
+        if attention_mask is None and module.layer_idx == 0:
+            widths.append(query.shape[2])
+        return packed(module, query, key, value, attention_mask, *args, **kwargs)
+
+    if not compile_step:
+        monkeypatch.setattr(decode, "gqa_decode_sdpa", spy)
+    stops = stop_token_ids(model, tokenizer, style)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
+    with torch.inference_mode():
+        reference = model.generate(**batch, max_new_tokens=NEW_TOKENS, min_new_tokens=4, do_sample=False,
+                                   eos_token_id=stops, pad_token_id=pad)[:, batch["input_ids"].shape[1]:]
+    fast = fast_greedy_generate(model, batch["input_ids"], batch["attention_mask"], NEW_TOKENS, stops, pad, 4,
+                                compile_step=compile_step)
+    _assert_same_tokens(reference, fast, pad)
+    if not compile_step:
+        assert widths == [bodies[g[0]] for g in groups]
+
+
 def test_generate_summaries_gives_the_same_texts_either_way(sample_dir):
     model, tokenizer, style = _model("tiny-qwen3")
     dialogues = list(pd.read_csv(sample_dir / "dev.csv", dtype=str, keep_default_na=False)["dialogue"].head(5))

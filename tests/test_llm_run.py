@@ -122,6 +122,7 @@ def test_benchmark_smoke_mode_runs_and_reports_both_parts():
     assert report["training"]["padded_4seq"]["bound_over_measured"] > 0
     assert report["generation"]["fast_compiled_batch_8"]["same_summary_as_fast"] == 1.0
     assert report["generation"]["fast_batch_8_budget_400"]["same_summary_as_fast"] == 1.0  # other batches, same text
+    assert report["generation"]["fast_ungrouped_batch_8"]["same_summary_as_fast"] == 1.0
 
 
 def test_benchmark_generates_with_the_shipped_3b_token_budget():
