@@ -41,11 +41,13 @@ def _batch(model, tokenizer, style, sample_dir, rows: int = 6):
     return {k: v.to(model.device) for k, v in batch.items()}  # on a GPU the fast loop replays a CUDA graph
 
 
-def _greedy_pair(model, batch, stops: list[int], pad: int, min_new: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _greedy_pair(model, batch, stops: list[int], pad: int, min_new: int,
+                 compile_step: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     with torch.inference_mode():
         reference = model.generate(**batch, max_new_tokens=NEW_TOKENS, min_new_tokens=min_new, do_sample=False,
                                    eos_token_id=stops, pad_token_id=pad)[:, batch["input_ids"].shape[1]:]
-    fast = fast_greedy_generate(model, batch["input_ids"], batch["attention_mask"], NEW_TOKENS, stops, pad, min_new)
+    fast = fast_greedy_generate(model, batch["input_ids"], batch["attention_mask"], NEW_TOKENS, stops, pad, min_new,
+                                compile_step=compile_step)
     return reference, fast
 
 
@@ -152,11 +154,7 @@ def test_a_grouped_prefill_picks_generates_tokens(preset, compile_step, sample_d
         monkeypatch.setattr(decode, "gqa_decode_sdpa", spy)
     stops = stop_token_ids(model, tokenizer, style)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
-    with torch.inference_mode():
-        reference = model.generate(**batch, max_new_tokens=NEW_TOKENS, min_new_tokens=4, do_sample=False,
-                                   eos_token_id=stops, pad_token_id=pad)[:, batch["input_ids"].shape[1]:]
-    fast = fast_greedy_generate(model, batch["input_ids"], batch["attention_mask"], NEW_TOKENS, stops, pad, 4,
-                                compile_step=compile_step)
+    reference, fast = _greedy_pair(model, batch, stops, pad, 4, compile_step)
     _assert_same_tokens(reference, fast, pad)
     if not compile_step:
         assert widths == [bodies[g[0]] for g in groups]
