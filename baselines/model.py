@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 import torch
 
+from competition.attention import SYNC_FREE_SDPA
 from competition.modeling import TokenLayout, load_tokenizer, seq2seq_layout
 
 log = logging.getLogger(__name__)
@@ -42,26 +43,49 @@ def load_pretrained(source: str | Path, allow_bin_weights: bool = True, trust_re
 
 
 def share_cross_attention_across_beams(model) -> None:
-    """Make beam search reorder only the decoder's self-attention cache at each step.
+    """Make beam search reorder only the decoder's self-attention cache at each step, and, where the attention can
+    take it, keep one cross-attention row per dialogue instead of one per beam.
 
     `generate` moves every beam's cache to the beam it continues, for every layer and both caches. The beams of one
     dialogue only ever continue beams of that same dialogue, and their cross-attention keys and values are copies of
     that dialogue's encoder output: reordering them copies identical rows (2 x layers copies of
     [dialogues x beams, heads, source length, head size] a step). Skipping it gives the same output.
-    `generate` calls a model's `_reorder_cache` when it has one (its hook for models with special caches).
+    With `SYNC_FREE_SDPA` (CUDA) the copies go too: after the first step the cross-attention cache keeps each
+    dialogue's first beam, and `grouped_kv_sdpa_forward` lets the beams share it (the same attention per beam; a
+    step reads the encoder keys once, not once per beam).
+    `generate` calls a model's `_reorder_cache` when it has one (its hook for models with special caches), and
+    `_expand_inputs_for_generation` tells how many rows each dialogue became.
     """
-    model._reorder_cache = reorder_self_attention_only
+    beams = BeamSharedCrossAttention(model.config, model._expand_inputs_for_generation)
+    model._expand_inputs_for_generation = beams.expand_inputs
+    model._reorder_cache = beams.reorder_cache
 
 
-def reorder_self_attention_only(cache, beam_idx: torch.Tensor):
-    """Beam-search reorder of an encoder-decoder cache, leaving the cross-attention part as it is."""
-    from transformers import EncoderDecoderCache
+class BeamSharedCrossAttention:
+    """The two `generate` hooks of `share_cross_attention_across_beams`; holds the beam count, not the model."""
 
-    if isinstance(cache, EncoderDecoderCache):
+    def __init__(self, config, expand_inputs):
+        self.config, self.expand, self.beams = config, expand_inputs, 1
+
+    def expand_inputs(self, expand_size: int = 1, **kwargs):
+        self.beams = expand_size
+        return self.expand(expand_size=expand_size, **kwargs)
+
+    def reorder_cache(self, cache, beam_idx: torch.Tensor):
+        """Beam-search reorder of an encoder-decoder cache, leaving the cross-attention part as it is (one row per
+        dialogue from the first reorder on, where the attention shares it)."""
+        from transformers import DynamicCache, EncoderDecoderCache
+
+        if not isinstance(cache, EncoderDecoderCache):
+            cache.reorder_cache(beam_idx)
+            return cache
         cache.self_attention_cache.reorder_cache(beam_idx)
-    else:
-        cache.reorder_cache(beam_idx)
-    return cache
+        cross = cache.cross_attention_cache
+        if (self.beams > 1 and self.config._attn_implementation == SYNC_FREE_SDPA and isinstance(cross, DynamicCache)
+                and cross.layers and cross.layers[0].is_initialized
+                and cross.layers[0].keys.shape[0] == beam_idx.shape[0]):
+            cross.batch_select_indices(torch.arange(0, beam_idx.shape[0], self.beams, device=beam_idx.device))
+        return cache
 
 
 def add_data_tokens(tokenizer, model, tokens: Sequence[str]) -> int:

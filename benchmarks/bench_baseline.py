@@ -94,6 +94,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--optim", help="TrainingArguments optim (default: the Trainer's)")
     parser.add_argument("--loader-workers", type=int, help="the track's dataloader_num_workers (default 2; CUDA only)")
     parser.add_argument("--cache-implementation", help="generate's cache, e.g. static (default: dynamic)")
+    parser.add_argument("--cross-rows-per-beam", action="store_true", help="the cross-attention cache keeps one row "
+                        "per beam (as before the beams shared their dialogue's row); it is still not reordered")
     parser.add_argument("--reorder-cross-cache", action="store_true", help="beam search reorders the "
                         "cross-attention cache too (transformers' default; the track skips it, same output)")
     parser.add_argument("--step-syncs", action="store_true", help="transformers' own host syncs: padding masks "
@@ -304,6 +306,17 @@ def profiled(folder: Path | None, name: str, work):
     return result
 
 
+def compile_summary() -> dict | None:
+    """Where torch.compile's time went in this process: dynamo's timed phases (calls, seconds) and graph counts."""
+    from torch._dynamo.utils import compilation_time_metrics, counters
+
+    if not compilation_time_metrics:
+        return None
+    phases = {name: [len(times), round(sum(times), 1)] for name, times in compilation_time_metrics.items()}
+    return {"phases_calls_seconds": dict(sorted(phases.items(), key=lambda item: -item[1][1])[:12]),
+            "stats": {k: v for k, v in counters["stats"].items()}}
+
+
 def _sync() -> None:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
@@ -372,6 +385,8 @@ def main(argv: list[str] | None = None) -> int:
         model = inference_model(model, config).to("cuda" if torch.cuda.is_available() else "cpu")
         if not args.reorder_cross_cache:  # as baselines.model.load_pretrained sets it up
             share_cross_attention_across_beams(model)
+        if args.cross_rows_per_beam and not args.reorder_cross_cache:  # the hooks then never learn the beam count
+            del model._expand_inputs_for_generation
         runs = [profiled(args.profile, "generate", lambda: time_generation(
             model, gen_inputs, config, size["summary_tokens"], args)) for _ in range(args.repeats)]
         generation_runs = [seconds for seconds, _ in runs]
@@ -400,7 +415,8 @@ def main(argv: list[str] | None = None) -> int:
                     "torch_compile_regional": config.torch_compile_regional,
                     "loader_workers": loader_arguments(config.dataloader_num_workers)["dataloader_num_workers"],
                     "optim": args.optim, "cache_implementation": args.cache_implementation,
-                    "reorder_cross_cache": args.reorder_cross_cache, "sync_free_masks": sync_free_masks,
+                    "reorder_cross_cache": args.reorder_cross_cache,
+                    "cross_rows_per_beam": args.cross_rows_per_beam or args.reorder_cross_cache, "sync_free_masks": sync_free_masks,
                     "nan_inf_filter": args.step_syncs,
                     "gen_order": args.gen_order},
         "parameters_millions": round(parameters / 1e6, 1),
@@ -421,6 +437,7 @@ def main(argv: list[str] | None = None) -> int:
         "generation_over_bound": None if generation_seconds is None else round(generation_seconds / gen_bound, 1),
         "generated_ids_sha256": generated_sha,
         "recipe_seconds_estimate": None if recipe is None else round(recipe, 1),
+        "compile": compile_summary(),
         "targets_h200": TARGETS,
         "meets_targets": None if args.smoke else {k: v <= TARGETS[k] for k, v in figures.items() if v is not None},
     }

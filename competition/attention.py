@@ -16,6 +16,10 @@ answer waits for the GPU to finish all queued work. A KoBART training step does 
 cross-attention masks), a causal LM once, beam search at every token. `use_sync_free_masks(model)` switches an
 `sdpa` model on CUDA to `SYNC_FREE_SDPA`: the same SDPA call, with the mask always built when a padding mask is given
 (a batch without padding gets an all-true mask instead of none: the same attention).
+
+`SYNC_FREE_SDPA`'s attention (`grouped_kv_sdpa_forward`) also takes keys and values that hold one row per group of
+consecutive query rows: beam search's cross-attention once its cache keeps one row per dialogue instead of one per
+beam (`baselines.model.share_cross_attention_across_beams`). Rows with their own keys take transformers' SDPA as is.
 """
 
 from __future__ import annotations
@@ -98,6 +102,27 @@ def sync_free_sdpa_mask(*args, attention_mask=None, allow_is_causal_skip: bool =
                      allow_is_bidirectional_skip=allow_is_bidirectional_skip, **kwargs)
 
 
+def grouped_kv_sdpa_forward(module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                            attention_mask: torch.Tensor | None, **kwargs) -> tuple[torch.Tensor, None]:
+    """transformers' `sdpa_attention_forward`; where `key` has B rows and `query` B x G, key row b serves query rows
+    b*G .. b*G+G-1 (their masks alike). Each group's queries then go in as one longer query sequence, so a step reads
+    each group's keys once instead of G times; every query row still attends exactly as alone."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    if query.shape[0] == key.shape[0]:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    rows, group = key.shape[0], query.shape[0] // key.shape[0]
+    _, heads, length, head_dim = query.shape
+    grouped = query.view(rows, group, heads, length, head_dim).transpose(1, 2).reshape(rows, heads, group * length,
+                                                                                       head_dim)
+    if attention_mask is not None:  # [rows x group, 1 or heads, length, keys]: one mask per group, per query row
+        attention_mask = attention_mask[::group]
+        attention_mask = attention_mask.repeat(1, 1, group, 1) if length > 1 else attention_mask
+    output, weights = sdpa_attention_forward(module, grouped, key, value, attention_mask,
+                                             **{**kwargs, "is_causal": False})
+    return output.reshape(rows * group, length, heads, head_dim), weights  # query row b*G+g: its g-th block
+
+
 def configure_attention(model, config) -> None:
     """A track's attention settings for a loaded model: its SDPA kernels (`config.sdpa_backend`, process-wide) and
     sync-free masks (`config.sdpa_sync_free_masks`)."""
@@ -111,10 +136,9 @@ def use_sync_free_masks(model, enabled: bool = True, cuda_only: bool = True) -> 
     if not enabled or config._attn_implementation != "sdpa" or (cuda_only and not torch.cuda.is_available()):
         return False
     from transformers import AttentionInterface
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
     from transformers.masking_utils import AttentionMaskInterface
 
-    AttentionInterface.register(SYNC_FREE_SDPA, sdpa_attention_forward)
+    AttentionInterface.register(SYNC_FREE_SDPA, grouped_kv_sdpa_forward)
     AttentionMaskInterface.register(SYNC_FREE_SDPA, sync_free_sdpa_mask)
     config._attn_implementation = SYNC_FREE_SDPA
     return True

@@ -145,3 +145,28 @@ def test_sync_free_masks_stay_off_on_the_cpu_and_when_disabled() -> None:
     assert not use_sync_free_masks(model, enabled=True) or torch.cuda.is_available()
     assert not use_sync_free_masks(model, enabled=False, cuda_only=False)
     assert model.config._attn_implementation == "sdpa" or torch.cuda.is_available()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("length", [1, 3])
+def test_grouped_keys_attend_as_keys_copied_per_query_row(length: int, device: str) -> None:
+    """grouped_kv_sdpa_forward with one key row per group of 4 query rows equals SDPA over the keys (and masks)
+    copied to every query row; rows of a group have their own queries, groups their own padding."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from competition.attention import grouped_kv_sdpa_forward
+
+    rows, group, heads, keys, head_dim = 2, 4, 3, 7, 8
+    module = torch.nn.Module()
+    module.is_causal = False
+    query = torch.randn(rows * group, heads, length, head_dim, device=device)
+    key, value = (torch.randn(rows, heads, keys, head_dim, device=device) for _ in range(2))
+    mask = torch.ones(rows, 1, length, keys, dtype=torch.bool, device=device)
+    mask[1, ..., 5:] = False
+    mask[0, :, -1, 2] = False  # a query position with its own mask row
+    copied = {"key": key.repeat_interleave(group, 0), "value": value.repeat_interleave(group, 0),
+              "attention_mask": mask.repeat_interleave(group, 0)}
+    expected, _ = sdpa_attention_forward(module, query, **copied)
+    grouped, _ = grouped_kv_sdpa_forward(module, query, key, value, copied["attention_mask"])
+    assert grouped.shape == expected.shape == (rows * group, length, heads, head_dim)
+    torch.testing.assert_close(grouped, expected, rtol=1e-4, atol=1e-5)  # GPU kernels may tile 4 queries otherwise

@@ -51,15 +51,15 @@ def test_bart_layout_and_decoding_keep_data_tags() -> None:
     assert decode(tokenizer, [ids + [tokenizer.pad_token_id]]) == [text]
 
 
-def test_beam_search_without_reordering_the_cross_attention_cache_gives_the_same_summaries() -> None:
-    """load_pretrained makes beam search reorder only the self-attention cache; the output must not move, and the
-    hook must really be what generate calls (else the test would compare the library's path with itself)."""
+def _beam_search_case():
+    """A tiny BART with large random weights (beams that differ and reorder at every step), 3 padded dialogues and
+    beam-search settings."""
     import torch
 
     tokenizer, model = load_pretrained(model_source(get_preset("tiny-bart")))
     layout = configure_family(tokenizer, model, "bart")
     torch.manual_seed(0)
-    with torch.no_grad():  # large random weights: beams that differ and reorder at every step
+    with torch.no_grad():
         for weight in model.parameters():
             if weight.dim() == 2:
                 weight.normal_(0, 0.5)
@@ -68,12 +68,56 @@ def test_beam_search_without_reordering_the_cross_attention_cache_gives_the_same
     inputs, _ = encode_texts(tokenizer, texts, layout.encoder_prefix, layout.eos, 128)
     batch = tokenizer.pad({"input_ids": inputs}, return_tensors="pt")
     settings = dict(num_beams=4, no_repeat_ngram_size=2, min_new_tokens=12, max_new_tokens=12, early_stopping=True)
+    return model, batch, settings
+
+
+def _spy_reorders(model) -> list:
+    """Wrap the model's `_reorder_cache` hook; the list gets (beam_idx, cross-attention rows after it) per call."""
     calls = []
     hook = model._reorder_cache
-    model._reorder_cache = lambda cache, beam_idx: calls.append(beam_idx.clone()) or hook(cache, beam_idx)
+
+    def spy(cache, beam_idx):
+        cache = hook(cache, beam_idx)
+        calls.append((beam_idx.clone(), cache.cross_attention_cache.layers[0].keys.shape[0]))
+        return cache
+
+    model._reorder_cache = spy
+    return calls
+
+
+def _library_generate(model, batch, settings):
+    """`generate` with the library's own beam hooks (both caches reordered, one cross row per beam)."""
+    del model._reorder_cache, model._expand_inputs_for_generation
+    return model.generate(**batch, **settings)
+
+
+def test_beam_search_without_reordering_the_cross_attention_cache_gives_the_same_summaries() -> None:
+    """load_pretrained makes beam search reorder only the self-attention cache; the output must not move, and the
+    hook must really be what generate calls (else the test would compare the library's path with itself)."""
+    import torch
+
+    model, batch, settings = _beam_search_case()
+    calls = _spy_reorders(model)
     with torch.inference_mode():
         shared = model.generate(**batch, **settings)
-        del model._reorder_cache  # the library's own reorder of both caches
-        reordered = model.generate(**batch, **settings)
-    assert calls and any(not torch.equal(c, torch.arange(len(c))) for c in calls)  # beams really moved
+        reordered = _library_generate(model, batch, settings)
+    assert calls and any(not torch.equal(c, torch.arange(len(c))) for c, _ in calls)  # beams really moved
+    assert {rows for _, rows in calls} == {3 * 4}  # `sdpa` (the CPU's): one cross row per beam, as before
+    assert torch.equal(shared, reordered)
+
+
+def test_beams_share_one_cross_attention_row_per_dialogue_with_the_same_summaries() -> None:
+    """With the sync-free attention (CUDA's), the cross-attention cache keeps one row per dialogue after the first
+    step, and the beams read it through grouped_kv_sdpa_forward: the same tokens as the library's path."""
+    import torch
+
+    from competition.attention import use_sync_free_masks
+
+    model, batch, settings = _beam_search_case()
+    assert use_sync_free_masks(model, cuda_only=False)
+    calls = _spy_reorders(model)
+    with torch.inference_mode():
+        shared = model.generate(**batch, **settings)
+        reordered = _library_generate(model, batch, settings)
+    assert [rows for _, rows in calls] == [3] * settings["max_new_tokens"]  # a reorder after each token
     assert torch.equal(shared, reordered)
