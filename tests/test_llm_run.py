@@ -123,6 +123,7 @@ def test_benchmark_smoke_mode_runs_and_reports_both_parts():
     assert report["generation"]["fast_compiled_batch_8"]["same_summary_as_fast"] == 1.0
     assert report["generation"]["fast_batch_8_budget_400"]["same_summary_as_fast"] == 1.0  # other batches, same text
     assert report["generation"]["fast_ungrouped_batch_8"]["same_summary_as_fast"] == 1.0
+    assert report["generation_verdict"]["fastest"] in report["generation"]
 
 
 def test_benchmark_generates_with_the_shipped_3b_token_budget():
@@ -130,6 +131,19 @@ def test_benchmark_generates_with_the_shipped_3b_token_budget():
     import bench_llm
 
     assert bench_llm.SHIPPED_GENERATION_BATCH_TOKENS == load_config("llama3.2-ko-3b").generation_batch_tokens
+
+
+def test_benchmark_verdict_takes_the_fastest_fast_loop_row_against_static_generate():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import bench_llm
+
+    rows = {"fast_batch_128": {"seconds_median": 5.8}, "fast_compiled_batch_256_budget_98304": {"seconds_median": 3.7},
+            "generate_batch_128": {"seconds_median": 1.0}}  # a generate row is not a candidate
+    verdict = bench_llm.generation_verdict(rows)
+    assert verdict["fastest"] == "fast_compiled_batch_256_budget_98304"
+    assert verdict["meets_targets"] == {"generate_499_s_max": True, "generate_faster_than": None}  # static not run
+    rows["generate_static_compiled_batch_128"] = {"warm_seconds": 3.5}
+    assert bench_llm.generation_verdict(rows)["meets_targets"]["generate_faster_than"] is False
 
 
 def test_benchmark_trains_the_first_run_once_untimed_before_timing_any(monkeypatch):
