@@ -62,7 +62,8 @@ def share_cross_attention_across_beams(model) -> None:
 
 
 class BeamSharedCrossAttention:
-    """The two `generate` hooks of `share_cross_attention_across_beams`; holds the beam count, not the model."""
+    """The two `generate` hooks of `share_cross_attention_across_beams`: the library's expand, then the beam count
+    it was given; the model's config tells whether its attention shares the cross rows."""
 
     def __init__(self, config, expand_inputs):
         self.config, self.expand, self.beams = config, expand_inputs, 1

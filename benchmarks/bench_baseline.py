@@ -314,7 +314,7 @@ def compile_summary() -> dict | None:
         return None
     phases = {name: [len(times), round(sum(times), 1)] for name, times in compilation_time_metrics.items()}
     return {"phases_calls_seconds": dict(sorted(phases.items(), key=lambda item: -item[1][1])[:12]),
-            "stats": {k: v for k, v in counters["stats"].items()}}
+            "stats": dict(counters["stats"])}
 
 
 def _sync() -> None:
@@ -415,8 +415,8 @@ def main(argv: list[str] | None = None) -> int:
                     "torch_compile_regional": config.torch_compile_regional,
                     "loader_workers": loader_arguments(config.dataloader_num_workers)["dataloader_num_workers"],
                     "optim": args.optim, "cache_implementation": args.cache_implementation,
-                    "reorder_cross_cache": args.reorder_cross_cache,
-                    "cross_rows_per_beam": args.cross_rows_per_beam or args.reorder_cross_cache, "sync_free_masks": sync_free_masks,
+                    "reorder_cross_cache": args.reorder_cross_cache, "sync_free_masks": sync_free_masks,
+                    "cross_rows_per_beam": args.cross_rows_per_beam or args.reorder_cross_cache,
                     "nan_inf_filter": args.step_syncs,
                     "gen_order": args.gen_order},
         "parameters_millions": round(parameters / 1e6, 1),
