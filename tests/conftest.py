@@ -14,6 +14,9 @@ REAL_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data" / "competition"
 # Tests never reach the model hub; tiny checkpoints are built locally.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# torch.compile's kernels for the tests stay in the checkout: a stale or half-written entry in the machine's shared
+# /tmp cache (seen: an "invalid ELF header" .so left by a killed run) cannot fail them.
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(PROJECT_ROOT / ".cache" / "torchinductor"))
 # Commands under test write submissions where each test says, never into a folder named by the caller's $SUBMISSIONS.
 os.environ.pop("SUBMISSIONS", None)
 
