@@ -130,7 +130,7 @@ def test_prefill_groups_split_long_from_short_prompts():
 
 @pytest.mark.parametrize("preset", ["tiny-llama", "tiny-qwen3"])
 @pytest.mark.parametrize("compile_step", [False, True])
-def test_a_grouped_prefill_picks_generates_tokens(preset, compile_step, sample_dir, monkeypatch):
+def test_a_grouped_prefill_picks_the_same_tokens_as_generate(preset, compile_step, sample_dir, monkeypatch):
     """Prompts prefilled in groups of similar length (forced here: a new group at every shorter prompt after two
     rows), each group as wide as its longest body, give generate's tokens; eager and compiled."""
     import llm.decode as decode
