@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, help="folder with dev.csv and test.csv (default: ../shared data)")
     parser.add_argument("--tokenizer", help="tokenizer folder or hub id (default: the llama3.2-ko-3b one)")
-    parser.add_argument("--train-runs", default="grouped:16384tok:ckpt,grouped:16384tok",
+    parser.add_argument("--train-runs", default="grouped:16384tok,grouped:16384tok:ckpt",
                         help="bench_llm's batching:N[tok][:ckpt] items (other flags do not apply)")
     parser.add_argument("--train-prompts", type=int, default=12_500)
     parser.add_argument("--train-steps", type=int, default=20)
@@ -59,6 +59,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def unsloth_collator(pad_token_id: int):
+    """bench_llm's padded batches with full-length labels (the model computes its own loss), taking token-budget
+    buckets as the Trainer hands them over."""
+    from llm.train import BucketCollator, PaddedCollator
+
+    return BucketCollator(PaddedCollator(pad_token_id))
+
+
 def _bench(fast_model, args) -> dict:
     import torch
 
@@ -68,7 +76,6 @@ def _bench(fast_model, args) -> dict:
     from competition.presets import get_preset
     from competition.prompts import prompt_style_for, resolve_template
     from llm.config import load_config
-    from llm.train import PaddedCollator
 
     dialogues, summaries, _ = bench_llm.load_texts(False, args.data_dir)
     tokenizer, _ = bench_llm.load_tokenizer(False, args.tokenizer)
@@ -91,7 +98,7 @@ def _bench(fast_model, args) -> dict:
                 use_gradient_checkpointing="unsloth" if config.gradient_checkpointing else False)
             try:
                 results[run.name] = bench_llm.timed_training(model, tokenizer, examples, config,
-                                                             PaddedCollator(tokenizer.pad_token_id), None, args)
+                                                             unsloth_collator(tokenizer.pad_token_id), None, args)
             except torch.OutOfMemoryError:
                 results[run.name] = {"error": "CUDA out of memory"}
             print(json.dumps({f"unsloth_{run.name}": results[run.name]}), flush=True)

@@ -166,6 +166,22 @@ def test_benchmark_trains_the_first_run_once_untimed_before_timing_any(monkeypat
     assert calls == ["grouped_8seq", "padded_4seq_ckpt"] and "process_warmup" not in cold
 
 
+def test_unsloth_benchmark_collates_the_token_budget_buckets_the_trainer_hands_over():
+    # On an H200 the unsloth run stopped with KeyError 'input_ids': its collator got bucket rows it could not read
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import bench_unsloth
+
+    from llm.train import training_dataset
+
+    examples = [{"input_ids": list(range(1, n + 1)), "labels": [-100] * (n - 2) + [5, 6]} for n in (9, 7, 4, 3)]
+    buckets = training_dataset(examples, load_config("tiny-llama", overrides={"batch_tokens": 16}))
+    assert len(buckets) > 1 and "bucket" in buckets[0]
+    batch = bench_unsloth.unsloth_collator(pad_token_id=0)(buckets[:1])  # the Trainer's batch: one bucket
+    rows = buckets[0]["bucket"]
+    assert batch["input_ids"].shape[0] == len(rows) and batch["labels"].shape == batch["input_ids"].shape
+    assert batch["input_ids"][0, : len(rows[0]["input_ids"])].tolist() == rows[0]["input_ids"]
+
+
 @pytest.mark.skipif(importlib.util.find_spec("unsloth") is not None, reason="unsloth installed: this checks the report without it")
 def test_unsloth_benchmark_says_what_stopped_it():
     result = subprocess.run([sys.executable, "benchmarks/bench_unsloth.py"], cwd=REPO, capture_output=True, text=True,
