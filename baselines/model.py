@@ -75,18 +75,23 @@ class BeamSharedCrossAttention:
     def reorder_cache(self, cache, beam_idx: torch.Tensor):
         """Beam-search reorder of an encoder-decoder cache, leaving the cross-attention part as it is (one row per
         dialogue from the first reorder on, where the attention shares it)."""
-        from transformers import DynamicCache, EncoderDecoderCache
+        from transformers import EncoderDecoderCache
 
         if not isinstance(cache, EncoderDecoderCache):
             cache.reorder_cache(beam_idx)
             return cache
         cache.self_attention_cache.reorder_cache(beam_idx)
         cross = cache.cross_attention_cache
-        if (self.beams > 1 and self.config._attn_implementation == SYNC_FREE_SDPA and isinstance(cross, DynamicCache)
-                and cross.layers and cross.layers[0].is_initialized
-                and cross.layers[0].keys.shape[0] == beam_idx.shape[0]):
+        if self._holds_a_row_per_beam(cross, beam_idx.shape[0]):
             cross.batch_select_indices(torch.arange(0, beam_idx.shape[0], self.beams, device=beam_idx.device))
         return cache
+
+    def _holds_a_row_per_beam(self, cross, rows: int) -> bool:
+        """Whether `cross` still has one filled row per beam and the model's attention can share one per dialogue."""
+        from transformers import DynamicCache
+
+        return (self.beams > 1 and self.config._attn_implementation == SYNC_FREE_SDPA and isinstance(cross, DynamicCache)
+                and bool(cross.layers) and cross.layers[0].is_initialized and cross.layers[0].keys.shape[0] == rows)
 
 
 def add_data_tokens(tokenizer, model, tokens: Sequence[str]) -> int:
