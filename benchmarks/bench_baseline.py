@@ -11,7 +11,7 @@ is needed. Data: 12,500 dialogues of real lengths, made by repeating the dev+tes
 check (never with HF_HUB_OFFLINE=1), else the tiny sample tokenizer (said so in the result). `--save-lengths` /
 `--lengths` carry the measured lengths to a GPU machine that has no data. Training uses the track's settings
 (bf16, batch 50, length-grouped batches, `sdpa_backend`, kobart.yaml's `torch_compile_mode`: 3 epochs then, the
-last one reported, the first one's extra counted once in the recipe); generation uses 4 beams, no_repeat_ngram_size 2, and a
+last one reported, the earlier ones' extra counted once in the recipe); generation uses 4 beams, no_repeat_ngram_size 2, and a
 forced summary length (min_new_tokens = max_new_tokens) so random weights cannot stop early.
 Prints one JSON object: the GPU, each figure, its ratio to the compute bound (6 x parameters x tokens at
 790 TFLOP/s bf16, an H200's measured matrix rate), a checksum of the generated ids (to check that a generation
@@ -107,7 +107,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-train", action="store_true", help="time generation only")
     parser.add_argument("--skip-generate", action="store_true", help="time training only")
     parser.add_argument("--profile", type=Path,
-                        help="write torch.profiler kernel tables (CPU+CUDA) into this folder (beam search under the "
+                        help="write torch.profiler kernel tables (CPU+CUDA) into this folder: training's last epoch "
+                             "(its time is then the profiler's) and each generation run (beam search under the "
                              "profiler took over 100 s on an H200: add --skip-generate, or use few --gen-rows)")
     parser.add_argument("--out", type=Path, help="also write the JSON result here")
     parser.add_argument("--save-lengths", type=Path, help="write the measured token lengths (numbers only) here")
@@ -229,9 +230,10 @@ def time_training(model, rows: Seq2SeqRows, config, work_dir: Path, args: argpar
     collator = DataCollatorForSeq2Seq(pad_only, model=model, label_pad_token_id=-100,
                                       pad_to_multiple_of=args.pad_to_multiple_of or None)
     timer = epoch_timer()
+    profiler = [last_epoch_profiler(args.profile, args.epochs)] if args.profile else []
     with compile_scope(config):
         trainer = Seq2SeqTrainer(model=model, args=training_args, train_dataset=rows, processing_class=pad_only,
-                                 data_collator=collator, callbacks=[timer])
+                                 data_collator=collator, callbacks=[timer, *profiler])
     print(f"compile: {trainer.accelerator.state.dynamo_plugin}", file=sys.stderr)
     trainer.train()
     return timer.seconds
@@ -286,24 +288,55 @@ def profiled(folder: Path | None, name: str, work):
     """Run `work()`; under --profile, inside torch.profiler, writing the top kernels and ops to `folder/name.txt`."""
     if folder is None:
         return work()
+    prof = kernel_profiler()
+    start = time.perf_counter()
+    with prof:
+        result = work()
+    write_profile_table(prof, time.perf_counter() - start, folder, name)
+    return result
+
+
+def kernel_profiler():
     from torch.profiler import ProfilerActivity, profile
 
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
-    start = time.perf_counter()
-    with profile(activities=activities) as prof:
-        result = work()
-    wall = time.perf_counter() - start
+    return profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else []))
+
+
+def last_epoch_profiler(folder: Path, epochs: int):
+    """A TrainerCallback that profiles the last of `epochs` epochs only (the first ones compile and record graphs)
+    and writes its table to `folder/train.txt`."""
+    from transformers import TrainerCallback
+
+    class LastEpochProfiler(TrainerCallback):
+        def on_epoch_begin(self, args, state, control, **kwargs):
+            if round(state.epoch or 0) == epochs - 1:
+                _sync()
+                self.prof, self.start = kernel_profiler(), time.perf_counter()
+                self.prof.start()
+
+        def on_epoch_end(self, args, state, control, **kwargs):
+            if hasattr(self, "prof"):
+                _sync()
+                self.prof.stop()
+                write_profile_table(self.prof, time.perf_counter() - self.start, folder, "train")
+                del self.prof
+
+    return LastEpochProfiler()
+
+
+def write_profile_table(prof, wall: float, folder: Path, name: str) -> None:
+    """The top kernels and ops of a finished torch.profiler run, and how busy the GPU was, in `folder/name.txt`."""
     events = prof.key_averages()
     sort = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
-    kernels = [e for e in prof.events() if e.device_type != torch.autograd.DeviceType.CPU]
-    kernel_seconds = sum(e.self_device_time_total for e in kernels) / 1e6  # each kernel once (ops list theirs too)
+    # each kernel once (ops list theirs too); not the GPU-side ranges of annotations such as "## Call CompiledFxGraph"
+    kernels = [e for e in prof.events() if e.device_type != torch.autograd.DeviceType.CPU and not e.is_user_annotation]
+    kernel_seconds = sum(e.self_device_time_total for e in kernels) / 1e6
     folder.mkdir(parents=True, exist_ok=True)
     text = (f"{name}: wall {wall:.1f} s under the profiler; {len(kernels)} GPU kernels/copies ran "
             f"{kernel_seconds:.2f} s (GPU busy {kernel_seconds / wall:.0%} of the wall)\n"
             f"top by self CUDA time:\n{events.table(sort_by=sort, row_limit=40, max_name_column_width=70)}\n"
             f"top by CPU total:\n{events.table(sort_by='cpu_time_total', row_limit=25, max_name_column_width=70)}\n")
     (folder / f"{name}.txt").write_text(text, encoding="utf-8")
-    return result
 
 
 def compile_summary() -> dict | None:
@@ -315,6 +348,13 @@ def compile_summary() -> dict | None:
     phases = {name: [len(times), round(sum(times), 1)] for name, times in compilation_time_metrics.items()}
     return {"phases_calls_seconds": dict(sorted(phases.items(), key=lambda item: -item[1][1])[:12]),
             "stats": dict(counters["stats"])}
+
+
+def recipe_seconds(epochs: list[float], generation_seconds: float) -> float:
+    """The official recipe's time from measured parts: the earlier epochs' extra over the last one (compiling,
+    recording CUDA graphs of new shapes) once, plus 20 x (the last epoch + one dev generation)."""
+    steady = epochs[-1]
+    return sum(max(0.0, e - steady) for e in epochs[:-1]) + RECIPE_EPOCHS * (steady + generation_seconds)
 
 
 def _sync() -> None:
@@ -378,8 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     epochs: list[float] = []
     if not args.skip_train:
         with tempfile.TemporaryDirectory() as work_dir:
-            epochs = profiled(args.profile, "train",
-                              lambda: time_training(model, train_rows, config, Path(work_dir), args))
+            epochs = time_training(model, train_rows, config, Path(work_dir), args)
     generation_seconds, generated_sha, generation_runs = None, None, []
     if not args.skip_generate:
         model = inference_model(model, config).to("cuda" if torch.cuda.is_available() else "cpu")
@@ -400,9 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     decoded_tokens = config.num_beams * size["summary_tokens"] * len(gen_lengths)
     gen_bound = 2 * parameters * (sum(gen_lengths) + decoded_tokens) / BF16_FLOPS
     steady_epoch = epochs[-1] if epochs else None
-    recipe = None
-    if epochs and generation_seconds is not None:  # first epoch's extra (compilation) + 20 x (epoch + dev generation)
-        recipe = max(0.0, epochs[0] - steady_epoch) + RECIPE_EPOCHS * (steady_epoch + generation_seconds)
+    recipe = recipe_seconds(epochs, generation_seconds) if epochs and generation_seconds is not None else None
     figures = {"epoch_seconds": steady_epoch, "generation_seconds": generation_seconds, "recipe_seconds": recipe}
     result = {
         "mode": "smoke" if args.smoke else "full",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,26 @@ def test_smoke_mode_runs_and_reports_timings(tmp_path: Path) -> None:
     result = json.loads(out.read_text(encoding="utf-8"))
     assert result["mode"] == "smoke" and result["generated_summaries"] == 8 and result["train_rows"] == 48
     assert result["epoch_seconds"] > 0 and result["generation_seconds"] > 0
+
+
+def test_the_recipe_counts_every_warm_up_epochs_extra_once(monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    import bench_baseline as bench
+
+    # epochs 60, 9, 8 s and 1 s of generation: (60 - 8) + (9 - 8) + 20 x (8 + 1)
+    assert bench.recipe_seconds([60.0, 9.0, 8.0], 1.0) == 52.0 + 1.0 + 180.0
+    assert bench.recipe_seconds([7.0, 8.0], 1.0) == 180.0  # an epoch faster than the last adds nothing
+
+
+def test_profile_covers_only_the_last_training_epoch(tmp_path: Path) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, str(SCRIPT), "--smoke", "--epochs", "2", "--skip-generate", "--profile",
+                           str(tmp_path / "prof")], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = (tmp_path / "prof" / "train.txt").read_text(encoding="utf-8")
+    steps = int(re.search(r"Optimizer\.step#AdamW\.step .*\s(\d+)\s*$", table, re.MULTILINE).group(1))  # calls
+    assert steps == 6  # 48 rows / batch 8: one epoch's optimizer steps, not two epochs' 12
 
 
 def test_missing_real_data_is_a_clear_error(tmp_path: Path) -> None:
