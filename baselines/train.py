@@ -35,7 +35,7 @@ from competition.distributed import barrier, is_main_process
 from competition.errors import DataError
 from competition.files import write_text_atomic
 from competition.metric import compute_rouge
-from competition.modeling import TokenLayout, resolve_precision
+from competition.modeling import TokenLayout, resolve_precision, token_sum_loss
 from competition.presets import get_preset
 from competition.runs import (
     NO_STEP_SYNC_ARGUMENTS,
@@ -158,6 +158,19 @@ def hook_callback(on_evaluate: OnEvaluate | None):
                 on_evaluate(epoch, score)
 
     return EvaluateHook()
+
+
+def seq2seq_loss(label_smoothing: float) -> Callable[..., torch.Tensor]:
+    """The Trainer's `compute_loss_func`: `token_sum_loss` of the decoder's logits against the labels.
+
+    BART, mBART and T5 accept `**kwargs` but take the mean over their own batch, so the Trainer, reading that as a
+    loss normalised by its target count, would neither divide by the accumulation steps nor undo its scaling by the
+    DDP world size: 6 accumulation steps gave gradients 6x too large, 2 ranks 2x.
+    """
+    def loss(outputs, labels: torch.Tensor, num_items_in_batch: torch.Tensor | int | None = None) -> torch.Tensor:
+        return token_sum_loss(outputs.logits, labels, num_items_in_batch, label_smoothing)
+
+    return loss
 
 
 def training_arguments(config: BaselineConfig, output_dir: Path):
@@ -286,7 +299,7 @@ def train(config: BaselineConfig, data_dir: Path | str, run_dir: Path | str,
             data_collator=speed.counting(DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100,
                                                                 pad_to_multiple_of=pad_to_multiple_of())),
             train_dataset=train_rows, eval_dataset=dev_rows, processing_class=tokenizer,
-            compute_metrics=make_compute_metrics(tokenizer, dev_rows, list(dev_frame["references"]), config.analyzer),
+            compute_loss_func=seq2seq_loss(config.label_smoothing_factor), compute_metrics=make_compute_metrics(tokenizer, dev_rows, list(dev_frame["references"]), config.analyzer),
             callbacks=[EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience),
                        hook_callback(on_evaluate), mark_complete_callback(), speed],  # speed last: after evaluations
         )

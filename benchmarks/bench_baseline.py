@@ -52,6 +52,7 @@ from baselines.train import (  # noqa: E402
     loader_arguments,
     pad_to_multiple_of,
     precision_flags,
+    seq2seq_loss,
     training_arguments,
 )
 from competition.attention import SDPA_BACKENDS, configure_sdpa, use_sync_free_masks  # noqa: E402
@@ -233,7 +234,8 @@ def time_training(model, rows: Seq2SeqRows, config, work_dir: Path, args: argpar
     profiler = [last_epoch_profiler(args.profile, args.epochs)] if args.profile else []
     with compile_scope(config):
         trainer = Seq2SeqTrainer(model=model, args=training_args, train_dataset=rows, processing_class=pad_only,
-                                 data_collator=collator, callbacks=[timer, *profiler])
+                                 data_collator=collator, compute_loss_func=seq2seq_loss(config.label_smoothing_factor),
+                                 callbacks=[timer, *profiler])
     print(f"compile: {trainer.accelerator.state.dynamo_plugin}", file=sys.stderr)
     trainer.train()
     return timer.seconds

@@ -1,5 +1,5 @@
-"""Model-side pieces both tracks share: tokenizer loading, the seq2seq token layout, the precision choice and
-batch padding.
+"""Model-side pieces both tracks share: tokenizer loading, the seq2seq token layout, the precision choice, batch
+padding and the training loss's reduction.
 
 torch and transformers are imported inside the functions, so data-only users of `competition` stay light.
 """
@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 Side = Literal["left", "right"]
 MIN_VOCAB_SHARE = 0.5  # a tokenizer below this share of config.json vocab_size is broken
+IGNORE_INDEX = -100  # label of tokens without loss (an LLM prompt, padding)
 PRECISION_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}  # precision -> torch dtype name
 
 
@@ -187,3 +188,22 @@ def pad_rows(rows: Sequence[Sequence[int]], value: int, side: Side = "right",
         padded[index, span] = torch.tensor(list(row), dtype=torch.long)
         mask[index, span] = 1
     return padded, mask
+
+
+# ---------------------------------------------------------------- loss
+
+def token_sum_loss(logits: "torch.Tensor", targets: "torch.Tensor",
+                   num_items_in_batch: "torch.Tensor | int | None" = None,
+                   label_smoothing: float = 0.0) -> "torch.Tensor":
+    """Cross-entropy summed over the target tokens (not IGNORE_INDEX), divided by the Trainer's count of them.
+
+    The Trainer counts the targets of the whole optimizer step, over accumulation steps and DDP ranks, so every
+    target token weighs the same however the step is split (transformers' causal-LM reduction). Without a count,
+    the mean over this batch's targets.
+    """
+    import torch.nn.functional as F
+
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1).to(logits.device),
+                           ignore_index=IGNORE_INDEX, reduction="sum", label_smoothing=label_smoothing)
+    count = num_items_in_batch if num_items_in_batch is not None else (targets != IGNORE_INDEX).sum()
+    return loss / (count.to(loss.device) if hasattr(count, "to") else count)

@@ -37,14 +37,13 @@ from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 from competition.errors import ConfigError
 from competition.files import write_text_atomic
-from competition.modeling import ensure_pad_token, pad_rows
+from competition.modeling import IGNORE_INDEX, ensure_pad_token, pad_rows
 
 if TYPE_CHECKING:
     from competition.presets import Preset
 
 CutMode = Literal["middle", "keep_end", "keep_start"]
 CUT_MODES: tuple[str, ...] = ("middle", "keep_end", "keep_start")
-IGNORE_INDEX = -100  # label of tokens without loss (the prompt)
 PROMPT_STYLE_FILE = "prompt_style.json"
 DEFAULT_INSTRUCTION = "다음 대화를 요약하세요."
 DEFAULT_FALLBACK_TEMPLATE = "### 지시:\n{instruction}\n\n### 대화:\n{dialogue}\n\n### 요약:\n"

@@ -25,8 +25,8 @@ from competition.data import data_special_tokens, read_split, require_split, spl
 from competition.distributed import barrier, broadcast_from_main, ensure_process_group, is_main_process
 from competition.errors import ConfigError
 from competition.metric import compute_rouge
-from competition.modeling import pad_rows, padded_width
-from competition.prompts import IGNORE_INDEX, encode_for_training
+from competition.modeling import IGNORE_INDEX, pad_rows, padded_width, token_sum_loss
+from competition.prompts import encode_for_training
 from competition.runs import (
     NO_STEP_SYNC_ARGUMENTS,
     TrainResult,
@@ -119,12 +119,7 @@ class LabelledLogitsCollator:
 def summary_token_loss(outputs, labels: torch.Tensor, num_items_in_batch: torch.Tensor | int | None = None):
     """Cross-entropy of the kept logits against `LabelledLogitsCollator` labels, summed over target tokens and
     divided by the Trainer's target count (the same reduction as transformers' causal-LM loss)."""
-    logits = outputs.logits.float()
-    targets = labels[:, 1:].to(logits.device)
-    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                                             ignore_index=IGNORE_INDEX, reduction="sum")
-    count = num_items_in_batch if num_items_in_batch is not None else (targets != IGNORE_INDEX).sum()
-    return loss / (count.to(loss.device) if torch.is_tensor(count) else count)
+    return token_sum_loss(outputs.logits.float(), labels[:, 1:], num_items_in_batch)
 
 
 def loss_function(kernels: dict[str, bool] | None):

@@ -11,10 +11,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from baselines.config import load_config
+from baselines.config import TRACK, load_config
+from baselines.model import configure_family, load_pretrained
 from baselines.predict import predict
-from baselines.train import CHECKPOINTS_DIR, train
+from baselines.train import CHECKPOINTS_DIR, build_rows, seq2seq_loss, train
 from competition.metric import compute_rouge
+from competition.presets import get_preset
+from competition.tiny import model_source
 from tests.baselines_fixtures import sample_rows, write_data_dir
 
 pytestmark = pytest.mark.slow
@@ -102,3 +105,36 @@ def test_on_evaluate_gets_every_epoch_and_its_exception_propagates(tmp_path: Pat
     assert [epoch for epoch, _ in seen] == [1, 2]
     assert all(0.0 <= score <= 100.0 for _, score in seen)
     assert not (tmp_path / "run" / "best").exists()
+
+
+def one_sgd_step(rows, batch: int, accumulation: int, work_dir: Path) -> dict[str, torch.Tensor]:
+    """tiny-bart's weights after one plain SGD step (lr 1, no clipping) over `batch` x `accumulation` rows."""
+    from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments
+
+    config = load_config("tiny-bart")
+    tokenizer, model = load_pretrained(model_source(get_preset("tiny-bart", TRACK)))
+    layout = configure_family(tokenizer, model, "bart")
+    args = Seq2SeqTrainingArguments(output_dir=str(work_dir), max_steps=1, per_device_train_batch_size=batch,
+                                    gradient_accumulation_steps=accumulation, optim="sgd", learning_rate=1.0,
+                                    lr_scheduler_type="constant", max_grad_norm=0.0, save_strategy="no",
+                                    report_to="none", use_cpu=True, train_sampling_strategy="sequential")
+    trainer = Seq2SeqTrainer(model=model, args=args, train_dataset=build_rows(
+        tokenizer, layout, rows["dialogue"], rows["summary"], config),
+        data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100),
+        compute_loss_func=seq2seq_loss(label_smoothing=0.0))
+    trainer.train()
+    return {name: weight.detach().clone() for name, weight in model.named_parameters()}
+
+
+def test_accumulated_batches_take_the_same_step_as_one_batch(tmp_path: Path) -> None:
+    """8 rows as one batch or as 2 accumulated batches of 4 move the weights alike: the loss is summed over target
+    tokens and divided by the step's count. BART's own loss (a mean per batch, which the Trainer does not divide by
+    the accumulation steps since the model takes **kwargs) gave about twice the step."""
+    rows = sample_rows("train", 8)
+    whole = one_sgd_step(rows, batch=8, accumulation=1, work_dir=tmp_path / "whole")
+    split = one_sgd_step(rows, batch=4, accumulation=2, work_dir=tmp_path / "split")
+    start = load_pretrained(model_source(get_preset("tiny-bart", TRACK)))[1].state_dict()
+    moved = sum(float((whole[name] - start[name]).abs().sum()) for name in whole)
+    assert moved > 1.0  # the step did something
+    for name in whole:
+        torch.testing.assert_close(split[name], whole[name], rtol=1e-4, atol=1e-5, msg=name)

@@ -1,4 +1,4 @@
-"""Shared model-side helpers: padding, precision, tokenizer loading.
+"""Shared model-side helpers: padding, precision, tokenizer loading, the loss reduction.
 
 Run: `.venv/bin/python -m pytest -q tests/test_modeling.py`.
 """
@@ -10,15 +10,16 @@ import torch
 
 from competition.errors import ConfigError
 from competition.modeling import (
+    IGNORE_INDEX,
     half_precision,
     load_tokenizer,
     pad_rows,
     padded_width,
     precision_dtype,
     resolve_precision,
+    token_sum_loss,
 )
 from competition.presets import get_preset
-from competition.prompts import IGNORE_INDEX
 from competition.tiny import ensure_tiny_checkpoint
 
 
@@ -76,3 +77,19 @@ def test_load_tokenizer_refuses_one_far_below_the_config_vocabulary(tmp_path) ->
     (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
     with pytest.raises(ConfigError, match=f"{folder}: the tokenizer loaded with \\d+ tokens but config.json says"):
         load_tokenizer(folder)
+
+
+def test_token_sum_loss_is_the_mean_over_targets_and_label_smoothing_as_transformers() -> None:
+    from transformers.modeling_outputs import Seq2SeqLMOutput
+    from transformers.trainer_pt_utils import LabelSmoother
+
+    torch.manual_seed(0)
+    logits = torch.randn(3, 5, 11)
+    targets = torch.randint(0, 11, (3, 5))
+    targets[0, 3:] = targets[2, 1:] = IGNORE_INDEX
+    count = int((targets != IGNORE_INDEX).sum())
+    mean = torch.nn.functional.cross_entropy(logits.reshape(-1, 11), targets.reshape(-1), ignore_index=IGNORE_INDEX)
+    torch.testing.assert_close(token_sum_loss(logits, targets), mean)
+    torch.testing.assert_close(token_sum_loss(logits, targets, torch.tensor(4 * count)), mean / 4)  # a step's count
+    smoothed = LabelSmoother(epsilon=0.1)(Seq2SeqLMOutput(logits=logits), targets)
+    torch.testing.assert_close(token_sum_loss(logits, targets, label_smoothing=0.1), smoothed)
