@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from competition.config import TrackSettings, add_track_arguments, layers_from_args
-from competition.distributed import close_process_group, is_main_process
+from competition.distributed import end_multi_process_run, is_main_process
 from competition.errors import ConfigError
 from competition.logs import setup_logging
 from competition.runs import TrainResult
@@ -69,5 +69,5 @@ def track_cli(track: Track, argv: list[str] | None, prog: str, description: str,
                         submissions_dir=args.submissions)
     if is_main_process():  # every rank returns the run folder; say it once
         print(f"run folder: {run_dir}")
-    close_process_group()
+    end_multi_process_run()
     return 0

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from competition.cli import exit_on_bad_input
 from competition.config import parse_overrides
+from competition.distributed import end_multi_process_run, is_main_process
 from competition.submission import default_submissions_dir
 from competition.tracks import TRACK_MODULES
 from kfold.pipeline import KFoldSettings, run_kfold
@@ -54,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         ensemble_method=args.ensemble_method,
         submissions_dir=args.submissions or default_submissions_dir())
     kfold_dir = run_kfold(settings)
-    print(f"K-fold folder: {kfold_dir}")
+    if is_main_process():
+        print(f"K-fold folder: {kfold_dir}")
+    end_multi_process_run()
     return 0
 
 

@@ -50,9 +50,10 @@ def run_track(data: Path, out: Path, processes: int, batch: int, *extra: str) ->
     command = launcher + ["-m", "llm.run", "--model", "tiny-llama", "--demo", "--data", str(data),
                           "--out", str(out / "runs"), f"per_device_train_batch_size={batch}", *SETTINGS, *extra]
     out.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(PROJECT_ROOT)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(PROJECT_ROOT),
+           "PYTHONFAULTHANDLER": "1"}  # an abort prints every thread's Python stack
     result = subprocess.run(command, cwd=out, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, result.stderr[-6000:]
     return result
 
 
