@@ -299,7 +299,8 @@ def train(config: BaselineConfig, data_dir: Path | str, run_dir: Path | str,
             data_collator=speed.counting(DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100,
                                                                 pad_to_multiple_of=pad_to_multiple_of())),
             train_dataset=train_rows, eval_dataset=dev_rows, processing_class=tokenizer,
-            compute_loss_func=seq2seq_loss(config.label_smoothing_factor), compute_metrics=make_compute_metrics(tokenizer, dev_rows, list(dev_frame["references"]), config.analyzer),
+            compute_loss_func=seq2seq_loss(config.label_smoothing_factor),
+            compute_metrics=make_compute_metrics(tokenizer, dev_rows, list(dev_frame["references"]), config.analyzer),
             callbacks=[EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience),
                        hook_callback(on_evaluate), mark_complete_callback(), speed],  # speed last: after evaluations
         )
