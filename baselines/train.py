@@ -35,7 +35,7 @@ from competition.distributed import barrier, is_main_process
 from competition.errors import DataError
 from competition.files import write_text_atomic
 from competition.metric import compute_rouge
-from competition.modeling import TokenLayout, resolve_precision, token_sum_loss
+from competition.modeling import IGNORE_INDEX, TokenLayout, resolve_precision, token_sum_loss
 from competition.presets import get_preset
 from competition.runs import (
     NO_STEP_SYNC_ARGUMENTS,
@@ -129,7 +129,7 @@ def make_compute_metrics(tokenizer, dev_rows: Seq2SeqRows, references: Sequence[
     def compute_metrics(eval_prediction) -> dict[str, float]:
         sequences = np.asarray(eval_prediction.predictions)
         sequences = np.where(sequences < 0, tokenizer.pad_token_id, sequences)  # -100 padding between batches
-        padding = {-100, tokenizer.pad_token_id}  # label padding: -100 from the collator, pad from the Trainer
+        padding = {IGNORE_INDEX, tokenizer.pad_token_id}  # label padding: IGNORE_INDEX from the collator, pad from the Trainer
         matched = [by_labels.get(tuple(int(t) for t in labels if t not in padding))
                    for labels in eval_prediction.label_ids]
         if any(refs is None for refs in matched):
@@ -296,7 +296,7 @@ def train(config: BaselineConfig, data_dir: Path | str, run_dir: Path | str,
     with compile_scope(config):
         trainer = counting_trainer(Seq2SeqTrainer, speed)(
             model=model, args=training_arguments(config, checkpoint_dir),
-            data_collator=speed.counting(DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100,
+            data_collator=speed.counting(DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=IGNORE_INDEX,
                                                                 pad_to_multiple_of=pad_to_multiple_of())),
             train_dataset=train_rows, eval_dataset=dev_rows, processing_class=tokenizer,
             compute_loss_func=seq2seq_loss(config.label_smoothing_factor),

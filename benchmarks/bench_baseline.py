@@ -56,6 +56,7 @@ from baselines.train import (  # noqa: E402
     training_arguments,
 )
 from competition.attention import SDPA_BACKENDS, configure_sdpa, use_sync_free_masks  # noqa: E402
+from competition.modeling import IGNORE_INDEX  # noqa: E402
 from competition.runs import STEP_SYNC_ARGUMENTS  # noqa: E402
 
 SHARED = PROJECT_ROOT.parent / "shared"
@@ -228,7 +229,7 @@ def time_training(model, rows: Seq2SeqRows, config, work_dir: Path, args: argpar
         training_arguments(config, work_dir), num_train_epochs=args.epochs, eval_strategy="no", save_strategy="no",
         logging_strategy="no", load_best_model_at_end=False, **extra,
         **(STEP_SYNC_ARGUMENTS if args.step_syncs else {}))
-    collator = DataCollatorForSeq2Seq(pad_only, model=model, label_pad_token_id=-100,
+    collator = DataCollatorForSeq2Seq(pad_only, model=model, label_pad_token_id=IGNORE_INDEX,
                                       pad_to_multiple_of=args.pad_to_multiple_of or None)
     timer = epoch_timer()
     profiler = [last_epoch_profiler(args.profile, args.epochs)] if args.profile else []

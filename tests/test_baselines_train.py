@@ -16,6 +16,7 @@ from baselines.model import configure_family, load_pretrained
 from baselines.predict import predict
 from baselines.train import CHECKPOINTS_DIR, build_rows, seq2seq_loss, train
 from competition.metric import compute_rouge
+from competition.modeling import IGNORE_INDEX
 from competition.presets import get_preset
 from competition.tiny import model_source
 from tests.baselines_fixtures import sample_rows, write_data_dir
@@ -120,7 +121,7 @@ def one_sgd_step(rows, batch: int, accumulation: int, work_dir: Path) -> dict[st
                                     report_to="none", use_cpu=True, train_sampling_strategy="sequential")
     trainer = Seq2SeqTrainer(model=model, args=args, train_dataset=build_rows(
         tokenizer, layout, rows["dialogue"], rows["summary"], config),
-        data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100),
+        data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=IGNORE_INDEX),
         compute_loss_func=seq2seq_loss(label_smoothing=0.0))
     trainer.train()
     return {name: weight.detach().clone() for name, weight in model.named_parameters()}
