@@ -11,6 +11,7 @@ from typing import Any, Literal, Mapping
 
 from competition.config import SdpaBackend, TrackSettings, setting
 from competition.errors import ConfigError
+from competition.metric import DEFAULT_ANALYZER, Analyzer
 from competition.presets import get_preset
 
 TRACK = "baseline"  # the preset track, the tuning track and run folders `<out>/baseline-<preset>-<stamp>`
@@ -61,7 +62,7 @@ class BaselineConfig:
     model_path: str | None = setting(None, "local folder with the preset's files (config + tokenizer [+ weights]); null = the hub id")
     allow_bin_weights: bool = setting(True, "fall back to pytorch_model.bin when a hub model has no safetensors")
     mbart_lang: str = setting("ko_KR", "source and target language code for mBART presets")
-    analyzer: str = setting("mecab", "metric tokenizer; the leaderboard uses morphemes")
+    analyzer: Analyzer = setting(DEFAULT_ANALYZER, "metric tokenizer; the leaderboard uses morphemes")
     # submission
     max_fill_in_share: float = setting(0.05, "share of empty summaries (replaced by the first utterance) above which the run does not submit")
     submit_despite_fill_ins: bool = setting(False, "submit even when fill-ins exceed max_fill_in_share")

@@ -120,6 +120,8 @@ def coerce_value(cls: type, key: str, value: Any, source: str) -> Any:
     annotation = field_types(cls)[key]
     if isinstance(value, str) and SCIENTIFIC_NUMBER.fullmatch(value.strip()):
         value = value.strip()  # YAML 1.1 keeps `1e-5` a string; pydantic reads it as a float
+    if isinstance(value, str) and typing.get_origin(annotation) is list:
+        value = [parse_value(item) for item in value.split(",") if item.strip()]  # `rules=a,b` on a command line
     try:
         return _adapter(annotation).validate_python(value)
     except pydantic.ValidationError:

@@ -22,15 +22,16 @@ from __future__ import annotations
 import functools
 from collections import Counter
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Literal, Sequence, get_args
 
 import numpy as np
 from rouge_score import rouge_scorer
 from tqdm import tqdm
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
-MORPHEME_ANALYZERS = ("mecab", "okt", "komoran", "whitespace")
-ANALYZERS = MORPHEME_ANALYZERS + ("baseline",)
+Analyzer = Literal["mecab", "okt", "komoran", "whitespace", "baseline"]  # a setting type: configs check it
+ANALYZERS: tuple[str, ...] = get_args(Analyzer)
+MORPHEME_ANALYZERS = ANALYZERS[:-1]  # all but the baseline notebook's whitespace ROUGE
 DEFAULT_ANALYZER = "mecab"
 # The baseline notebook's `inference.remove_tokens`.
 BASELINE_REMOVE_TOKENS = ("<usr>", "<s>", "</s>", "<pad>")

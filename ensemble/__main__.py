@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from competition.cli import exit_on_bad_input
-from competition.config import load_yaml, parse_overrides, resolve_config
+from competition.config import Layer, describe_config, parse_overrides, resolve_config, resolve_layers, yaml_layer
 from competition.logs import setup_logging
 from ensemble.config import METHOD_CHOICES, EnsembleConfig
 from ensemble.pipeline import load_inputs, run_ensemble, write_outputs
@@ -28,24 +28,38 @@ def _parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preds", nargs="+", default=[], help="prediction CSVs (fname,summary), dev and/or test")
     parser.add_argument("--runs", help="folder searched recursively for preds_dev.csv + preds_test.csv pairs")
-    parser.add_argument("--out", required=True, help="output folder, or OUT.csv for a single split")
+    parser.add_argument("--out", help="output folder, or OUT.csv for a single split (required unless --print-config)")
     parser.add_argument("--method", choices=METHOD_CHOICES, help="ensembling method (default: config, 'default')")
     parser.add_argument("--gold", help="dev.csv with references: scores, fitted methods, rule measurements")
     parser.add_argument("--test", help="test.csv (default: test.csv beside --gold): row order, dialogues, topics")
     parser.add_argument("--config", help="YAML file with EnsembleConfig keys")
     parser.add_argument("--disable-rule", action="append", default=[], choices=list(RULES), metavar="RULE",
                         help=f"turn a post-processing rule off (repeatable): {', '.join(RULES)}")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the resolved config (value, hint, the layer that set it) and exit")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. folds=10")
     return parser
 
 
+def config_layers(args: argparse.Namespace) -> list[Layer]:
+    """--config YAML < KEY=VALUE overrides < --method, each named by its source."""
+    layers = [yaml_layer(args.config)] if args.config else []
+    layers.append(Layer("command line", parse_overrides(args.overrides)))
+    if args.method:
+        layers.append(Layer("--method", {"method": args.method}))
+    return layers
+
+
 @exit_on_bad_input
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     setup_logging()
-    flags = {"method": args.method} if args.method else {}
-    config = resolve_config(EnsembleConfig, load_yaml(args.config) if args.config else {},
-                            parse_overrides(args.overrides), flags)
+    layers = config_layers(args)
+    config = resolve_config(EnsembleConfig, *layers)
+    if args.print_config:
+        print(describe_config(config, resolve_layers(EnsembleConfig, layers)[1]), end="")
+        return 0
     config.rules = [r for r in config.rules if r not in args.disable_rule]
     test = args.test or (str(Path(args.gold).with_name("test.csv")) if args.gold and
                          Path(args.gold).with_name("test.csv").is_file() else None)

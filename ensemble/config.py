@@ -1,41 +1,45 @@
-"""Ensembling settings: `EnsembleConfig` and the method names it accepts."""
+"""Ensembling settings: `EnsembleConfig`, resolved like the tracks' configs (defaults < `--config` YAML <
+KEY=VALUE overrides < dedicated flags), every value typed and checked, `--print-config` shows each one's source."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Literal, get_args
 
-from competition.metric import ANALYZERS, DEFAULT_ANALYZER
+from competition.config import setting
+from competition.errors import ConfigError
+from competition.metric import DEFAULT_ANALYZER, Analyzer
 from ensemble.fusion import PASSES
 from ensemble.postprocess import DEFAULT_RULES, check_rule_names
 
-METHODS = ("fusion", "mbr", "weighted-mbr", "best", "topic")  # auto breaks ties in this order
-METHOD_CHOICES = ("default", "auto") + METHODS
+Method = Literal["fusion", "mbr", "weighted-mbr", "best", "topic"]
+MethodChoice = Literal["default", "auto", "fusion", "mbr", "weighted-mbr", "best", "topic"]
+METHODS: tuple[str, ...] = get_args(Method)  # auto breaks ties in this order
+METHOD_CHOICES: tuple[str, ...] = get_args(MethodChoice)
 
 
 @dataclass
 class EnsembleConfig:
-    """All ensembling settings (defaults < --config YAML < KEY=VALUE overrides < dedicated flags)."""
+    """All ensembling settings."""
 
-    method: str = "default"  # default: auto with --gold, else fusion (>= 3 systems); auto: best cross-validated
-    rules: list[str] = field(default_factory=lambda: list(DEFAULT_RULES))  # post-processing rules, in order
-    folds: int = 5  # dev folds for cross-validated method scores
-    seed: int = 0  # fold shuffling and Optuna
-    weight_levels: list[float] = field(default_factory=lambda: [0.0, 1.0, 2.0, 3.0])  # grid per system weight
-    max_grid: int = 4096  # larger grids switch to Optuna
-    optuna_trials: int = 200
-    min_topic_count: int = 2  # dev rows a topic needs before routing uses it
-    analyzer: str = DEFAULT_ANALYZER
-    fusion_passes: int = PASSES  # fusion: sweeps of replace/delete/append over the summary
+    method: MethodChoice = setting("default", "default = auto with --gold, else fusion (3+ systems) | auto = best "
+                                              "cross-validated dev score | one method")
+    rules: list[str] = setting(list(DEFAULT_RULES), "post-processing rules, in order (comma-separated on the command line)")
+    folds: int = setting(5, "dev folds for the cross-validated method scores")
+    seed: int = setting(0, "seed of the fold shuffling and of Optuna")
+    weight_levels: list[float] = setting([0.0, 1.0, 2.0, 3.0], "weighted-mbr: the grid of each system's weight")
+    max_grid: int = setting(4096, "weighted-mbr: larger weight grids are searched with Optuna instead")
+    optuna_trials: int = setting(200, "weighted-mbr: Optuna trials when the grid is too large")
+    min_topic_count: int = setting(2, "topic: dev rows a topic needs before routing uses it")
+    analyzer: Analyzer = setting(DEFAULT_ANALYZER, "metric tokenizer; the leaderboard uses morphemes")
+    fusion_passes: int = setting(PASSES, "fusion: sweeps of replace/delete/append over the summary")
 
     def __post_init__(self) -> None:
-        if self.method not in METHOD_CHOICES:
-            raise ValueError(f"method '{self.method}'; expected one of {list(METHOD_CHOICES)}")
-        if isinstance(self.rules, str):
-            self.rules = [r for r in self.rules.split(",") if r]
-        check_rule_names(self.rules)
+        try:
+            check_rule_names(self.rules)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
         if self.folds < 2:
-            raise ValueError(f"folds must be >= 2, got {self.folds}")
-        if self.analyzer not in ANALYZERS:
-            raise ValueError(f"analyzer '{self.analyzer}'; expected one of {list(ANALYZERS)}")
+            raise ConfigError(f"folds={self.folds}; expected 2 or more")
         if self.fusion_passes < 1:
-            raise ValueError(f"fusion_passes must be >= 1, got {self.fusion_passes}")
+            raise ConfigError(f"fusion_passes={self.fusion_passes}; expected 1 or more")

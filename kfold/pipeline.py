@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from competition.config import config_hash, resolve_config
+from competition.config import Layer, config_hash, resolve_config
 from competition.data import read_split, split_paths
 from competition.distributed import barrier, broadcast_from_main, distributed_map, ensure_process_group, is_main_process
 from competition.errors import ConfigError, DataError
@@ -230,7 +230,7 @@ def ensemble_config(settings: KFoldSettings) -> Any:
     method = settings.ensemble_method
     if settings.include_dev and method == "default":
         method = "mbr"  # methods fitted on dev would be fitted on rows the models trained on
-    return resolve_config(EnsembleConfig, {"method": method})
+    return resolve_config(EnsembleConfig, Layer("--ensemble-method", {"method": method}))
 
 
 def ensemble_folds(settings: KFoldSettings, plan: FoldPlan) -> Any:

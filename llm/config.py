@@ -52,8 +52,8 @@ class LLMConfig:
     # --- prompt ---
     instruction: str | None = setting(None, "instruction text; null = the preset's default")
     cut: Cut = setting("middle", "how an over-long dialogue is cut: middle | keep_end | keep_start")
-    max_source_length: int = setting(0, "max prompt tokens (scaffolding+instruction+dialogue); 0 = the preset's")
-    max_target_length: int = setting(0, "max summary tokens in training; 0 = the preset's")
+    max_source_length: int = setting(1024, "max prompt tokens (scaffolding+instruction+dialogue); the preset sets it")
+    max_target_length: int = setting(160, "max summary tokens in training; the preset sets it")
     # --- training ---
     num_train_epochs: float = setting(3.0, "training epochs (early stopping may end sooner)")
     learning_rate: float = setting(2e-4, "peak learning rate")
@@ -96,6 +96,9 @@ class LLMConfig:
         for name in positive:
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)!r}; expected a positive integer")
+        if self.max_source_length < 8 or self.max_target_length < 4:
+            raise ConfigError(f"max_source_length/max_target_length too small: "
+                              f"{self.max_source_length}/{self.max_target_length}")
         if self.generation_batch_tokens < 0:
             raise ConfigError(f"generation_batch_tokens={self.generation_batch_tokens}; expected 0 (off) or a token count")
         if self.num_train_epochs <= 0 or self.learning_rate <= 0:

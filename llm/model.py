@@ -79,15 +79,13 @@ def quantization_config(quantization: str, dtype: torch.dtype):
 def build_prompt_style(config: LLMConfig, tokenizer):
     """The preset's prompt style with the config's instruction, cut mode and lengths, fitted to the tokenizer.
 
-    `max_length` in the config counts the prompt (as the preset's max_source_length does); the style's budget is
-    prompt + summary.
+    `max_source_length` counts the prompt; the style's budget is prompt + summary.
     """
     from competition.prompts import prompt_style_for, resolve_template
 
     preset = get_preset(config.preset, "llm")
-    target = config.max_target_length or preset.max_target_length
-    prompt = config.max_source_length or preset.max_source_length
-    overrides: dict[str, Any] = {"cut": config.cut, "max_target_length": target, "max_length": prompt + target}
+    overrides: dict[str, Any] = {"cut": config.cut, "max_target_length": config.max_target_length,
+                                 "max_length": config.max_source_length + config.max_target_length}
     if config.instruction:
         overrides["instruction"] = config.instruction
     return resolve_template(prompt_style_for(preset, **overrides), tokenizer)

@@ -141,7 +141,7 @@ def test_missing_test_file_exits_2(tmp_path: Path) -> None:
 def test_unknown_ensemble_method_exits_2_before_training(tmp_path: Path) -> None:
     done = run_kfold([*README_ARGS, "--data", str(SAMPLE), "--out", str(tmp_path / "runs"), "--ensemble-method",
                       "nope"], cwd=tmp_path)
-    assert done.returncode == 2 and "method 'nope'" in done.stderr, done.stderr[-2000:]
+    assert done.returncode == 2 and "method='nope'" in done.stderr, done.stderr[-2000:]
     assert not (tmp_path / "runs").exists()
 
 
