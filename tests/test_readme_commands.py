@@ -48,6 +48,8 @@ COVERAGE = {
     "make tune-gen RUN=runs/<a run folder> TRIALS=30":
         "test:test_tune_tracks.py::test_tiny_bart_study_best_config_reproduces_and_generation_study",
     "make demo-tune": "stage:demo-tune",
+    "make ensemble": "stage:demo-ensemble",
+    "make submit": "stage:demo-ensemble",
     "python -m ensemble": "test:test_ensemble_cli.py::test_plain_csvs_single_split_to_csv",
     "python -m ensemble.extractive": "stage:demo-ensemble",
     "python -m competition.submit": "stage:demo-core",
