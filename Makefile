@@ -131,8 +131,9 @@ bench-ensemble: setup  # one CPU core (taskset -c 0 where available): the target
 bench-baseline: setup  # GPU
 	$(PY) benchmarks/bench_baseline.py
 
-bench-llm: setup  # GPU
-	$(PY) benchmarks/bench_llm.py
+bench-llm: setup  # GPU: training throughput, then the time to generate every test summary
+	$(PY) benchmarks/bench_llm_train.py
+	$(PY) benchmarks/bench_llm_generate.py
 
 sample-data: setup
 	$(PY) -m competition.sample_data --out $(SAMPLE)

@@ -2,7 +2,7 @@
 
     python benchmarks/bench_baseline.py                 # full size, needs a CUDA GPU and ../shared data
     python benchmarks/bench_baseline.py --smoke         # tiny sizes on CPU with data/sample (keeps it from rotting)
-    python benchmarks/bench_baseline.py --sdpa-backend torch --pad-to-multiple-of 64   # a comparison mode
+    python benchmarks/bench_baseline.py sdpa_backend=torch per_device_train_batch_size=32   # config overrides
 
 Model: BART with KoBART's shape (vocab 30000, 6+6 layers, d_model 768) and random weights, so no hub access
 is needed. Data: 12,500 dialogues of real lengths, made by repeating the dev+test dialogues of
@@ -10,9 +10,10 @@ is needed. Data: 12,500 dialogues of real lengths, made by repeating the dev+tes
 ../shared/models.tar.xz (unpacked by ../shared/tools/models.sh), else the hub id when the hub answers one quick
 check (never with HF_HUB_OFFLINE=1), else the tiny sample tokenizer (said so in the result). `--save-lengths` /
 `--lengths` carry the measured lengths to a GPU machine that has no data. Training uses the track's settings
-(bf16, batch 50, length-grouped batches, `sdpa_backend`, kobart.yaml's `torch_compile_mode`: 3 epochs then, the
-last one reported, the earlier ones' extra counted once in the recipe); generation uses 4 beams, no_repeat_ngram_size 2, and a
-forced summary length (min_new_tokens = max_new_tokens) so random weights cannot stop early.
+(kobart.yaml, then any KEY=VALUE overrides of the track's config: bf16, batch 50, length-grouped batches,
+`sdpa_backend`, `torch_compile_mode`: 3 epochs then, the last one reported, the earlier ones' extra counted once in
+the recipe); generation uses the track's length-sorted batches, 4 beams, no_repeat_ngram_size 2, and a forced summary
+length (min_new_tokens = max_new_tokens) so random weights cannot stop early.
 Prints one JSON object: the GPU, each figure, its ratio to the compute bound (6 x parameters x tokens at
 790 TFLOP/s bf16, an H200's measured matrix rate), a checksum of the generated ids (to check that a generation
 option keeps the output) and the official recipe's time (20 epochs + dev generation each epoch) estimated from them.
@@ -31,7 +32,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import typing
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +42,7 @@ sys.path.insert(0, str(PROJECT_ROOT))
 
 from hardware import BF16_FLOPS  # noqa: E402  (benchmarks/, on sys.path when run as a script)
 
-from baselines.config import CompileMode, load_config  # noqa: E402
+from baselines.config import load_config  # noqa: E402
 from baselines.model import generation_kwargs, share_cross_attention_across_beams  # noqa: E402
 from baselines.predict import batches_by_length  # noqa: E402
 from baselines.train import (  # noqa: E402
@@ -55,9 +55,9 @@ from baselines.train import (  # noqa: E402
     seq2seq_loss,
     training_arguments,
 )
-from competition.attention import SDPA_BACKENDS, configure_sdpa, use_sync_free_masks  # noqa: E402
+from competition.attention import configure_sdpa, use_sync_free_masks  # noqa: E402
+from competition.config import parse_overrides  # noqa: E402
 from competition.modeling import IGNORE_INDEX  # noqa: E402
-from competition.runs import STEP_SYNC_ARGUMENTS  # noqa: E402
 
 SHARED = PROJECT_ROOT.parent / "shared"
 REAL_DATA_DIR = SHARED / "data" / "competition"
@@ -76,35 +76,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, help="folder with dev.csv and test.csv (default: ../shared data)")
     parser.add_argument("--tokenizer", help="tokenizer folder or hub id measuring dialogue lengths "
                                             "(default: ../shared's kobart, else the hub's, else the tiny sample one)")
-    parser.add_argument("--batch", type=int, help="training batch (default: the kobart config's 50)")
     parser.add_argument("--eval-batch", type=int, help="generation batch (default: the kobart config's)")
     parser.add_argument("--rows", type=int, help="training rows (default 12,500); e.g. fewer under --profile")
     parser.add_argument("--gen-rows", type=int, help="dialogues summarised (default 499)")
     parser.add_argument("--epochs", type=int, help="training epochs; each one is timed, the last one reported "
                         "(default 1, or 3 when the config compiles: the first epoch compiles, the second still "
                         "records CUDA graphs of new shapes)")
-    parser.add_argument("--sdpa-backend", choices=SDPA_BACKENDS, help="attention kernel (default: the config's)")
-    parser.add_argument("--pad-to-multiple-of", type=int,
-                        help="pad training batches to a multiple of N tokens; 0 = none (default: the track's)")
-    parser.add_argument("--torch-compile-mode", choices=typing.get_args(CompileMode),
-                        help="the track's torch_compile_mode: reduce-overhead = CUDA graphs, one per padded shape "
-                             "(default: the kobart config's)")
-    parser.add_argument("--compile-regional", action=argparse.BooleanOptionalAction,
-                        help="the track's torch_compile_regional: compile one layer per repeated kind (default: the config's)")
-    parser.add_argument("--compile-dynamic", action="store_true", help="compile every length as dynamic from the "
-                        "start (torch._dynamo assume_static_by_default=False) instead of once static, then again")
-    parser.add_argument("--optim", help="TrainingArguments optim (default: the Trainer's)")
-    parser.add_argument("--loader-workers", type=int, help="the track's dataloader_num_workers (default 2; CUDA only)")
-    parser.add_argument("--cache-implementation", help="generate's cache, e.g. static (default: dynamic)")
-    parser.add_argument("--cross-rows-per-beam", action="store_true", help="the cross-attention cache keeps one row "
-                        "per beam (as before the beams shared their dialogue's row); it is still not reordered")
-    parser.add_argument("--reorder-cross-cache", action="store_true", help="beam search reorders the "
-                        "cross-attention cache too (transformers' default; the track skips it, same output)")
-    parser.add_argument("--step-syncs", action="store_true", help="transformers' own host syncs: padding masks "
-                        "checked on the host each forward, the Trainer's NaN/inf loss filter, blocking batch copies "
-                        "(the track avoids them)")
-    parser.add_argument("--gen-order", choices=("length", "input"), default="length",
-                        help="generation batches of length-sorted dialogues (the track's) or in input order")
     parser.add_argument("--repeats", type=int, default=1, help="generation runs; the median is reported (default 1)")
     parser.add_argument("--skip-train", action="store_true", help="time generation only")
     parser.add_argument("--skip-generate", action="store_true", help="time training only")
@@ -115,6 +92,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="also write the JSON result here")
     parser.add_argument("--save-lengths", type=Path, help="write the measured token lengths (numbers only) here")
     parser.add_argument("--lengths", type=Path, help="use token lengths saved by --save-lengths (no data needed)")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="overrides of the track's config over kobart.yaml, e.g. sdpa_backend=torch "
+                             "torch_compile_mode=none per_device_train_batch_size=32 (python -m baselines.run "
+                             "--print-config lists them)")
     return parser.parse_args(argv)
 
 
@@ -224,13 +205,11 @@ def time_training(model, rows: Seq2SeqRows, config, work_dir: Path, args: argpar
 
     pad_only = PreTrainedTokenizerFast(tokenizer_object=_pad_tokenizer(), pad_token="<pad>", bos_token="<s>",
                                        eos_token="</s>", unk_token="<unk>")
-    extra = {"optim": args.optim} if args.optim else {}
     training_args = dataclasses.replace(
         training_arguments(config, work_dir), num_train_epochs=args.epochs, eval_strategy="no", save_strategy="no",
-        logging_strategy="no", load_best_model_at_end=False, **extra,
-        **(STEP_SYNC_ARGUMENTS if args.step_syncs else {}))
+        logging_strategy="no", load_best_model_at_end=False)
     collator = DataCollatorForSeq2Seq(pad_only, model=model, label_pad_token_id=IGNORE_INDEX,
-                                      pad_to_multiple_of=args.pad_to_multiple_of or None)
+                                      pad_to_multiple_of=pad_to_multiple_of())
     timer = epoch_timer()
     profiler = [last_epoch_profiler(args.profile, args.epochs)] if args.profile else []
     with compile_scope(config):
@@ -259,16 +238,10 @@ def inference_model(model, config):
 
 
 @torch.inference_mode()
-def time_generation(model, inputs: list[list[int]], config, summary_tokens: int,
-                    args: argparse.Namespace) -> tuple[float, str]:
+def time_generation(model, inputs: list[list[int]], config, summary_tokens: int) -> tuple[float, str]:
     """(wall seconds, sha256 of the generated ids in input order) of beam search forced to a fixed length."""
     budget = {"min_new_tokens": summary_tokens, "max_new_tokens": summary_tokens}
-    extra = {"cache_implementation": args.cache_implementation} if args.cache_implementation else {}
-    if args.gen_order == "length":
-        batches = batches_by_length([len(i) for i in inputs], [budget] * len(inputs), config.per_device_eval_batch_size)
-    else:
-        batches = [list(range(i, min(i + config.per_device_eval_batch_size, len(inputs))))
-                   for i in range(0, len(inputs), config.per_device_eval_batch_size)]
+    batches = batches_by_length([len(i) for i in inputs], [budget] * len(inputs), config.per_device_eval_batch_size)
     outputs: list[list[int]] = [[] for _ in inputs]
     _sync()
     start = time.perf_counter()
@@ -279,7 +252,7 @@ def time_generation(model, inputs: list[list[int]], config, summary_tokens: int,
             ids[row, : len(inputs[index])] = torch.tensor(inputs[index])
         ids = ids.to(model.device)
         generated = model.generate(input_ids=ids, attention_mask=(ids != 1).long(), **generation_kwargs(config),
-                                   **budget, **extra)
+                                   **budget)
         for index, sequence in zip(batch, generated.tolist()):
             outputs[index] = [t for t in sequence if t != 1]
     _sync()
@@ -384,21 +357,15 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     data_dir = args.data_dir or (PROJECT_ROOT / "data" / "sample" if args.smoke else REAL_DATA_DIR)
-    overrides = {k: v for k, v in (("per_device_train_batch_size", args.batch), ("per_device_eval_batch_size", args.eval_batch),
-                                   ("sdpa_backend", args.sdpa_backend), ("torch_compile_mode", args.torch_compile_mode),
-                                   ("dataloader_num_workers", args.loader_workers),
-                                   ("torch_compile_regional", args.compile_regional))
-                 if v is not None}
+    overrides = parse_overrides(args.overrides)
+    if args.eval_batch is not None:
+        overrides["per_device_eval_batch_size"] = args.eval_batch
     config = load_config("kobart", PROJECT_ROOT / "baselines" / "configs" / "kobart.yaml", overrides)
     if args.smoke:
         config.per_device_train_batch_size, config.per_device_eval_batch_size, config.num_beams = 8, 4, 2
     sdpa = configure_sdpa(config.sdpa_backend)
     if args.epochs is None:
         args.epochs = 3 if compile_arguments(config.torch_compile_mode)["torch_compile"] else 1
-    if args.compile_dynamic:
-        torch._dynamo.config.assume_static_by_default = False
-    if args.pad_to_multiple_of is None:
-        args.pad_to_multiple_of = pad_to_multiple_of()
 
     lengths = measured_lengths(args, data_dir, config.max_source_length, config.max_target_length)
     if args.save_lengths:
@@ -416,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.manual_seed(0)
     model = build_model(size, max_positions=max(config.max_source_length, 1024) + 2)
-    sync_free_masks = use_sync_free_masks(model, config.sdpa_sync_free_masks and not args.step_syncs)
+    sync_free_masks = use_sync_free_masks(model, config.sdpa_sync_free_masks)
     parameters = sum(p.numel() for p in model.parameters())
     epochs: list[float] = []
     if not args.skip_train:
@@ -425,12 +392,9 @@ def main(argv: list[str] | None = None) -> int:
     generation_seconds, generated_sha, generation_runs = None, None, []
     if not args.skip_generate:
         model = inference_model(model, config).to("cuda" if torch.cuda.is_available() else "cpu")
-        if not args.reorder_cross_cache:  # as baselines.model.load_pretrained sets it up
-            share_cross_attention_across_beams(model)
-        if args.cross_rows_per_beam and not args.reorder_cross_cache:  # the hooks then never learn the beam count
-            del model._expand_inputs_for_generation
+        share_cross_attention_across_beams(model)  # as baselines.model.load_pretrained sets it up
         runs = [profiled(args.profile, "generate", lambda: time_generation(
-            model, gen_inputs, config, size["summary_tokens"], args)) for _ in range(args.repeats)]
+            model, gen_inputs, config, size["summary_tokens"])) for _ in range(args.repeats)]
         generation_runs = [seconds for seconds, _ in runs]
         generation_seconds, generated_sha = float(np.median(generation_runs)), runs[0][1]
         if len({sha for _, sha in runs}) > 1:
@@ -450,15 +414,12 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__, "transformers": __import__("transformers").__version__,
         "precision": {k: v for k, v in precision_flags(config.precision).items() if v} or "fp32",
         "sdpa_backend": config.sdpa_backend, "sdpa_kernels_enabled": [k for k, on in sdpa.items() if on],
-        "options": {"pad_to_multiple_of": args.pad_to_multiple_of,
-                    "torch_compile_mode": config.torch_compile_mode, "compile_dynamic": args.compile_dynamic,
+        "overrides": overrides,
+        "options": {"pad_to_multiple_of": pad_to_multiple_of(),
+                    "torch_compile_mode": config.torch_compile_mode,
                     "torch_compile_regional": config.torch_compile_regional,
                     "loader_workers": loader_arguments(config.dataloader_num_workers)["dataloader_num_workers"],
-                    "optim": args.optim, "cache_implementation": args.cache_implementation,
-                    "reorder_cross_cache": args.reorder_cross_cache, "sync_free_masks": sync_free_masks,
-                    "cross_rows_per_beam": args.cross_rows_per_beam or args.reorder_cross_cache,
-                    "nan_inf_filter": args.step_syncs,
-                    "gen_order": args.gen_order},
+                    "sync_free_masks": sync_free_masks},
         "parameters_millions": round(parameters / 1e6, 1),
         "tokenizer_for_lengths": lengths["tokenizer"],
         "train_rows": rows, "train_batch": config.per_device_train_batch_size,

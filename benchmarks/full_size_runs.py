@@ -11,7 +11,7 @@ For each preset:
 1. build a random-weight checkpoint of the real config with `competition.build_checkpoint` (`--scale full`, on the
    GPU: a 14B model in about a minute, mostly saving), or reuse the one an earlier call kept (`--keep-checkpoints`);
 2. write the stand-in data folder once (WORK/data): train.csv made of the dev and test dialogues (test dialogues get
-   the dev summaries, cycled, as benchmarks/bench_llm.py does; `--train-rows` rows, cycled), dev.csv and test.csv
+   the dev summaries, cycled, as benchmarks/bench_llm_train.py does; `--train-rows` rows, cycled), dev.csv and test.csv
    copied as they are: real lengths through the real tokenizer;
 3. run the track's CLI as a subprocess (`python -m llm.run` / `python -m baselines.run`: what `make llm` and
    `make baseline` run) with `model_path=<checkpoint>` and bounded training (one epoch of `--train-rows` rows, a

@@ -14,10 +14,9 @@
 # PHASEs (each about 10 minutes or less on one H200):
 #   tests         GPU tests: fused kernels against the unfused path, fast decoding (CUDA graph, compiled step),
 #                 predict_with=dequantized on NF4
-#   llm-generate  bench_llm generation: fast loop, compiled fast loop, generate(static cache) cold and warm,
-#                 where a batch's time goes, the decode kernel table, fp32 check (ARGS add e.g.
-#                 --decode-backends auto,cudnn or --liger-generate)
-#   llm-train     bench_llm QLoRA training rows, unfused and with liger's kernels (bench_llm.py DEFAULT_TRAIN_RUNS)
+#   llm-generate  bench_llm_generate: fast loop, compiled fast loop, generate(static cache) cold and warm, at the
+#                 shipped batch size and token budget (ARGS add e.g. --batch-sizes 64,128,256)
+#   llm-train     bench_llm_train: QLoRA training at the shipped config, without and with gradient checkpointing
 #   baseline      bench_baseline (KoBART shape): one epoch and 499 beam summaries
 #   fullsize P [ARGS]  full_size_runs.py for preset P (kobart, llama3.2-ko-3b, qwen3-14b), ARGS passed on (e.g.
 #                 --train-rows 512 --set predict_with=dequantized): the track's run command end to
@@ -97,12 +96,11 @@ case "$phase" in
       tests/test_attention.py tests/test_llm_generate.py 2>&1 | tee "$OUT/$name.txt" ;;
   llm-generate)
     install
-    timeout "$limit" python3 benchmarks/bench_llm.py --skip-train --data-dir .gpu/data --tokenizer "$MODELS/llama3.2-ko-3b" \
-      --batch-sizes 128 --repeats 3 --compare-generate-batch 0 --decode-breakdown 128 --decode-profile \
-      --out "$OUT/$name.json" "${@:2}" 2> "$OUT/$name.err" ;;
+    timeout "$limit" python3 benchmarks/bench_llm_generate.py --data-dir .gpu/data --tokenizer "$MODELS/llama3.2-ko-3b" \
+      --compare-generate-batch 0 --out "$OUT/$name.json" "${@:2}" 2> "$OUT/$name.err" ;;
   llm-train)
     install
-    timeout "$limit" python3 benchmarks/bench_llm.py --skip-generate --data-dir .gpu/data \
+    timeout "$limit" python3 benchmarks/bench_llm_train.py --data-dir .gpu/data \
       --tokenizer "$MODELS/llama3.2-ko-3b" --train-steps 20 --out "$OUT/$name.json" "${@:2}" 2> "$OUT/$name.err" ;;
   baseline)
     install

@@ -103,66 +103,80 @@ def test_cli_pipeline_end_to_end_then_resume(tmp_path, sample_dir):
     assert "already submitted" in resumed.stdout
 
 
-@pytest.mark.slow
-def test_benchmark_smoke_mode_runs_and_reports_both_parts():
-    result = subprocess.run([sys.executable, "benchmarks/bench_llm.py", "--smoke"], cwd=REPO, capture_output=True,
+def run_benchmark(script: str) -> dict:
+    result = subprocess.run([sys.executable, f"benchmarks/{script}", "--smoke"], cwd=REPO, capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout[result.stdout.index("{\n"):])  # after the Trainer's own log lines
+    return json.loads(result.stdout[result.stdout.index("{\n"):])  # after the Trainer's own log lines
+
+
+@pytest.mark.slow
+def test_training_benchmark_smoke_mode_runs_and_reports():
+    report = run_benchmark("bench_llm_train.py")
     for run in ("packed_4seq", "grouped_4seq", "padded_4seq", "padded_800tok"):
         assert report["training"][run]["real_tokens_per_s"] > 0
     assert report["training"]["padded_4seq"]["padding_share"] > report["training"]["packed_4seq"]["padding_share"] == 0
     assert report["training"]["padded_800tok"]["largest_step_tokens"] <= 800
+    assert report["targets"]["train_real_tokens_per_s_shipped_min"] == 25_000
+    assert report["bounds"]["train_real_tokens_per_s"] > report["bounds"]["train_real_tokens_per_s_checkpointing"] > 0
+    assert report["training"]["padded_4seq"]["bound_over_measured"] > 0
+
+
+@pytest.mark.slow
+def test_generation_benchmark_smoke_mode_runs_and_reports():
+    report = run_benchmark("bench_llm_generate.py")
     assert set(report["generation"]) >= {"fast_batch_4", "fast_batch_8", "generate_batch_8"}
     assert report["generation"]["generate_batch_8"]["same_summary_as_fast"] == 1.0  # fp32 on CPU: identical
     assert report["generation"]["generate_batch_8"]["shared_prefix_as_fast"] == 1.0
-    assert report["targets"]["train_real_tokens_per_s_shipped_min"] == 25_000
-    assert report["bounds"]["train_real_tokens_per_s"] > report["bounds"]["train_real_tokens_per_s_checkpointing"] > 0
     assert report["bounds"]["generate_seconds_batch_8"] > 0
-    assert report["training"]["padded_4seq"]["bound_over_measured"] > 0
     assert report["generation"]["fast_compiled_batch_8"]["same_summary_as_fast"] == 1.0
     assert report["generation"]["fast_batch_8_budget_400"]["same_summary_as_fast"] == 1.0  # other batches, same text
-    assert report["generation"]["fast_ungrouped_batch_8"]["same_summary_as_fast"] == 1.0
     assert report["generation_verdict"]["fastest"] in report["generation"]
 
 
-def test_benchmark_generates_with_the_shipped_3b_token_budget():
+def test_benchmarks_time_the_shipped_3b_settings():
     sys.path.insert(0, str(REPO / "benchmarks"))
-    import bench_llm
+    import bench_llm_generate
+    import bench_llm_train
 
-    assert bench_llm.SHIPPED_GENERATION_BATCH_TOKENS == load_config("llama3.2-ko-3b").generation_batch_tokens
+    shipped = load_config("llama3.2-ko-3b")
+    generation = bench_llm_generate.parse_args([])
+    assert generation.batch_tokens == [shipped.generation_batch_tokens]
+    assert generation.batch_sizes == [shipped.per_device_eval_batch_size]
+    runs = [bench_llm_train.TrainRun.parse(spec) for spec in bench_llm_train.parse_args([]).train_runs.split(",")]
+    assert [(run.size, run.checkpointing) for run in runs] == [(shipped.batch_tokens, False), (shipped.batch_tokens, True)]
 
 
 def test_benchmark_verdict_takes_the_fastest_fast_loop_row_against_static_generate():
     sys.path.insert(0, str(REPO / "benchmarks"))
-    import bench_llm
+    import bench_llm_generate
 
     rows = {"fast_batch_128": {"seconds_median": 5.8}, "fast_compiled_batch_256_budget_98304": {"seconds_median": 3.7},
             "generate_batch_128": {"seconds_median": 1.0}}  # a generate row is not a candidate
-    verdict = bench_llm.generation_verdict(rows)
+    verdict = bench_llm_generate.generation_verdict(rows)
     assert verdict["fastest"] == "fast_compiled_batch_256_budget_98304"
     assert verdict["meets_targets"] == {"generate_499_s_max": True, "generate_faster_than": None}  # static not run
     rows["generate_static_compiled_batch_128"] = {"warm_seconds": 3.5}
-    assert bench_llm.generation_verdict(rows)["meets_targets"]["generate_faster_than"] is False
+    assert bench_llm_generate.generation_verdict(rows)["meets_targets"]["generate_faster_than"] is False
 
 
 def test_benchmark_trains_the_first_run_once_untimed_before_timing_any(monkeypatch):
     sys.path.insert(0, str(REPO / "benchmarks"))
-    import bench_llm
+    import bench_llm_train
 
     calls = []
-    monkeypatch.setattr(bench_llm, "_train_once", lambda folder, tokenizer, examples, run, args, profile:
+    monkeypatch.setattr(bench_llm_train, "_train_once", lambda folder, tokenizer, examples, run, args, profile:
                         calls.append(run.name) or {"real_tokens_per_s": float(len(calls))})
-    runs = [bench_llm.TrainRun.parse(spec) for spec in ("grouped:8", "padded:4:ckpt")]
+    runs = [bench_llm_train.TrainRun.parse(spec) for spec in ("grouped:8", "padded:4:ckpt")]
     examples = [{"input_ids": [1, 2, 3]}]
-    warm = bench_llm.bench_training(None, None, examples, runs, type("Args", (), {"process_warmup": True,
-                                                                                  "profile_steps": 0}))
+    warm = bench_llm_train.bench_training(None, None, examples, runs, type("Args", (), {"process_warmup": True,
+                                                                                        "profile_steps": 0}))
     assert calls == ["grouped_8seq", "grouped_8seq", "padded_4seq_ckpt"]
     assert warm["process_warmup"] == {"real_tokens_per_s": 1.0, "run": "grouped_8seq"}
     assert warm["grouped_8seq"]["real_tokens_per_s"] == 2.0  # the timed figure is the second pass
     calls.clear()
-    cold = bench_llm.bench_training(None, None, examples, runs, type("Args", (), {"process_warmup": False,
-                                                                                  "profile_steps": 0}))
+    cold = bench_llm_train.bench_training(None, None, examples, runs, type("Args", (), {"process_warmup": False,
+                                                                                        "profile_steps": 0}))
     assert calls == ["grouped_8seq", "padded_4seq_ckpt"] and "process_warmup" not in cold
 
 

@@ -148,7 +148,9 @@ def test_layers_name_their_sources() -> None:
 def test_tuning_layers_are_typed_too(track_name: str, tmp_path: Path) -> None:
     """A search space's fixed values and a study's best_config.yaml go through the same typed layers."""
     from competition.tracks import get_track
-    from tuning.tune import TuneSettings, check_inputs, load_search_space
+    from tuning.search_space import load_search_space
+    from tuning.study import TuneSettings
+    from tuning.tune import check_inputs
 
     track = get_track(track_name)
     preset = preset_names(track.settings.track)[-1]

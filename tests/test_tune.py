@@ -16,7 +16,10 @@ from optuna.trial import TrialState
 from tune_support import fake_track, write_space, write_tiny_data
 
 from competition.errors import ConfigError
-from tuning.tune import TuneSettings, failure_kind, load_search_space, make_pruner, open_study, run_study, trial_run_dir
+from tuning.search_space import load_search_space
+from tuning.study import TuneSettings, make_pruner, open_study
+from tuning.trials import failure_kind, trial_run_dir
+from tuning.tune import run_study
 
 SPACE = {
     "lr": {"type": "float", "low": 1e-5, "high": 1e-1, "log": True},

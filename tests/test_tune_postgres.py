@@ -25,7 +25,8 @@ import sys
 from pathlib import Path
 sys.path.insert(0, {tests!r})
 import optuna
-from tuning.tune import TuneSettings, run_study
+from tuning.study import TuneSettings
+from tuning.tune import run_study
 from tune_support import fake_track
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 settings = TuneSettings(track="baseline", preset="fake", data_dir=Path({data!r}), out_dir=Path({out!r}),

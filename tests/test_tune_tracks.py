@@ -15,7 +15,9 @@ import pytest
 
 from competition.tracks import get_track
 from tuning import generation, tune
-from tuning.tune import SEARCH_SPACE_DIR, TuneSettings, check_inputs, load_search_space
+from tuning.search_space import SEARCH_SPACE_DIR, load_search_space
+from tuning.study import TuneSettings
+from tuning.tune import check_inputs
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "sample"
 REAL_PRESETS = {"baseline": "kobart", "llm": "llama3.2-ko-3b"}

@@ -29,25 +29,19 @@ from competition.metric import compute_rouge
 from competition.predictions import write_predictions
 from competition.runs import RUN_INFO_FILE, load_run_info
 from competition.tracks import Track, get_track
-from tuning.tune import (
-    SEARCH_SPACE_DIR,
-    SearchSpace,
-    TrialFailed,
+from tuning.outputs import write_study_info, write_study_outputs
+from tuning.search_space import SEARCH_SPACE_DIR, SearchSpace, load_search_space
+from tuning.study import (
     TuneSettings,
-    config_as_dict,
     finished_trials,
-    load_search_space,
     make_pruner,
     open_study,
-    run_guarded,
     safe_url,
     sampler_seed,
     stop_at_budget,
-    trial_run_dir,
     worker_id,
-    write_study_info,
-    write_study_outputs,
 )
+from tuning.trials import TrialFailed, config_as_dict, run_guarded, trial_run_dir
 
 STUDY_NAME = "tune_generation"
 BEST_DIR = "best"
@@ -101,7 +95,7 @@ def make_generation_objective(track: Track, settings: TuneSettings, space: Searc
 
     def objective(trial: Trial) -> float:
         params = {p.name: p.suggest(trial) for p in space.params}
-        config = track.config(settings.preset, settings.config_path, {**space.fixed, **settings.overrides, **params})
+        config = track.config(settings.preset, settings.config_path, space.overrides(settings.overrides, params))
         trial_dir = trial_run_dir(settings.study_dir, trial.number)
         trial.set_user_attr("run_dir", str(trial_dir))
         trial.set_user_attr("worker", worker_id())
@@ -137,7 +131,7 @@ def tune_generation(run_dir: Path, data_dir: Path, n_trials: int, *, storage: st
         raise DataError(f"{data_dir}: missing dev.csv needed for generation tuning")
     dev = read_split(split_paths(data_dir)["dev"], "dev")
     dev = dev.head(limit) if limit else dev
-    example = {**space.fixed, **settings.overrides, **{p.name: p.example() for p in space.params}}
+    example = space.overrides(settings.overrides, space.example_params())
     track.config(preset, config_path, example)  # keys the track's config does not know fail here, before any work
     study = open_study(settings.name, settings.storage_url, make_pruner("none", 0))
     trial_seed = sampler_seed(seed, len(study.get_trials(deepcopy=False)), shared=storage is not None)
