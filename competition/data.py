@@ -318,7 +318,7 @@ def load_splits(data: Splits | Path | str, required: Sequence[str] = TRAINING_SP
     missing = [f"{split}.csv" for split in required if split not in present]
     if missing:
         where_from = data.data_dir if isinstance(data, Splits) else data
-        raise DataError(f"{where_from}: missing {', '.join(missing)}; expected "
+        raise DataError(f"{where_from}: file not found: {', '.join(missing)}; expected "
                         f"{', '.join(f'{split}.csv' for split in required)}")
     if isinstance(data, Splits):
         return data

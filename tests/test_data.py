@@ -148,13 +148,13 @@ def test_load_splits_names_every_missing_file_and_keeps_loaded_splits(tmp_path: 
     from competition.data import load_splits
 
     data = write_split_dir(tmp_path)
-    with pytest.raises(DataError, match=r"missing train\.csv; expected train\.csv, dev\.csv"):
+    with pytest.raises(DataError, match=r"file not found: train\.csv; expected train\.csv, dev\.csv"):
         load_splits(data)
     splits = load_splits(data, required=("dev",))
     assert list(splits.frames) == ["dev", "test"] and splits["dev"]["references"][0] == ["#Person1#이 인사합니다."]
     assert splits.paths["test"] == data / "test.csv" and "train" not in splits
     assert load_splits(splits, required=("dev", "test")) is splits
-    with pytest.raises(DataError, match=r"missing train\.csv"):
+    with pytest.raises(DataError, match=r"file not found: train\.csv"):
         load_splits(splits)
 
 
