@@ -1,5 +1,7 @@
-"""The whole track, top-down: run folder -> train -> truncation report -> dev predictions and ROUGE report
--> test predictions -> validated submission. `baselines.run` is the CLI over `run`.
+"""The encoder-decoder track, top-down: load the splits -> open the run folder -> train -> predict dev and test ->
+report (truncation, dev ROUGE) and submit. `baselines.run` is the CLI over `run`; `llm.pipeline` has the same stages.
+
+Under torchrun every rank trains and generates its share of dev and test; rank 0 alone writes the run's files.
 """
 
 from __future__ import annotations
@@ -10,45 +12,16 @@ from pathlib import Path
 from baselines.config import TRACK, BaselineConfig
 from baselines.predict import predict
 from baselines.train import train
-from competition.config import config_hash
-from competition.data import read_split, split_paths
-from competition.distributed import broadcast_from_main, distributed_map, ensure_process_group, is_main_process
-from competition.errors import DataError
+from competition.data import Splits, load_splits
+from competition.distributed import barrier, distributed_map, ensure_process_group, is_main_process
 from competition.modeling import load_tokenizer
-from competition.predictions import FILL_INS, fill_empty, write_predictions
+from competition.predictions import PredictionMeta, fill_empty, write_predictions
 from competition.presets import get_preset
-from competition.runs import StageClock, finish_run, new_run_dir, report_and_submit, start_run, update_run_info
+from competition.runs import StageClock, TrainResult, finish_run, open_run, report_and_submit, update_run_info
 from competition.submission import default_submissions_dir
 from competition.truncation import truncation_report, write_truncation_report
 
 log = logging.getLogger(__name__)
-
-
-def prediction_metadata(config: BaselineConfig, run_dir: Path, checkpoint: Path, split: str) -> dict:
-    """What the ensembler needs to trace a predictions file back to its run."""
-    return {"preset": config.preset, "track": TRACK, "config_hash": config_hash(config), "checkpoint": str(checkpoint),
-            "run_dir": str(run_dir), "split": split}
-
-
-def encoder_truncation_report(checkpoint: Path, data_dir: Path | str, config: BaselineConfig, run_dir: Path) -> dict:
-    """truncation.json/md/png in the run folder: dialogues longer than max_source_length with this tokenizer."""
-    tokenizer = load_tokenizer(checkpoint)  # the trained tokenizer, data tokens included
-    preset = get_preset(config.preset, TRACK)
-    report = truncation_report(tokenizer, preset, data_dir, [config.max_source_length], progress=False,
-                               tokenizer_source=str(checkpoint))
-    write_truncation_report(report, run_dir)
-    return {split: section["by_max_length"][str(config.max_source_length)]
-            for split, section in report.report["splits"].items()}
-
-
-def predict_sharded(checkpoint: Path, dialogues: list[str], config: BaselineConfig, desc: str) -> tuple[list[str], int]:
-    """`predict` over this rank's share of the dialogues, gathered back in input order on every rank.
-
-    An empty summary (a model that emits EOS at once) becomes the dialogue's first utterance; returns the summaries
-    and how many were filled in that way.
-    """
-    summaries = distributed_map(lambda share: predict(checkpoint, share, config, desc=desc), dialogues)
-    return fill_empty(summaries, dialogues)
 
 
 def run(config: BaselineConfig, data_dir: Path | str, out_dir: Path | str, run_dir: Path | str | None = None,
@@ -59,47 +32,64 @@ def run(config: BaselineConfig, data_dir: Path | str, out_dir: Path | str, run_d
     finished run is not submitted again. Submissions go to `submissions_dir` (default: $SUBMISSIONS or
     submissions/); a run whose fill-ins exceed `max_fill_in_share` does not submit unless `submit_despite_fill_ins`.
     """
-    paths = split_paths(data_dir)
-    missing = [f"{split}.csv" for split in ("train", "dev") if split not in paths]
-    if missing:
-        raise DataError(f"{data_dir}: missing {', '.join(missing)}; expected train.csv, dev.csv (and test.csv)")
     ensure_process_group()  # no-op unless launched by torchrun (GPUS>1)
-    run_dir = Path(run_dir) if run_dir is not None else broadcast_from_main(
-        lambda: new_run_dir(out_dir, TRACK, config.preset))
-    if is_main_process():
-        start_run(run_dir, config, paths.values(), TRACK)
+    splits = load_splits(data_dir)  # every input validated before any work
+    run_dir = open_run(out_dir, TRACK, config, splits.paths.values(), run_dir)
     clock = StageClock()
     with clock.stage("train"):  # model loading included
-        result = train(config, data_dir, run_dir)
+        result = train(config, splits, run_dir)
     log.info("best dev ROUGE during training: %.2f (%s)", result.best_dev_score, result.best_checkpoint)
-
-    frames = {split: read_split(paths[split], split) for split in ("train", "dev", "test") if split in paths}
-    predicted = {}
-    for split in ("dev", "test"):
-        if split in frames:
-            with clock.stage(f"predict_{split}"):  # loads the best checkpoint, generates, fills in empty ones
-                predicted[split] = predict_sharded(result.best_checkpoint, list(frames[split]["dialogue"]), config,
-                                                   f"predict {split}")
-    if not is_main_process():  # every rank generated its share; rank 0 writes everything
-        return run_dir
-    update_run_info(run_dir, {"training_speed": result.speed, **clock.record()})  # kept if submitting fails
-    with clock.stage("report_and_submit"):
-        results = _report_and_submit(config, data_dir, paths, frames, predicted, result, run_dir,
-                                     submissions_dir or default_submissions_dir())
-    finish_run(run_dir, {"train": result.to_dict(), **results, "training_speed": result.speed, **clock.record()})
+    predictions = predict_splits(config, splits, result.best_checkpoint, run_dir, clock)
+    if is_main_process():
+        report(config, splits, result, predictions, run_dir, submissions_dir or default_submissions_dir(), clock)
+    barrier()  # every rank returns once the run's files exist
     return run_dir
 
 
-def _report_and_submit(config: BaselineConfig, data_dir: Path | str, paths: dict, frames: dict, predicted: dict,
-                       result, run_dir: Path, submissions_dir: Path | str) -> dict:
-    """Truncation report, predictions files, dev ROUGE report and the submission (rank 0); returns their results."""
-    truncation = encoder_truncation_report(result.best_checkpoint, data_dir, config, run_dir)
-    for split, (summaries, filled) in predicted.items():
-        write_predictions(run_dir / f"preds_{split}.csv", list(frames[split]["fname"]), summaries,
-                          {**prediction_metadata(config, run_dir, result.best_checkpoint, split), FILL_INS: filled})
-    results = report_and_submit(run_dir, frames, {split: summaries for split, (summaries, _) in predicted.items()},
-                                paths.get("test", ""), submissions_dir, config, title=f"Dev ROUGE: {run_dir.name}",
-                                analyzer=config.analyzer)
+def predict_splits(config: BaselineConfig, splits: Splits, checkpoint: Path, run_dir: Path,
+                   clock: StageClock) -> dict[str, list[str]]:
+    """Dev and test summaries from the best checkpoint, every rank generating its share; rank 0 writes
+    `preds_<split>.csv` and its sidecar. An empty summary becomes the dialogue's first utterance (counted)."""
+    predictions = {}
+    for split in ("dev", "test"):
+        if split not in splits:
+            continue
+        frame = splits[split]
+        with clock.stage(f"predict_{split}"):  # loads the best checkpoint, generates, fills in empty ones
+            summaries, filled = predict_sharded(checkpoint, list(frame["dialogue"]), config, f"predict {split}")
+        if is_main_process():
+            write_predictions(run_dir / f"preds_{split}.csv", list(frame["fname"]), summaries,
+                              PredictionMeta.of_run(config, TRACK, run_dir, checkpoint, split, fill_ins=filled))
+        predictions[split] = summaries
+    return predictions
+
+
+def predict_sharded(checkpoint: Path, dialogues: list[str], config: BaselineConfig, desc: str) -> tuple[list[str], int]:
+    """`predict` over this rank's share of the dialogues, gathered back in input order on every rank, with empty
+    summaries filled in; returns the summaries and how many were filled in."""
+    summaries = distributed_map(lambda share: predict(checkpoint, share, config, desc=desc), dialogues)
+    return fill_empty(summaries, dialogues)
+
+
+def report(config: BaselineConfig, splits: Splits, result: TrainResult, predictions: dict[str, list[str]],
+           run_dir: Path, submissions_dir: Path | str, clock: StageClock) -> None:
+    """Rank 0: the truncation report, the dev ROUGE report and the submission, then the finished run.json."""
+    update_run_info(run_dir, {"training_speed": result.speed, **clock.record()})  # kept if submitting fails
+    with clock.stage("report_and_submit"):
+        truncation = encoder_truncation_report(result.best_checkpoint, splits, config, run_dir)
+        results = report_and_submit(run_dir, splits, predictions, submissions_dir, config,
+                                    title=f"Dev ROUGE: {run_dir.name}", analyzer=config.analyzer)
     log.info("dev ROUGE (full dev, %s): %.2f; submission: %s", config.analyzer, results["dev_score"],
              results["submission"])
-    return {**results, "truncation": truncation}
+    finish_run(run_dir, {"train": result.to_dict(), **results, "truncation": truncation,
+                         "training_speed": result.speed, **clock.record()})
+
+
+def encoder_truncation_report(checkpoint: Path, splits: Splits, config: BaselineConfig, run_dir: Path) -> dict:
+    """truncation.json/md/png in the run folder: dialogues longer than max_source_length with this tokenizer."""
+    tokenizer = load_tokenizer(checkpoint)  # the trained tokenizer, data tokens included
+    measured = truncation_report(tokenizer, get_preset(config.preset, TRACK), splits, [config.max_source_length],
+                                 progress=False, tokenizer_source=str(checkpoint))
+    write_truncation_report(measured, run_dir)
+    return {split: section["by_max_length"][str(config.max_source_length)]
+            for split, section in measured.report["splits"].items()}

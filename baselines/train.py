@@ -30,14 +30,14 @@ from baselines.model import (
 )
 from competition.attention import configure_attention
 from competition.checkpoints import last_complete_checkpoint, mark_complete_callback
-from competition.data import data_special_tokens, read_split, split_paths
+from competition.data import Splits, data_special_tokens, load_splits
 from competition.distributed import barrier, is_main_process
-from competition.errors import DataError
 from competition.files import write_text_atomic
 from competition.metric import compute_rouge
 from competition.modeling import IGNORE_INDEX, TokenLayout, resolve_precision, token_sum_loss
-from competition.presets import get_preset
+from competition.presets import Preset, get_preset
 from competition.runs import (
+    BEST_DIR,
     NO_STEP_SYNC_ARGUMENTS,
     TrainResult,
     counting_trainer,
@@ -45,8 +45,8 @@ from competition.runs import (
     training_speed_callback,
 )
 from competition.tiny import model_source
+from competition.tracks import OnEvaluate
 
-BEST_DIR = "best"
 CHECKPOINTS_DIR = "checkpoints"
 TRACK_INFO = "track.json"  # beside the best checkpoint: how to rebuild inputs for it
 REGIONAL_COMPILATION_ENV = "ACCELERATE_DYNAMO_USE_REGIONAL_COMPILATION"  # read by accelerate's TorchDynamoPlugin
@@ -54,8 +54,6 @@ SCORE_KEY = "rouge_final"  # compute_metrics key; the Trainer logs it as eval_ro
 # On a GPU, batches are padded to a multiple of this many tokens (masked, so the loss is the same): aligned shapes
 # pick faster kernels. Measured on an H200 (bench_baseline, one KoBART epoch): 20.3 s -> 17.3 s. CPU: no padding.
 GPU_PAD_TO_MULTIPLE_OF = 64
-
-OnEvaluate = Callable[[int, float], None]
 
 log = logging.getLogger(__name__)
 
@@ -98,20 +96,14 @@ def pad_to_multiple_of() -> int | None:
     return GPU_PAD_TO_MULTIPLE_OF if torch.cuda.is_available() else None
 
 
-def load_training_frames(data_dir: Path | str, config: BaselineConfig):
-    """Train and dev frames (first N rows when max_*_samples is set) plus all frames for the token inventory."""
-    paths = split_paths(data_dir)
-    missing = [s for s in ("train", "dev") if s not in paths]
-    if missing:
-        raise DataError(f"{data_dir}: missing {', '.join(s + '.csv' for s in missing)}; expected train.csv and dev.csv")
-    train = read_split(paths["train"], "train")
-    dev = read_split(paths["dev"], "dev")
-    frames = [train, dev] + ([read_split(paths["test"], "test")] if "test" in paths else [])
+def training_frames(splits: Splits, config: BaselineConfig):
+    """Train and dev frames: their first N rows when max_train_samples / max_eval_samples is set."""
+    train, dev = splits["train"], splits["dev"]
     if config.max_train_samples:
         train = train.head(config.max_train_samples)
     if config.max_eval_samples:
         dev = dev.head(config.max_eval_samples)
-    return train, dev, frames
+    return train, dev
 
 
 def make_compute_metrics(tokenizer, dev_rows: Seq2SeqRows, references: Sequence[list[str]], analyzer: str):
@@ -237,7 +229,7 @@ def last_checkpoint(checkpoint_dir: Path) -> str | None:
     return last_complete_checkpoint(checkpoint_dir)
 
 
-def save_best(trainer, tokenizer, config: BaselineConfig, run_dir: Path, best_score: float) -> Path:
+def save_best(trainer, tokenizer, config: BaselineConfig, preset: Preset, run_dir: Path, best_score: float) -> Path:
     """Write the best model, tokenizer and track info into `run_dir/best` (complete or absent).
 
     Under DDP every rank calls this (the Trainer's save needs them all); only rank 0 touches files.
@@ -249,7 +241,6 @@ def save_best(trainer, tokenizer, config: BaselineConfig, run_dir: Path, best_sc
     trainer.save_model(str(building))  # writes on the main process only
     if is_main_process():
         tokenizer.save_pretrained(str(building))
-        preset = get_preset(config.preset, TRACK)
         info = {"preset": preset.name, "family": preset.family, "mbart_lang": config.mbart_lang,
                 "best_dev_score": best_score, "source_checkpoint": trainer.state.best_model_checkpoint}
         write_text_atomic(building / TRACK_INFO, json.dumps(info, indent=2))
@@ -264,9 +255,11 @@ def finished_result(run_dir: Path) -> TrainResult | None:
     return TrainResult.load(run_dir) if (run_dir / BEST_DIR / TRACK_INFO).is_file() else None
 
 
-def train(config: BaselineConfig, data_dir: Path | str, run_dir: Path | str,
+def train(config: BaselineConfig, splits: Splits | Path | str, run_dir: Path | str,
           on_evaluate: OnEvaluate | None = None) -> TrainResult:
-    """Fine-tune the preset on train.csv, score dev every epoch, keep the best checkpoint in `run_dir/best`.
+    """Fine-tune the preset on the train split, score dev every epoch, keep the best checkpoint in `run_dir/best`.
+
+    `splits`: the loaded splits, or a data folder to load them from.
 
     If `run_dir/checkpoints` holds checkpoints of an interrupted run, training resumes from the newest one
     and reaches the same result as an uninterrupted run. A completed run returns its stored result.
@@ -278,10 +271,11 @@ def train(config: BaselineConfig, data_dir: Path | str, run_dir: Path | str,
         return done
     seed_everything(config.seed)
     preset = get_preset(config.preset, TRACK)
-    train_frame, dev_frame, all_frames = load_training_frames(data_dir, config)
+    splits = load_splits(splits)
+    train_frame, dev_frame = training_frames(splits, config)
     tokenizer, model = load_pretrained(model_source(preset, config.model_path), config.allow_bin_weights)
     configure_attention(model, config)
-    add_data_tokens(tokenizer, model, data_special_tokens(all_frames))
+    add_data_tokens(tokenizer, model, data_special_tokens(splits.frames.values()))
     layout = configure_family(tokenizer, model, preset.family, config.mbart_lang)
     if config.num_beams == 1:  # a checkpoint's beam-only flags would make the generation config invalid
         model.generation_config.early_stopping = False
@@ -309,7 +303,7 @@ def train(config: BaselineConfig, data_dir: Path | str, run_dir: Path | str,
             log.info("resuming from %s", resume_from)
         trainer.train(resume_from_checkpoint=resume_from)
         best_score = float(trainer.state.best_metric)
-        best = save_best(trainer, tokenizer, config, run_dir, best_score)
+        best = save_best(trainer, tokenizer, config, preset, run_dir, best_score)
         full_history = [{"epoch": int(round(e["epoch"])), "dev_score": e[f"eval_{SCORE_KEY}"], "loss": e["eval_loss"]}
                         for e in trainer.state.log_history if f"eval_{SCORE_KEY}" in e]
         result = TrainResult(best, best_score, history=full_history, global_step=trainer.state.global_step,

@@ -289,12 +289,42 @@ def split_paths(data_dir: Path | str) -> dict[str, Path]:
     return {split: data_dir / name for split, name in names.items() if (data_dir / name).exists()}
 
 
-def require_split(data_dir: Path | str, split: str) -> Path:
-    """Path of one competition file in a data folder, or DataError naming what is missing."""
-    path = Path(data_dir) / f"{split}.csv"
-    if not path.exists():
-        raise DataError(f"{path}: file not found; expected the competition's {split}.csv in {data_dir}")
-    return path
+TRAINING_SPLITS = ("train", "dev")
+
+
+@dataclass(frozen=True)
+class Splits:
+    """A data folder's competition splits, read and validated once: `frames` by split name (`splits["dev"]`), and
+    `paths` of every competition file present (run provenance hashes them; a submission is checked against test)."""
+
+    data_dir: Path
+    frames: dict[str, pd.DataFrame]
+    paths: dict[str, Path]
+
+    def __getitem__(self, split: str) -> pd.DataFrame:
+        return self.frames[split]
+
+    def __contains__(self, split: object) -> bool:
+        return split in self.frames
+
+
+def load_splits(data: Splits | Path | str, required: Sequence[str] = TRAINING_SPLITS,
+                optional: Sequence[str] = ("test",)) -> Splits:
+    """The `required` splits (a DataError names every missing file) and the `optional` ones present, validated.
+
+    Splits already loaded are returned as they are, once they hold the required ones.
+    """
+    present = data.frames if isinstance(data, Splits) else split_paths(data)
+    missing = [f"{split}.csv" for split in required if split not in present]
+    if missing:
+        where_from = data.data_dir if isinstance(data, Splits) else data
+        raise DataError(f"{where_from}: file not found: {', '.join(missing)}; expected "
+                        f"{', '.join(f'{split}.csv' for split in required)}")
+    if isinstance(data, Splits):
+        return data
+    frames = {split: read_split(present[split], split) for split in (*required, *optional)  # type: ignore[arg-type]
+              if split in present}
+    return Splits(Path(data), frames, present)
 
 
 def first_utterance(dialogue: str) -> str:

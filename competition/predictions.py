@@ -6,16 +6,49 @@ Every track writes these for dev and test; the ensembler reads them (plain CSVs 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
+from competition.config import config_hash
 from competition.data import first_utterance, read_predictions, warn
 from competition.errors import DataError
 from competition.files import atomic_path, write_text_atomic
 
 FILL_INS = "empty_replaced_by_lead"  # sidecar key: how many empty summaries `fill_empty` replaced
+
+
+@dataclass(frozen=True)
+class PredictionMeta:
+    """The `.meta.json` sidecar of a predictions file: where its summaries came from.
+
+    Unset fields are not written; `extra` holds a writer's own keys (K-fold's fold, the ensembler's method, ...).
+    """
+
+    split: str | None = None
+    run_dir: str | None = None
+    track: str | None = None
+    preset: str | None = None
+    config_hash: str | None = None
+    checkpoint: str | None = None
+    system: str | None = None  # a system without a trained model: lead, extractive-central, ensemble
+    source: str | None = None  # the data file such a system read
+    fill_ins: int | None = None  # written under FILL_INS
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of_run(cls, config: Any, track: str, run_dir: Path | str, checkpoint: Path | str, split: str,
+               **more: Any) -> "PredictionMeta":
+        """A track run's predictions: its preset, track, config hash, checkpoint and run folder."""
+        return cls(split, str(run_dir), track, config.preset, config_hash(config), str(checkpoint), **more)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The sidecar's JSON object."""
+        core = {FILL_INS if f.name == "fill_ins" else f.name: getattr(self, f.name) for f in fields(self)
+                if f.name != "extra" and getattr(self, f.name) is not None}
+        return {**core, **self.extra}
 
 
 def fill_empty(summaries: Sequence[str], dialogues: Sequence[str]) -> tuple[list[str], int]:
@@ -63,14 +96,15 @@ def metadata_path(predictions_path: Path | str) -> Path:
 
 
 def write_predictions(path: Path | str, fnames: Sequence[str], summaries: Sequence[str],
-                      metadata: dict[str, Any] | None = None) -> Path:
+                      metadata: PredictionMeta | Mapping[str, Any] | None = None) -> Path:
     """Write predictions atomically, in the given fname order, with an optional metadata sidecar."""
     if len(fnames) != len(summaries):
         raise ValueError(f"{len(fnames)} fnames but {len(summaries)} summaries")
     with atomic_path(path) as temp:
         pd.DataFrame({"fname": list(fnames), "summary": list(summaries)}).to_csv(temp, index=False)
     if metadata is not None:
-        write_text_atomic(metadata_path(path), json.dumps(metadata, ensure_ascii=False, indent=2))
+        sidecar = metadata.to_dict() if isinstance(metadata, PredictionMeta) else dict(metadata)
+        write_text_atomic(metadata_path(path), json.dumps(sidecar, ensure_ascii=False, indent=2))
     return Path(path)
 
 

@@ -13,15 +13,17 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from competition.config import CONFIG_FILE, config_hash, config_to_dict, save_yaml
-from competition.data import file_sha256
+from competition.data import Splits, file_sha256
 from competition.files import write_text_atomic
+from competition.predictions import fill_in_block, fill_in_counts, fill_in_note
 from competition.submission import write_submission
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 RUN_INFO_FILE = "run.json"
+BEST_DIR = "best"  # a run folder's best checkpoint, in both tracks
 TRAIN_RESULT_FILE = "train_result.json"
 # Both tracks' TrainingArguments, against GPU syncs at every step, which drain the queue a host-bound step needs: the
 # Trainer's NaN/inf filter of the logged loss reads each step's loss back (without it a NaN loss is logged as NaN),
@@ -122,39 +124,61 @@ def start_run(run_dir: Path | str, config: Any, data_files: Iterable[Path | str]
         write_run_files(run_dir, config, data_files, {"track": track, **(extra or {})})
 
 
+def open_run(out_dir: Path | str, track: str, config: Any, data_files: Iterable[Path | str],
+             run_dir: Path | str | None = None) -> Path:
+    """The run folder, started: `run_dir` when resuming, else a new `<out_dir>/<track>-<preset>-<stamp>`, with its
+    `config.yaml` and `run.json` (rank 0 writes them; a resumed run keeps its own). Every rank gets the same folder."""
+    from competition.distributed import broadcast_from_main, is_main_process
+
+    run_dir = Path(run_dir) if run_dir is not None else broadcast_from_main(
+        lambda: new_run_dir(out_dir, track, config.preset))
+    if is_main_process():
+        start_run(run_dir, config, data_files, track)
+    return run_dir
+
+
+def submission_blocked(fill_ins: Mapping[str, Mapping[str, Any]], config: Any) -> str | None:
+    """The submission gate: why a run must not submit (fill-ins over `config.max_fill_in_share`, unless
+    `config.submit_despite_fill_ins`), or None."""
+    return fill_in_block(fill_ins, config.max_fill_in_share, config.submit_despite_fill_ins)
+
+
 def submit_once(run_dir: Path | str, fnames: Sequence[str], summaries: Sequence[str], test_path: Path | str,
-                submissions_dir: Path | str, dev_score: float | None, config_hash: str) -> Path:
-    """The run's submission: written once; a finished run that is resumed gets back the one it already wrote."""
+                submissions_dir: Path | str, dev_score: float | None, config_hash: str, label: str | None = None,
+                source_runs: Sequence[str] | None = None) -> Path:
+    """The run's submission: written once; a finished run that is resumed gets back the one it already wrote.
+
+    `label` (default: the run folder's name) names the file; `source_runs` (default: the run folder) go to the ledger.
+    """
     run_dir = Path(run_dir)
     earlier = load_run_info(run_dir).get("submission") if (run_dir / RUN_INFO_FILE).is_file() else None
     if earlier:
         print(f"{run_dir}: already submitted as {earlier}; not submitting again")
         return Path(earlier)
-    return write_submission(fnames, summaries, test_path, label=run_dir.name, out_dir=submissions_dir,
-                            source_runs=[str(run_dir)], dev_score=dev_score, config_hash=config_hash)
+    return write_submission(fnames, summaries, test_path, label=label or run_dir.name, out_dir=submissions_dir,
+                            source_runs=list(source_runs or [str(run_dir)]), dev_score=dev_score,
+                            config_hash=config_hash)
 
 
-def report_and_submit(run_dir: Path, frames: dict[str, Any], predictions: dict[str, Sequence[str]],
-                      test_path: Path | str, submissions_dir: Path | str, config: Any, title: str,
+def report_and_submit(run_dir: Path, splits: Splits, predictions: dict[str, Sequence[str]],
+                      submissions_dir: Path | str, config: Any, title: str,
                       analyzer: str | None = None) -> dict[str, Any]:
     """Both tracks' end of a run, once the `preds_<split>.csv` files are written: the fill-in note (printed), the
-    dev ROUGE report under `run_dir/report` and, with test predictions and fill-ins within
-    `config.max_fill_in_share` (or `submit_despite_fill_ins`), the run's one submission. Returns dev_score, fill_ins,
-    submission_blocked and submission for run.json."""
-    from competition.predictions import fill_in_block, fill_in_counts, fill_in_note
+    dev ROUGE report under `run_dir/report` and, with test predictions that pass the submission gate, the run's
+    one submission. Returns dev_score, fill_ins, submission_blocked and submission for run.json."""
     from competition.report import write_rouge_report
 
     fill_ins = fill_in_counts({split: run_dir / f"preds_{split}.csv" for split in predictions})
     print(fill_in_note(fill_ins))
-    dev = frames["dev"]
+    dev = splits["dev"]
     report = write_rouge_report(run_dir / "report", list(dev["fname"]), list(predictions["dev"]),
                                 list(dev["references"]), topics=list(dev["topic"]) if "topic" in dev else None,
                                 dialogues=list(dev["dialogue"]), title=title, notes=[fill_in_note(fill_ins)],
                                 **({"analyzer": analyzer} if analyzer else {}))
-    blocked = fill_in_block(fill_ins, config.max_fill_in_share, config.submit_despite_fill_ins)
+    blocked = submission_blocked(fill_ins, config)
     submission = None
     if "test" in predictions and blocked is None:
-        submission = submit_once(run_dir, list(frames["test"]["fname"]), predictions["test"], test_path,
+        submission = submit_once(run_dir, list(splits["test"]["fname"]), predictions["test"], splits.paths["test"],
                                  submissions_dir, report.final, config_hash(config))
     return {"dev_score": report.final, "fill_ins": fill_ins, "submission_blocked": blocked,
             "submission": str(submission) if submission else None}

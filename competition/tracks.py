@@ -5,9 +5,9 @@ shared core never imports a track (the tracks import the core, never the other w
 
     track = get_track("baseline")
     config = track.config("kobart", yaml_path=None, overrides={"learning_rate": 3e-5})
-    result = track.train(config, data_dir, run_dir, on_evaluate=None)     # -> TrainResult
+    result = track.train(config, load_splits(data_dir), run_dir, on_evaluate=None)  # (or the folder) -> TrainResult
     summaries = track.predict(result.best_checkpoint, dialogues, config)  # -> list[str], input order
-    run_dir = track.run(config, data_dir, out_dir)                        # train, predict, report, submit
+    run_dir = track.run(config, data_dir, out_dir)  # load_splits, open_run, train, predict_splits, report
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class Track:
 
     name: str
     settings: TrackSettings
-    train: Callable[..., TrainResult]  # (config, data_dir, run_dir, on_evaluate=None)
+    train: Callable[..., TrainResult]  # (config, splits or data folder, run_dir, on_evaluate=None)
     predict: Callable[..., list[str]]  # (checkpoint_dir, dialogues, config)
     run: Callable[..., Path]  # (config, data_dir, out_dir, run_dir=None) -> the run folder
 

@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 from competition.cli import exit_on_bad_input
-from competition.data import first_utterance, read_split, require_split
-from competition.predictions import write_predictions
+from competition.data import first_utterance, load_splits
+from competition.predictions import PredictionMeta, write_predictions
 
 
 @exit_on_bad_input
@@ -21,12 +21,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", required=True, help="folder with dev.csv and test.csv")
     parser.add_argument("--out", required=True, help="run folder to write predictions into")
     args = parser.parse_args(argv)
-    paths = {split: require_split(args.data, split) for split in ("dev", "test")}
-    frames = {split: read_split(path, split) for split, path in paths.items()}  # validate all before writing
-    for split, frame in frames.items():
+    splits = load_splits(args.data, required=("dev", "test"), optional=())  # validate all before writing
+    for split, frame in splits.frames.items():
         out = Path(args.out) / f"preds_{split}.csv"
         write_predictions(out, frame["fname"], [first_utterance(d) for d in frame["dialogue"]],
-                          metadata={"system": "lead", "split": split, "source": str(paths[split])})
+                          PredictionMeta(split, system="lead", source=str(splits.paths[split])))
         print(f"wrote {out} ({len(frame)} rows)")
     return 0
 

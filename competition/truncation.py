@@ -29,7 +29,7 @@ import numpy as np
 
 from competition import modeling
 from competition.cli import exit_on_bad_input
-from competition.data import data_special_tokens, file_sha256, read_split, split_paths
+from competition.data import Splits, data_special_tokens, file_sha256, load_splits
 from competition.errors import ConfigError, DataError
 from competition.files import atomic_path, write_text_atomic
 from competition.logs import setup_logging
@@ -129,20 +129,20 @@ class TruncationReport:
     lengths: dict[str, SplitLengths]
 
 
-def truncation_report(tokenizer, preset: Preset, data_dir: Path | str, max_lengths: Sequence[int],
+def truncation_report(tokenizer, preset: Preset, data: Splits | Path | str, max_lengths: Sequence[int],
                       add_data_tokens: bool = True, progress: bool = True,
                       tokenizer_source: str = "") -> TruncationReport:
-    """Measure every split in `data_dir` and count truncation at each max length."""
-    paths = {split: path for split, path in split_paths(data_dir).items() if split in SPLITS}
-    if not paths:
-        raise DataError(f"{data_dir}: no train.csv, dev.csv or test.csv found")
-    frames = {split: read_split(path, split) for split, path in paths.items()}
+    """Measure every split of `data` (loaded splits, or a data folder) and count truncation at each max length."""
+    splits = load_splits(data, required=(), optional=SPLITS)
+    frames = {split: frame for split, frame in splits.frames.items() if split in SPLITS}
+    if not frames:
+        raise DataError(f"{splits.data_dir}: no train.csv, dev.csv or test.csv found")
     if add_data_tokens:
         tokenizer.add_tokens(data_special_tokens(frames.values()))
     style = _llm_style(tokenizer, preset, max(max_lengths)) if preset.track == "llm" else None
     report: dict[str, Any] = {
         "model": preset.name, "track": preset.track, "tokenizer": tokenizer_source,
-        "data_dir": str(data_dir), "data_files": {s: file_sha256(p) for s, p in paths.items()},
+        "data_dir": str(splits.data_dir), "data_files": {s: file_sha256(splits.paths[s]) for s in frames},
         "data_tokens_added": add_data_tokens, "max_lengths": list(max_lengths),
         "max_target_length": preset.max_target_length,
         "cut_mode": style.cut if style else None,

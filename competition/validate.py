@@ -11,27 +11,22 @@ import sys
 from pathlib import Path
 
 from competition.cli import exit_on_bad_input
-from competition.data import data_special_tokens, read_split, split_paths
-from competition.errors import DataError
+from competition.data import data_special_tokens, load_splits
 from competition.submission import validate_submission
 
 
 def validate_data_dir(data_dir: Path | str) -> None:
     """Validate every competition file in a folder, print its size and columns, then its special tokens."""
-    paths = split_paths(data_dir)
-    if not {"dev", "test"} <= set(paths):
-        raise DataError(f"{data_dir}: expected at least dev.csv and test.csv; found {sorted(paths)}")
-    frames = []
+    splits = load_splits(data_dir, required=("dev", "test"), optional=("train",))
+    paths = splits.paths
     for split in ("train", "dev", "test"):
-        if split in paths:
-            frame = read_split(paths[split], split)  # type: ignore[arg-type]
-            frames.append(frame)
-            columns = list(frame.columns.drop("references", errors="ignore"))
-            print(f"{paths[split]}: {len(frame)} rows, columns {columns}")
+        if split in splits:
+            columns = list(splits[split].columns.drop("references", errors="ignore"))
+            print(f"{paths[split]}: {len(splits[split])} rows, columns {columns}")
     if "sample_submission" in paths:
         validate_submission(paths["sample_submission"], paths["test"])
         print(f"{paths['sample_submission']}: valid submission format")
-    print("special tokens:", " ".join(data_special_tokens(frames)))
+    print("special tokens:", " ".join(data_special_tokens(splits.frames.values())))
 
 
 @exit_on_bad_input

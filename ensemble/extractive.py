@@ -15,11 +15,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from competition.cli import exit_on_bad_input
-from competition.data import read_split, split_paths
-from competition.errors import DataError
+from competition.data import load_splits
 from competition.logs import setup_logging
 from competition.metric import DEFAULT_ANALYZER, similarity
-from competition.predictions import write_predictions
+from competition.predictions import PredictionMeta, write_predictions
 
 SYSTEM_NAME = "extractive-central"
 
@@ -45,17 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="run folder to write predictions into")
     args = parser.parse_args(argv)
     setup_logging()
-    paths = split_paths(args.data)
-    missing = [s for s in ("dev", "test") if s not in paths]
-    if missing:
-        raise DataError(f"{args.data}: no {' or '.join(s + '.csv' for s in missing)}; expected dev.csv and test.csv")
-    for split in ("dev", "test"):
-        frame = read_split(paths[split], split)  # type: ignore[arg-type]
+    splits = load_splits(args.data, required=("dev", "test"), optional=())
+    for split, frame in splits.frames.items():
         summaries = [central_utterance(d) for d in tqdm(frame["dialogue"], desc=f"extractive {split}")]
         out = Path(args.out) / f"preds_{split}.csv"
-        write_predictions(out, frame["fname"], summaries,
-                          metadata={"system": SYSTEM_NAME, "split": split, "source": str(paths[split]),
-                                    "run_dir": str(Path(args.out))})
+        metadata = PredictionMeta(split, str(Path(args.out)), system=SYSTEM_NAME, source=str(splits.paths[split]))
+        write_predictions(out, frame["fname"], summaries, metadata)
         print(f"wrote {out} ({len(frame)} rows)")
     return 0
 

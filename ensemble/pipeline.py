@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -23,7 +23,7 @@ from competition.data import read_gold, read_split, where
 from competition.errors import ConfigError, DataError
 from competition.files import no_partial_outputs
 from competition.metric import DEFAULT_ANALYZER, MORPHEME_ANALYZERS, sample_scores
-from competition.predictions import metadata_path, write_predictions
+from competition.predictions import PredictionMeta, metadata_path, write_predictions
 from competition.runs import write_run_files
 from ensemble.config import METHODS, EnsembleConfig
 from ensemble.crossval import CrossValidation, cross_validate, make_folds
@@ -228,15 +228,13 @@ def _source(system: System) -> str:
     return str(next(iter(system.files.values())))
 
 
-def output_metadata(result: EnsembleResult, split: str, out: Path) -> dict[str, Any]:
+def output_metadata(result: EnsembleResult, split: str, out: Path) -> PredictionMeta:
     """The sidecar of an ensembled predictions file (read by `competition.submit`)."""
-    return {
-        "system": "ensemble", "track": "ensemble", "split": split, "run_dir": str(out),
-        "method": result.method, "params": result.params, "rules": list(result.config.rules),
-        "systems": result.systems, "source_runs": result.source_runs,
-        "dev_score": result.dev_score, "cv_dev_score": result.cv_score,
-        "config_hash": config_hash(result.config), "config": config_to_dict(result.config),
-    }
+    return PredictionMeta(split, str(out), track="ensemble", config_hash=config_hash(result.config), system="ensemble",
+                          extra={"method": result.method, "params": result.params, "rules": list(result.config.rules),
+                                 "systems": result.systems, "source_runs": result.source_runs,
+                                 "dev_score": result.dev_score, "cv_dev_score": result.cv_score,
+                                 "config": config_to_dict(result.config)})
 
 
 def write_outputs(result: EnsembleResult, inputs: Inputs, out: Path | str) -> list[Path]:

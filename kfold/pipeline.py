@@ -20,14 +20,21 @@ from typing import Any, Sequence
 import pandas as pd
 
 from competition.config import Layer, config_hash, resolve_config
-from competition.data import read_split, split_paths
+from competition.data import Splits, load_splits, split_paths
 from competition.distributed import barrier, broadcast_from_main, distributed_map, ensure_process_group, is_main_process
-from competition.errors import ConfigError, DataError
+from competition.errors import ConfigError
 from competition.files import atomic_path, write_text_atomic
 from competition.metric import DEFAULT_ANALYZER, compute_rouge
-from competition.predictions import FILL_INS, fill_empty, fill_in_block, fill_in_counts, write_predictions
-from competition.runs import RUN_INFO_FILE, finish_run, load_run_info, write_run_files
-from competition.submission import default_submissions_dir, write_submission
+from competition.predictions import PredictionMeta, fill_empty, fill_in_counts, write_predictions
+from competition.runs import (
+    RUN_INFO_FILE,
+    finish_run,
+    load_run_info,
+    submission_blocked,
+    submit_once,
+    write_run_files,
+)
+from competition.submission import default_submissions_dir
 from competition.tracks import Track, get_track
 from kfold.folds import assign_folds, assignment_hash, fold_split, pool_rows, stratification_topics
 
@@ -81,8 +88,7 @@ class FoldPlan:
 
     pool: pd.DataFrame
     folds: list[int]
-    frames: dict[str, pd.DataFrame]  # train, dev, test as read
-    paths: dict[str, Path]
+    splits: Splits  # train, dev, test as read
     stratified: bool
 
     @property
@@ -92,16 +98,11 @@ class FoldPlan:
 
 def plan_folds(settings: KFoldSettings) -> FoldPlan:
     """Read and validate train/dev/test, pool train (and dev with include_dev), assign folds."""
-    paths = split_paths(settings.data_dir)
-    missing = [f"{s}.csv" for s in ("train", "dev", "test") if s not in paths]
-    if missing:
-        raise DataError(f"{settings.data_dir}: missing {', '.join(missing)}; K-fold needs train.csv, dev.csv "
-                        f"and test.csv")
-    frames = {s: read_split(paths[s], s) for s in ("train", "dev", "test")}  # type: ignore[arg-type]
-    pool = pool_rows(frames["train"], frames["dev"] if settings.include_dev else None)
+    splits = load_splits(settings.data_dir, required=("train", "dev", "test"), optional=())
+    pool = pool_rows(splits["train"], splits["dev"] if settings.include_dev else None)
     topics = stratification_topics(pool)
     folds = assign_folds(len(pool), settings.k, settings.seed, topics)
-    return FoldPlan(pool, folds, frames, paths, stratified=topics is not None)
+    return FoldPlan(pool, folds, splits, stratified=topics is not None)
 
 
 def check_same_run(kfold_dir: Path, config_id: str, folds_id: str) -> None:
@@ -176,7 +177,7 @@ def prepare_fold(config: Any, settings: KFoldSettings, plan: FoldPlan, fold: int
     fold_dir = settings.fold_dir(fold)
     extra = {"track": settings.track, "kfold": kfold_info(settings, plan, fold=fold + 1), "done": False}
     if is_main_process():
-        data_dir = write_fold_data(fold_dir, train, held_out, plan.frames["test"])
+        data_dir = write_fold_data(fold_dir, train, held_out, plan.splits["test"])
         write_run_files(fold_dir, config, split_paths(data_dir).values(), extra)
     barrier()
 
@@ -186,12 +187,11 @@ def save_fold_outputs(config: Any, settings: KFoldSettings, fold: int, frames: d
     """preds_{dev,test,oof}.csv with sidecars, then run.json "done": true (rank 0; the others wait)."""
     fold_dir = settings.fold_dir(fold)
     if is_main_process():
-        metadata = {"preset": settings.preset, "track": settings.track, "config_hash": config_hash(config),
-                    "checkpoint": summary["best_checkpoint"], "run_dir": str(fold_dir), "kfold_fold": fold + 1,
-                    "dev_in_sample": settings.include_dev}
+        extra = {"kfold_fold": fold + 1, "dev_in_sample": settings.include_dev}
         for split, frame in frames.items():
-            write_predictions(fold_dir / f"preds_{split}.csv", list(frame["fname"]), predictions[split],
-                              {**metadata, "split": split, FILL_INS: fill_ins[split]})
+            metadata = PredictionMeta(split, str(fold_dir), settings.track, settings.preset, config_hash(config),
+                                      summary["best_checkpoint"], fill_ins=fill_ins[split], extra=extra)
+            write_predictions(fold_dir / f"preds_{split}.csv", list(frame["fname"]), predictions[split], metadata)
         finish_run(fold_dir, {"fold": summary, "done": True})
     barrier()
 
@@ -207,7 +207,7 @@ def run_fold(api: Any, config: Any, settings: KFoldSettings, plan: FoldPlan, fol
     prepare_fold(config, settings, plan, fold, held_out, train)
     say(f"{label}: training on {len(train)} rows, best checkpoint picked on {len(held_out)} held-out rows")
     result = api.train(config, fold_dir / "data", fold_dir)  # resumes from fold_dir's last checkpoint, if any
-    frames = {"dev": plan.frames["dev"], "test": plan.frames["test"], "oof": held_out}
+    frames = {"dev": plan.splits["dev"], "test": plan.splits["test"], "oof": held_out}
     predicted = {s: predict_rows(api, Path(result.best_checkpoint), list(f["dialogue"]), config, f"{label} {s}")
                  for s, f in frames.items()}
     predictions = {split: summaries for split, (summaries, _) in predicted.items()}
@@ -215,7 +215,7 @@ def run_fold(api: Any, config: Any, settings: KFoldSettings, plan: FoldPlan, fol
     summary = {"fold": fold + 1, "run_dir": str(fold_dir), "train_rows": len(train), "heldout_rows": len(held_out),
                "best_checkpoint": str(result.best_checkpoint), "checkpoint_score": float(result.best_dev_score),
                "oof_score": dev_score(predictions["oof"], held_out, config),
-               "dev_score": dev_score(predictions["dev"], plan.frames["dev"], config),
+               "dev_score": dev_score(predictions["dev"], plan.splits["dev"], config),
                "dev_in_sample": settings.include_dev}
     save_fold_outputs(config, settings, fold, frames, predictions, fill_ins, summary)
     in_sample = " (in-sample)" if settings.include_dev else ""
@@ -239,7 +239,7 @@ def ensemble_folds(settings: KFoldSettings, plan: FoldPlan) -> Any:
 
     config = ensemble_config(settings)
     files = [settings.fold_dir(f) / f"preds_{s}.csv" for f in range(settings.k) for s in ("dev", "test")]
-    inputs = load_inputs(files, None, plan.paths["dev"], plan.paths["test"])
+    inputs = load_inputs(files, None, plan.splits.paths["dev"], plan.splits.paths["test"])
     result = run_ensemble(config, inputs, progress=False)
     if settings.include_dev:
         result.notes.append(IN_SAMPLE_WARNING)
@@ -306,7 +306,7 @@ def run_kfold(settings: KFoldSettings, api: Any | None = None) -> Path:
     if is_main_process():
         write_csv(pd.DataFrame({"fname": plan.pool["fname"], "fold": [f + 1 for f in plan.folds]}),
                   kfold_dir / FOLDS_FILE)
-        write_run_files(kfold_dir, config, plan.paths.values(), info)
+        write_run_files(kfold_dir, config, plan.splits.paths.values(), info)
     folds = [run_fold(api, config, settings, plan, fold) for fold in range(settings.k)]
     if is_main_process():
         finish_kfold(config, settings, plan, folds, info)
@@ -318,14 +318,14 @@ def finish_kfold(config: Any, settings: KFoldSettings, plan: FoldPlan, folds: li
     """The fold ensemble, its submission (source runs: the folds), run.json "done" and summary.md; print scores."""
     kfold_dir = settings.kfold_dir
     result = ensemble_folds(settings, plan)
-    test = plan.frames["test"]
+    test = plan.splits["test"]
     fill_ins = {f"fold{k + 1} {split}": counts for k in range(settings.k) for split, counts in fill_in_counts(
         {s: settings.fold_dir(k) / f"preds_{s}.csv" for s in ("dev", "test")}).items()}
-    blocked = fill_in_block(fill_ins, config.max_fill_in_share, config.submit_despite_fill_ins)
-    submission = None if blocked else write_submission(
-        list(test["fname"]), result.summaries["test"], plan.paths["test"], label=f"kfold-{kfold_dir.name}",
-        out_dir=settings.submissions_dir, source_runs=[f["run_dir"] for f in folds], dev_score=result.dev_score,
-        config_hash=config_hash(config))
+    blocked = submission_blocked(fill_ins, config)
+    submission = None if blocked else submit_once(
+        kfold_dir, list(test["fname"]), result.summaries["test"], plan.splits.paths["test"], settings.submissions_dir,
+        result.dev_score, config_hash(config), label=f"kfold-{kfold_dir.name}",
+        source_runs=[f["run_dir"] for f in folds])
     ensemble = {"method": result.method, "dev_score": result.dev_score, "cv_dev_score": result.cv_score,
                 "dir": str(kfold_dir / ENSEMBLE_DIR), "submission": str(submission) if submission else None}
     finish_run(kfold_dir, {"folds": folds, "ensemble": ensemble, "fill_ins": fill_ins, "submission_blocked": blocked,

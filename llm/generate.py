@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -20,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from competition.distributed import broadcast_from_main, distributed_map, is_main_process, world_size
-from competition.predictions import fill_empty, write_predictions
+from competition.predictions import PredictionMeta, fill_empty, write_predictions
 from llm.config import LLMConfig
 
 log = logging.getLogger(__name__)
@@ -179,7 +180,7 @@ def read_partial(path: Path, wanted: set[str]) -> dict[str, str]:
 
 
 def predict_to_file(model, tokenizer, style, fnames: Sequence[str], dialogues: Sequence[str], out_path: Path | str,
-                    config: LLMConfig, metadata: dict[str, Any], on_batch: BatchCallback | None = None) -> list[str]:
+                    config: LLMConfig, metadata: PredictionMeta, on_batch: BatchCallback | None = None) -> list[str]:
     """Generate the missing summaries, appending each batch to the partial sidecar, then write the CSV atomically.
 
     Returns the summaries in `fnames` order. `on_batch` (tests, progress hooks) runs after each batch is saved.
@@ -212,8 +213,9 @@ def predict_to_file(model, tokenizer, style, fnames: Sequence[str], dialogues: S
                            on_batch=save_batch, desc=out_path.stem)
     summaries, empty = fill_empty([done[f] for f in fnames], dialogues)
     if is_main_process():
-        write_predictions(out_path, fnames, summaries, {**metadata, "empty_replaced_by_lead": empty,
-                                                         "resumed_rows": len(fnames) - len(missing)})
+        resumed = {"resumed_rows": len(fnames) - len(missing)}
+        write_predictions(out_path, fnames, summaries, replace(metadata, fill_ins=empty,
+                                                               extra={**metadata.extra, **resumed}))
         sidecar.unlink(missing_ok=True)
     return summaries
 

@@ -76,14 +76,15 @@ def quantization_config(quantization: str, dtype: torch.dtype):
                               bnb_4bit_compute_dtype=dtype, bnb_4bit_quant_storage=dtype)
 
 
-def build_prompt_style(config: LLMConfig, tokenizer):
+def build_prompt_style(config: LLMConfig, tokenizer, preset: Preset | None = None):
     """The preset's prompt style with the config's instruction, cut mode and lengths, fitted to the tokenizer.
 
-    `max_source_length` counts the prompt; the style's budget is prompt + summary.
+    `max_source_length` counts the prompt; the style's budget is prompt + summary. `preset`: the config's, when
+    the caller has already looked it up.
     """
     from competition.prompts import prompt_style_for, resolve_template
 
-    preset = get_preset(config.preset, "llm")
+    preset = preset or get_preset(config.preset, "llm")
     overrides: dict[str, Any] = {"cut": config.cut, "max_target_length": config.max_target_length,
                                  "max_length": config.max_source_length + config.max_target_length}
     if config.instruction:
@@ -139,7 +140,7 @@ def load_for_training(config: LLMConfig, data_tokens: list[str]):
     source = model_source(preset, config.model_path)
     quantization = effective_quantization(config) if config.finetune == "lora" else "none"
     tokenizer = load_tokenizer(source, config.trust_remote_code)
-    style = build_prompt_style(config, tokenizer)
+    style = build_prompt_style(config, tokenizer, preset)
     added = add_data_tokens(tokenizer, style, data_tokens if config.add_data_tokens else [])
     model = load_base_model(source, config, quantization)
     fit_embeddings(model, tokenizer)

@@ -1,7 +1,7 @@
 """LoRA/QLoRA fine-tuning with the transformers Trainer: packed or length-grouped batches, dev-score checkpoint
 selection, early stopping, resume after an interrupt.
 
-`train(config, data_dir, run_dir, on_evaluate=None)` is the track-contract entry point. At each evaluation the
+`train(config, splits, run_dir, on_evaluate=None)` is the track-contract entry point. At each evaluation the
 model generates summaries for a fixed dev subset and `eval_score` (competition ROUGE) joins the metrics, so the
 Trainer keeps the best checkpoint by score (or by `eval_loss` with select_by=loss). The best one is saved to
 `run_dir/best/` with its tokenizer and prompt style.
@@ -21,29 +21,28 @@ import pandas as pd
 import torch
 
 from competition.checkpoints import last_complete_checkpoint, mark_complete_callback
-from competition.data import data_special_tokens, read_split, require_split, split_paths
+from competition.data import Splits, data_special_tokens, load_splits
 from competition.distributed import barrier, broadcast_from_main, ensure_process_group, is_main_process
 from competition.errors import ConfigError
 from competition.metric import compute_rouge
 from competition.modeling import IGNORE_INDEX, pad_rows, padded_width, token_sum_loss
 from competition.prompts import encode_for_training
 from competition.runs import (
+    BEST_DIR,
     NO_STEP_SYNC_ARGUMENTS,
     TrainResult,
     counting_trainer,
     seed_everything,
-    start_run,
     training_speed_callback,
 )
-from llm.config import TRACK, LLMConfig
+from competition.tracks import OnEvaluate
+from llm.config import LLMConfig
 from llm.generate import generate_summaries
 from llm.kernels import fused_loss, liger_kernel_config
 from llm.model import has_cuda, load_for_training, save_checkpoint
 
 log = logging.getLogger(__name__)
 
-EvaluateHook = Callable[[int, float], None]
-BEST_DIR = "best"
 PAD_TO_MULTIPLE_OF = 8  # padded widths (collator and token budget) round up to this
 
 
@@ -200,7 +199,7 @@ def dev_subset_indices(n_rows: int, subset: int, seed: int) -> list[int]:
     return sorted(random.Random(seed).sample(range(n_rows), subset))
 
 
-def _dev_score_callback(config: LLMConfig, tokenizer, style, dev: pd.DataFrame, on_evaluate: EvaluateHook | None):
+def _dev_score_callback(config: LLMConfig, tokenizer, style, dev: pd.DataFrame, on_evaluate: OnEvaluate | None):
     """A TrainerCallback adding `eval_score` (dev ROUGE of generated summaries) to each evaluation's metrics."""
     from transformers import TrainerCallback
 
@@ -256,17 +255,11 @@ def training_arguments(config: LLMConfig, output_dir: Path, use_bf16: bool, use_
     )
 
 
-def load_splits(data_dir: Path | str) -> dict[str, pd.DataFrame]:
-    """train and dev (required) and test (when present), validated."""
-    frames = {split: read_split(require_split(data_dir, split), split) for split in ("train", "dev")}
-    if "test" in split_paths(data_dir):
-        frames["test"] = read_split(split_paths(data_dir)["test"], "test")
-    return frames
+def train(config: LLMConfig, splits: Splits | Path | str, run_dir: Path | str,
+          on_evaluate: OnEvaluate | None = None) -> TrainResult:
+    """Fine-tune per `config` on the train split, evaluating on dev; resumes from run_dir's checkpoints.
 
-
-def train(config: LLMConfig, data_dir: Path | str, run_dir: Path | str,
-          on_evaluate: EvaluateHook | None = None) -> TrainResult:
-    """Fine-tune per `config` on data_dir's train.csv, evaluating on dev.csv; resumes from run_dir's checkpoints.
+    `splits`: the loaded splits, or a data folder to load them from.
 
     Under torchrun, every rank calls this with the same run_dir; each returns once rank 0 has saved `best/`.
     """
@@ -279,15 +272,13 @@ def train(config: LLMConfig, data_dir: Path | str, run_dir: Path | str,
         log.info("%s: training already finished; best checkpoint %s", run_dir, finished.best_checkpoint)
         return finished
     seed_everything(config.seed)
-    frames = load_splits(data_dir)
-    if is_main_process():
-        start_run(run_dir, config, split_paths(data_dir).values(), TRACK)
-    train_frame = frames["train"].head(config.max_train_samples) if config.max_train_samples else frames["train"]
-    model, tokenizer, style, info = load_for_training(config, data_special_tokens(frames.values()))
+    splits = load_splits(splits)
+    train_frame = splits["train"].head(config.max_train_samples) if config.max_train_samples else splits["train"]
+    model, tokenizer, style, info = load_for_training(config, data_special_tokens(splits.frames.values()))
     train_examples, cuts = encode_rows(tokenizer, style, train_frame)
     log.info("train: %d rows, %d dialogues cut to fit, %d summaries cut to max_target_length",
              cuts["rows"], cuts["dialogues_cut"], cuts["targets_cut"])
-    dev = frames["dev"].iloc[dev_subset_indices(len(frames["dev"]), config.max_eval_samples or 0, config.seed)]
+    dev = splits["dev"].iloc[dev_subset_indices(len(splits["dev"]), config.max_eval_samples or 0, config.seed)]
     dev_examples, _ = encode_rows(tokenizer, style, dev)
     speed = training_speed_callback(real_tokens)
     callbacks = [_dev_score_callback(config, tokenizer, style, dev, on_evaluate), mark_complete_callback()]

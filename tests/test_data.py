@@ -142,3 +142,28 @@ def test_data_folder_check_of_a_bad_file_is_exit_2_and_one_line(tmp_path: Path, 
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: "), result.stderr
     assert "Traceback" not in result.stderr
     assert all(fragment in result.stderr for fragment in expected_fragments), result.stderr
+
+
+def test_load_splits_names_every_missing_file_and_keeps_loaded_splits(tmp_path: Path) -> None:
+    from competition.data import load_splits
+
+    data = write_split_dir(tmp_path)
+    with pytest.raises(DataError, match=r"file not found: train\.csv; expected train\.csv, dev\.csv"):
+        load_splits(data)
+    splits = load_splits(data, required=("dev",))
+    assert list(splits.frames) == ["dev", "test"] and splits["dev"]["references"][0] == ["#Person1#이 인사합니다."]
+    assert splits.paths["test"] == data / "test.csv" and "train" not in splits
+    assert load_splits(splits, required=("dev", "test")) is splits
+    with pytest.raises(DataError, match=r"file not found: train\.csv"):
+        load_splits(splits)
+
+
+def test_prediction_sidecar_writes_only_the_fields_set_and_its_extras() -> None:
+    from competition.predictions import FILL_INS, PredictionMeta
+
+    meta = PredictionMeta("dev", "runs/r", "baseline", "kobart", "abc", "runs/r/best", fill_ins=2,
+                          extra={"kfold_fold": 1, "cv_dev_score": None})
+    assert meta.to_dict() == {"split": "dev", "run_dir": "runs/r", "track": "baseline", "preset": "kobart",
+                              "config_hash": "abc", "checkpoint": "runs/r/best", FILL_INS: 2, "kfold_fold": 1,
+                              "cv_dev_score": None}
+    assert PredictionMeta("test", system="lead").to_dict() == {"split": "test", "system": "lead"}

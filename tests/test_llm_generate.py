@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
-from competition.predictions import fill_empty, read_predictions_with_metadata
+from competition.predictions import PredictionMeta, fill_empty, read_predictions_with_metadata
 from competition.prompts import encode_for_generation, left_pad_batch
 from llm.config import load_config
 from llm.decode import _is_quantized
@@ -84,21 +84,21 @@ def test_interrupted_prediction_resumes_with_only_the_missing_fnames(tiny_checkp
         raise Killed
 
     with pytest.raises(Killed):
-        predict_to_file(model, tokenizer, style, fnames, dialogues, out, config, {"split": "test"},
+        predict_to_file(model, tokenizer, style, fnames, dialogues, out, config, PredictionMeta("test"),
                         on_batch=kill_after_first_batch)
     assert not out.exists()  # no half-written CSV
     saved = [json.loads(line)["fname"] for line in partial_path(out).read_text(encoding="utf-8").splitlines()]
     assert sorted(saved) == sorted(fnames[i] for i in first_batch) and len(saved) == config.per_device_eval_batch_size
 
     regenerated: list[int] = []
-    summaries = predict_to_file(model, tokenizer, style, fnames, dialogues, out, config, {"split": "test"},
+    summaries = predict_to_file(model, tokenizer, style, fnames, dialogues, out, config, PredictionMeta("test"),
                                 on_batch=lambda indices, _: regenerated.extend(indices))
     assert sorted(regenerated) == sorted(set(range(8)) - set(first_batch))
     frame, meta = read_predictions_with_metadata(out)
     assert list(frame["fname"]) == fnames and frame["fname"].is_unique
     assert meta["resumed_rows"] == len(first_batch) and meta["split"] == "test"
     assert not partial_path(out).exists()
-    uninterrupted = predict_to_file(model, tokenizer, style, fnames, dialogues, tmp_path / "again.csv", config, {})
+    uninterrupted = predict_to_file(model, tokenizer, style, fnames, dialogues, tmp_path / "again.csv", config, PredictionMeta())
     assert summaries == uninterrupted  # greedy decoding: resuming changes nothing
     assert all(s.strip() for s in frame["summary"])
 

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
+from competition.data import load_splits
 from competition.metric import compute_rouge
 from competition.prompts import IGNORE_INDEX, encode_continuation, scaffold_for
 from llm.config import load_config
@@ -20,7 +21,6 @@ from llm.train import (
     PackedCollator,
     PaddedCollator,
     encode_rows,
-    load_splits,
     make_collator,
     summary_token_loss,
     token_budget_buckets,

@@ -22,12 +22,12 @@ from optuna.trial import Trial
 
 from competition.cli import exit_on_bad_input
 from competition.config import CONFIG_FILE, load_yaml, parse_overrides
-from competition.data import read_split, split_paths
+from competition.data import load_splits
 from competition.errors import ConfigError, DataError
 from competition.logs import setup_logging
 from competition.metric import compute_rouge
-from competition.predictions import write_predictions
-from competition.runs import RUN_INFO_FILE, load_run_info
+from competition.predictions import PredictionMeta, write_predictions
+from competition.runs import BEST_DIR, RUN_INFO_FILE, load_run_info
 from competition.tracks import Track, get_track
 from tuning.outputs import write_study_info, write_study_outputs
 from tuning.search_space import SEARCH_SPACE_DIR, SearchSpace, load_search_space
@@ -44,7 +44,6 @@ from tuning.study import (
 from tuning.trials import TrialFailed, config_as_dict, run_guarded, trial_run_dir
 
 STUDY_NAME = "tune_generation"
-BEST_DIR = "best"
 
 
 def run_track(run_dir: Path) -> str:
@@ -103,9 +102,8 @@ def make_generation_objective(track: Track, settings: TuneSettings, space: Searc
         summaries = run_guarded(trial, lambda: track.predict(checkpoint, dialogues, config))
         result = compute_rouge(summaries, references, analyzer=getattr(config, "analyzer", "mecab"))
         write_predictions(trial_dir / "preds_dev.csv", fnames, summaries,
-                          {"track": settings.track, "preset": settings.preset, "run_dir": str(run_dir),
-                           "checkpoint": str(checkpoint), "split": "dev", "generation": params,
-                           "dev_score": result.final})
+                          PredictionMeta("dev", str(run_dir), settings.track, settings.preset, checkpoint=str(checkpoint),
+                                         extra={"generation": params, "dev_score": result.final}))
         return result.final
 
     return objective
@@ -127,9 +125,7 @@ def tune_generation(run_dir: Path, data_dir: Path, n_trials: int, *, storage: st
                             overrides=overrides or {}, storage=storage, study_name=STUDY_NAME, pruner="none",
                             seed=seed, demo=demo)
     space = load_search_space(settings.space_path, demo=demo, section=track_name)
-    if "dev" not in split_paths(data_dir):
-        raise DataError(f"{data_dir}: missing dev.csv needed for generation tuning")
-    dev = read_split(split_paths(data_dir)["dev"], "dev")
+    dev = load_splits(data_dir, required=("dev",), optional=())["dev"]
     dev = dev.head(limit) if limit else dev
     example = space.overrides(settings.overrides, space.example_params())
     track.config(preset, config_path, example)  # keys the track's config does not know fail here, before any work
