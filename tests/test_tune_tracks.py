@@ -37,7 +37,7 @@ def test_shipped_search_spaces_match_the_track_configs(track, demo, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--data", "no/such/dir"], "missing train.csv, dev.csv"),
+    (["--data", "no/such/dir"], "file not found: train.csv, dev.csv"),
     (["--trials", "0"], "--trials must be at least 1"),
     (["--model", "no-such-model"], "no-such-model"),
     (["learning_rat=1e-4"], "unknown config keys ['learning_rat']"),

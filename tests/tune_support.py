@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 import yaml
 
 from competition.config import TrackSettings, save_yaml
-from competition.data import split_paths
+from competition.data import Splits, load_splits
 from competition.runs import save_run_info
 from competition.tracks import Track
 
@@ -73,7 +73,7 @@ def epoch_score(config: FakeConfig, epoch: int) -> float:
     return 10.0 + 20.0 * closeness * (1.0 - 0.5 ** (epoch + 1)) + bonus + 0.01 * (config.seed % 7)
 
 
-def train(config: FakeConfig, data_dir: Path, run_dir: Path,
+def train(config: FakeConfig, data: Splits | Path, run_dir: Path,
           on_evaluate: Callable[[int, float], None] | None = None) -> FakeResult:
     """Pretend to train: one dev evaluation per epoch, logged to evaluations.txt; the track's run files are written."""
     global TRAIN_CALLS
@@ -83,7 +83,7 @@ def train(config: FakeConfig, data_dir: Path, run_dir: Path,
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_yaml(config, run_dir / "config.yaml")
-    save_run_info(run_dir, config, config.seed, split_paths(data_dir).values())
+    save_run_info(run_dir, config, config.seed, load_splits(data).paths.values())
     with (run_dir / "started.txt").open("a") as log:
         log.write(f"{os.getpid()}\n")
     best = -math.inf

@@ -14,6 +14,7 @@ from typing import Any, Callable, TypeVar
 import optuna
 from optuna.trial import FrozenTrial, Trial
 
+from competition.runs import BEST_DIR
 from tuning.study import best_trial
 
 ResultT = TypeVar("ResultT")
@@ -111,7 +112,7 @@ def remove_checkpoints(run_dir: Path) -> None:
     if not run_dir.is_dir():
         return
     for child in run_dir.iterdir():
-        if child.is_dir() and (child.name in ("best", "merged") or child.name.startswith("checkpoint")):
+        if child.is_dir() and (child.name in (BEST_DIR, "merged") or child.name.startswith("checkpoint")):
             shutil.rmtree(child, ignore_errors=True)
 
 

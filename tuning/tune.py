@@ -22,8 +22,8 @@ from optuna.trial import Trial
 
 from competition.cli import exit_on_bad_input
 from competition.config import parse_overrides
-from competition.data import split_paths
-from competition.errors import ConfigError, DataError
+from competition.data import Splits, load_splits
+from competition.errors import ConfigError
 from competition.logs import setup_logging
 from competition.runs import start_run
 from competition.tracks import TRACK_MODULES, Track, get_track
@@ -52,7 +52,8 @@ from tuning.trials import (
 )
 
 
-def make_objective(track: Track, settings: TuneSettings, space: SearchSpace) -> Callable[[Trial], float]:
+def make_objective(track: Track, settings: TuneSettings, space: SearchSpace,
+                   splits: Splits) -> Callable[[Trial], float]:
     """The function Optuna calls per trial: sample, resolve the config, train, return the best dev score."""
 
     def objective(trial: Trial) -> float:
@@ -63,9 +64,9 @@ def make_objective(track: Track, settings: TuneSettings, space: SearchSpace) -> 
         trial.set_user_attr("worker", worker_id())
         config = track.config(settings.preset, settings.config_path, overrides, settings.demo)
         trial.set_user_attr("config", config_as_dict(config))
-        save_trial_provenance(run_dir, config, settings, trial.number, params)
+        save_trial_provenance(run_dir, config, settings, splits, trial.number, params)
         reporter = PruningReporter(trial)
-        result = run_guarded(trial, lambda: track.train(config, settings.data_dir, run_dir, on_evaluate=reporter))
+        result = run_guarded(trial, lambda: track.train(config, splits, run_dir, on_evaluate=reporter))
         score = float(result.best_dev_score)
         if not math.isfinite(score):
             reason = record_failure(trial, "nan_loss", FloatingPointError(
@@ -78,23 +79,22 @@ def make_objective(track: Track, settings: TuneSettings, space: SearchSpace) -> 
     return objective
 
 
-def save_trial_provenance(run_dir: Path, config: Any, settings: TuneSettings, number: int,
+def save_trial_provenance(run_dir: Path, config: Any, settings: TuneSettings, splits: Splits, number: int,
                           params: dict[str, Any]) -> None:
     """config.yaml and run.json in the trial's run folder (the tracks keep them when already present)."""
-    start_run(run_dir, config, split_paths(settings.data_dir).values(), settings.track,
+    start_run(run_dir, config, splits.paths.values(), settings.track,
               extra={"tuning": {"study": settings.name, "trial": number, "params": params}})
 
 
-def check_inputs(track: Track, settings: TuneSettings, space: SearchSpace) -> None:
-    """Fail fast (exit 2) on missing data files or search-space keys the track's config does not know."""
-    paths = split_paths(settings.data_dir)
-    missing = [name for name in ("train", "dev") if name not in paths]
-    if missing:
-        raise DataError(f"{settings.data_dir}: missing {', '.join(f'{m}.csv' for m in missing)} needed for tuning")
+def check_inputs(track: Track, settings: TuneSettings, space: SearchSpace) -> Splits:
+    """Fail fast (exit 2) on bad data files or search-space keys the track's config does not know; the splits, read
+    once for every trial."""
+    splits = load_splits(settings.data_dir)
     if settings.n_trials < 1:
         raise ConfigError(f"--trials must be at least 1, got {settings.n_trials}")
     example = space.overrides(settings.overrides, space.example_params())
     track.config(settings.preset, settings.config_path, example, settings.demo)  # unknown keys -> ConfigError
+    return splits
 
 
 def run_study(track: Track, settings: TuneSettings) -> optuna.Study:
@@ -106,7 +106,7 @@ def run_study(track: Track, settings: TuneSettings) -> optuna.Study:
         space = space.without(pinned)
     if settings.config_path is None:  # the YAML the track reads without --config, named in study.json
         settings.config_path = track.settings.shipped_yaml(settings.preset)
-    check_inputs(track, settings, space)
+    splits = check_inputs(track, settings, space)
     settings.study_dir.mkdir(parents=True, exist_ok=True)
     pruner = make_pruner(settings.pruner, settings.pruner_startup_trials)
     study = open_study(settings.name, settings.storage_url, pruner)
@@ -121,7 +121,7 @@ def run_study(track: Track, settings: TuneSettings) -> optuna.Study:
         callbacks.append(CheckpointJanitor(settings.study_dir))
     try:
         if remaining > 0:
-            study.optimize(make_objective(track, settings, space), n_trials=remaining, catch=(TrialFailed,),
+            study.optimize(make_objective(track, settings, space, splits), n_trials=remaining, catch=(TrialFailed,),
                            callbacks=callbacks, gc_after_trial=True)
     finally:
         write_study_outputs(study, settings)
