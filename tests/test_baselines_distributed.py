@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from baselines_fixtures import sample_rows, write_data_dir
+from helpers.data import sample_rows, write_data_dir
 
 from competition.data import read_split
 

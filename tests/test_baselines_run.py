@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers.data import sample_rows, write_data_dir
 
 from competition.data import read_split
 from competition.predictions import read_predictions_with_metadata
 from competition.submission import read_ledger, validate_submission
-from tests.baselines_fixtures import sample_rows, write_data_dir
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 

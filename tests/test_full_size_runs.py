@@ -14,10 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REAL_DATA_DIR, SAMPLE_DIR
-from test_real_models import models_dir
+from helpers import PROJECT_ROOT, REAL_DATA_DIR, SAMPLE_DIR
+from helpers.real_models import models_dir
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = PROJECT_ROOT / "benchmarks" / "full_size_runs.py"
 
 

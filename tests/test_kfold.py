@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers.data import sample_rows, write_data_dir
 
 from competition.data import read_split
 from competition.errors import ConfigError, DataError
@@ -24,7 +25,6 @@ from competition.predictions import read_predictions_with_metadata
 from competition.submission import read_ledger, validate_submission
 from competition.trivial import first_utterance
 from kfold.folds import assign_folds, assignment_hash, fold_split, pool_rows, stratification_topics
-from tests.baselines_fixtures import sample_rows, write_data_dir
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = PROJECT_ROOT / "data" / "sample"

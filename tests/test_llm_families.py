@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import SAMPLE_DIR
+from helpers import SAMPLE_DIR
 
 from competition.data import data_special_tokens, read_split
 from competition.errors import ConfigError

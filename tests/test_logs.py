@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import PROJECT_ROOT
+from helpers import PROJECT_ROOT
 
 SCRIPT = ("import logging; from competition.logs import setup_logging; setup_logging(); "
           "log = logging.getLogger('demo'); log.info('info line'); log.warning('warning line')")

@@ -19,9 +19,11 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from conftest import REAL_DATA_DIR, SAMPLE_DIR
+from helpers import PROJECT_ROOT, REAL_DATA_DIR, SAMPLE_DIR
+from helpers.data import sample_frames, sample_rows, write_data_dir
+from helpers.prompts import assert_only_the_dialogue_is_cut, examples, plain_ids
+from helpers.real_models import models_dir
 from hypothesis import HealthCheck, given, settings
-from test_prompts import assert_only_the_dialogue_is_cut, examples, plain_ids
 
 from competition.build_checkpoint import build_checkpoint
 from competition.data import data_special_tokens, read_split
@@ -50,10 +52,6 @@ from competition.tiny import model_source
 from competition.truncation import main as truncation_main
 from competition.truncation import truncation_report
 
-REPO = Path(__file__).resolve().parents[1]
-ARCHIVE = REPO.parent / "shared" / "models.tar.xz"
-UNPACK = REPO.parent / "shared" / "tools" / "models.sh"
-
 # LLM presets whose folder holds a real tokenizer: the turn end that closes a trained summary, and the assistant
 # header the generation prompt ends with (thinking closed empty for the reasoning models).
 END_OF_TURN = {
@@ -77,26 +75,8 @@ NO_VOCABULARY = ("gemma2-2b", "pko-t5-large", "mbart-large-50", "polyglot-ko-1.3
 RUN_FAMILIES = ("llama3.2-ko-3b", "qwen2.5-7b", "qwen3-14b", "solar-10.7b", "deepseek-r1-qwen-32b")
 
 
-@functools.lru_cache(maxsize=None)
-def models_dir() -> Path:
-    """The unpacked preset folders (skip without the archive)."""
-    if not ARCHIVE.is_file():
-        pytest.skip(f"real model files not present at {ARCHIVE}")
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "shared-models"
-    for dest in (cache, Path(os.environ.get("TMPDIR", "/tmp")) / f"shared-models-{os.getuid()}"):
-        done = subprocess.run(["bash", str(UNPACK), str(dest)], capture_output=True, text=True)
-        if done.returncode == 0:
-            return Path(done.stdout.strip().splitlines()[-1])
-    pytest.fail(f"{UNPACK} failed: {done.stderr[-2000:]}")
-
-
 def folder(preset_name: str) -> Path:
     return models_dir() / preset_name
-
-
-@functools.lru_cache(maxsize=None)
-def sample_frames():
-    return tuple(read_split(SAMPLE_DIR / f"{split}.csv", split) for split in ("train", "dev"))
 
 
 @functools.lru_cache(maxsize=None)
@@ -290,14 +270,12 @@ def test_kobart_data_tokens_layout_and_truncation_counts(preset_name, checkpoint
 # ---------------------------------------------------------------- the tracks' run commands, scaled checkpoints
 
 def run_track(module: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "HF_HUB_OFFLINE": "1"}
     return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=900)
 
 
 def small_data(root: Path) -> Path:
-    from baselines_fixtures import sample_rows, write_data_dir
-
     return write_data_dir(root, sample_rows("train", 4), sample_rows("dev", 2), sample_rows("test", 2))
 
 
