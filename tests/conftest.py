@@ -1,5 +1,5 @@
-"""Shared test fixtures (shared helpers live in tests/helpers/). Run the suite with `make test` (or
-`.venv/bin/python -m pytest -q`)."""
+"""Shared test fixtures (shared helpers live in tests/helpers/). Run the whole suite with `make test`, the unit
+tests alone with `make test-fast` (it leaves out the `integration`, `gpu` and `postgres` markers)."""
 
 from __future__ import annotations
 

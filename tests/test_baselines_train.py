@@ -21,7 +21,7 @@ from competition.modeling import IGNORE_INDEX
 from competition.presets import get_preset
 from competition.tiny import model_source
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.integration
 
 
 def test_memorises_sixteen_dialogues(tmp_path: Path) -> None:

@@ -12,10 +12,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = PROJECT_ROOT / "benchmarks" / "bench_baseline.py"
 
 
+@pytest.mark.integration
 def test_smoke_mode_runs_and_reports_timings(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -36,6 +39,7 @@ def test_the_recipe_counts_every_warm_up_epochs_extra_once(monkeypatch) -> None:
     assert bench.recipe_seconds([7.0, 8.0], 1.0) == 180.0  # an epoch faster than the last adds nothing
 
 
+@pytest.mark.integration
 def test_profile_covers_only_the_last_training_epoch(tmp_path: Path) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     done = subprocess.run([sys.executable, str(SCRIPT), "--smoke", "--epochs", "2", "--skip-generate", "--profile",
@@ -47,6 +51,7 @@ def test_profile_covers_only_the_last_training_epoch(tmp_path: Path) -> None:
     assert steps == 6  # 48 rows / batch 8: one epoch's optimizer steps, not two epochs' 12
 
 
+@pytest.mark.integration
 def test_missing_real_data_is_a_clear_error(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, str(SCRIPT), "--smoke", "--data-dir", str(tmp_path)], cwd=PROJECT_ROOT,
                           capture_output=True, text=True, timeout=600)

@@ -1,7 +1,7 @@
 """Tests for competition.metric (the competition ROUGE).
 
 Run: .venv/bin/python -m pytest tests/test_metric.py -q
-The okt/komoran tests start a JVM (a few seconds, marked `slow`; they still run by default).
+The okt/komoran tests start a JVM (a few seconds, marked `integration`: `make test` runs them, `make test-fast` not).
 The agreement test on the real dev set runs only when ../shared/data/competition/dev.csv exists.
 """
 
@@ -39,9 +39,9 @@ needs_jvm = pytest.mark.skipif(JVM_MISSING, reason="konlpy okt/komoran need a Ja
 
 
 def analyzer_param(name: str):
-    """okt/komoran start a JVM: mark them slow (still run) and skip only when Java is absent."""
+    """okt/komoran start a JVM: mark them integration and skip only when Java is absent."""
     if name in ("okt", "komoran"):
-        return pytest.param(name, marks=[pytest.mark.slow, needs_jvm])
+        return pytest.param(name, marks=[pytest.mark.integration, needs_jvm])
     return name
 
 
@@ -245,6 +245,7 @@ def test_agreement_on_bundled_sample_with_three_references():
     _assert_agreement([first_utterance(dialogues[f]) for f in refs["fname"]], list(refs["references"]))
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(not SHARED_DEV.is_file(), reason=f"real dev set not present at {SHARED_DEV}")
 def test_agreement_on_real_dev_set_with_first_utterance_predictor():
     gold = read_gold(SHARED_DEV)
@@ -255,6 +256,7 @@ def test_agreement_on_real_dev_set_with_first_utterance_predictor():
 # ------------------------------------------------ the local `evaluate` module
 
 
+@pytest.mark.integration
 def test_evaluate_module_loads_offline_and_matches_compute_rouge(tmp_path):
     """evaluate.load of the local folder and of the script, hub and network off (fresh HF cache)."""
     import json

@@ -218,6 +218,7 @@ def test_strip_think(raw: str, expected: str) -> None:
     assert strip_think(raw) == expected
 
 
+@pytest.mark.integration
 def test_real_dialogues_render_equal(real_data_dir):
     """On the real dev dialogues (when present) uncut prompts equal the full render, token for token."""
     from transformers import AutoTokenizer

@@ -1,6 +1,6 @@
 """Every preset with real files (tokenizer, chat template, config; `../shared/models.tar.xz`) through the real code.
 
-Run: `.venv/bin/python -m pytest -q tests/test_real_models.py` (the slow run-command tests: `-m slow`).
+Run: `.venv/bin/python -m pytest -q tests/test_real_models.py` (all `integration`: they read `../shared`).
 Skips when the archive is absent. It is unpacked with `../shared/tools/models.sh` into the user's cache folder (a
 temporary one when that is not writable), never beside `../shared`. Checks: broken folders are refused; the prompt
 budget rule holds with each real template; training targets end with the template's end-of-turn token and generation
@@ -48,9 +48,10 @@ from competition.prompts import (
     template_kwargs,
 )
 from competition.submission import validate_submission
-from competition.tiny import model_source
 from competition.truncation import main as truncation_main
 from competition.truncation import truncation_report
+
+pytestmark = pytest.mark.integration  # reads ../shared; the run-command tests also train
 
 # LLM presets whose folder holds a real tokenizer: the turn end that closes a trained summary, and the assistant
 # header the generation prompt ends with (thinking closed empty for the reasoning models).
@@ -117,17 +118,6 @@ def test_truncation_cli_runs_with_a_real_tokenizer_and_refuses_an_empty_one(tmp_
     assert "max length 512:" in capsys.readouterr().out
     assert truncation_main(["--model", "gemma2-2b", "--tokenizer", str(folder("gemma2-2b")), *args]) == 2
     assert str(folder("gemma2-2b")) in capsys.readouterr().err
-
-
-def test_model_path_and_builder_refuse_bad_folders(tmp_path):
-    """Without the archive too: model_path must hold a config; the builder never overwrites."""
-    with pytest.raises(ConfigError, match="model_path .*: not a folder with config.json"):
-        model_source(get_preset("qwen3-14b"), tmp_path)
-    assert model_source(get_preset("qwen3-14b")) == get_preset("qwen3-14b").hub_id
-    with pytest.raises(ConfigError, match="no config.json"):
-        build_checkpoint(tmp_path, tmp_path / "out")
-    with pytest.raises(ConfigError, match="already exists"):
-        build_checkpoint(tmp_path, tmp_path)
 
 
 # ---------------------------------------------------------------- the prompt with each real template
@@ -279,7 +269,6 @@ def small_data(root: Path) -> Path:
     return write_data_dir(root, sample_rows("train", 4), sample_rows("dev", 2), sample_rows("test", 2))
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("preset_name", RUN_FAMILIES)
 def test_llm_run_trains_and_predicts_on_a_scaled_real_checkpoint(preset_name, checkpoints, tmp_path):
     checkpoint = scaled_checkpoint(preset_name, checkpoints)
@@ -299,7 +288,6 @@ def test_llm_run_trains_and_predicts_on_a_scaled_real_checkpoint(preset_name, ch
     assert validate_submission(submission, data / "test.csv") == 2
 
 
-@pytest.mark.slow
 def test_baseline_run_trains_and_predicts_on_a_scaled_kobart(checkpoints, tmp_path):
     checkpoint = scaled_checkpoint("kobart", checkpoints)
     data = small_data(tmp_path / "data")

@@ -16,6 +16,8 @@ import pytest
 
 from competition.metric import compute_rouge
 
+pytestmark = pytest.mark.integration  # every test runs the CLI as a process
+
 REPO = Path(__file__).resolve().parents[1]
 
 GOLD = pd.DataFrame({

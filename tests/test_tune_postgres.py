@@ -45,6 +45,7 @@ def postgres_url():
         pytest.skip(f"PostgreSQL unavailable: {err}")
 
 
+@pytest.mark.integration
 @pytest.mark.postgres
 def test_two_workers_share_one_study_without_duplicates(tmp_path, postgres_url):
     data = write_tiny_data(tmp_path / "data")
