@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from competition.data import data_special_tokens, read_gold, read_split, special_tokens
-from competition.errors import DataError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 GOOD_DEV = 'fname,dialogue,summary,topic\ndev_0,"#Person1#: 안녕\n#Person2#: 네",#Person1#이 인사합니다.,인사\n'
@@ -119,10 +118,6 @@ def test_real_competition_files_validate(real_data_dir: Path) -> None:
     test = read_split(real_data_dir / "test.csv", "test")
     assert len(dev) == 499 and len(test) == 499
     assert "#Person1#" in data_special_tokens([dev, test])
-
-
-def test_data_error_is_a_value_error() -> None:
-    assert issubclass(DataError, ValueError)
 
 
 def validate_data_cli(data: Path) -> subprocess.CompletedProcess:
