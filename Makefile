@@ -25,8 +25,8 @@ RESUME_FLAG = $(if $(RESUME),--resume $(RESUME),)
 # GPUS>1: one process per GPU through torchrun (DDP); only rank 0 writes files.
 LAUNCH = $(if $(filter-out 1,$(GPUS)),.venv/bin/torchrun --standalone --nproc_per_node=$(GPUS),$(PY))
 
-.PHONY: setup demo test test-fast baseline llm truncation checkpoint tune tune-gen kfold ensemble submit bench bench-metric \
-        bench-baseline bench-llm bench-ensemble sample-data demo-core demo-baseline demo-llm demo-tune \
+.PHONY: setup demo test test-fast baseline llm truncation checkpoint tune tune-gen kfold ensemble submit bench \
+        bench-metric bench-baseline bench-llm bench-ensemble sample-data demo-core demo-baseline demo-llm demo-tune \
         demo-ensemble test-services clean
 
 setup: .venv/.installed
@@ -46,7 +46,7 @@ test: setup test-services
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
-test-fast: setup  # the unit tests: a few minutes on 2 cores
+test-fast: setup  # the unit tests: about 2 minutes on 2 cores
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q -m "not integration and not gpu and not postgres"
 
