@@ -1,4 +1,6 @@
 # The whole pipeline, readable top-down. `make demo` and `make test` each set everything up on a fresh clone.
+# `make test-fast` runs the unit tests only: it leaves out the tests marked integration (they train, start processes
+# or read ../shared), gpu and postgres.
 # Variables: MODEL (preset), DATA (folder with train/dev/test.csv), CONFIG (YAML), ARGS (KEY=VALUE overrides),
 # RUN (a run folder), RESUME (a run folder to continue), TRACK (baseline|llm), TRIALS, MAXLEN, PREDS (prediction
 # CSVs), GPUS, K (folds), FROM/OUT/SCALE (make checkpoint), SUBMISSIONS (the one folder every command writes
@@ -23,8 +25,8 @@ RESUME_FLAG = $(if $(RESUME),--resume $(RESUME),)
 # GPUS>1: one process per GPU through torchrun (DDP); only rank 0 writes files.
 LAUNCH = $(if $(filter-out 1,$(GPUS)),.venv/bin/torchrun --standalone --nproc_per_node=$(GPUS),$(PY))
 
-.PHONY: setup demo test baseline llm truncation checkpoint tune tune-gen kfold ensemble submit bench bench-metric \
-        bench-baseline bench-llm bench-ensemble sample-data demo-core demo-baseline demo-llm demo-tune \
+.PHONY: setup demo test test-fast baseline llm truncation checkpoint tune tune-gen kfold ensemble submit bench \
+        bench-metric bench-baseline bench-llm bench-ensemble sample-data demo-core demo-baseline demo-llm demo-tune \
         demo-ensemble test-services clean
 
 setup: .venv/.installed
@@ -43,6 +45,10 @@ demo: setup demo-core demo-baseline demo-llm demo-tune demo-ensemble
 test: setup test-services
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
+
+test-fast: setup  # the unit tests: about 2 minutes on 2 cores
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q -m "not integration and not gpu and not postgres"
 
 # PostgreSQL server for the shared-study tuning test (installed where we are root with apt; else that test skips).
 test-services:

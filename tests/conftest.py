@@ -1,4 +1,5 @@
-"""Shared test fixtures. Run the suite with `make test` (or `.venv/bin/python -m pytest -q`)."""
+"""Shared test fixtures (shared helpers live in tests/helpers/). Run the whole suite with `make test`, the unit
+tests alone with `make test-fast` (it leaves out the `integration`, `gpu` and `postgres` markers)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-SAMPLE_DIR = PROJECT_ROOT / "data" / "sample"
-REAL_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data" / "competition"
+from helpers import PROJECT_ROOT, REAL_DATA_DIR, SAMPLE_DIR
 
 # Tests never reach the model hub; tiny checkpoints are built locally.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

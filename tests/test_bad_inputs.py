@@ -21,7 +21,8 @@ import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 N = 6
-CLIS = ("data", "score", "validate", "submit", "ensemble")
+DATA_CLI = pytest.param("data", marks=pytest.mark.integration)  # the one CLI these tests run as a process
+CLIS = (DATA_CLI, "score", "validate", "submit", "ensemble")
 
 
 def _dev() -> pd.DataFrame:
@@ -211,6 +212,7 @@ def full_disk(tmp_path: Path):
     subprocess.run(["umount", str(mount)], check=True)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("cli", ["score", "submit", "ensemble"])
 def test_full_disk_is_one_error_line_and_leaves_nothing(cli: str, files: dict[str, Path], full_disk: Path,
                                                         capsys) -> None:

@@ -62,6 +62,7 @@ def test_unknown_or_llm_preset_lists_seq2seq_presets() -> None:
             assert known in str(err.value)
 
 
+@pytest.mark.integration
 def test_cli_unknown_model_exits_2_listing_presets(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "baselines.run", "--model", "nope", "--data", str(tmp_path)],
                           cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from baselines_fixtures import sample_rows, write_data_dir
+from helpers.data import sample_rows, write_data_dir
 
 from competition.data import read_split
 
@@ -44,7 +44,7 @@ def run_track(data: Path, out: Path, processes: int, batch: int) -> Path:
     return run_dirs[0]
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path) -> None:
     rows = sample_rows("train", 16)
     data = write_data_dir(tmp_path / "data", rows, rows, sample_rows("test", 8), train_repeats=4)

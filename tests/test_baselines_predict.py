@@ -5,7 +5,7 @@ Run: .venv/bin/python -m pytest -q tests/test_baselines_predict.py
 
 from __future__ import annotations
 
-from baselines_fixtures import sample_rows
+from helpers.data import sample_rows
 
 from baselines.config import load_config
 from baselines.model import add_data_tokens, configure_family, decode, encode_texts, load_pretrained, wrap

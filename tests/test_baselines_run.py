@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers.data import sample_rows, write_data_dir
 
 from competition.data import read_split
 from competition.predictions import read_predictions_with_metadata
 from competition.submission import read_ledger, validate_submission
-from tests.baselines_fixtures import sample_rows, write_data_dir
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,7 +28,7 @@ def run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
                           text=True, timeout=600)
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_cli_writes_every_track_output(tmp_path: Path) -> None:
     data = write_data_dir(tmp_path / "data", sample_rows("train", 32), sample_rows("dev", 8), sample_rows("test", 6))
     done = run_cli(["--model", "tiny-bart", "--data", str(data), "--out", str(tmp_path / "runs"), "--demo",
@@ -64,11 +64,13 @@ def test_cli_writes_every_track_output(tmp_path: Path) -> None:
     assert float(ledger["dev_score"].iloc[-1]) == pytest.approx(report["scores"]["final"], abs=1e-3)
 
 
+@pytest.mark.integration
 def test_cli_bad_override_exits_2(tmp_path: Path) -> None:
     done = run_cli(["--model", "tiny-bart", "--data", str(tmp_path), "lr"], cwd=tmp_path)
     assert done.returncode == 2 and "KEY=VALUE" in done.stderr
 
 
+@pytest.mark.integration
 def test_cli_missing_data_exits_2(tmp_path: Path) -> None:
     done = run_cli(["--model", "tiny-bart", "--data", str(tmp_path / "absent"), "--out", str(tmp_path / "runs")],
                    cwd=tmp_path)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.data import sample_rows, write_data_dir
 from safetensors.torch import load_file
 
 from baselines.config import TRACK, load_config
@@ -19,9 +20,8 @@ from competition.metric import compute_rouge
 from competition.modeling import IGNORE_INDEX
 from competition.presets import get_preset
 from competition.tiny import model_source
-from tests.baselines_fixtures import sample_rows, write_data_dir
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.integration
 
 
 def test_memorises_sixteen_dialogues(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from competition.data import data_special_tokens, read_gold, read_split, special_tokens
+from competition.data import data_special_tokens, load_splits, read_gold, read_split, special_tokens
 from competition.errors import DataError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -54,6 +54,7 @@ BAD_DEV_CASES = {
 }
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("case", sorted(BAD_DEV_CASES))
 def test_bad_input_is_one_clear_error_and_leaves_nothing(tmp_path: Path, case: str) -> None:
     content, expected_fragments = BAD_DEV_CASES[case]
@@ -68,6 +69,7 @@ def test_bad_input_is_one_clear_error_and_leaves_nothing(tmp_path: Path, case: s
     assert not out.exists() or not any(out.iterdir())
 
 
+@pytest.mark.integration
 def test_bad_test_file_is_reported_by_name(tmp_path: Path) -> None:
     data = write_split_dir(tmp_path, test="fname,summary\ntest_0,요약\n")
     result = run_trivial(data, tmp_path / "out")
@@ -111,6 +113,7 @@ def test_inventory_of_the_bundled_sample(sample_dir: Path) -> None:
     assert "#Person1#" in tokens and "#Person2#" in tokens and "#PhoneNumber#" in tokens
 
 
+@pytest.mark.integration
 def test_real_competition_files_validate(real_data_dir: Path) -> None:
     dev = read_split(real_data_dir / "dev.csv", "dev")
     test = read_split(real_data_dir / "test.csv", "test")
@@ -118,15 +121,12 @@ def test_real_competition_files_validate(real_data_dir: Path) -> None:
     assert "#Person1#" in data_special_tokens([dev, test])
 
 
-def test_data_error_is_a_value_error() -> None:
-    assert issubclass(DataError, ValueError)
-
-
 def validate_data_cli(data: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "competition.validate", "--data", str(data)],
                           cwd=PROJECT_ROOT, capture_output=True, text=True)
 
 
+@pytest.mark.integration
 def test_data_folder_check_lists_files_and_tokens(sample_dir: Path) -> None:
     result = validate_data_cli(sample_dir)
     assert result.returncode == 0, result.stderr
@@ -134,6 +134,7 @@ def test_data_folder_check_lists_files_and_tokens(sample_dir: Path) -> None:
     assert "special tokens: #Person1#" in result.stdout
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("case", ["cp949", "duplicate fname"])
 def test_data_folder_check_of_a_bad_file_is_exit_2_and_one_line(tmp_path: Path, case: str) -> None:
     content, expected_fragments = BAD_DEV_CASES[case]
@@ -145,8 +146,6 @@ def test_data_folder_check_of_a_bad_file_is_exit_2_and_one_line(tmp_path: Path, 
 
 
 def test_load_splits_names_every_missing_file_and_keeps_loaded_splits(tmp_path: Path) -> None:
-    from competition.data import load_splits
-
     data = write_split_dir(tmp_path)
     with pytest.raises(DataError, match=r"file not found: train\.csv; expected train\.csv, dev\.csv"):
         load_splits(data)

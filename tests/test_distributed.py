@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import socket
 
+import pytest
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
@@ -33,6 +34,7 @@ def _worker(rank: int, port: int, items: list[str], queue) -> None:
     dist.destroy_process_group()
 
 
+@pytest.mark.integration
 def test_two_ranks_split_the_work_and_gather_it_in_order() -> None:
     items = [f"fname_{i}" for i in range(7)]
     context = mp.get_context("spawn")

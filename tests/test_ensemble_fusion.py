@@ -167,6 +167,7 @@ def test_cli_auto_scores_fusion_honestly(data: Path) -> None:
     assert report["dev_score"] == pytest.approx(rescored)  # the reported score is the written output's
 
 
+@pytest.mark.integration
 def test_real_systems_fusion_is_valid(real_data_dir: Path, capsys: pytest.CaptureFixture) -> None:
     paths = [PREDICTIONS / f"{name}_dev.csv" for name in REAL_SYSTEMS]
     if not all(p.is_file() for p in paths):

@@ -14,10 +14,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REAL_DATA_DIR, SAMPLE_DIR
-from test_real_models import models_dir
+from helpers import PROJECT_ROOT, REAL_DATA_DIR, SAMPLE_DIR
+from helpers.real_models import models_dir
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.integration  # every test starts the runner script or a track command
+
 SCRIPT = PROJECT_ROOT / "benchmarks" / "full_size_runs.py"
 
 
@@ -26,7 +27,6 @@ def run_script(args: list[str]) -> subprocess.CompletedProcess:
                           env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=900)
 
 
-@pytest.mark.slow
 def test_smoke_run_of_a_real_llm_preset_records_stages_speed_and_a_valid_submission(tmp_path):
     data = REAL_DATA_DIR if (REAL_DATA_DIR / "dev.csv").is_file() else SAMPLE_DIR
     out = tmp_path / "full.json"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from conftest import PROJECT_ROOT
+from helpers import PROJECT_ROOT
 
 PACKAGES = ("competition", "baselines", "llm", "ensemble", "tuning", "kfold")
 CORE = "competition"

@@ -1,6 +1,6 @@
-"""K-fold training (`python -m kfold`): fold splitting (pure, fast) and end-to-end CPU runs of tiny-bart (slow).
+"""K-fold training (`python -m kfold`): fold splitting (pure, fast) and end-to-end CPU runs of tiny-bart (integration).
 
-Run: .venv/bin/python -m pytest -q tests/test_kfold.py   (-m slow: about 3 minutes on 2 free cores, more when shared)
+Run: .venv/bin/python -m pytest -q tests/test_kfold.py (-m integration: about 3 minutes on 2 free cores)
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers.data import sample_rows, write_data_dir
 
 from competition.data import read_split
 from competition.errors import ConfigError, DataError
@@ -24,7 +25,6 @@ from competition.predictions import read_predictions_with_metadata
 from competition.submission import read_ledger, validate_submission
 from competition.trivial import first_utterance
 from kfold.folds import assign_folds, assignment_hash, fold_split, pool_rows, stratification_topics
-from tests.baselines_fixtures import sample_rows, write_data_dir
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = PROJECT_ROOT / "data" / "sample"
@@ -131,6 +131,7 @@ def run_kfold(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return done
 
 
+@pytest.mark.integration
 def test_missing_test_file_exits_2(tmp_path: Path) -> None:
     data = write_data_dir(tmp_path / "data", sample_rows("train", 6), sample_rows("dev", 4))
     done = run_kfold([*README_ARGS, "--data", str(data), "--out", str(tmp_path / "runs")], cwd=tmp_path)
@@ -138,6 +139,7 @@ def test_missing_test_file_exits_2(tmp_path: Path) -> None:
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.integration
 def test_unknown_ensemble_method_exits_2_before_training(tmp_path: Path) -> None:
     done = run_kfold([*README_ARGS, "--data", str(SAMPLE), "--out", str(tmp_path / "runs"), "--ensemble-method",
                       "nope"], cwd=tmp_path)
@@ -180,6 +182,7 @@ def makefile_kfold_args(data: Path, runs: Path) -> list[str]:
     return command[3:]
 
 
+@pytest.mark.integration
 def test_readme_settings_are_what_make_kfold_runs(tmp_path: Path) -> None:
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
@@ -190,7 +193,7 @@ def test_readme_settings_are_what_make_kfold_runs(tmp_path: Path) -> None:
     assert f'make kfold MODEL=tiny-bart DATA=data/sample K=3 ARGS="{README_MAKE_VARS["ARGS"]}"' in readme
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_kfold_end_to_end_then_resume(tmp_path: Path) -> None:
     from ensemble.systems import discover_prediction_files
 
@@ -248,7 +251,7 @@ def test_kfold_end_to_end_then_resume(tmp_path: Path) -> None:
     assert len(read_ledger(tmp_path / "submissions")) == 2
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_include_dev_says_dev_is_in_sample(tmp_path: Path) -> None:
     data = write_data_dir(tmp_path / "data", sample_rows("train", 16), sample_rows("dev", 8), sample_rows("test", 6))
     args = ["--track", "baseline", "--model", "tiny-bart", "--k", "2", "--demo", "--include-dev", "--data", str(data),

@@ -20,6 +20,7 @@ from llm.generate import generate_summaries, stop_token_ids
 from llm.model import load_for_training
 
 NEW_TOKENS = 16
+COMPILED = pytest.param(True, marks=pytest.mark.integration)  # torch.compile builds kernels with a C++ compiler
 
 
 def _model(preset: str, finetune: str = "full"):
@@ -129,7 +130,7 @@ def test_prefill_groups_split_long_from_short_prompts():
 
 
 @pytest.mark.parametrize("preset", ["tiny-llama", "tiny-qwen3"])
-@pytest.mark.parametrize("compile_step", [False, True])
+@pytest.mark.parametrize("compile_step", [False, COMPILED])
 def test_a_grouped_prefill_picks_the_same_tokens_as_generate(preset, compile_step, sample_dir, monkeypatch):
     """Prompts prefilled in groups of similar length (forced here: a new group at every shorter prompt after two
     rows), each group as wide as its longest body, give generate's tokens; eager and compiled."""
@@ -183,6 +184,7 @@ def test_settings_the_fast_loop_cannot_reproduce_fall_back_to_generate():
     assert fast_greedy_unsupported(gemma) == "logit soft-capping"
 
 
+@pytest.mark.integration  # torch.compile builds kernels with a C++ compiler
 @pytest.mark.parametrize("preset", ["tiny-llama", "tiny-qwen3"])
 def test_compiled_decode_step_picks_the_same_tokens(preset, sample_dir):
     """compile_decode: one compiled step (dynamic shapes) serves batches of different widths and sizes, token for

@@ -75,7 +75,7 @@ def dev_score(run_dir: Path) -> float:
     return json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))["dev_score"]
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path) -> None:
     data = write_data(tmp_path / "data")
     run_track(data, tmp_path / "one", processes=1, batch=8)

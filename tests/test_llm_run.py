@@ -1,6 +1,6 @@
 """Tests for the LLM track CLI and pipeline (`python -m llm.run`), its configs and the benchmark's smoke mode.
 
-Run: .venv/bin/python -m pytest tests/test_llm_run.py -q     (slow ones: -m slow; they still run in CI)
+Run: .venv/bin/python -m pytest tests/test_llm_run.py -q     (integration ones: -m integration; `make test` runs them)
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ def run_cli(*args: str, cwd: Path = REPO, timeout: int = 300) -> subprocess.Comp
                                                 "PYTHONPATH": str(REPO)})
 
 
+@pytest.mark.integration
 def test_unknown_model_exits_2_and_lists_every_llm_preset(tmp_path):
     result = run_cli("--model", "no-such-model", "--data", str(tmp_path), "--out", str(tmp_path))
     assert result.returncode == 2
@@ -60,7 +61,7 @@ def test_config_layers_in_order_and_unknown_keys_rejected(tmp_path):
         load_config("tiny-llama", overrides={"batching": "nope"})
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_cli_pipeline_end_to_end_then_resume(tmp_path, sample_dir):
     """LoRA on tiny-llama through the CLI: run folder, merged export, predictions, report, valid submission;
     rerun with --resume finishes without retraining, regenerating or submitting again."""
@@ -110,7 +111,7 @@ def run_benchmark(script: str) -> dict:
     return json.loads(result.stdout[result.stdout.index("{\n"):])  # after the Trainer's own log lines
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_training_benchmark_smoke_mode_runs_and_reports():
     report = run_benchmark("bench_llm_train.py")
     for run in ("packed_4seq", "grouped_4seq", "padded_4seq", "padded_800tok"):
@@ -122,7 +123,7 @@ def test_training_benchmark_smoke_mode_runs_and_reports():
     assert report["training"]["padded_4seq"]["bound_over_measured"] > 0
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_generation_benchmark_smoke_mode_runs_and_reports():
     report = run_benchmark("bench_llm_generate.py")
     assert set(report["generation"]) >= {"fast_batch_4", "fast_batch_8", "generate_batch_8"}
@@ -196,6 +197,7 @@ def test_unsloth_benchmark_collates_the_token_budget_buckets_the_trainer_hands_o
     assert batch["input_ids"][0, : len(rows[0]["input_ids"])].tolist() == rows[0]["input_ids"]
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(importlib.util.find_spec("unsloth") is not None, reason="unsloth installed: this checks the report without it")
 def test_unsloth_benchmark_says_what_stopped_it():
     result = subprocess.run([sys.executable, "benchmarks/bench_unsloth.py"], cwd=REPO, capture_output=True, text=True,

@@ -1,6 +1,6 @@
 """Tests for LLM training (`llm.train`, `llm.model`): packing correctness, memorisation integrity, resume.
 
-Run: .venv/bin/python -m pytest tests/test_llm_train.py -q     (slow ones: -m slow; they still run in CI)
+Run: .venv/bin/python -m pytest tests/test_llm_train.py -q     (integration ones: -m integration; `make test` runs them)
 """
 
 from __future__ import annotations
@@ -114,6 +114,7 @@ def test_a_model_computing_its_own_loss_from_shift_labels_gives_summary_token_lo
     assert own.item() == pytest.approx(reference.item(), rel=1e-6)
 
 
+@pytest.mark.integration
 def test_the_trainer_takes_the_same_steps_when_the_model_computes_the_loss(sixteen, tmp_path):
     """Through the Trainer (gradient accumulation, its target count passed to the model): LoRA weights after two
     optimizer steps are the same with `summary_token_loss` and with the model's own loss (the fused-loss route)."""
@@ -181,7 +182,7 @@ def test_labels_cover_exactly_the_summary_and_its_terminator(sixteen):
         assert example["labels"][-len(learned) - 1] == IGNORE_INDEX
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_tiny_llm_memorises_sixteen_summaries(sixteen, tmp_path):
     """Integrity: train -> save -> reload -> batched generation reproduces the summaries (score >= 90).
 
@@ -205,7 +206,7 @@ class Interrupt(Exception):
     """Stands in for a killed process."""
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_lora_training_resumes_from_its_last_checkpoint(sixteen, tmp_path):
     """Interrupted after its 2nd evaluation, a rerun continues from checkpoint-2 and ends where an
     uninterrupted run ends (same steps, same evaluations, same adapter weights)."""
@@ -247,7 +248,7 @@ def test_lora_training_resumes_from_its_last_checkpoint(sixteen, tmp_path):
     assert train(config, sixteen, tmp_path / "cut").global_step == 8
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_token_budget_batches_are_the_trainers_steps(sixteen, tmp_path):
     """batch_tokens: one optimizer step per token-budget bucket, every row trained once per epoch."""
     config = load_config("tiny-llama", overrides={**LORA_QUICK, "num_train_epochs": 1, "eval_steps": 0, "batch_tokens": 600})

@@ -11,7 +11,9 @@ import subprocess
 import sys
 
 import pytest
-from conftest import PROJECT_ROOT
+from helpers import PROJECT_ROOT
+
+pytestmark = pytest.mark.integration  # every case starts an interpreter
 
 SCRIPT = ("import logging; from competition.logs import setup_logging; setup_logging(); "
           "log = logging.getLogger('demo'); log.info('info line'); log.warning('warning line')")

@@ -11,23 +11,20 @@ import dataclasses
 import functools
 
 import pytest
-from conftest import SAMPLE_DIR
+from helpers.data import sample_frames
+from helpers.prompts import assert_only_the_dialogue_is_cut, examples, plain_ids, sample_words
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from competition.data import data_special_tokens, read_split
 from competition.errors import ConfigError
 from competition.presets import get_preset
 from competition.prompts import (
     CUT_MODES,
-    IGNORE_INDEX,
     PromptStyle,
     clean_generated,
     cut_dialogue_to_budget,
-    encode_continuation,
     encode_continuations,
     encode_for_generation,
-    encode_for_training,
     left_pad_batch,
     load_prompt_style,
     prepare_tokenizer,
@@ -36,7 +33,6 @@ from competition.prompts import (
     save_prompt_style,
     scaffold_for,
     split_turns,
-    stop_token_ids,
     strip_think,
 )
 from competition.tiny import ensure_tiny_checkpoint
@@ -53,11 +49,6 @@ ASSISTANT_HEADERS = {
 
 
 @functools.lru_cache(maxsize=None)
-def sample_frames():
-    return [read_split(SAMPLE_DIR / f"{split}.csv", split) for split in ("train", "dev")]
-
-
-@functools.lru_cache(maxsize=None)
 def prepared_tokenizer(preset_name: str):
     """The tiny preset's tokenizer with the data tokens and end marker added, as the track prepares it."""
     from transformers import AutoTokenizer
@@ -66,16 +57,6 @@ def prepared_tokenizer(preset_name: str):
     tokenizer = AutoTokenizer.from_pretrained(str(ensure_tiny_checkpoint(preset)))
     prepare_tokenizer(tokenizer, prompt_style_for(preset), data_special_tokens(sample_frames()))
     return tokenizer
-
-
-@functools.lru_cache(maxsize=None)
-def sample_words() -> tuple[str, ...]:
-    words = {w for text in sample_frames()[0]["dialogue"][:50] for w in text.split()}
-    return tuple(sorted(w for w in words if not w.startswith("#")))
-
-
-def plain_ids(tokenizer, text: str) -> list[int]:
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
 # ---------------------------------------------------------------- full-render equality
@@ -126,22 +107,6 @@ def kept_turns_text(turns: list[str], kept: tuple[int, ...], cut: str, marker: s
 
 # ---------------------------------------------------------------- the property test
 
-turn_strategy = st.tuples(st.integers(1, 3), st.lists(st.integers(0, 10_000), min_size=0, max_size=40))
-
-
-@st.composite
-def examples(draw):
-    words = sample_words()
-    turns = draw(st.lists(turn_strategy, min_size=1, max_size=25))
-    dialogue = "\n".join(f"#Person{speaker}#: " + " ".join(words[i % len(words)] for i in picks)
-                         for speaker, picks in turns)
-    summary_words = draw(st.lists(st.integers(0, 10_000), min_size=1, max_size=80))
-    summary = "#Person1#은 " + " ".join(words[i % len(words)] for i in summary_words)
-    max_target = draw(st.integers(4, 60))
-    max_length = draw(st.integers(max_target + 60, max_target + 400))
-    return dialogue, summary, max_target, max_length, draw(st.sampled_from(CUT_MODES))
-
-
 @pytest.mark.parametrize("preset_name", ["tiny-llama", "tiny-neox", "tiny-qwen3"])
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(example=examples())
@@ -150,60 +115,6 @@ def test_nothing_but_the_dialogue_is_ever_cut(preset_name, example):
     style = prompt_style_for(get_preset(preset_name), max_length=max_length, max_target_length=max_target, cut=cut)
     assert_only_the_dialogue_is_cut(prepared_tokenizer(preset_name), style, dialogue, summary,
                                     ASSISTANT_HEADERS[preset_name])
-
-
-def assert_only_the_dialogue_is_cut(tokenizer, style: PromptStyle, dialogue: str, summary: str,
-                                    assistant_header: str) -> None:
-    """The budget rule, checked against independent tokenizations (also run with the real tokenizers)."""
-    max_target, max_length, cut = style.max_target_length, style.max_length, style.cut
-    scaffold = scaffold_for(tokenizer, style)
-    header_text = render_prompt_text(tokenizer, style, "\x00").split("\x00")
-    instruction_head = plain_ids(tokenizer, header_text[0])  # independent tokenization of the rendered head
-
-    generation = encode_for_generation(tokenizer, style, dialogue)
-    training = encode_for_training(tokenizer, style, dialogue, summary)
-    prompt = generation.input_ids
-
-    # the instruction and scaffolding come whole, first
-    assert prompt[: len(instruction_head)] == instruction_head
-    assert style.instruction in tokenizer.decode(instruction_head)
-    # the prompt ends with the whole assistant header
-    tail = encode_continuation(tokenizer, header_text[1])
-    assert prompt[len(prompt) - len(tail):] == tail
-    assert tokenizer.decode(tail).endswith(assistant_header)
-    # training = the same prompt + summary (up to max_target) + end marker + terminator; loss only there
-    summary_ids = encode_continuation(tokenizer, summary)
-    target = summary_ids[:max_target] + list(scaffold.end_marker_ids) + list(scaffold.terminator_ids)
-    assert training.input_ids == prompt + target
-    assert training.labels == [IGNORE_INDEX] * len(prompt) + target
-    assert training.target_tokens_cut == max(0, len(summary_ids) - max_target)
-    if style.end_marker:
-        assert tokenizer.convert_tokens_to_ids(style.end_marker) in training.labels
-    assert training.labels[-1] in stop_token_ids(tokenizer, style)
-    # the budget holds and the dialogue cut is exact: kept = a prefix + a suffix of the dialogue tokens
-    assert len(training.input_ids) <= max_length
-    assert training.dialogue_tokens_cut == generation.dialogue_tokens_cut
-    dialogue_ids = [i for turn in encode_continuations(tokenizer, split_turns(dialogue)) for i in turn]
-    region = prompt[len(instruction_head): len(prompt) - len(tail)]
-    budget = max_length - max_target - len(scaffold.suffix_ids) - len(instruction_head) - len(tail)
-    cut_count = generation.dialogue_tokens_cut
-    if len(dialogue_ids) <= budget:
-        assert cut_count == 0 and region == dialogue_ids
-    else:
-        assert cut_count > 0
-        assert is_prefix_marker_suffix(region, dialogue_ids, len(dialogue_ids) - cut_count,
-                                       [list(scaffold.cut_marker_ids), list(scaffold.end_cut_marker_ids)], cut)
-
-
-def is_prefix_marker_suffix(region, dialogue_ids, kept, markers, cut) -> bool:
-    """region == dialogue[:a] + marker + dialogue[n-b:] with a + b == kept (a == 0 for keep_end, b == 0 keep_start)."""
-    n = len(dialogue_ids)
-    starts = {"keep_end": [0], "keep_start": [kept]}.get(cut, range(kept + 1))
-    for a in starts:
-        for marker in markers:
-            if region == dialogue_ids[:a] + marker + dialogue_ids[n - (kept - a):]:
-                return True
-    return False
 
 
 # ---------------------------------------------------------------- the rest of the API
@@ -307,6 +218,7 @@ def test_strip_think(raw: str, expected: str) -> None:
     assert strip_think(raw) == expected
 
 
+@pytest.mark.integration
 def test_real_dialogues_render_equal(real_data_dir):
     """On the real dev dialogues (when present) uncut prompts equal the full render, token for token."""
     from transformers import AutoTokenizer

@@ -131,6 +131,7 @@ def saved_run(tmp_path: Path, track: str, preset: str) -> Path:
     return run_dir
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("command", [c for c in COVERAGE if COVERAGE[c] == "config"])
 def test_config_commands_resolve(command: str, tmp_path: Path) -> None:
     track, preset = ("llm", "llama3.2-ko-3b") if " llm" in command or "llm.run" in command else ("baseline", "kobart")
@@ -141,6 +142,7 @@ def test_config_commands_resolve(command: str, tmp_path: Path) -> None:
         assert yaml.safe_load(values[key]) == value, (key, values[key])
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("command", [c for c in COVERAGE if COVERAGE[c].startswith("demo:")])
 def test_demo_runs_the_readme_settings(command: str, tmp_path: Path) -> None:
     target = COVERAGE[command][len("demo:"):]
@@ -150,6 +152,7 @@ def test_demo_runs_the_readme_settings(command: str, tmp_path: Path) -> None:
     assert readme == demo
 
 
+@pytest.mark.integration
 def test_demo_stages_run_the_readme_modules() -> None:
     prerequisites = re.search(r"^demo: (.*)$", (PROJECT_ROOT / "Makefile").read_text(encoding="utf-8"), flags=re.M)
     for command, how in COVERAGE.items():

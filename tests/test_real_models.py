@@ -1,6 +1,6 @@
 """Every preset with real files (tokenizer, chat template, config; `../shared/models.tar.xz`) through the real code.
 
-Run: `.venv/bin/python -m pytest -q tests/test_real_models.py` (the slow run-command tests: `-m slow`).
+Run: `.venv/bin/python -m pytest -q tests/test_real_models.py` (all `integration`: they read `../shared`).
 Skips when the archive is absent. It is unpacked with `../shared/tools/models.sh` into the user's cache folder (a
 temporary one when that is not writable), never beside `../shared`. Checks: broken folders are refused; the prompt
 budget rule holds with each real template; training targets end with the template's end-of-turn token and generation
@@ -19,9 +19,11 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from conftest import REAL_DATA_DIR, SAMPLE_DIR
+from helpers import PROJECT_ROOT, REAL_DATA_DIR, SAMPLE_DIR
+from helpers.data import sample_frames, sample_rows, write_data_dir
+from helpers.prompts import assert_only_the_dialogue_is_cut, examples, plain_ids
+from helpers.real_models import models_dir
 from hypothesis import HealthCheck, given, settings
-from test_prompts import assert_only_the_dialogue_is_cut, examples, plain_ids
 
 from competition.build_checkpoint import build_checkpoint
 from competition.data import data_special_tokens, read_split
@@ -46,13 +48,10 @@ from competition.prompts import (
     template_kwargs,
 )
 from competition.submission import validate_submission
-from competition.tiny import model_source
 from competition.truncation import main as truncation_main
 from competition.truncation import truncation_report
 
-REPO = Path(__file__).resolve().parents[1]
-ARCHIVE = REPO.parent / "shared" / "models.tar.xz"
-UNPACK = REPO.parent / "shared" / "tools" / "models.sh"
+pytestmark = pytest.mark.integration  # reads ../shared; the run-command tests also train
 
 # LLM presets whose folder holds a real tokenizer: the turn end that closes a trained summary, and the assistant
 # header the generation prompt ends with (thinking closed empty for the reasoning models).
@@ -77,26 +76,8 @@ NO_VOCABULARY = ("gemma2-2b", "pko-t5-large", "mbart-large-50", "polyglot-ko-1.3
 RUN_FAMILIES = ("llama3.2-ko-3b", "qwen2.5-7b", "qwen3-14b", "solar-10.7b", "deepseek-r1-qwen-32b")
 
 
-@functools.lru_cache(maxsize=None)
-def models_dir() -> Path:
-    """The unpacked preset folders (skip without the archive)."""
-    if not ARCHIVE.is_file():
-        pytest.skip(f"real model files not present at {ARCHIVE}")
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "shared-models"
-    for dest in (cache, Path(os.environ.get("TMPDIR", "/tmp")) / f"shared-models-{os.getuid()}"):
-        done = subprocess.run(["bash", str(UNPACK), str(dest)], capture_output=True, text=True)
-        if done.returncode == 0:
-            return Path(done.stdout.strip().splitlines()[-1])
-    pytest.fail(f"{UNPACK} failed: {done.stderr[-2000:]}")
-
-
 def folder(preset_name: str) -> Path:
     return models_dir() / preset_name
-
-
-@functools.lru_cache(maxsize=None)
-def sample_frames():
-    return tuple(read_split(SAMPLE_DIR / f"{split}.csv", split) for split in ("train", "dev"))
 
 
 @functools.lru_cache(maxsize=None)
@@ -137,17 +118,6 @@ def test_truncation_cli_runs_with_a_real_tokenizer_and_refuses_an_empty_one(tmp_
     assert "max length 512:" in capsys.readouterr().out
     assert truncation_main(["--model", "gemma2-2b", "--tokenizer", str(folder("gemma2-2b")), *args]) == 2
     assert str(folder("gemma2-2b")) in capsys.readouterr().err
-
-
-def test_model_path_and_builder_refuse_bad_folders(tmp_path):
-    """Without the archive too: model_path must hold a config; the builder never overwrites."""
-    with pytest.raises(ConfigError, match="model_path .*: not a folder with config.json"):
-        model_source(get_preset("qwen3-14b"), tmp_path)
-    assert model_source(get_preset("qwen3-14b")) == get_preset("qwen3-14b").hub_id
-    with pytest.raises(ConfigError, match="no config.json"):
-        build_checkpoint(tmp_path, tmp_path / "out")
-    with pytest.raises(ConfigError, match="already exists"):
-        build_checkpoint(tmp_path, tmp_path)
 
 
 # ---------------------------------------------------------------- the prompt with each real template
@@ -290,18 +260,15 @@ def test_kobart_data_tokens_layout_and_truncation_counts(preset_name, checkpoint
 # ---------------------------------------------------------------- the tracks' run commands, scaled checkpoints
 
 def run_track(module: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "HF_HUB_OFFLINE": "1"}
     return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=900)
 
 
 def small_data(root: Path) -> Path:
-    from baselines_fixtures import sample_rows, write_data_dir
-
     return write_data_dir(root, sample_rows("train", 4), sample_rows("dev", 2), sample_rows("test", 2))
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("preset_name", RUN_FAMILIES)
 def test_llm_run_trains_and_predicts_on_a_scaled_real_checkpoint(preset_name, checkpoints, tmp_path):
     checkpoint = scaled_checkpoint(preset_name, checkpoints)
@@ -321,7 +288,6 @@ def test_llm_run_trains_and_predicts_on_a_scaled_real_checkpoint(preset_name, ch
     assert validate_submission(submission, data / "test.csv") == 2
 
 
-@pytest.mark.slow
 def test_baseline_run_trains_and_predicts_on_a_scaled_kobart(checkpoints, tmp_path):
     checkpoint = scaled_checkpoint("kobart", checkpoints)
     data = small_data(tmp_path / "data")

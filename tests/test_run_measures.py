@@ -52,6 +52,7 @@ def real_length(feature) -> int:
     return len(feature["input_ids"])
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("workers", [0, 2])
 def test_training_speed_counts_real_train_tokens_and_leaves_evaluations_out(tmp_path, workers):
     from transformers import Trainer, TrainerCallback, TrainingArguments

@@ -156,6 +156,7 @@ def test_submit_cli_uses_the_submissions_variable(tmp_path, monkeypatch) -> None
     assert len(submissions_in(tmp_path / "subs")) == 1 and not (tmp_path / "submissions").exists()
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 @pytest.mark.parametrize("target", ["baseline", "llm", "submit", "demo-core", "demo-baseline", "demo-llm",
                                     "demo-ensemble"])

@@ -29,6 +29,7 @@ def validate_cli(submission: Path, test: Path) -> subprocess.CompletedProcess:
                           cwd=PROJECT_ROOT, capture_output=True, text=True)
 
 
+@pytest.mark.integration
 def test_writer_matches_the_real_sample_format(real_data_dir: Path) -> None:
     sample = (real_data_dir / "sample_submission.csv").read_text(encoding="utf-8")
     frame = pd.read_csv(real_data_dir / "sample_submission.csv")
@@ -39,6 +40,7 @@ def test_bundled_sample_submission_is_valid(sample_dir: Path) -> None:
     assert validate_submission(sample_dir / "sample_submission.csv", sample_dir / "test.csv") == 60
 
 
+@pytest.mark.integration
 def test_write_is_unique_validated_and_ledgered(tmp_path: Path) -> None:
     test = make_test_file(tmp_path)
     fnames = [f"test_{i}" for i in range(3)]
@@ -90,6 +92,7 @@ VALIDATOR_CASES = {
 }
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("case", sorted(VALIDATOR_CASES))
 def test_validator_cli_rejects(tmp_path: Path, case: str) -> None:
     text, message = VALIDATOR_CASES[case]
@@ -98,6 +101,7 @@ def test_validator_cli_rejects(tmp_path: Path, case: str) -> None:
     assert message in result.stderr, result.stderr
 
 
+@pytest.mark.integration
 def test_validator_accepts_the_leaderboards_plain_layout(tmp_path: Path) -> None:
     """Submissions the leaderboard scored are plain `fname,summary` CSVs without the sample's index column."""
     test = make_test_file(tmp_path)
@@ -106,6 +110,7 @@ def test_validator_accepts_the_leaderboards_plain_layout(tmp_path: Path) -> None
     assert "valid submission (3 rows)" in result.stdout
 
 
+@pytest.mark.integration
 def test_validator_cli_rejects_encodings(tmp_path: Path) -> None:
     test = make_test_file(tmp_path)
     assert "not valid UTF-8" in validate_cli(write_sub(tmp_path, GOOD, "cp949"), test).stderr
@@ -116,6 +121,7 @@ def test_validator_cli_rejects_encodings(tmp_path: Path) -> None:
     assert validate_cli(write_sub(tmp_path, GOOD), test).returncode == 0
 
 
+@pytest.mark.integration
 def test_submit_cli_aligns_to_test_order_and_rejects_missing_fnames(tmp_path: Path) -> None:
     test = make_test_file(tmp_path)
     preds = tmp_path / "preds.csv"

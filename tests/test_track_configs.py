@@ -53,6 +53,7 @@ def test_every_layer_is_type_checked_naming_its_source(settings: TrackSettings, 
         settings.resolve(settings.layers(preset, overrides={"learning_rate": [1]}))
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("package", TRACKS, ids=TRACKS.keys())
 def test_cli_wrong_type_exits_2_naming_file_key_and_type_and_writes_nothing(package: str, tmp_path: Path) -> None:
     settings = TRACKS[package]
@@ -106,6 +107,7 @@ def test_every_preset_of_both_tracks_ships_a_yaml() -> None:
         assert {p.stem for p in settings.configs_dir.glob("*.yaml")} == set(preset_names(settings.track))
 
 
+@pytest.mark.integration
 def test_pko_t5_resolves_its_shipped_batch_size(tmp_path: Path) -> None:
     done = run_cli("baselines", "--model", "pko-t5-large", "--print-config", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
@@ -114,6 +116,7 @@ def test_pko_t5_resolves_its_shipped_batch_size(tmp_path: Path) -> None:
     assert BASELINE.resolve(BASELINE.layers("pko-t5-large")).per_device_train_batch_size == 8
 
 
+@pytest.mark.integration
 def test_print_config_shows_every_key_hint_and_source(tmp_path: Path) -> None:
     done = run_cli("llm", "--model", "qwen3-14b", "--print-config", "learning_rate=1e-4", cwd=tmp_path)
     assert done.returncode == 0, done.stderr

@@ -10,7 +10,7 @@ import json
 import shutil
 
 import pytest
-from conftest import SAMPLE_DIR
+from helpers import SAMPLE_DIR
 
 from competition.data import data_special_tokens, read_split
 from competition.presets import get_preset, preset_names

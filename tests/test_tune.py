@@ -11,9 +11,9 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
-import tune_support
+from helpers import fake_track
+from helpers.fake_track import write_space, write_tiny_data
 from optuna.trial import TrialState
-from tune_support import fake_track, write_space, write_tiny_data
 
 from competition.errors import ConfigError
 from tuning.search_space import load_search_space
@@ -30,8 +30,8 @@ SPACE = {
 
 @pytest.fixture(autouse=True)
 def reset_fake(monkeypatch):
-    monkeypatch.setattr(tune_support, "INTERRUPT_ON_CALL", None)
-    monkeypatch.setattr(tune_support, "TRAIN_CALLS", 0)
+    monkeypatch.setattr(fake_track, "INTERRUPT_ON_CALL", None)
+    monkeypatch.setattr(fake_track, "TRAIN_CALLS", 0)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
@@ -84,8 +84,8 @@ def test_bad_search_space_names_file_and_parameter(tmp_path, spec, message):
 def test_unknown_config_key_in_space_fails_before_training(tmp_path):
     settings = settings_for(tmp_path, 2, space=write_space(tmp_path / "s.yaml", {"learning_rate": SPACE["lr"]}))
     with pytest.raises(ConfigError, match="unknown config keys \\['learning_rate'\\]"):
-        run_study(fake_track(), settings)
-    assert tune_support.TRAIN_CALLS == 0
+        run_study(fake_track.as_track(), settings)
+    assert fake_track.TRAIN_CALLS == 0
 
 
 # ---------------------------------------------------------------- study behaviour
@@ -93,26 +93,26 @@ def test_unknown_config_key_in_space_fails_before_training(tmp_path):
 
 def test_study_resumes_after_interrupt(tmp_path):
     settings = settings_for(tmp_path, 5)
-    tune_support.INTERRUPT_ON_CALL = 3  # Ctrl-C during the third trial
+    fake_track.INTERRUPT_ON_CALL = 3  # Ctrl-C during the third trial
     with pytest.raises(KeyboardInterrupt):
-        run_study(fake_track(), settings)
+        run_study(fake_track.as_track(), settings)
     first = open_study(settings.name, settings.storage_url, make_pruner("none", 0))
     assert states(first) == ["COMPLETE", "COMPLETE", "FAIL"]
     assert first.trials[2].user_attrs["failure_kind"] == "interrupted"
     assert (settings.study_dir / "trials.csv").is_file()  # outputs are written even when interrupted
 
-    tune_support.INTERRUPT_ON_CALL = None
-    study = run_study(fake_track(), settings)  # same command again: same SQLite storage
+    fake_track.INTERRUPT_ON_CALL = None
+    study = run_study(fake_track.as_track(), settings)  # same command again: same SQLite storage
     assert [t.number for t in study.trials] == [0, 1, 2, 3, 4, 5]  # numbering continues
     assert states(study) == ["COMPLETE", "COMPLETE", "FAIL", "COMPLETE", "COMPLETE", "COMPLETE"]
     # the interrupted trial does not use up the budget: 5 requested, 5 finished
     assert sum(s == "COMPLETE" for s in states(study)) == 5
-    assert tune_support.TRAIN_CALLS == 6
+    assert fake_track.TRAIN_CALLS == 6
     # a resumed study does not replay the first random proposals
     assert len({t.params["lr"] for t in study.trials}) == 6
     # running again with the budget met trains nothing
-    run_study(fake_track(), settings)
-    assert tune_support.TRAIN_CALLS == 6
+    run_study(fake_track.as_track(), settings)
+    assert fake_track.TRAIN_CALLS == 6
 
 
 def test_pruning_stops_a_bad_trial_before_its_last_epoch(tmp_path):
@@ -120,7 +120,7 @@ def test_pruning_stops_a_bad_trial_before_its_last_epoch(tmp_path):
     study = open_study(settings.name, settings.storage_url, make_pruner("median", 1))
     study.enqueue_trial({"lr": 1e-3, "warmup_ratio": 0.1, "optimizer": "adamw"})  # good
     study.enqueue_trial({"lr": 1e-5, "warmup_ratio": 0.0, "optimizer": "adafactor"})  # clearly worse at every epoch
-    study = run_study(fake_track(), settings)
+    study = run_study(fake_track.as_track(), settings)
     good, bad = study.trials
     assert good.state == TrialState.COMPLETE and good.user_attrs["evaluations"] == 6
     assert bad.state == TrialState.PRUNED
@@ -143,7 +143,7 @@ def test_oom_and_nan_trials_fail_with_reason_and_study_continues(tmp_path, fail,
     study = open_study(settings.name, settings.storage_url, make_pruner("median", 5))
     for lr, failure in ((1e-3, ""), (1e-3, fail), (1e-2, "")):  # the second trial fails
         study.enqueue_trial({"lr": lr, "warmup_ratio": 0.1, "optimizer": "adamw", "fail": failure})
-    study = run_study(fake_track(), settings)
+    study = run_study(fake_track.as_track(), settings)
     assert states(study) == ["COMPLETE", "FAIL", "COMPLETE"]
     failed = study.trials[1]
     assert failed.user_attrs["failure_kind"] == kind
@@ -155,10 +155,10 @@ def test_oom_and_nan_trials_fail_with_reason_and_study_continues(tmp_path, fail,
 def test_unexpected_error_stops_study_but_is_recorded(tmp_path):
     settings = settings_for(tmp_path, 3, overrides={"fail": "error"})
     with pytest.raises(ValueError, match="a bug in the track"):
-        run_study(fake_track(), settings)
+        run_study(fake_track.as_track(), settings)
     row = pd.read_csv(settings.study_dir / "trials.csv").iloc[0]
     assert row["state"] == "FAIL" and row["failure_kind"] == "error" and "a bug" in row["failure_reason"]
-    assert tune_support.TRAIN_CALLS == 1
+    assert fake_track.TRAIN_CALLS == 1
 
 
 def test_failure_kind_recognizes_oom_and_nan():
@@ -174,18 +174,18 @@ def test_failure_kind_recognizes_oom_and_nan():
 
 def test_best_config_reproduces_best_trial_score(tmp_path):
     settings = settings_for(tmp_path, 4, overrides={"seed": 5})
-    study = run_study(fake_track(), settings)
+    study = run_study(fake_track.as_track(), settings)
     best_config = settings.study_dir / "best_config.yaml"
-    config = tune_support.load_config("fake", best_config)
+    config = fake_track.load_config("fake", best_config)
     assert config.lr == study.best_params["lr"] and config.seed == 5
-    rerun = tune_support.train(config, settings.data_dir, tmp_path / "rerun")
+    rerun = fake_track.train(config, settings.data_dir, tmp_path / "rerun")
     assert rerun.best_dev_score == study.best_value
     assert f"make baseline MODEL=fake DATA={settings.data_dir} CONFIG={best_config}" in best_config.read_text()
 
 
 def test_outputs_record_every_trial_and_plots(tmp_path):
     settings = settings_for(tmp_path, 3)
-    study = run_study(fake_track(), settings)
+    study = run_study(fake_track.as_track(), settings)
     out = settings.study_dir
     table = pd.read_csv(out / "trials.csv")
     assert list(table["number"]) == [0, 1, 2] and set(table["state"]) == {"COMPLETE"}
@@ -209,12 +209,12 @@ def test_outputs_record_every_trial_and_plots(tmp_path):
 
 def test_importance_needs_two_completed_trials(tmp_path):
     settings = settings_for(tmp_path, 1)
-    run_study(fake_track(), settings)
+    run_study(fake_track.as_track(), settings)
     assert not (settings.study_dir / "importance.png").exists()
     assert "at least 2 completed trials" in (settings.study_dir / "summary.md").read_text()
 
 
 def test_command_line_override_pins_a_tuned_parameter(tmp_path):
     settings = settings_for(tmp_path, 2, overrides={"lr": 0.01})
-    study = run_study(fake_track(), settings)
+    study = run_study(fake_track.as_track(), settings)
     assert all("lr" not in t.params and t.user_attrs["config"]["lr"] == 0.01 for t in study.trials)

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import optuna
 import pytest
+from helpers.fake_track import write_space, write_tiny_data
+from helpers.postgres import PostgresUnavailable, postgres_server
 from optuna.trial import TrialState
-from tune_support import PostgresUnavailable, postgres_server, write_space, write_tiny_data
 
 TESTS_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = TESTS_DIR.parent
@@ -27,12 +28,12 @@ sys.path.insert(0, {tests!r})
 import optuna
 from tuning.study import TuneSettings
 from tuning.tune import run_study
-from tune_support import fake_track
+from helpers import fake_track
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 settings = TuneSettings(track="baseline", preset="fake", data_dir=Path({data!r}), out_dir=Path({out!r}),
                         n_trials={n}, space_path=Path({space!r}), storage={url!r}, study_name="shared",
                         pruner="none", overrides={{"epochs": 3, "seconds_per_epoch": 0.1}})
-run_study(fake_track(), settings)
+run_study(fake_track.as_track(), settings)
 """
 
 
@@ -45,6 +46,7 @@ def postgres_url():
         pytest.skip(f"PostgreSQL unavailable: {err}")
 
 
+@pytest.mark.integration
 @pytest.mark.postgres
 def test_two_workers_share_one_study_without_duplicates(tmp_path, postgres_url):
     data = write_tiny_data(tmp_path / "data")

@@ -60,7 +60,7 @@ def test_tune_generation_cli_bad_run_exits_2(tmp_path, capsys):
     assert "no config.yaml" in capsys.readouterr().err
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_tiny_bart_study_best_config_reproduces_and_generation_study(tmp_path):
     from baselines.config import load_config
     from baselines.train import train

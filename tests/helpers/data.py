@@ -1,17 +1,25 @@
-"""Tiny competition-format data folders for the baselines tests, cut from the bundled sample."""
+"""Rows of the bundled sample and tiny competition-format data folders cut from it."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pandas as pd
 
-SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "sample"
+from competition.data import read_split
+from helpers import SAMPLE_DIR
 
 
 def sample_rows(split: str, n: int) -> pd.DataFrame:
     """First n rows of a bundled sample split."""
     return pd.read_csv(SAMPLE_DIR / f"{split}.csv", dtype=str, keep_default_na=False).head(n)
+
+
+@functools.lru_cache(maxsize=None)
+def sample_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The bundled train and dev splits, read as the tracks read them."""
+    return tuple(read_split(SAMPLE_DIR / f"{split}.csv", split) for split in ("train", "dev"))
 
 
 def write_data_dir(root: Path, train: pd.DataFrame, dev: pd.DataFrame, test: pd.DataFrame | None = None,
