@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from competition.config import SdpaBackend, TrackSettings, setting
-from competition.errors import ConfigError
-from competition.metric import DEFAULT_ANALYZER, Analyzer
-from competition.presets import get_preset
+from competition.harness.config import SdpaBackend, TrackSettings, setting
+from competition.harness.presets import get_preset
+from competition.rules.errors import ConfigError
+from competition.rules.metric import DEFAULT_ANALYZER, Analyzer
 
 TRACK = "baseline"  # the preset track, the tuning track and run folders `<out>/baseline-<preset>-<stamp>`
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
@@ -23,7 +23,7 @@ CompileMode = Literal["off", "default", "reduce-overhead", "max-autotune", "max-
 class BaselineConfig:
     """Every setting of a seq2seq run. Defaults are the official baseline's values."""
 
-    preset: str = setting("kobart", "model preset (competition/presets.py); must match --model")
+    preset: str = setting("kobart", "model preset (competition/harness/presets.py); must match --model")
     seed: int = setting(42, "python/numpy/torch/Trainer seed")
     # lengths (tokens): source and target are separate budgets, so a long dialogue never eats the summary
     max_source_length: int = setting(512, "encoder tokens per dialogue (longer dialogues are cut)")

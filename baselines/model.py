@@ -1,7 +1,7 @@
 """Loading seq2seq models and turning text into the token layout each family expects.
 
 The layouts (what the pretrained checkpoints saw: KoBART `<s> dialogue </s>`, labels `<s> summary </s>`, decoder
-start `</s>`; t5; mbart) are defined once in `competition.modeling.seq2seq_layout`, which the truncation report
+start `</s>`; t5; mbart) are defined once in `competition.modeling.tokens.seq2seq_layout`, which the truncation report
 counts with too. The model shifts labels right behind the decoder start token, so the decoder learns to emit
 exactly the label sequence; generation starts from the same token, and decoding drops the model's special tokens
 while keeping the data tokens (#Person1#, #PhoneNumber#, ...) that were added as normal tokens.
@@ -15,8 +15,9 @@ from typing import Any, Sequence
 
 import torch
 
-from competition.attention import SYNC_FREE_SDPA
-from competition.modeling import TokenLayout, load_tokenizer, seq2seq_layout
+from competition.modeling.attention import SYNC_FREE_SDPA
+from competition.modeling.loading import load_tokenizer
+from competition.modeling.tokens import TokenLayout, seq2seq_layout
 
 log = logging.getLogger(__name__)
 

@@ -12,13 +12,21 @@ from pathlib import Path
 from baselines.config import TRACK, BaselineConfig
 from baselines.predict import predict
 from baselines.train import train
-from competition.data import Splits, load_splits
-from competition.distributed import barrier, distributed_map, ensure_process_group, is_main_process
-from competition.modeling import load_tokenizer
-from competition.predictions import PredictionMeta, fill_empty, write_predictions
-from competition.presets import get_preset
-from competition.runs import StageClock, TrainResult, finish_run, open_run, report_and_submit, update_run_info
-from competition.submission import default_submissions_dir
+from competition.harness.distributed import barrier, distributed_map, ensure_process_group, is_main_process
+from competition.harness.presets import get_preset
+from competition.harness.runs import (
+    StageClock,
+    TrainResult,
+    finish_run,
+    open_run,
+    prediction_meta,
+    report_and_submit,
+    update_run_info,
+)
+from competition.modeling.loading import load_tokenizer
+from competition.rules.data import Splits, load_splits
+from competition.rules.predictions import fill_empty, write_predictions
+from competition.rules.submission import default_submissions_dir
 from competition.truncation import truncation_report, write_truncation_report
 
 log = logging.getLogger(__name__)
@@ -59,7 +67,7 @@ def predict_splits(config: BaselineConfig, splits: Splits, checkpoint: Path, run
             summaries, filled = predict_sharded(checkpoint, list(frame["dialogue"]), config, f"predict {split}")
         if is_main_process():
             write_predictions(run_dir / f"preds_{split}.csv", list(frame["fname"]), summaries,
-                              PredictionMeta.of_run(config, TRACK, run_dir, checkpoint, split, fill_ins=filled))
+                              prediction_meta(config, TRACK, run_dir, checkpoint, split, fill_ins=filled))
         predictions[split] = summaries
     return predictions
 

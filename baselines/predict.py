@@ -16,8 +16,8 @@ from tqdm import tqdm
 from baselines.config import BaselineConfig
 from baselines.model import configure_family, decode, encode_texts, generation_kwargs, load_pretrained
 from baselines.train import TRACK_INFO
-from competition.attention import configure_attention
-from competition.modeling import precision_dtype, resolve_precision
+from competition.modeling.attention import configure_attention
+from competition.modeling.loading import precision_dtype, resolve_precision
 
 
 def summary_budget(dialogue_tokens: int, config: BaselineConfig) -> dict[str, int]:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import sys
 
 from baselines.track import TRACK
-from competition.cli import exit_on_bad_input
-from competition.tracks import track_cli
+from competition.harness.cli import exit_on_bad_input
+from competition.harness.tracks import track_cli
 
 
 @exit_on_bad_input

@@ -28,24 +28,18 @@ from baselines.model import (
     generation_kwargs,
     load_pretrained,
 )
-from competition.attention import configure_attention
-from competition.checkpoints import last_complete_checkpoint, mark_complete_callback
-from competition.data import Splits, data_special_tokens, load_splits
-from competition.distributed import barrier, is_main_process
-from competition.files import write_text_atomic
-from competition.metric import compute_rouge
-from competition.modeling import IGNORE_INDEX, TokenLayout, resolve_precision, token_sum_loss
-from competition.presets import Preset, get_preset
-from competition.runs import (
-    BEST_DIR,
-    NO_STEP_SYNC_ARGUMENTS,
-    TrainResult,
-    counting_trainer,
-    seed_everything,
-    training_speed_callback,
-)
-from competition.tiny import model_source
-from competition.tracks import OnEvaluate
+from competition.harness.distributed import barrier, is_main_process
+from competition.harness.presets import Preset, get_preset
+from competition.harness.runs import BEST_DIR, TrainResult, seed_everything
+from competition.harness.tracks import OnEvaluate
+from competition.modeling.attention import configure_attention
+from competition.modeling.checkpoints import last_complete_checkpoint, mark_complete_callback
+from competition.modeling.loading import model_source, resolve_precision
+from competition.modeling.tokens import IGNORE_INDEX, TokenLayout, token_sum_loss
+from competition.modeling.trainer import NO_STEP_SYNC_ARGUMENTS, counting_trainer, training_speed_callback
+from competition.rules.data import Splits, data_special_tokens, load_splits
+from competition.rules.files import write_text_atomic
+from competition.rules.metric import compute_rouge
 
 CHECKPOINTS_DIR = "checkpoints"
 TRACK_INFO = "track.json"  # beside the best checkpoint: how to rebuild inputs for it

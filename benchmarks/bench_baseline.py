@@ -55,9 +55,9 @@ from baselines.train import (  # noqa: E402
     seq2seq_loss,
     training_arguments,
 )
-from competition.attention import configure_sdpa, use_sync_free_masks  # noqa: E402
-from competition.config import parse_overrides  # noqa: E402
-from competition.modeling import IGNORE_INDEX  # noqa: E402
+from competition.harness.config import parse_overrides  # noqa: E402
+from competition.modeling.attention import configure_sdpa, use_sync_free_masks  # noqa: E402
+from competition.modeling.tokens import IGNORE_INDEX  # noqa: E402
 
 SHARED = PROJECT_ROOT.parent / "shared"
 REAL_DATA_DIR = SHARED / "data" / "competition"
@@ -101,7 +101,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def load_dialogue_frames(data_dir: Path) -> tuple[list[str], list[str], list[str]]:
     """Dev+test dialogues, dev summaries and test dialogues; exits 2 with a clear message when absent."""
-    from competition.data import read_split
+    from competition.rules.data import read_split
 
     if not ((data_dir / "dev.csv").is_file() and (data_dir / "test.csv").is_file()):
         print(f"error: {data_dir}: dev.csv and test.csv not found; this benchmark repeats the real dev+test "
@@ -134,7 +134,7 @@ def hub_reachable(timeout: float = 3.0) -> bool:
 
 def length_tokenizer(name: str | None):
     """(tokenizer, source): `name`, else the shared kobart folder, else the hub's KoBART, else tiny-bart's."""
-    from competition.modeling import load_tokenizer
+    from competition.modeling.loading import load_tokenizer
 
     candidates = [name] if name else []
     if not name and (folder := shared_kobart_folder()) is not None:
@@ -149,8 +149,8 @@ def length_tokenizer(name: str | None):
         if len(tokenizer) < 1000:  # transformers builds a near-empty tokenizer from a folder without vocabulary
             raise SystemExit(f"error: {candidate}: tokenizer of {len(tokenizer)} tokens; expected KoBART's 30,000")
         return tokenizer, candidate
-    from competition.presets import get_preset
-    from competition.tiny import ensure_tiny_checkpoint
+    from competition.harness.presets import get_preset
+    from competition.modeling.tiny import ensure_tiny_checkpoint
 
     path = ensure_tiny_checkpoint(get_preset("tiny-bart"))
     return load_tokenizer(path), "tiny-bart sample tokenizer (fallback: no KoBART tokenizer found)"
@@ -445,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:
-        from competition.files import write_text_atomic
+        from competition.rules.files import write_text_atomic
 
         write_text_atomic(args.out, text + "\n")
     return 0

@@ -33,8 +33,8 @@ sys.path.insert(0, str(REPO))  # run as a plain script from anywhere
 
 import pandas as pd  # noqa: E402
 
-from competition.data import read_gold  # noqa: E402
-from competition.metric import clear_caches, sample_scores  # noqa: E402
+from competition.rules.data import read_gold  # noqa: E402
+from competition.rules.metric import clear_caches, sample_scores  # noqa: E402
 from ensemble.extractive import central_utterance, utterances  # noqa: E402
 from ensemble.fusion import fuse, sentences  # noqa: E402
 from ensemble.mbr import mbr_choices, select, similarity_tensor  # noqa: E402

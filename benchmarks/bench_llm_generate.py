@@ -123,7 +123,7 @@ def generation_bounds(folder: Path, parameters: int, tokenizer, style, dialogues
     """The bound of every (batch size, budget) timed, named like its rows."""
     from transformers import AutoConfig
 
-    from competition.prompts import encode_for_generation
+    from competition.modeling.prompts import encode_for_generation
 
     lengths = [len(encode_for_generation(tokenizer, style, d).input_ids) for d in dialogues]
     config = AutoConfig.from_pretrained(folder)

@@ -53,9 +53,9 @@ def load_texts(smoke: bool, data_dir: Path | None = None) -> tuple[list[str], li
 
 def load_tokenizer(smoke: bool, name: str | None):
     """The real preset tokenizer when the hub (or cache) has it, else the tiny tokenizer (noted in the output)."""
-    from competition.modeling import load_tokenizer as load
-    from competition.presets import get_preset
-    from competition.tiny import model_source
+    from competition.harness.presets import get_preset
+    from competition.modeling.loading import load_tokenizer as load
+    from competition.modeling.loading import model_source
 
     if not smoke:
         try:
@@ -68,8 +68,8 @@ def load_tokenizer(smoke: bool, name: str | None):
 
 def prompt_style(tokenizer):
     """The preset's prompt style, with the tokenizer's chat template where it has one."""
-    from competition.presets import get_preset
-    from competition.prompts import prompt_style_for, resolve_template
+    from competition.harness.presets import get_preset
+    from competition.modeling.prompts import prompt_style_for, resolve_template
 
     return resolve_template(prompt_style_for(get_preset(PRESET)), tokenizer)
 

@@ -97,7 +97,7 @@ class TrainRun:
 
 
 def training_examples(tokenizer, style, dialogues, summaries, count: int) -> list[dict[str, list[int]]]:
-    from competition.prompts import encode_for_training
+    from competition.modeling.prompts import encode_for_training
 
     examples = []
     for i in range(count):
@@ -132,8 +132,8 @@ def bench_training(folder: Path, tokenizer, examples, runs: list[TrainRun], args
 
 def _train_once(folder: Path, tokenizer, examples, run: TrainRun, args, profile: int) -> dict:
     """One run through the track's own loading (NF4), LoRA, collator, loss and fused-kernel setting."""
-    from competition.modeling import precision_dtype, resolve_precision
-    from competition.presets import get_preset
+    from competition.harness.presets import get_preset
+    from competition.modeling.loading import precision_dtype, resolve_precision
     from llm.config import load_config
     from llm.kernels import fused_loss, liger_kernel_config
     from llm.model import attach_lora, effective_quantization, load_base_model

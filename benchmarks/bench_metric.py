@@ -22,8 +22,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a plain script from anywhere
 
-from competition.data import read_gold  # noqa: E402
-from competition.metric import clear_caches, compute_rouge  # noqa: E402
+from competition.rules.data import read_gold  # noqa: E402
+from competition.rules.metric import clear_caches, compute_rouge  # noqa: E402
 
 SHARED_DEV = REPO.parent / "shared/data/competition/dev.csv"
 SAMPLE_DEV = REPO / "data/sample/dev.csv"

@@ -74,7 +74,7 @@ def _bench(fast_model, args) -> dict:
     from bench_llm_setup import PRESET, build_model_folder, load_texts, load_tokenizer, prompt_style
     from bench_llm_train import TrainRun, timed_training, training_examples
 
-    from competition.presets import get_preset
+    from competition.harness.presets import get_preset
     from llm.config import load_config
 
     dialogues, summaries, _ = load_texts(False, args.data_dir)

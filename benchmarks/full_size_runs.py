@@ -46,9 +46,9 @@ import pandas as pd
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
-from competition.cli import exit_on_bad_input  # noqa: E402  (the project root is on the path now)
-from competition.errors import ConfigError, DataError  # noqa: E402
-from competition.presets import get_preset  # noqa: E402
+from competition.harness.cli import exit_on_bad_input  # noqa: E402  (the project root is on the path now)
+from competition.harness.presets import get_preset  # noqa: E402
+from competition.rules.errors import ConfigError, DataError  # noqa: E402
 
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data" / "competition"
 DEFAULT_PRESETS = "kobart,llama3.2-ko-3b,qwen3-14b"
@@ -98,8 +98,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def write_stand_in_data(data_dir: Path, out: Path, train_rows: int, smoke: bool) -> Path:
     """train.csv of dev + test dialogues (dev summaries cycled onto the test ones), dev.csv and test.csv copied."""
-    from competition.data import read_split
-    from competition.files import atomic_path
+    from competition.rules.data import read_split
+    from competition.rules.files import atomic_path
 
     paths = {split: data_dir / f"{split}.csv" for split in ("dev", "test")}
     missing = [str(p) for p in paths.values() if not p.is_file()]
@@ -230,7 +230,7 @@ def run_figures(info: dict[str, Any]) -> dict[str, Any]:
 
 def validated_rows(submission: str | None, test_csv: Path) -> int | None:
     """Rows of the submission as the validator counts them (it raises on a bad file), or None without one."""
-    from competition.submission import validate_submission
+    from competition.rules.submission import validate_submission
 
     return validate_submission(submission, test_csv) if submission else None
 
@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(report, ensure_ascii=False, indent=2))
     print(report["table"])
     if args.out:
-        from competition.files import write_text_atomic
+        from competition.rules.files import write_text_atomic
 
         write_text_atomic(args.out, json.dumps(report, ensure_ascii=False, indent=2))
         write_text_atomic(args.out.with_suffix(".md"), report["table"])

@@ -21,11 +21,11 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from competition.cli import exit_on_bad_input
-from competition.errors import ConfigError
-from competition.files import temp_dir_beside
-from competition.logs import setup_logging
-from competition.modeling import load_tokenizer
+from competition.harness.cli import exit_on_bad_input
+from competition.harness.logs import setup_logging
+from competition.modeling.loading import load_tokenizer
+from competition.rules.errors import ConfigError
+from competition.rules.files import temp_dir_beside
 
 Scale = Literal["tiny", "full"]
 BUILD_INFO = "random_checkpoint.json"

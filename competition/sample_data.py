@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from competition.files import write_text_atomic
+from competition.rules.files import write_text_atomic
 
 DEFAULT_SEED = 0
 DEFAULT_COUNTS = {"train": 300, "dev": 60, "test": 60}
@@ -381,6 +381,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from competition.cli import exit_on_bad_input
+    from competition.harness.cli import exit_on_bad_input
 
     sys.exit(exit_on_bad_input(main)())  # a full disk or unwritable --out: one error line, exit 2

@@ -12,10 +12,10 @@ import argparse
 import json
 import sys
 
-from competition.cli import exit_on_bad_input
-from competition.data import align_predictions, read_gold, read_predictions
-from competition.metric import ANALYZERS, DEFAULT_ANALYZER, RougeResult, compute_rouge
-from competition.report import write_rouge_report
+from competition.harness.cli import exit_on_bad_input
+from competition.rules.data import align_predictions, read_gold, read_predictions
+from competition.rules.metric import ANALYZERS, DEFAULT_ANALYZER, RougeResult, compute_rouge
+from competition.rules.report import write_rouge_report
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -11,16 +11,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from competition.cli import exit_on_bad_input
-from competition.config import config_hash
-from competition.data import align_predictions, read_gold, read_split
-from competition.predictions import read_predictions_with_metadata
-from competition.submission import LEDGER_NAME, default_submissions_dir, write_submission
+from competition.harness.cli import exit_on_bad_input
+from competition.harness.config import config_hash
+from competition.rules.data import align_predictions, read_gold, read_split
+from competition.rules.predictions import read_predictions_with_metadata
+from competition.rules.submission import LEDGER_NAME, default_submissions_dir, write_submission
 
 
 def dev_score(dev_pred_path: str, gold_path: str, analyzer: str = "mecab") -> float:
     """Competition score (0-100) of dev predictions."""
-    from competition.metric import compute_rouge
+    from competition.rules.metric import compute_rouge
 
     gold = read_gold(gold_path)
     predictions = align_predictions(read_predictions_with_metadata(dev_pred_path)[0], gold["fname"], dev_pred_path)

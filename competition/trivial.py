@@ -10,9 +10,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from competition.cli import exit_on_bad_input
-from competition.data import first_utterance, load_splits
-from competition.predictions import PredictionMeta, write_predictions
+from competition.harness.cli import exit_on_bad_input
+from competition.rules.data import first_utterance, load_splits
+from competition.rules.predictions import PredictionMeta, write_predictions
 
 
 @exit_on_bad_input

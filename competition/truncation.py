@@ -1,11 +1,11 @@
 """Truncation report: how many prompts each max length would cut, and by how many tokens (both tracks).
 
-- LLM presets: the prompt is measured exactly as `competition.prompts` builds it (scaffolding + instruction +
+- LLM presets: the prompt is measured exactly as `competition.modeling.prompts` builds it (scaffolding + instruction +
   dialogue + assistant header, plus the end marker/terminator reserved after the summary). A max length M is
   the prompt budget (the style's `max_length` is M + max_target_length), so a prompt is cut when it is longer
   than M. The tokens the configured cut mode really drops (whole turns) are reported beside the minimum.
 - Seq2seq presets: the encoder input is the tokenized dialogue in the family's layout (KoBART: `<s> dialogue </s>`,
-  `competition.modeling.seq2seq_layout`), as the track builds it, whatever the tokenizer adds itself.
+  `competition.modeling.tokens.seq2seq_layout`), as the track builds it, whatever the tokenizer adds itself.
 Summaries (train/dev references) are compared with the preset's max_target_length.
 
 `count_truncation(lengths, max_length)` is the plain count any track can reuse.
@@ -27,14 +27,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from competition import modeling
-from competition.cli import exit_on_bad_input
-from competition.data import Splits, data_special_tokens, file_sha256, load_splits
-from competition.errors import ConfigError, DataError
-from competition.files import atomic_path, write_text_atomic
-from competition.logs import setup_logging
-from competition.presets import Preset, get_preset
-from competition.prompts import (
+from competition.harness.cli import exit_on_bad_input
+from competition.harness.logs import setup_logging
+from competition.harness.presets import Preset, get_preset
+from competition.modeling.loading import load_tokenizer, model_source
+from competition.modeling.prompts import (
     cut_dialogue_to_budget,
     encode_continuation,
     encode_continuations,
@@ -43,7 +40,10 @@ from competition.prompts import (
     scaffold_for,
     split_turns,
 )
-from competition.tiny import model_source
+from competition.modeling.tokens import seq2seq_layout
+from competition.rules.data import Splits, data_special_tokens, file_sha256, load_splits
+from competition.rules.errors import ConfigError, DataError
+from competition.rules.files import atomic_path, write_text_atomic
 
 REPORT_JSON = "truncation.json"
 REPORT_MARKDOWN = "truncation.md"
@@ -107,7 +107,7 @@ def measure_split(tokenizer, preset: Preset, frame, style=None, progress: bool =
         lengths.summary = [len(encode_continuation(tokenizer, r)) for r in
                            tqdm(references, desc=f"{desc} summaries", unit="sum", disable=not progress or not references)]
     else:  # the family's layout (KoBART: <s> text </s>), as the track builds it, whatever the tokenizer adds
-        layout = modeling.seq2seq_layout(tokenizer, preset.family)
+        layout = seq2seq_layout(tokenizer, preset.family)
         batch = 256
         for start in tqdm(range(0, len(dialogues), batch), desc=f"{desc} dialogues", unit="batch",
                           disable=not progress):
@@ -286,7 +286,7 @@ def preset_tokenizer(preset: Preset, tokenizer_path: str | None):
     else:
         source = model_source(preset)
     try:
-        return modeling.load_tokenizer(source), source
+        return load_tokenizer(source), source
     except OSError as err:
         hint = " (gated: run `hf auth login` and accept the license)" if preset.gated else ""
         raise ConfigError(f"cannot load the tokenizer of '{preset.name}' from {source}{hint}: {err}. "

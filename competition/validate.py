@@ -10,9 +10,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from competition.cli import exit_on_bad_input
-from competition.data import data_special_tokens, load_splits
-from competition.submission import validate_submission
+from competition.harness.cli import exit_on_bad_input
+from competition.rules.data import data_special_tokens, load_splits
+from competition.rules.submission import validate_submission
 
 
 def validate_data_dir(data_dir: Path | str) -> None:

@@ -15,9 +15,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from competition.cli import exit_on_bad_input
-from competition.config import Layer, describe_config, parse_overrides, resolve_config, resolve_layers, yaml_layer
-from competition.logs import setup_logging
+from competition.harness.cli import exit_on_bad_input
+from competition.harness.config import (
+    Layer,
+    describe_config,
+    parse_overrides,
+    resolve_config,
+    resolve_layers,
+    yaml_layer,
+)
+from competition.harness.logs import setup_logging
 from ensemble.config import METHOD_CHOICES, EnsembleConfig
 from ensemble.pipeline import load_inputs, run_ensemble, write_outputs
 from ensemble.postprocess import RULES

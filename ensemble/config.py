@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from competition.config import setting
-from competition.errors import ConfigError
-from competition.metric import DEFAULT_ANALYZER, Analyzer
+from competition.harness.config import setting
+from competition.rules.errors import ConfigError
+from competition.rules.metric import DEFAULT_ANALYZER, Analyzer
 from ensemble.fusion import PASSES
 from ensemble.postprocess import DEFAULT_RULES, check_rule_names
 

@@ -2,7 +2,7 @@
 
 `python -m ensemble.extractive --data DIR --out RUN_DIR` writes preds_dev.csv and preds_test.csv (with metadata
 sidecars), like `competition.trivial` does for the first utterance. Centrality is the competition similarity
-(`competition.metric.similarity`) between an utterance and the rest of the dialogue, so the pick is the utterance
+(`competition.rules.metric.similarity`) between an utterance and the rest of the dialogue, so the pick is the utterance
 that best "summarises" the others by the metric itself; its speaker tag is kept.
 """
 
@@ -14,11 +14,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from competition.cli import exit_on_bad_input
-from competition.data import load_splits
-from competition.logs import setup_logging
-from competition.metric import DEFAULT_ANALYZER, similarity
-from competition.predictions import PredictionMeta, write_predictions
+from competition.harness.cli import exit_on_bad_input
+from competition.harness.logs import setup_logging
+from competition.rules.data import load_splits
+from competition.rules.metric import DEFAULT_ANALYZER, similarity
+from competition.rules.predictions import PredictionMeta, write_predictions
 
 SYSTEM_NAME = "extractive-central"
 

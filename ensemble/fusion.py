@@ -4,7 +4,7 @@ Per dialogue: start from the MBR pick (uniform weights, the competition similari
 (sentences, then comma-separated clauses). The pool is every sentence and every clause of every candidate. A pass
 walks the units: at each position it tries replacing the unit with any pool unit and deleting it, and keeps the
 best move when it raises the objective; then it tries appending any pool unit. Two passes. The objective is the
-summary's mean competition similarity (`competition.metric.similarity`: mean ROUGE-1/2/L F1 on morphemes) to ALL
+summary's mean competition similarity (`competition.rules.metric.similarity`: mean ROUGE-1/2/L F1 on morphemes) to ALL
 candidates, its own sources included (issue 14: leaving them out scored worse). Nothing is fitted on dev.
 
 Speed: a hypothesis is scored on the concatenation of its units' morphemes (each text tokenised once by the
@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from competition.metric import DEFAULT_ANALYZER, MORPHEME_ANALYZERS, get_tokenizer, similarity
+from competition.rules.metric import DEFAULT_ANALYZER, MORPHEME_ANALYZERS, get_tokenizer, similarity
 from ensemble.mbr import mbr_choices, similarity_tensor
 from ensemble.methods import SplitData
 

@@ -1,7 +1,7 @@
 """Minimum-Bayes-risk (consensus) selection with the competition metric as the utility.
 
 For each dialogue, candidate k scores ``sum_j w_j * sim(k, j)`` over all candidates j, where ``sim`` is
-`competition.metric.similarity` (mean morpheme ROUGE-1/2/L F1) and ``sim(k, k) = 1`` for a non-empty candidate.
+`competition.rules.metric.similarity` (mean morpheme ROUGE-1/2/L F1) and ``sim(k, k) = 1`` for a non-empty candidate.
 With equal weights this picks the candidate with the highest mean similarity to the others (the self term is
 the same constant for all); with unequal weights it is the expected utility under the weighted candidate
 distribution, so a weight also acts as a prior and all weight on one system reproduces that system.
@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
-from competition.metric import DEFAULT_ANALYZER, similarity
+from competition.rules.metric import DEFAULT_ANALYZER, similarity
 
 
 def similarity_tensor(candidates: Sequence[Sequence[str]], analyzer: str = DEFAULT_ANALYZER,

@@ -13,7 +13,7 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-from competition.metric import DEFAULT_ANALYZER, sample_scores
+from competition.rules.metric import DEFAULT_ANALYZER, sample_scores
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,13 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from competition.config import config_hash, config_to_dict
-from competition.data import read_gold, read_split, where
-from competition.errors import ConfigError, DataError
-from competition.files import no_partial_outputs
-from competition.metric import DEFAULT_ANALYZER, MORPHEME_ANALYZERS, sample_scores
-from competition.predictions import PredictionMeta, metadata_path, write_predictions
-from competition.runs import write_run_files
+from competition.harness.config import config_hash, config_to_dict
+from competition.harness.runs import write_run_files
+from competition.rules.data import read_gold, read_split, where
+from competition.rules.errors import ConfigError, DataError
+from competition.rules.files import no_partial_outputs
+from competition.rules.metric import DEFAULT_ANALYZER, MORPHEME_ANALYZERS, sample_scores
+from competition.rules.predictions import PredictionMeta, metadata_path, write_predictions
 from ensemble.config import METHODS, EnsembleConfig
 from ensemble.crossval import CrossValidation, cross_validate, make_folds
 from ensemble.fusion import Fusion

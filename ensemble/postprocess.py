@@ -19,8 +19,9 @@ from __future__ import annotations
 import re
 from typing import Callable, Sequence
 
-from competition.data import KNOWN_MASKS
-from competition.prompts import MODEL_TOKEN, strip_think
+from competition.modeling.prompts import strip_think
+from competition.rules.data import KNOWN_MASKS
+from competition.rules.submission import MODEL_TOKEN
 
 Rule = Callable[[str, "str | None"], str]
 
@@ -31,7 +32,7 @@ _ROLE_HEADER = re.compile(r"^\s*(?:assistant|model)\s*\n", re.IGNORECASE)
 
 
 def strip_special_tokens(summary: str, dialogue: str | None = None) -> str:
-    """Remove model special tokens and <think> reasoning (`competition.prompts.strip_think`)."""
+    """Remove model special tokens and <think> reasoning (`competition.modeling.prompts.strip_think`)."""
     text = strip_think(summary)
     text = MODEL_TOKEN.sub(" ", text)
     text = _ROLE_HEADER.sub("", text)

@@ -17,8 +17,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from competition.files import atomic_path, write_text_atomic  # noqa: E402
-from competition.report import write_rouge_report  # noqa: E402
+from competition.rules.files import atomic_path, write_text_atomic  # noqa: E402
+from competition.rules.report import write_rouge_report  # noqa: E402
 from ensemble.results import EnsembleResult, Inputs  # noqa: E402
 
 REPORT_MARKDOWN = "ensemble_report.md"

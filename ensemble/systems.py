@@ -16,9 +16,9 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from competition.data import align_predictions
-from competition.errors import DataError
-from competition.predictions import metadata_path, read_predictions_with_metadata
+from competition.rules.data import align_predictions
+from competition.rules.errors import DataError
+from competition.rules.predictions import metadata_path, read_predictions_with_metadata
 
 SPLITS = ("dev", "test")
 UNKNOWN_SPLIT = "preds"  # a lone split that is neither dev nor test (no gold, no test file matched)

@@ -14,11 +14,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from competition.cli import exit_on_bad_input
-from competition.config import parse_overrides
-from competition.distributed import end_multi_process_run, is_main_process
-from competition.submission import default_submissions_dir
-from competition.tracks import TRACK_MODULES
+from competition.harness.cli import exit_on_bad_input
+from competition.harness.config import parse_overrides
+from competition.harness.distributed import end_multi_process_run, is_main_process
+from competition.harness.tracks import TRACK_MODULES
+from competition.rules.submission import default_submissions_dir
 from kfold.pipeline import KFoldSettings, run_kfold
 
 

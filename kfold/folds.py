@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from competition.errors import ConfigError, DataError
+from competition.rules.errors import ConfigError, DataError
 
 
 def assign_folds(n_rows: int, k: int, seed: int, topics: Sequence[str] | None = None) -> list[int]:

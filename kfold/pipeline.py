@@ -19,14 +19,15 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from competition.config import Layer, config_hash, resolve_config
-from competition.data import Splits, load_splits, split_paths
-from competition.distributed import barrier, broadcast_from_main, distributed_map, ensure_process_group, is_main_process
-from competition.errors import ConfigError
-from competition.files import atomic_path, write_text_atomic
-from competition.metric import DEFAULT_ANALYZER, compute_rouge
-from competition.predictions import PredictionMeta, fill_empty, fill_in_counts, write_predictions
-from competition.runs import (
+from competition.harness.config import Layer, config_hash, resolve_config
+from competition.harness.distributed import (
+    barrier,
+    broadcast_from_main,
+    distributed_map,
+    ensure_process_group,
+    is_main_process,
+)
+from competition.harness.runs import (
     RUN_INFO_FILE,
     finish_run,
     load_run_info,
@@ -34,8 +35,13 @@ from competition.runs import (
     submit_once,
     write_run_files,
 )
-from competition.submission import default_submissions_dir
-from competition.tracks import Track, get_track
+from competition.harness.tracks import Track, get_track
+from competition.rules.data import Splits, load_splits, split_paths
+from competition.rules.errors import ConfigError
+from competition.rules.files import atomic_path, write_text_atomic
+from competition.rules.metric import DEFAULT_ANALYZER, compute_rouge
+from competition.rules.predictions import PredictionMeta, fill_empty, fill_in_counts, write_predictions
+from competition.rules.submission import default_submissions_dir
 from kfold.folds import assign_folds, assignment_hash, fold_split, pool_rows, stratification_topics
 
 PREDICTION_SPLITS = ("dev", "test", "oof")  # real dev, real test, the fold's held-out training rows
@@ -46,7 +52,7 @@ IN_SAMPLE_WARNING = ("include_dev: dev rows were folded into training, so every 
 
 
 def load_track_api(track: str) -> Track:
-    """The track (competition.tracks): its config, `train` and `predict`; K-fold needs all three."""
+    """The track (competition.harness.tracks): its config, `train` and `predict`; K-fold needs all three."""
     api = get_track(track)
     if api.predict is None:
         raise ConfigError(f"track '{track}' has no predict function; K-fold needs it for dev, test and out-of-fold")

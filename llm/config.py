@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from competition.config import SdpaBackend, TrackSettings, setting
-from competition.errors import ConfigError
-from competition.presets import get_preset
+from competition.harness.config import SdpaBackend, TrackSettings, setting
+from competition.harness.presets import get_preset
+from competition.rules.errors import ConfigError
 
 TRACK = "llm"
 Quantization = Literal["nf4", "int8", "none"]
@@ -31,7 +31,7 @@ FusedKernels = Literal["auto", "liger", "off"]  # llm/kernels.py
 class LLMConfig:
     """All settings of one LLM run (training, prompt, generation, pipeline)."""
 
-    preset: str = setting("llama3.2-ko-3b", "model preset (competition/presets.py)")
+    preset: str = setting("llama3.2-ko-3b", "model preset (competition/harness/presets.py)")
     seed: int = setting(42, "seed for python, numpy, torch and the Trainer")
     # --- model loading ---
     quantization: Quantization = setting("nf4", "nf4 = QLoRA 4-bit double-quant | int8 | none (plain LoRA); GPU only, CPU uses none")

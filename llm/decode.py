@@ -36,7 +36,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
-from competition.errors import ConfigError
+from competition.rules.errors import ConfigError
 from llm.config import DecodeAttention
 
 log = logging.getLogger(__name__)

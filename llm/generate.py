@@ -1,5 +1,5 @@
 """Batched summary generation: length-sorted, left-padded batches, greedy or beam search, stopping on EOS or the
-preset's end marker (cleaning and <think> stripping: competition.prompts); resumable prediction files.
+preset's end marker (cleaning and <think> stripping: competition.modeling.prompts); resumable prediction files.
 
 `predict(checkpoint_dir, dialogues, config)` is the track-contract entry point. `predict_to_file` writes a
 predictions CSV and appends each finished batch to `<name>.partial.jsonl`, so an interrupted run regenerates only
@@ -20,8 +20,8 @@ from typing import Any, Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from competition.distributed import broadcast_from_main, distributed_map, is_main_process, world_size
-from competition.predictions import PredictionMeta, fill_empty, write_predictions
+from competition.harness.distributed import broadcast_from_main, distributed_map, is_main_process, world_size
+from competition.rules.predictions import PredictionMeta, fill_empty, write_predictions
 from llm.config import LLMConfig
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ BatchCallback = Callable[[list[int], list[str]], None]
 
 def stop_token_ids(model, tokenizer, style) -> list[int]:
     """Ids that end a summary: the prompt style's (eos, turn terminator, one-token end marker) and the model's EOS."""
-    from competition.prompts import stop_token_ids as style_stop_ids
+    from competition.modeling.prompts import stop_token_ids as style_stop_ids
 
     ids = list(style_stop_ids(tokenizer, style))
     configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
@@ -86,7 +86,7 @@ def generate_summaries(model, tokenizer, style, dialogues: Sequence[str], config
     Under several processes each round deals one batch to each rank (`distributed_map`) and gathers the results, so
     every rank gets every summary and `on_batch` sees every batch on every rank; one process runs batch after batch.
     """
-    from competition.prompts import clean_generated, encode_for_generation, left_pad_batch
+    from competition.modeling.prompts import clean_generated, encode_for_generation, left_pad_batch
 
     prompts = [encode_for_generation(tokenizer, style, d).input_ids for d in dialogues]
     kwargs = generation_kwargs(config, model, tokenizer, style)
@@ -234,7 +234,7 @@ def _finished_predictions(out_path: Path, fnames: Sequence[str]) -> list[str] | 
     """Summaries of an already written predictions file covering exactly `fnames` (a resumed run), else None."""
     if not out_path.is_file():
         return None
-    from competition.data import read_predictions
+    from competition.rules.data import read_predictions
 
     frame = read_predictions(out_path)
     return list(frame["summary"]) if list(frame["fname"]) == list(fnames) else None

@@ -20,7 +20,7 @@ from typing import Iterator
 
 import torch
 
-from competition.errors import ConfigError
+from competition.rules.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

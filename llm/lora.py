@@ -1,6 +1,6 @@
 """LoRA targets and compute dtype for the decoder-only track.
 
-The LoRA target modules come from the preset (`competition.presets`, per architecture family);
+The LoRA target modules come from the preset (`competition.harness.presets`, per architecture family);
 `check_lora_targets` fails early, listing the model's linear layers, when a target does not exist (GPT-NeoX names
 its layers `query_key_value`, `dense`, ... rather than `q_proj`, ...). The compute dtype follows the model's
 config and the GPU, never a per-family guess.
@@ -12,9 +12,9 @@ from typing import Any, Iterable
 
 import torch
 
-from competition.errors import ConfigError
-from competition.modeling import precision_dtype, resolve_precision
-from competition.presets import Preset
+from competition.harness.presets import Preset
+from competition.modeling.loading import precision_dtype, resolve_precision
+from competition.rules.errors import ConfigError
 
 
 def config_dtype(model_config: Any) -> torch.dtype | None:
@@ -27,7 +27,7 @@ def config_dtype(model_config: Any) -> torch.dtype | None:
 
 def compute_dtype(model_config: Any, cuda: bool | None = None, bf16_supported: bool | None = None) -> torch.dtype:
     """bf16 where the GPU supports it, fp16 on other GPUs, fp32 on CPU; a checkpoint saved in fp16 stays fp16
-    (`competition.modeling.resolve_precision`). `cuda` and `bf16_supported` are parameters for tests."""
+    (`competition.modeling.loading.resolve_precision`). `cuda` and `bf16_supported` are parameters for tests."""
     return precision_dtype(resolve_precision("auto", config_dtype(model_config), cuda, bf16_supported))
 
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 
-from competition.cli import exit_on_bad_input
-from competition.files import temp_dir_beside
-from competition.logs import setup_logging
-from competition.modeling import half_precision, precision_dtype
+from competition.harness.cli import exit_on_bad_input
+from competition.harness.logs import setup_logging
+from competition.modeling.loading import half_precision, precision_dtype
+from competition.rules.files import temp_dir_beside
 from llm.config import LLMConfig, load_config
 from llm.model import CheckpointInfo, load_checkpoint, save_checkpoint
 

@@ -15,11 +15,10 @@ from typing import Any
 
 import torch
 
-from competition.attention import configure_attention
-from competition.errors import ConfigError
-from competition.modeling import load_tokenizer
-from competition.presets import Preset, get_preset
-from competition.tiny import model_source
+from competition.harness.presets import Preset, get_preset
+from competition.modeling.attention import configure_attention
+from competition.modeling.loading import load_tokenizer, model_source
+from competition.rules.errors import ConfigError
 from llm.config import LLMConfig
 from llm.lora import compute_dtype
 
@@ -82,7 +81,7 @@ def build_prompt_style(config: LLMConfig, tokenizer, preset: Preset | None = Non
     `max_source_length` counts the prompt; the style's budget is prompt + summary. `preset`: the config's, when
     the caller has already looked it up.
     """
-    from competition.prompts import prompt_style_for, resolve_template
+    from competition.modeling.prompts import prompt_style_for, resolve_template
 
     preset = preset or get_preset(config.preset, "llm")
     overrides: dict[str, Any] = {"cut": config.cut, "max_target_length": config.max_target_length,
@@ -94,7 +93,7 @@ def build_prompt_style(config: LLMConfig, tokenizer, preset: Preset | None = Non
 
 def add_data_tokens(tokenizer, style, tokens: list[str]) -> list[str]:
     """Add speaker/mask tags (normal tokens) and the end marker (special); return the tokens that were new."""
-    from competition.prompts import prepare_tokenizer
+    from competition.modeling.prompts import prepare_tokenizer
 
     before = set(tokenizer.get_vocab())
     prepare_tokenizer(tokenizer, style, tokens)
@@ -128,7 +127,7 @@ def load_base_model(source: str | Path, config: LLMConfig, quantization: str, dt
 
 def this_process_gpu() -> int:
     """The GPU this process owns: its local rank under torchrun (DDP: one model per GPU), else the current one."""
-    from competition.distributed import local_rank, world_size
+    from competition.harness.distributed import local_rank, world_size
 
     return local_rank() if world_size() > 1 else torch.cuda.current_device()
 
@@ -193,7 +192,7 @@ def trainable_token_targets(model, token_ids: list[int]) -> dict[str, list[int]]
 
 def save_checkpoint(model, tokenizer, style, info: CheckpointInfo, folder: Path | str) -> Path:
     """Save weights (adapter or full), tokenizer, prompt style and CheckpointInfo into `folder`."""
-    from competition.prompts import save_prompt_style
+    from competition.modeling.prompts import save_prompt_style
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -211,7 +210,7 @@ def load_checkpoint(folder: Path | str, config: LLMConfig, for_merge: bool = Fal
     With `predict_with=dequantized` a k-bit base is dequantized to 16-bit tensors first and the adapter applied to it
     unmerged: training's arithmetic (dequantized base matmul + LoRA), with no rounding of a merged sum to 16 bits.
     """
-    from competition.prompts import load_prompt_style
+    from competition.modeling.prompts import load_prompt_style
 
     folder = Path(folder)
     info = CheckpointInfo.load(folder)

@@ -12,12 +12,19 @@ import json
 import logging
 from pathlib import Path
 
-from competition.data import Splits, load_splits
-from competition.distributed import barrier, broadcast_from_main, ensure_process_group, is_main_process
-from competition.files import write_text_atomic
-from competition.predictions import PredictionMeta
-from competition.runs import StageClock, TrainResult, finish_run, open_run, report_and_submit, update_run_info
-from competition.submission import default_submissions_dir
+from competition.harness.distributed import barrier, broadcast_from_main, ensure_process_group, is_main_process
+from competition.harness.runs import (
+    StageClock,
+    TrainResult,
+    finish_run,
+    open_run,
+    prediction_meta,
+    report_and_submit,
+    update_run_info,
+)
+from competition.rules.data import Splits, load_splits
+from competition.rules.files import write_text_atomic
+from competition.rules.submission import default_submissions_dir
 from llm.config import TRACK, LLMConfig
 from llm.generate import predict_to_file
 from llm.merge import export_merged
@@ -69,7 +76,7 @@ def predict_splits(config: LLMConfig, splits: Splits, checkpoint: Path, run_dir:
         with clock.stage(f"predict_{split}"):
             predictions[split] = predict_to_file(model, tokenizer, style, list(frame["fname"]),
                                                  list(frame["dialogue"]), run_dir / f"preds_{split}.csv", config,
-                                                 PredictionMeta.of_run(config, TRACK, run_dir, checkpoint, split))
+                                                 prediction_meta(config, TRACK, run_dir, checkpoint, split))
     return predictions
 
 

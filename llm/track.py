@@ -1,6 +1,6 @@
-"""The decoder-only (LLM) track as a `competition.tracks.Track`."""
+"""The decoder-only (LLM) track as a `competition.harness.tracks.Track`."""
 
-from competition.tracks import Track
+from competition.harness.tracks import Track
 from llm.config import SETTINGS
 from llm.config import TRACK as NAME
 from llm.generate import predict

@@ -20,22 +20,16 @@ from typing import Any, Callable
 import pandas as pd
 import torch
 
-from competition.checkpoints import last_complete_checkpoint, mark_complete_callback
-from competition.data import Splits, data_special_tokens, load_splits
-from competition.distributed import barrier, broadcast_from_main, ensure_process_group, is_main_process
-from competition.errors import ConfigError
-from competition.metric import compute_rouge
-from competition.modeling import IGNORE_INDEX, pad_rows, padded_width, token_sum_loss
-from competition.prompts import encode_for_training
-from competition.runs import (
-    BEST_DIR,
-    NO_STEP_SYNC_ARGUMENTS,
-    TrainResult,
-    counting_trainer,
-    seed_everything,
-    training_speed_callback,
-)
-from competition.tracks import OnEvaluate
+from competition.harness.distributed import barrier, broadcast_from_main, ensure_process_group, is_main_process
+from competition.harness.runs import BEST_DIR, TrainResult, seed_everything
+from competition.harness.tracks import OnEvaluate
+from competition.modeling.checkpoints import last_complete_checkpoint, mark_complete_callback
+from competition.modeling.prompts import encode_for_training
+from competition.modeling.tokens import IGNORE_INDEX, pad_rows, padded_width, token_sum_loss
+from competition.modeling.trainer import NO_STEP_SYNC_ARGUMENTS, counting_trainer, training_speed_callback
+from competition.rules.data import Splits, data_special_tokens, load_splits
+from competition.rules.errors import ConfigError
+from competition.rules.metric import compute_rouge
 from llm.config import LLMConfig
 from llm.generate import generate_summaries
 from llm.kernels import fused_loss, liger_kernel_config

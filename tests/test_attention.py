@@ -1,4 +1,4 @@
-"""The shared SDPA-kernel setting (competition/attention.py): names, the flags each one sets, and no effect on CPU.
+"""The shared SDPA-kernel setting (competition/modeling/attention.py): names, the flags each one sets, and no effect on CPU.
 
 Run: .venv/bin/python -m pytest -q tests/test_attention.py
 """
@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from competition.attention import SDPA_BACKENDS, configure_sdpa, sdpa_flags
-from competition.errors import ConfigError
+from competition.modeling.attention import SDPA_BACKENDS, configure_sdpa, sdpa_flags
+from competition.rules.errors import ConfigError
 
 
 @pytest.fixture
@@ -109,7 +109,7 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("padded", [True, False])
 def test_sync_free_masks_give_the_same_forward_without_reading_the_mask(device: str, padded: bool) -> None:
-    from competition.attention import SYNC_FREE_SDPA, use_sync_free_masks
+    from competition.modeling.attention import SYNC_FREE_SDPA, use_sync_free_masks
 
     ids = torch.randint(4, 100, (3, 10), device=device)
     mask = torch.ones_like(ids)
@@ -126,7 +126,7 @@ def test_sync_free_masks_give_the_same_forward_without_reading_the_mask(device: 
 
 
 def test_sync_free_beam_search_writes_the_same_tokens() -> None:
-    from competition.attention import use_sync_free_masks
+    from competition.modeling.attention import use_sync_free_masks
 
     bart = _tiny_models("cpu")["bart"]
     ids = torch.randint(4, 100, (3, 10))
@@ -139,7 +139,7 @@ def test_sync_free_beam_search_writes_the_same_tokens() -> None:
 
 
 def test_sync_free_masks_stay_off_on_the_cpu_and_when_disabled() -> None:
-    from competition.attention import use_sync_free_masks
+    from competition.modeling.attention import use_sync_free_masks
 
     model = _tiny_models("cpu")["llama"]
     assert not use_sync_free_masks(model, enabled=True) or torch.cuda.is_available()
@@ -154,7 +154,7 @@ def test_grouped_keys_attend_as_keys_copied_per_query_row(length: int, device: s
     copied to every query row; rows of a group have their own queries, groups their own padding."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    from competition.attention import grouped_kv_sdpa_forward
+    from competition.modeling.attention import grouped_kv_sdpa_forward
 
     rows, group, heads, keys, head_dim = 2, 4, 3, 7, 8
     module = torch.nn.Module()

@@ -154,7 +154,7 @@ def test_crlf_file_is_read_and_a_kept_carriage_return_is_named(cli: str, files: 
 
 
 def test_crlf_row_endings_do_not_reach_the_values(files: dict[str, Path]) -> None:
-    from competition.data import read_predictions
+    from competition.rules.data import read_predictions
 
     path = files["sys0"]
     path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
@@ -237,7 +237,7 @@ def test_empty_summaries_are_scored_with_a_warning_naming_the_first_row(files: d
 
 
 def test_a_very_long_text_is_named_in_a_warning(files: dict[str, Path], capsys) -> None:
-    from competition.data import read_split
+    from competition.rules.data import read_split
 
     frame = _dev()
     frame.loc[1, "dialogue"] = "#Person1#: " + "가" * 100_000

@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from baselines.config import DEMO_LAYER, BaselineConfig, load_config
-from competition.errors import ConfigError
-from competition.presets import preset_names
+from competition.harness.presets import preset_names
+from competition.rules.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = PROJECT_ROOT / "baselines" / "configs"

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from helpers.data import sample_rows, write_data_dir
 
-from competition.data import read_split
+from competition.rules.data import read_split
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TORCHRUN = Path(sys.executable).with_name("torchrun")

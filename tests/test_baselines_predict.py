@@ -10,8 +10,8 @@ from helpers.data import sample_rows
 from baselines.config import load_config
 from baselines.model import add_data_tokens, configure_family, decode, encode_texts, load_pretrained, wrap
 from baselines.predict import batches_by_length, summary_budget
-from competition.presets import get_preset
-from competition.tiny import model_source
+from competition.harness.presets import get_preset
+from competition.modeling.loading import model_source
 
 
 def test_wrap_cuts_content_and_keeps_the_special_tokens() -> None:
@@ -111,7 +111,7 @@ def test_beams_share_one_cross_attention_row_per_dialogue_with_the_same_summarie
     step, and the beams read it through grouped_kv_sdpa_forward: the same tokens as the library's path."""
     import torch
 
-    from competition.attention import use_sync_free_masks
+    from competition.modeling.attention import use_sync_free_masks
 
     model, batch, settings = _beam_search_case()
     assert use_sync_free_masks(model, cuda_only=False)

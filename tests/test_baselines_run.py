@@ -15,9 +15,9 @@ import pytest
 import yaml
 from helpers.data import sample_rows, write_data_dir
 
-from competition.data import read_split
-from competition.predictions import read_predictions_with_metadata
-from competition.submission import read_ledger, validate_submission
+from competition.rules.data import read_split
+from competition.rules.predictions import read_predictions_with_metadata
+from competition.rules.submission import read_ledger, validate_submission
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 

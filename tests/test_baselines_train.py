@@ -16,10 +16,10 @@ from baselines.config import TRACK, load_config
 from baselines.model import configure_family, load_pretrained
 from baselines.predict import predict
 from baselines.train import CHECKPOINTS_DIR, build_rows, seq2seq_loss, train
-from competition.metric import compute_rouge
-from competition.modeling import IGNORE_INDEX
-from competition.presets import get_preset
-from competition.tiny import model_source
+from competition.harness.presets import get_preset
+from competition.modeling.loading import model_source
+from competition.modeling.tokens import IGNORE_INDEX
+from competition.rules.metric import compute_rouge
 
 pytestmark = pytest.mark.integration
 

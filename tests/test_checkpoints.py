@@ -6,7 +6,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from baselines.train import last_checkpoint
-from competition.checkpoints import COMPLETE_MARKER, last_complete_checkpoint, mark_complete_callback
+from competition.modeling.checkpoints import COMPLETE_MARKER, last_complete_checkpoint, mark_complete_callback
 
 
 def make_checkpoint(root: Path, step: int, complete: bool) -> Path:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from competition.config import config_hash, load_yaml, parse_overrides, resolve_config, save_yaml
-from competition.errors import ConfigError
-from competition.presets import PRESETS, get_preset, preset_names
-from competition.runs import load_run_info, new_run_dir, save_run_info
+from competition.harness.config import config_hash, load_yaml, parse_overrides, resolve_config, save_yaml
+from competition.harness.presets import PRESETS, get_preset, preset_names
+from competition.harness.runs import load_run_info, new_run_dir, save_run_info
+from competition.rules.errors import ConfigError
 
 
 @dataclass

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from competition.data import data_special_tokens, load_splits, read_gold, read_split, special_tokens
-from competition.errors import DataError
+from competition.rules.data import data_special_tokens, load_splits, read_gold, read_split, special_tokens
+from competition.rules.errors import DataError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 GOOD_DEV = 'fname,dialogue,summary,topic\ndev_0,"#Person1#: 안녕\n#Person2#: 네",#Person1#이 인사합니다.,인사\n'
@@ -158,7 +158,7 @@ def test_load_splits_names_every_missing_file_and_keeps_loaded_splits(tmp_path: 
 
 
 def test_prediction_sidecar_writes_only_the_fields_set_and_its_extras() -> None:
-    from competition.predictions import FILL_INS, PredictionMeta
+    from competition.rules.predictions import FILL_INS, PredictionMeta
 
     meta = PredictionMeta("dev", "runs/r", "baseline", "kobart", "abc", "runs/r/best", fill_ins=2,
                           extra={"kfold_fold": 1, "cv_dev_score": None})

@@ -10,7 +10,7 @@ import pytest
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from competition import distributed
+from competition.harness import distributed
 
 
 def free_port() -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from competition.predictions import write_predictions
+from competition.rules.predictions import write_predictions
 from ensemble.__main__ import main
 from ensemble.extractive import central_utterance
 

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from competition.errors import ConfigError
-from competition.metric import compute_rouge, get_tokenizer
-from competition.predictions import write_predictions
+from competition.rules.errors import ConfigError
+from competition.rules.metric import compute_rouge, get_tokenizer
+from competition.rules.predictions import write_predictions
 from ensemble.__main__ import main
 from ensemble.fusion import Fusion, _RowScorer, clauses, exact_objective, fuse, fuse_row, sentences
 from ensemble.mbr import mbr_choices, select, similarity_tensor

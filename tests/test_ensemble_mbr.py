@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from competition.metric import compute_rouge, sample_scores
+from competition.rules.metric import compute_rouge, sample_scores
 from ensemble.crossval import cross_validate, make_folds
 from ensemble.mbr import mbr_choices, mbr_utilities, select, similarity_tensor
 from ensemble.methods import SplitData

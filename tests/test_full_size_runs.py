@@ -68,9 +68,9 @@ def test_track_commands_see_the_project_and_the_callers_python_path(tmp_path, mo
     spec.loader.exec_module(runner)
     wheels = tmp_path / "site"
     wheels.mkdir()
-    (wheels / "probe_module.py").write_text("import competition.files\nprint('probe saw', competition.files.__name__)\n")
+    (wheels / "probe_module.py").write_text("import competition.rules.files\nprint('probe saw', competition.rules.files.__name__)\n")
     monkeypatch.setenv("PYTHONPATH", str(wheels))
     log = tmp_path / "run.log"
     code, _ = runner.run_cli("probe_module", [], log, smoke=True)
     assert code == 0, log.read_text()
-    assert "probe saw competition.files" in log.read_text()
+    assert "probe saw competition.rules.files" in log.read_text()

@@ -18,11 +18,11 @@ import pandas as pd
 import pytest
 from helpers.data import sample_rows, write_data_dir
 
-from competition.data import read_split
-from competition.errors import ConfigError, DataError
-from competition.metric import compute_rouge
-from competition.predictions import read_predictions_with_metadata
-from competition.submission import read_ledger, validate_submission
+from competition.rules.data import read_split
+from competition.rules.errors import ConfigError, DataError
+from competition.rules.metric import compute_rouge
+from competition.rules.predictions import read_predictions_with_metadata
+from competition.rules.submission import read_ledger, validate_submission
 from competition.trivial import first_utterance
 from kfold.folds import assign_folds, assignment_hash, fold_split, pool_rows, stratification_topics
 

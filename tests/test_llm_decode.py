@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
-from competition.prompts import encode_for_generation, left_pad_batch
+from competition.modeling.prompts import encode_for_generation, left_pad_batch
 from llm.config import load_config
 from llm.decode import fast_greedy_generate, fast_greedy_unsupported
 from llm.generate import generate_summaries, stop_token_ids
@@ -201,7 +201,7 @@ def test_compiled_decode_step_picks_the_same_tokens(preset, sample_dir):
 
 
 def test_cudnn_decode_attention_is_refused_where_it_cannot_run():
-    from competition.errors import ConfigError
+    from competition.rules.errors import ConfigError
     from llm.decode import GQA_DECODE_ATTENTION, decode_attention_name
 
     model, _, _ = _model("tiny-llama")  # fp32: cuDNN's attention has no fp32 kernel, and the CPU none at all

@@ -13,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from competition.data import read_split
-from competition.predictions import read_predictions_with_metadata
+from competition.rules.data import read_split
+from competition.rules.predictions import read_predictions_with_metadata
 from llm.generate import partial_path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

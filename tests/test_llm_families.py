@@ -9,16 +9,11 @@ import pytest
 import torch
 from helpers import SAMPLE_DIR
 
-from competition.data import data_special_tokens, read_split
-from competition.errors import ConfigError
-from competition.presets import GPT_NEOX_LINEARS, LLAMA_LIKE_LINEARS, get_preset, preset_names
-from competition.prompts import (
-    IGNORE_INDEX,
-    encode_for_training,
-    prepare_tokenizer,
-    prompt_style_for,
-)
-from competition.tiny import ensure_tiny_checkpoint
+from competition.harness.presets import GPT_NEOX_LINEARS, LLAMA_LIKE_LINEARS, get_preset, preset_names
+from competition.modeling.prompts import IGNORE_INDEX, encode_for_training, prepare_tokenizer, prompt_style_for
+from competition.modeling.tiny import ensure_tiny_checkpoint
+from competition.rules.data import data_special_tokens, read_split
+from competition.rules.errors import ConfigError
 from llm.lora import check_lora_targets, compute_dtype, linear_layer_names, lora_config_for
 from llm.train import PaddedCollator
 

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 import torch
 
-from competition.predictions import PredictionMeta, fill_empty, read_predictions_with_metadata
-from competition.prompts import encode_for_generation, left_pad_batch
+from competition.modeling.prompts import encode_for_generation, left_pad_batch
+from competition.rules.predictions import PredictionMeta, fill_empty, read_predictions_with_metadata
 from llm.config import load_config
 from llm.decode import _is_quantized
 from llm.generate import (

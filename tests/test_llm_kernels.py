@@ -18,9 +18,9 @@ import pandas as pd
 import pytest
 import torch
 
-from competition.presets import get_preset
-from competition.prompts import IGNORE_INDEX
-from competition.tiny import model_source
+from competition.harness.presets import get_preset
+from competition.modeling.loading import model_source
+from competition.modeling.prompts import IGNORE_INDEX
 from llm.config import load_config
 from llm.kernels import fused_loss, liger_kernel_config, liger_patches_undone
 from llm.model import attach_lora, build_prompt_style, load_base_model
@@ -36,7 +36,7 @@ pytestmark = [
 def _loss_and_grads(preset: str, overrides: dict, fused: bool, dtype: torch.dtype, rows: pd.DataFrame):
     from transformers.integrations.liger import apply_liger_kernel
 
-    from competition.modeling import load_tokenizer
+    from competition.modeling.loading import load_tokenizer
 
     config = load_config(preset, overrides={**overrides, "lora_dropout": 0.0, "max_source_length": 128})
     source = model_source(get_preset(preset))

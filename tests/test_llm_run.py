@@ -14,10 +14,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from competition.config import load_yaml
-from competition.errors import ConfigError
-from competition.presets import PRESETS, preset_names
-from competition.submission import validate_submission
+from competition.harness.config import load_yaml
+from competition.harness.presets import PRESETS, preset_names
+from competition.rules.errors import ConfigError
+from competition.rules.submission import validate_submission
 from llm.config import SETTINGS, LLMConfig, load_config
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 import torch
 
-from competition.data import load_splits
-from competition.metric import compute_rouge
-from competition.prompts import IGNORE_INDEX, encode_continuation, scaffold_for
+from competition.modeling.prompts import IGNORE_INDEX, encode_continuation, scaffold_for
+from competition.rules.data import load_splits
+from competition.rules.metric import compute_rouge
 from llm.config import load_config
 from llm.generate import predict
 from llm.model import load_for_training
@@ -143,7 +143,7 @@ def test_the_trainer_takes_the_same_steps_when_the_model_computes_the_loss(sixte
 
 
 def test_fused_kernels_auto_is_off_without_cuda_and_liger_refuses_with_the_reason(monkeypatch):
-    from competition.errors import ConfigError
+    from competition.rules.errors import ConfigError
     from llm.kernels import liger_kernel_config
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

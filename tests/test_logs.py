@@ -15,7 +15,7 @@ from helpers import PROJECT_ROOT
 
 pytestmark = pytest.mark.integration  # every case starts an interpreter
 
-SCRIPT = ("import logging; from competition.logs import setup_logging; setup_logging(); "
+SCRIPT = ("import logging; from competition.harness.logs import setup_logging; setup_logging(); "
           "log = logging.getLogger('demo'); log.info('info line'); log.warning('warning line')")
 
 

@@ -1,4 +1,4 @@
-"""Tests for competition.metric (the competition ROUGE).
+"""Tests for competition.rules.metric (the competition ROUGE).
 
 Run: .venv/bin/python -m pytest tests/test_metric.py -q
 The okt/komoran tests start a JVM (a few seconds, marked `integration`: `make test` runs them, `make test-fast` not).
@@ -18,14 +18,8 @@ import pandas as pd
 import pytest
 from mecab import MeCab
 
-from competition.data import read_gold
-from competition.metric import (
-    ANALYZERS,
-    compute_rouge,
-    get_tokenizer,
-    pair_f1,
-    similarity,
-)
+from competition.rules.data import read_gold
+from competition.rules.metric import ANALYZERS, compute_rouge, get_tokenizer, pair_f1, similarity
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DEV = REPO.parent / "shared/data/competition/dev.csv"

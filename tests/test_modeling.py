@@ -8,19 +8,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from competition.errors import ConfigError
-from competition.modeling import (
-    IGNORE_INDEX,
-    half_precision,
-    load_tokenizer,
-    pad_rows,
-    padded_width,
-    precision_dtype,
-    resolve_precision,
-    token_sum_loss,
-)
-from competition.presets import get_preset
-from competition.tiny import ensure_tiny_checkpoint
+from competition.harness.presets import get_preset
+from competition.modeling.loading import half_precision, load_tokenizer, precision_dtype, resolve_precision
+from competition.modeling.tiny import ensure_tiny_checkpoint
+from competition.modeling.tokens import IGNORE_INDEX, pad_rows, padded_width, token_sum_loss
+from competition.rules.errors import ConfigError
 
 
 @pytest.mark.parametrize(("longest", "multiple", "width"), [(1, 8, 8), (8, 8, 8), (9, 8, 16), (5, 1, 5), (0, 8, 0)])

@@ -151,8 +151,8 @@ REAL_DEV = Path(__file__).resolve().parents[1].parent / "shared/data/competition
 @pytest.mark.skipif(not REAL_DEV.is_file(), reason=f"real competition data not present at {REAL_DEV}")
 def test_default_rules_leave_real_references_almost_unchanged() -> None:
     """Well-formed summaries are what the rules aim for: on the real dev references they change almost nothing."""
-    from competition.data import read_gold
-    from competition.metric import sample_scores
+    from competition.rules.data import read_gold
+    from competition.rules.metric import sample_scores
 
     gold = read_gold(REAL_DEV)
     references = list(gold["references"])

@@ -15,10 +15,8 @@ from helpers.data import sample_frames
 from helpers.prompts import assert_only_the_dialogue_is_cut, examples, plain_ids, sample_words
 from hypothesis import HealthCheck, given, settings
 
-from competition.data import data_special_tokens, read_split
-from competition.errors import ConfigError
-from competition.presets import get_preset
-from competition.prompts import (
+from competition.harness.presets import get_preset
+from competition.modeling.prompts import (
     CUT_MODES,
     PromptStyle,
     clean_generated,
@@ -35,7 +33,9 @@ from competition.prompts import (
     split_turns,
     strip_think,
 )
-from competition.tiny import ensure_tiny_checkpoint
+from competition.modeling.tiny import ensure_tiny_checkpoint
+from competition.rules.data import data_special_tokens, read_split
+from competition.rules.errors import ConfigError
 
 FAMILIES = ("tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-gemma2", "tiny-neox")
 # The assistant header as each template writes it (what generation must start right after).
@@ -199,10 +199,10 @@ def test_clean_generated_cuts_marker_and_thinking():
 
 def test_clean_generated_drops_model_tokens_decoded_as_text_so_the_submission_validates(tmp_path):
     """Qwen's BPE holds "<unk>" as an ordinary token: `skip_special_tokens` keeps it, the validator refuses it."""
-    from competition.submission import LEFTOVER_TOKENS
+    from competition.rules.submission import MODEL_TOKEN
 
     text = clean_generated("#Person1#이 <unk> 표를 <|im_end|>샀다 </s>", PromptStyle())
-    assert text == "#Person1#이 표를 샀다" and not any(token in text for token in LEFTOVER_TOKENS)
+    assert text == "#Person1#이 표를 샀다" and not MODEL_TOKEN.search(text)
     assert clean_generated("줄 바꿈은\n그대로", PromptStyle()) == "줄 바꿈은\n그대로"
 
 

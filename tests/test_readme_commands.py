@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from competition.config import parse_overrides
+from competition.harness.config import parse_overrides
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 README = PROJECT_ROOT / "README.md"

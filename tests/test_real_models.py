@@ -26,11 +26,9 @@ from helpers.real_models import models_dir
 from hypothesis import HealthCheck, given, settings
 
 from competition.build_checkpoint import build_checkpoint
-from competition.data import data_special_tokens, read_split
-from competition.errors import ConfigError
-from competition.modeling import load_tokenizer
-from competition.presets import get_preset
-from competition.prompts import (
+from competition.harness.presets import get_preset
+from competition.modeling.loading import load_tokenizer
+from competition.modeling.prompts import (
     DEFAULT_DATE_STRING,
     THINK_OPEN,
     PromptStyle,
@@ -47,7 +45,9 @@ from competition.prompts import (
     stop_token_ids,
     template_kwargs,
 )
-from competition.submission import validate_submission
+from competition.rules.data import data_special_tokens, read_split
+from competition.rules.errors import ConfigError
+from competition.rules.submission import validate_submission
 from competition.truncation import main as truncation_main
 from competition.truncation import truncation_report
 

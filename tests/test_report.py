@@ -1,4 +1,4 @@
-"""Tests for competition.report (dev ROUGE report: markdown, JSON, PNG plots).
+"""Tests for competition.rules.report (dev ROUGE report: markdown, JSON, PNG plots).
 
 Run: .venv/bin/python -m pytest tests/test_report.py -q
 """
@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from competition.report import (
+from competition.rules.report import (
     LENGTH_PLOT,
     NOT_AVAILABLE,
     REPORT_JSON,
@@ -138,7 +138,7 @@ def test_plots_draw_korean_with_the_shipped_font(tmp_path):
 
     import matplotlib.pyplot as plt
 
-    from competition.report import korean_font, korean_text
+    from competition.rules.report import korean_font, korean_text
 
     if importlib.util.find_spec("koreanize_matplotlib") is None and korean_font() is None:
         pytest.skip("no Korean font and koreanize-matplotlib is not installed")
@@ -153,7 +153,7 @@ def test_plots_draw_korean_with_the_shipped_font(tmp_path):
 
 
 def test_without_a_korean_font_the_topic_plot_falls_back_to_labels(tmp_path, monkeypatch):
-    import competition.report as report
+    import competition.rules.report as report
 
     monkeypatch.setattr(report, "korean_font", lambda: None)
     samples = make_samples(30)

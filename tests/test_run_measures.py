@@ -1,4 +1,4 @@
-"""What a run measures of itself (competition/runs.py): stage seconds, peak GPU memory, real training tokens/s.
+"""What a run measures of itself (competition/harness/runs.py): stage seconds, peak GPU memory, real training tokens/s.
 
 Run: `.venv/bin/python -m pytest -q tests/test_run_measures.py` (a few seconds: a toy model through the Trainer).
 """
@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from competition.runs import REAL_TOKENS_KEY, StageClock, TrainResult, counting_trainer, training_speed_callback
+from competition.harness.runs import StageClock, TrainResult
+from competition.modeling.trainer import REAL_TOKENS_KEY, counting_trainer, training_speed_callback
 
 
 def test_stage_clock_records_each_stage_in_order_and_adds_up_repeats():

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from competition.runs import TrainResult
+from competition.harness.runs import TrainResult
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_DIR = PROJECT_ROOT / "data" / "sample"
@@ -109,7 +109,7 @@ def test_fill_ins_under_the_threshold_or_allowed_still_submit(track_run, tmp_pat
 
 def test_a_run_that_fails_to_submit_keeps_what_it_measured(track_run, tmp_path) -> None:
     """The validator refuses a summary with a leftover model token; the stages timed before stay in run.json."""
-    from competition.errors import DataError
+    from competition.rules.errors import DataError
 
     with pytest.raises(DataError, match="leftover model tokens"):
         track_run({}, tmp_path / "runs", submissions_dir=tmp_path / "subs", text="#Person1#이 <unk> 인사한다.")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from competition.metric import compute_rouge
+from competition.rules.metric import compute_rouge
 
 pytestmark = pytest.mark.integration  # every test runs the CLI as a process
 

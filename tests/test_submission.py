@@ -11,9 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from competition.errors import DataError
-from competition.files import temp_dir_beside, write_text_atomic
-from competition.submission import read_ledger, submission_csv_text, validate_submission, write_submission
+from competition.rules.errors import DataError
+from competition.rules.files import temp_dir_beside, write_text_atomic
+from competition.rules.submission import read_ledger, submission_csv_text, validate_submission, write_submission
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -161,7 +161,7 @@ def test_written_files_get_the_umask_permissions(tmp_path: Path, restore_umask, 
 
 
 def _append_rows(out_dir: str, worker: int, count: int) -> None:
-    from competition.submission import LedgerEntry, append_ledger
+    from competition.rules.submission import LedgerEntry, append_ledger
 
     for i in range(count):
         append_ledger(out_dir, LedgerEntry(f"w{worker}-{i}.csv"))

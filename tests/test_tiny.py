@@ -11,9 +11,10 @@ import pytest
 import transformers
 
 from competition.build_checkpoint import build_checkpoint
-from competition.errors import ConfigError
-from competition.presets import PRESETS, get_preset
-from competition.tiny import ensure_tiny_checkpoint, model_source
+from competition.harness.presets import PRESETS, get_preset
+from competition.modeling.loading import model_source
+from competition.modeling.tiny import ensure_tiny_checkpoint
+from competition.rules.errors import ConfigError
 
 TINY = [p.name for p in PRESETS if p.tiny]
 DIALOGUE = "#Person1#: 안녕하세요, 오늘 기분이 어떠세요?\n#Person2#: 요즘 숨쉬기가 힘들어요."

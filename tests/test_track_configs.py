@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from baselines.config import SETTINGS as BASELINE
-from competition.config import Layer, TrackSettings, resolve_config
-from competition.errors import ConfigError
-from competition.presets import preset_names
+from competition.harness.config import Layer, TrackSettings, resolve_config
+from competition.harness.presets import preset_names
+from competition.rules.errors import ConfigError
 from llm.config import SETTINGS as LLM
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -150,7 +150,7 @@ def test_layers_name_their_sources() -> None:
 @pytest.mark.parametrize("track_name", ["baseline", "llm"])
 def test_tuning_layers_are_typed_too(track_name: str, tmp_path: Path) -> None:
     """A search space's fixed values and a study's best_config.yaml go through the same typed layers."""
-    from competition.tracks import get_track
+    from competition.harness.tracks import get_track
     from tuning.search_space import load_search_space
     from tuning.study import TuneSettings
     from tuning.tune import check_inputs

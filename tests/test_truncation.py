@@ -12,10 +12,10 @@ import shutil
 import pytest
 from helpers import SAMPLE_DIR
 
-from competition.data import data_special_tokens, read_split
-from competition.presets import get_preset, preset_names
-from competition.prompts import encode_continuation, encode_for_generation, prompt_style_for, scaffold_for
-from competition.tiny import ensure_tiny_checkpoint
+from competition.harness.presets import get_preset, preset_names
+from competition.modeling.prompts import encode_continuation, encode_for_generation, prompt_style_for, scaffold_for
+from competition.modeling.tiny import ensure_tiny_checkpoint
+from competition.rules.data import data_special_tokens, read_split
 from competition.truncation import (
     REPORT_JSON,
     REPORT_MARKDOWN,

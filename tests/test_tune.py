@@ -15,7 +15,7 @@ from helpers import fake_track
 from helpers.fake_track import write_space, write_tiny_data
 from optuna.trial import TrialState
 
-from competition.errors import ConfigError
+from competition.rules.errors import ConfigError
 from tuning.search_space import load_search_space
 from tuning.study import TuneSettings, make_pruner, open_study
 from tuning.trials import failure_kind, trial_run_dir

@@ -13,7 +13,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from competition.tracks import get_track
+from competition.harness.tracks import get_track
 from tuning import generation, tune
 from tuning.search_space import SEARCH_SPACE_DIR, load_search_space
 from tuning.study import TuneSettings

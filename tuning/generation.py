@@ -20,15 +20,15 @@ from typing import Any
 import optuna
 from optuna.trial import Trial
 
-from competition.cli import exit_on_bad_input
-from competition.config import CONFIG_FILE, load_yaml, parse_overrides
-from competition.data import load_splits
-from competition.errors import ConfigError, DataError
-from competition.logs import setup_logging
-from competition.metric import compute_rouge
-from competition.predictions import PredictionMeta, write_predictions
-from competition.runs import BEST_DIR, RUN_INFO_FILE, load_run_info
-from competition.tracks import Track, get_track
+from competition.harness.cli import exit_on_bad_input
+from competition.harness.config import CONFIG_FILE, load_yaml, parse_overrides
+from competition.harness.logs import setup_logging
+from competition.harness.runs import BEST_DIR, RUN_INFO_FILE, load_run_info
+from competition.harness.tracks import Track, get_track
+from competition.rules.data import load_splits
+from competition.rules.errors import ConfigError, DataError
+from competition.rules.metric import compute_rouge
+from competition.rules.predictions import PredictionMeta, write_predictions
 from tuning.outputs import write_study_info, write_study_outputs
 from tuning.search_space import SEARCH_SPACE_DIR, SearchSpace, load_search_space
 from tuning.study import (

@@ -13,9 +13,9 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from competition.data import file_sha256, split_paths
-from competition.files import atomic_path, write_text_atomic
-from competition.runs import git_revision, library_versions
+from competition.harness.runs import git_revision, library_versions
+from competition.rules.data import file_sha256, split_paths
+from competition.rules.files import atomic_path, write_text_atomic
 from tuning.search_space import SearchSpace
 from tuning.study import TuneSettings, best_trial, finished_trials, safe_url, worker_id
 

@@ -13,8 +13,8 @@ from typing import Any, Literal, Mapping
 
 from optuna.trial import Trial
 
-from competition.config import load_yaml
-from competition.errors import ConfigError
+from competition.harness.config import load_yaml
+from competition.rules.errors import ConfigError
 
 SEARCH_SPACE_DIR = Path(__file__).with_name("search_spaces")
 

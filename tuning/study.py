@@ -18,7 +18,7 @@ from typing import Any, Callable, Literal
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from competition.errors import ConfigError
+from competition.rules.errors import ConfigError
 
 PRUNERS = ("median", "hyperband", "none")
 DEMO_PRUNER_STARTUP_TRIALS = 1  # a demo study is too short to wait for the median of several trials

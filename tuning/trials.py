@@ -14,7 +14,7 @@ from typing import Any, Callable, TypeVar
 import optuna
 from optuna.trial import FrozenTrial, Trial
 
-from competition.runs import BEST_DIR
+from competition.harness.runs import BEST_DIR
 from tuning.study import best_trial
 
 ResultT = TypeVar("ResultT")

@@ -20,13 +20,13 @@ from typing import Any, Callable
 import optuna
 from optuna.trial import Trial
 
-from competition.cli import exit_on_bad_input
-from competition.config import parse_overrides
-from competition.data import Splits, load_splits
-from competition.errors import ConfigError
-from competition.logs import setup_logging
-from competition.runs import start_run
-from competition.tracks import TRACK_MODULES, Track, get_track
+from competition.harness.cli import exit_on_bad_input
+from competition.harness.config import parse_overrides
+from competition.harness.logs import setup_logging
+from competition.harness.runs import start_run
+from competition.harness.tracks import TRACK_MODULES, Track, get_track
+from competition.rules.data import Splits, load_splits
+from competition.rules.errors import ConfigError
 from tuning.outputs import write_study_info, write_study_outputs
 from tuning.search_space import SEARCH_SPACE_DIR, SearchSpace, load_search_space
 from tuning.study import (

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from competition.data import read_split
+from competition.rules.data import read_split
 from helpers import SAMPLE_DIR
 
 

@@ -14,10 +14,10 @@ from typing import Any, Callable
 
 import yaml
 
-from competition.config import TrackSettings, save_yaml
-from competition.data import Splits, load_splits
-from competition.runs import save_run_info
-from competition.tracks import Track
+from competition.harness.config import TrackSettings, save_yaml
+from competition.harness.runs import save_run_info
+from competition.harness.tracks import Track
+from competition.rules.data import Splits, load_splits
 
 
 @dataclass

@@ -7,7 +7,7 @@ import functools
 
 from hypothesis import strategies as st
 
-from competition.prompts import (
+from competition.modeling.prompts import (
     CUT_MODES,
     IGNORE_INDEX,
     PromptStyle,

@@ -1,4 +1,4 @@
-"""Korean ROUGE for `evaluate`: a thin wrapper over `competition.metric.compute_rouge`.
+"""Korean ROUGE for `evaluate`: a thin wrapper over `competition.rules.metric.compute_rouge`.
 
 Load it from this local folder (works offline): `evaluate.load("/abs/path/competition/hf_metric/korean_rouge")`.
 `compute(predictions=[str], references=[[str, ...]] or [str], analyzer="mecab")` returns
@@ -8,7 +8,7 @@ rouge1, rouge2, rougeL (F1, 0-1) and final (0-100): the leaderboard formula, mea
 import datasets
 import evaluate
 
-from competition.metric import DEFAULT_ANALYZER, compute_rouge
+from competition.rules.metric import DEFAULT_ANALYZER, compute_rouge
 
 _DESCRIPTION = (
     "ROUGE-1/2/L F1 on Korean morphemes (python-mecab-ko by default), averaged over each prediction's "
@@ -27,7 +27,7 @@ Returns:
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class KoreanRouge(evaluate.Metric):
-    """Competition ROUGE; one implementation lives in competition.metric."""
+    """Competition ROUGE; one implementation lives in competition.rules.metric."""
 
     def _info(self) -> evaluate.MetricInfo:
         return evaluate.MetricInfo(

@@ -12,10 +12,9 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from competition.config import config_hash
-from competition.data import first_utterance, read_predictions, warn
-from competition.errors import DataError
-from competition.files import atomic_path, write_text_atomic
+from competition.rules.data import first_utterance, read_predictions
+from competition.rules.errors import DataError, warn
+from competition.rules.files import atomic_path, write_text_atomic
 
 FILL_INS = "empty_replaced_by_lead"  # sidecar key: how many empty summaries `fill_empty` replaced
 
@@ -37,12 +36,6 @@ class PredictionMeta:
     source: str | None = None  # the data file such a system read
     fill_ins: int | None = None  # written under FILL_INS
     extra: Mapping[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def of_run(cls, config: Any, track: str, run_dir: Path | str, checkpoint: Path | str, split: str,
-               **more: Any) -> "PredictionMeta":
-        """A track run's predictions: its preset, track, config hash, checkpoint and run folder."""
-        return cls(split, str(run_dir), track, config.preset, config_hash(config), str(checkpoint), **more)
 
     def to_dict(self) -> dict[str, Any]:
         """The sidecar's JSON object."""

@@ -14,11 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from competition.errors import ConfigError
-from competition.files import temp_dir_beside
-from competition.presets import Preset
+from competition.harness.presets import Preset
+from competition.rules.files import temp_dir_beside
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SAMPLE_DIR = PROJECT_ROOT / "data" / "sample"
 DEFAULT_CACHE_DIR = PROJECT_ROOT / ".cache" / "tiny"
 TINY_FORMAT_VERSION = "3"  # bump when the tokenizer or model recipe below changes
@@ -177,19 +176,3 @@ def ensure_tiny_checkpoint(preset: Preset, sample_dir: Path | str = DEFAULT_SAMP
     except OSError:  # another process finished first
         shutil.rmtree(building, ignore_errors=True)
     return target
-
-
-def model_source(preset: Preset, model_path: str | Path | None = None) -> str:
-    """Where a preset loads from: `model_path` (a local folder with the preset's files) when given, else the local
-    folder of a tiny preset, else its hub id. The same `from_pretrained` code loads all three."""
-    if model_path:
-        folder = Path(model_path).expanduser()
-        if not (folder / "config.json").is_file():
-            raise ConfigError(f"model_path {model_path}: not a folder with config.json (the preset's files: config, "
-                              f"tokenizer and weights, e.g. from `python -m competition.build_checkpoint`)")
-        return str(folder)
-    if preset.tiny:
-        return str(ensure_tiny_checkpoint(preset))
-    if not preset.hub_id:
-        raise ValueError(f"preset {preset.name} has no hub_id")
-    return preset.hub_id

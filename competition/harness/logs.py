@@ -16,7 +16,7 @@ LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 def launch_rank() -> int:
     """The rank torchrun gives this process (0 alone): known before any process group exists.
 
-    Read from the environment, like `competition.distributed.rank` before initialisation, so that CLIs without
+    Read from the environment, like `competition.harness.distributed.rank` before initialisation, so that CLIs without
     torch (ensembling, scoring) do not import it just to set up logging.
     """
     return int(os.environ.get("RANK", "0"))

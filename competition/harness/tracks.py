@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from competition.config import TrackSettings, add_track_arguments, layers_from_args
-from competition.distributed import end_multi_process_run, is_main_process
-from competition.errors import ConfigError
-from competition.logs import setup_logging
-from competition.runs import TrainResult
+from competition.harness.config import TrackSettings, add_track_arguments, layers_from_args
+from competition.harness.distributed import end_multi_process_run, is_main_process
+from competition.harness.logs import setup_logging
+from competition.harness.runs import TrainResult
+from competition.rules.errors import ConfigError
 
 OnEvaluate = Callable[[int, float], None]  # (epoch or step, dev score); may raise (e.g. optuna.TrialPruned)
 TRACK_MODULES = {"baseline": "baselines.track", "llm": "llm.track"}

@@ -6,7 +6,7 @@ import functools
 import sys
 from typing import Callable
 
-from competition.errors import BAD_INPUT_EXIT_CODE, ConfigError, DataError
+from competition.rules.errors import BAD_INPUT_EXIT_CODE, ConfigError, DataError
 
 
 def os_error_message(err: OSError) -> str:

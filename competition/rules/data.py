@@ -1,7 +1,7 @@
 """Reading and validating competition files: the one place that knows the CSV formats.
 
 Every check raises `DataError` with the file, the row (1-based, header excluded), the column and what was
-expected, so a CLI can print one line and exit 2 (see `competition.cli.exit_on_bad_input`).
+expected, so a CLI can print one line and exit 2 (see `competition.harness.cli.exit_on_bad_input`).
 `python -m competition.validate --data DIR` checks every file of a data folder.
 """
 
@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Literal, Sequence
 
 import pandas as pd
 
-from competition.errors import DataError
+from competition.rules.errors import DataError, warn
 
 SplitKind = Literal["train", "dev", "test", "gold", "predictions", "submission"]
 
@@ -62,11 +61,6 @@ SCHEMAS: dict[str, Schema] = {
     "predictions": Schema(("fname", "summary"), index_column=True),
     "submission": Schema(("fname", "summary"), index_column=True),
 }
-
-
-def warn(message: str) -> None:
-    """A problem that does not stop the run, on stderr (the same `warning: ...` line in every CLI)."""
-    print(f"warning: {message}", file=sys.stderr)
 
 
 def read_bytes_checked(path: Path) -> bytes:

@@ -21,8 +21,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (backend must be chosen first)
 import numpy as np  # noqa: E402
 
-from competition.files import atomic_path, no_partial_outputs, write_text_atomic  # noqa: E402
-from competition.metric import DEFAULT_ANALYZER, RougeResult, compute_rouge  # noqa: E402
+from competition.rules.files import atomic_path, no_partial_outputs, write_text_atomic  # noqa: E402
+from competition.rules.metric import DEFAULT_ANALYZER, RougeResult, compute_rouge  # noqa: E402
 
 REPORT_MARKDOWN = "rouge_report.md"
 REPORT_JSON = "rouge_report.json"

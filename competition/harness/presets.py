@@ -2,7 +2,7 @@
 
 `get_preset("kobart")` returns a `Preset`; an unknown name raises ConfigError listing the known ones.
 Tiny presets (`tiny-*`) are built from config with a tokenizer trained on the bundled sample (see
-`competition.tiny`), so the demo and the tests run without the model hub.
+`competition.modeling.tiny`), so the demo and the tests run without the model hub.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from competition.errors import ConfigError
+from competition.rules.errors import ConfigError
 
 Track = Literal["baseline", "llm"]  # the encoder-decoder track is "baseline" everywhere
 
@@ -112,7 +112,7 @@ def get_preset(name: str, track: Track | None = None) -> Preset:
 
 
 def main() -> int:
-    """`python -m competition.presets`: list every preset with its track, family and source."""
+    """`python -m competition.harness.presets`: list every preset with its track, family and source."""
     for preset in PRESETS:
         source = preset.hub_id or "built locally (tiny)"
         flags = " ".join(f for f, on in (("gated", preset.gated), ("strips-<think>", preset.strip_think)) if on)

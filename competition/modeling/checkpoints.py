@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from competition.data import warn
-from competition.files import write_text_atomic
+from competition.rules.errors import warn
+from competition.rules.files import write_text_atomic
 
 COMPLETE_MARKER = "COMPLETE"
 CHECKPOINT_FOLDER = re.compile(r"checkpoint-(\d+)")

@@ -30,8 +30,8 @@ from typing import Iterator
 
 import torch
 
-from competition.config import SdpaBackend
-from competition.errors import ConfigError
+from competition.harness.config import SdpaBackend
+from competition.rules.errors import ConfigError
 
 SDPA_BACKENDS = typing.get_args(SdpaBackend)
 SYNC_FREE_SDPA = "sdpa_sync_free"  # transformers' SDPA attention under sync_free_sdpa_mask

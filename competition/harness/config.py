@@ -23,14 +23,14 @@ from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 import pydantic
 import yaml
 
-from competition.errors import ConfigError
-from competition.files import write_text_atomic
+from competition.rules.errors import ConfigError
+from competition.rules.files import write_text_atomic
 
 ConfigT = TypeVar("ConfigT")
 SCIENTIFIC_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
 DEFAULTS = "defaults"
 CONFIG_FILE = "config.yaml"  # a run folder's resolved config; `--resume` reloads it
-# CUDA attention kernel of both tracks (competition/attention.py); a setting type, so its check is the config's
+# CUDA attention kernel of both tracks (competition/modeling/attention.py); a setting type, so its check is the config's
 SdpaBackend = typing.Literal["auto", "torch", "cudnn", "flash", "efficient", "math"]
 # Keys a resumed run may change: they decide how fast or how verbosely it runs, not what it learns or writes.
 SAFE_ON_RESUME = frozenset({"per_device_eval_batch_size", "logging_steps", "gradient_checkpointing",
@@ -269,7 +269,7 @@ class TrackSettings:
 
 def add_track_arguments(parser: argparse.ArgumentParser, default_model: str) -> None:
     """The options every track CLI takes, with the same meaning in both."""
-    parser.add_argument("--model", default=default_model, help="preset name (python -m competition.presets)")
+    parser.add_argument("--model", default=default_model, help="preset name (python -m competition.harness.presets)")
     parser.add_argument("--data", default="data", help="folder with train.csv, dev.csv (and test.csv)")
     parser.add_argument("--out", default="runs", help="runs go to OUT/<track>-<preset>-<stamp>/")
     parser.add_argument("--config", help="YAML file (default: the track's configs/<model>.yaml when it exists)")

@@ -14,6 +14,7 @@ import dataclasses
 import fcntl
 import io
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,15 +22,23 @@ from typing import Iterator, Sequence
 
 import pandas as pd
 
-from competition.data import read_split, read_text_checked, where
-from competition.errors import DataError
-from competition.files import atomic_path
+from competition.rules.data import read_split, read_text_checked, where
+from competition.rules.errors import DataError
+from competition.rules.files import atomic_path
 
 SUBMISSIONS_DIR = Path("submissions")
 SUBMISSIONS_ENV = "SUBMISSIONS"  # the Makefile variable of the same name sets it for every command
 LEDGER_NAME = "ledger.csv"
 LEDGER_COLUMNS = ("time", "name", "source_runs", "dev_score", "config_hash", "rows")
-LEFTOVER_TOKENS = ("<s>", "</s>", "<pad>", "<usr>", "<unk>")
+# Model special tokens written out as text: what `skip_special_tokens` leaves when a vocabulary also holds them as
+# ordinary tokens (Qwen's BPE has a plain "<unk>"), and what the submission validator refuses.
+_NAMED_MODEL_TOKENS = ("s", "pad", "unk", "usr", "sys", "sep", "cls", "mask", "bos", "eos", "eot",
+                       "end_of_turn", "start_of_turn", "start_of_text", "end_of_text")
+MODEL_TOKEN = re.compile(
+    r"<\|[A-Za-z0-9_./\-]+\|>"  # <|eot_id|>, <|im_end|>, <|endoftext|>, <|start_header_id|>
+    r"|</?(?:" + "|".join(re.escape(t) for t in _NAMED_MODEL_TOKENS) + r")>"
+    r"|\[(?:PAD|UNK|CLS|SEP|MASK|BOS|EOS)\]"
+)
 HEADER = ",fname,summary"
 HEADERS = (HEADER, "fname,summary")  # the sample's layout and the plain one; the leaderboard accepts both
 
@@ -62,7 +71,7 @@ def validate_submission(path: Path | str, test_path: Path | str) -> int:
     for row, summary in enumerate(submission["summary"], start=1):
         if not summary.strip():
             raise DataError(f"{where(path, row, 'summary')}: empty summary; expected text")
-        leftover = [t for t in LEFTOVER_TOKENS if t in summary]
+        leftover = list(dict.fromkeys(MODEL_TOKEN.findall(summary)))
         if leftover:
             raise DataError(f"{where(path, row, 'summary')}: leftover model tokens {leftover}; strip them first")
     return len(submission)

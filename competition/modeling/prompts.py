@@ -35,12 +35,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Sequence
 
-from competition.errors import ConfigError
-from competition.files import write_text_atomic
-from competition.modeling import IGNORE_INDEX, ensure_pad_token, pad_rows
+from competition.modeling.loading import ensure_pad_token
+from competition.modeling.tokens import IGNORE_INDEX, pad_rows
+from competition.rules.errors import ConfigError
+from competition.rules.files import write_text_atomic
+from competition.rules.submission import MODEL_TOKEN
 
 if TYPE_CHECKING:
-    from competition.presets import Preset
+    from competition.harness.presets import Preset
 
 CutMode = Literal["middle", "keep_end", "keep_start"]
 CUT_MODES: tuple[str, ...] = ("middle", "keep_end", "keep_start")
@@ -56,15 +58,6 @@ SENTENCEPIECE_SPACE = "\u2581"  # "▁", SentencePiece's word-start mark
 _PLACEHOLDER = "\u2063DIALOGUE\u2063"  # invisible separator: never in real text, survives jinja rendering
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 EMPTY_THINK_CLOSE = "\n\n</think>\n\n"  # after an open "<think>": the empty block Qwen3 writes with thinking off
-# Model special tokens written out as text: what `skip_special_tokens` leaves when a vocabulary also holds them as
-# ordinary tokens (Qwen's BPE has a plain "<unk>"), and what the submission validator refuses.
-_NAMED_MODEL_TOKENS = ("s", "pad", "unk", "usr", "sys", "sep", "cls", "mask", "bos", "eos", "eot",
-                       "end_of_turn", "start_of_turn", "start_of_text", "end_of_text")
-MODEL_TOKEN = re.compile(
-    r"<\|[A-Za-z0-9_./\-]+\|>"  # <|eot_id|>, <|im_end|>, <|endoftext|>, <|start_header_id|>
-    r"|</?(?:" + "|".join(re.escape(t) for t in _NAMED_MODEL_TOKENS) + r")>"
-    r"|\[(?:PAD|UNK|CLS|SEP|MASK|BOS|EOS)\]"
-)
 _THINK_BLOCK = re.compile(re.escape(THINK_OPEN) + ".*?" + re.escape(THINK_CLOSE), re.DOTALL)
 
 
