@@ -29,6 +29,7 @@ README = PROJECT_ROOT / "README.md"
 COVERAGE = {
     "make demo": "test:.ci/run",
     "make test": "test:.ci/run",
+    "make test-fast": "test:test_readme_commands.py::test_fast_lane_runs_the_unit_tests_only",
     "python -m competition.score": "test:test_score_cli.py::test_report_dir_gets_markdown_json_and_plots",
     "make baseline": "config",
     "make baseline MODEL=pko-t5-large": "config",
@@ -162,3 +163,18 @@ def test_demo_stages_run_the_readme_modules() -> None:
             lines = make_dry_run([target])
             module = command.split()[2] if command.startswith("python -m") else None
             assert module is None or any(f"-m {module} " in line for line in lines), (command, lines)
+
+
+@pytest.mark.integration
+def test_fast_lane_runs_the_unit_tests_only() -> None:
+    """`make test-fast` lints, then runs every test but those that train, start processes or read ../shared."""
+    lines = make_dry_run(["test-fast"])
+    assert any("-m ruff check" in line for line in lines), lines
+    (pytest_line,) = [line for line in lines if "-m pytest" in line]
+    expression = shlex.split(pytest_line)[shlex.split(pytest_line).index("-m", 3) + 1]
+    collected = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", expression],
+                               cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    files = {line.split("::")[0] for line in collected.stdout.splitlines() if "::" in line}
+    assert "tests/test_imports.py" in files and "tests/test_config.py" in files, sorted(files)
+    assert not files & {"tests/test_real_models.py", "tests/test_full_size_runs.py", "tests/test_score_cli.py"}
+    assert "test_fast_lane_runs_the_unit_tests_only" not in collected.stdout  # integration itself
