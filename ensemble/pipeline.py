@@ -41,6 +41,7 @@ from ensemble.systems import (
     System,
     build_systems,
     discover_prediction_files,
+    drop_duplicate_systems,
     read_prediction_files,
 )
 from ensemble.weights import Mbr, WeightedMbr
@@ -77,8 +78,9 @@ def load_inputs(preds: Sequence[Path | str], runs_dir: Path | str | None, gold_p
     if gold is not None:
         check_unmatched_against_gold(files, gold, gold_path)
     order, systems = build_systems(files, {s: list(f["fname"]) for s, f in known.items()})
+    systems, notes = drop_duplicate_systems(systems)
     data_files = paths + [Path(p) for p in (gold_path, test_path) if p]
-    return Inputs(order, systems, gold, test, data_files)
+    return Inputs(order, systems, gold, test, data_files, notes)
 
 
 def check_unmatched_against_gold(files: Sequence[PredictionFile], gold: pd.DataFrame, gold_path: Path | str) -> None:
@@ -171,7 +173,7 @@ def run_ensemble(config: EnsembleConfig, inputs: Inputs, progress: bool = True) 
     data = {s: SplitData(similarity_tensor(candidates[s], config.analyzer, progress), _topics(inputs, s),
                          candidates=candidates[s], analyzer=config.analyzer) for s in splits}
     result = EnsembleResult(config, SINGLE, {}, inputs.order, {}, {}, [s.name for s in systems],
-                            [_source(s) for s in systems])
+                            [_source(s) for s in systems], notes=list(inputs.notes))
     has_scores = inputs.gold is not None and "dev" in splits
     if has_scores:
         references = list(inputs.gold["references"])

@@ -28,6 +28,7 @@ class Inputs:
     gold: pd.DataFrame | None = None
     test: pd.DataFrame | None = None
     data_files: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what reading them found (e.g. identical systems)
 
 
 @dataclass

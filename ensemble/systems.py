@@ -59,6 +59,8 @@ def discover_prediction_files(runs_dir: Path | str, exclude: Sequence[Path | str
         folder = dev.parent.resolve()
         if any(folder == e or e in folder.parents for e in excluded):
             continue
+        if any(part.startswith(".") for part in dev.relative_to(runs_dir).parts[:-1]):
+            continue  # a hidden folder: an output still being built, or one set aside while replaced
         test = dev.with_name("preds_test.csv")
         if _is_ensemble_output(dev):
             print(f"note: skipping {dev.parent} (an ensemble output)")
@@ -159,3 +161,27 @@ def _aligned(file: PredictionFile, fnames: Sequence[str]) -> list[str]:
     # test_ensemble_cli pins the quoted list format ("missing ['test_8']"), the scorer's tests the plain one.
     return align_predictions(file.frame, fnames, file.path, reference=f"the other {file.split} inputs",
                              show_names=lambda names: str(names[:5]))
+
+
+def drop_duplicate_systems(systems: Sequence[System]) -> tuple[list[System], list[str]]:
+    """Count identical systems once: the same summary for every fname in every split (a byte copy or a reordered
+    one) would otherwise add votes to MBR and fusion. The first by name stays. Returns the kept systems and notes
+    naming the identical files (also for files identical in one split only, which are kept)."""
+    kept: dict[tuple[tuple[str, ...], ...], System] = {}
+    copies: dict[str, list[System]] = {}
+    for system in systems:
+        first = kept.setdefault(tuple(tuple(system.summaries[s]) for s in sorted(system.summaries)), system)
+        copies.setdefault(first.name, [first])
+        if first is not system:
+            copies[first.name].append(system)
+    notes = [f"identical predictions, counted once as system '{group[0].name}': "
+             + "; ".join(" = ".join(str(s.files[split]) for s in group) for split in group[0].files)
+             for group in copies.values() if len(group) > 1]
+    unique = list(kept.values())
+    for split in sorted({s for system in unique for s in system.summaries}):
+        same: dict[tuple[str, ...], list[System]] = {}
+        for system in unique:
+            same.setdefault(tuple(system.summaries[split]), []).append(system)
+        notes += [f"identical {split} predictions (other splits differ, all kept): "
+                  + " = ".join(str(s.files[split]) for s in group) for group in same.values() if len(group) > 1]
+    return unique, notes

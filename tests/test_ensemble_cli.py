@@ -172,3 +172,44 @@ def test_scores_plot_shows_the_spread_and_keeps_its_legend_off_the_bars(tmp_path
     fig.canvas.draw()
     legend, axes_box = ax.get_legend().get_window_extent(), ax.get_window_extent()
     assert legend.x0 >= axes_box.x1 or legend.y0 >= axes_box.y1  # beside or above the plot area, not on it
+
+
+@pytest.mark.parametrize("method", ["mbr", "fusion"])
+def test_identical_systems_count_once_and_are_named(data: Path, method: str,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    """A byte copy and a row-reordered copy of one system must not give it extra votes."""
+    systems = [str(data / f"runs/sys{k}/preds_{split}.csv") for k in range(3) for split in ("dev", "test")]
+    copies = []
+    for split in ("dev", "test"):
+        frame = pd.read_csv(data / f"runs/sys1/preds_{split}.csv")
+        for name, copy in (("bytecopy", None), ("reordered", frame.iloc[::-1])):
+            path = data / f"copies/{name}_{split}.csv"
+            path.parent.mkdir(exist_ok=True)
+            if copy is None:
+                path.write_bytes((data / f"runs/sys1/preds_{split}.csv").read_bytes())
+            else:
+                copy.to_csv(path, index=False)
+            copies.append(str(path))
+    common = ["--gold", str(data / "data/dev.csv"), "--method", method]
+    assert main(["--preds", *systems, "--out", str(data / "once"), *common]) == 0
+    capsys.readouterr()
+    assert main(["--preds", *systems, *copies, "--out", str(data / "thrice"), *common]) == 0
+    printed = capsys.readouterr().out
+    for split in ("dev", "test"):
+        once, thrice = (pd.read_csv(data / f"{out}/preds_{split}.csv") for out in ("once", "thrice"))
+        assert thrice["summary"].tolist() == once["summary"].tolist()
+    note = next(line for line in printed.splitlines() if "identical predictions" in line)
+    assert all(name in note for name in ("sys1/preds_dev.csv", "bytecopy_dev.csv", "reordered_test.csv"))
+    assert "3 systems" in printed
+    assert note.split("note: ")[1] in (data / "thrice/report/ensemble_report.md").read_text()
+
+
+def test_files_identical_in_one_split_only_are_named_and_kept() -> None:
+    from ensemble.systems import System, drop_duplicate_systems
+
+    def system(name: str, test: list[str]) -> System:
+        return System(name, {s: Path(f"{name}_{s}.csv") for s in ("dev", "test")}, {"dev": ["a", "b"], "test": test})
+
+    kept, notes = drop_duplicate_systems([system("x", ["c"]), system("y", ["d"])])
+    assert [s.name for s in kept] == ["x", "y"]
+    assert notes == ["identical dev predictions (other splits differ, all kept): x_dev.csv = y_dev.csv"]
