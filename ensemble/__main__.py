@@ -26,7 +26,7 @@ from competition.harness.config import (
 )
 from competition.harness.logs import setup_logging
 from ensemble.config import METHOD_CHOICES, EnsembleConfig
-from ensemble.pipeline import load_inputs, run_ensemble, write_outputs
+from ensemble.pipeline import check_replaceable, load_inputs, run_ensemble, write_outputs
 from ensemble.postprocess import RULES
 
 
@@ -70,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     config.rules = [r for r in config.rules if r not in args.disable_rule]
     test = args.test or (str(Path(args.gold).with_name("test.csv")) if args.gold and
                          Path(args.gold).with_name("test.csv").is_file() else None)
+    if args.out and Path(args.out).suffix.lower() != ".csv":
+        check_replaceable(Path(args.out))  # before the slow part: a folder --out is replaced whole
     exclude = [args.out] + ([Path(args.runs) / "ensemble"] if args.runs else [])
     inputs = load_inputs(args.preds, args.runs, args.gold, test, exclude)
     print(f"{len(inputs.systems)} systems: {', '.join(s.name for s in inputs.systems)}; splits: {list(inputs.order)}")

@@ -12,17 +12,19 @@
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
+import shutil
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from competition.harness.config import config_hash, config_to_dict
-from competition.harness.runs import write_run_files
+from competition.harness.config import CONFIG_FILE, config_hash, config_to_dict
+from competition.harness.runs import RUN_INFO_FILE, write_run_files
 from competition.rules.data import read_gold, read_split, where
 from competition.rules.errors import ConfigError, DataError
-from competition.rules.files import no_partial_outputs
+from competition.rules.files import clear_temp_dirs_beside, no_partial_outputs, replace_dir, temp_dir_beside
 from competition.rules.metric import DEFAULT_ANALYZER, MORPHEME_ANALYZERS, sample_scores
 from competition.rules.predictions import PredictionMeta, metadata_path, write_predictions
 from ensemble.config import METHODS, EnsembleConfig
@@ -47,6 +49,7 @@ from ensemble.systems import (
 from ensemble.weights import Mbr, WeightedMbr
 
 SINGLE = "single"  # one input system: nothing to choose
+OUTPUT_NAMES = ("preds_*.csv", "preds_*.meta.json", RUN_INFO_FILE, CONFIG_FILE, "report")  # what a folder --out holds
 
 
 def build_methods(config: EnsembleConfig) -> dict[str, Method]:
@@ -243,36 +246,65 @@ def write_outputs(result: EnsembleResult, inputs: Inputs, out: Path | str) -> li
     """Write predictions (+ sidecars), run.json, config.yaml and the report; returns the prediction files.
 
     ``out`` ending in .csv: that one file for the single split, the report in ``<stem>_report/`` beside it.
-    Otherwise ``out`` is a folder receiving preds_<split>.csv and report/.
+    Otherwise ``out`` is a folder receiving preds_<split>.csv and report/: everything is built in a hidden folder
+    beside it and then swapped in whole, so an interrupted run leaves the previous complete folder (never a mix).
     """
     out = Path(out)
-    if out.suffix.lower() == ".csv":
-        if len(result.order) != 1:
-            raise ConfigError(f"--out {out}: a .csv holds one split but the inputs have {list(result.order)}; "
-                              f"give a folder instead")
-        split = next(iter(result.order))
-        targets, folder, report_dir = {split: out}, out.parent, out.with_name(f"{out.stem}_report")
-    else:
-        targets = {s: out / f"preds_{s}.csv" for s in result.order}
-        folder, report_dir = out, out / "report"
-    new_files = [] if folder == out else [p for t in targets.values() for p in (t, metadata_path(t)) if not p.exists()]
-    with no_partial_outputs(out if folder == out else report_dir):  # a failed write leaves nothing behind
+    if out.suffix.lower() != ".csv":
+        return _write_folder(result, inputs, out)
+    if len(result.order) != 1:
+        raise ConfigError(f"--out {out}: a .csv holds one split but the inputs have {list(result.order)}; "
+                          f"give a folder instead")
+    split = next(iter(result.order))
+    report_dir = out.with_name(f"{out.stem}_report")
+    new_files = [p for p in (out, metadata_path(out)) if not p.exists()]
+    with no_partial_outputs(report_dir):  # a failed write leaves nothing behind
         try:
-            return _write_files(result, inputs, out, targets, report_dir, folder == out)
+            return _write_files(result, inputs, out, {split: out}, report_dir, None)
         except BaseException:
             for path in new_files:
                 path.unlink(missing_ok=True)
             raise
 
 
+def _write_folder(result: EnsembleResult, inputs: Inputs, out: Path) -> list[Path]:
+    clear_temp_dirs_beside(out)
+    check_replaceable(out)
+    building = temp_dir_beside(out)
+    try:
+        written = _write_files(result, inputs, out, {s: building / f"preds_{s}.csv" for s in result.order},
+                               building / "report", building)
+        replace_dir(building, out)
+    except BaseException as err:
+        shutil.rmtree(building, ignore_errors=True)
+        if isinstance(err, OSError) and err.errno is not None and str(building) in str(err.filename or building):
+            raise OSError(err.errno, err.strerror, str(out)) from err  # name --out, not the hidden folder
+        raise
+    return [out / path.name for path in written]
+
+
+def check_replaceable(out: Path) -> None:
+    """``out`` is replaced whole: refuse a folder holding anything an ensemble does not write (ConfigError)."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a folder; give a folder or OUT.csv")
+    foreign = sorted(p.name for p in out.iterdir() if not p.name.startswith(".")
+                     and not any(fnmatch.fnmatch(p.name, pattern) for pattern in OUTPUT_NAMES))
+    if foreign:
+        raise ConfigError(f"--out {out}: holds {', '.join(foreign[:5])}, which an ensemble does not write; the folder "
+                          f"is replaced whole, so give a new folder or an earlier ensemble output")
+
+
 def _write_files(result: EnsembleResult, inputs: Inputs, out: Path, targets: dict[str, Path], report_dir: Path,
-                 run_folder: bool) -> list[Path]:
-    """Predictions and sidecars, then (for a folder) config.yaml and run.json, then the report."""
+                 run_folder: Path | None) -> list[Path]:
+    """Predictions and sidecars (which name ``out``), then config.yaml and run.json into ``run_folder``, then the
+    report."""
     next(iter(targets.values())).parent.mkdir(parents=True, exist_ok=True)
     written = [write_predictions(path, result.order[s], result.summaries[s], output_metadata(result, s, out))
                for s, path in targets.items()]
-    if run_folder:
-        write_run_files(out, result.config, inputs.data_files,
+    if run_folder is not None:
+        write_run_files(run_folder, result.config, inputs.data_files,
                         extra={"method": result.method, "dev_score": result.dev_score, "cv_dev_score": result.cv_score})
     write_ensemble_report(report_dir, result, inputs)
     return written

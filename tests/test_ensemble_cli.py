@@ -213,3 +213,56 @@ def test_files_identical_in_one_split_only_are_named_and_kept() -> None:
     kept, notes = drop_duplicate_systems([system("x", ["c"]), system("y", ["d"])])
     assert [s.name for s in kept] == ["x", "y"]
     assert notes == ["identical dev predictions (other splits differ, all kept): x_dev.csv = y_dev.csv"]
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_failed_write_keeps_the_previous_folder_and_a_rerun_replaces_it_whole(data: Path, monkeypatch) -> None:
+    import ensemble.report
+
+    out = data / "ens"
+    args = ["--runs", str(data / "runs"), "--gold", str(data / "data/dev.csv"), "--out", str(out)]
+    assert main([*args, "--method", "mbr"]) == 0
+    before = _snapshot(out)
+    assert {"preds_dev.csv", "run.json", "config.yaml", "report/ensemble_report.md"} <= set(before)
+
+    def broken_plot(result, path):  # fails halfway through the report, after predictions and run.json
+        raise OSError("simulated failure while writing the report")
+
+    monkeypatch.setattr(ensemble.report, "_rules_plot", broken_plot)
+    assert main([*args, "--method", "best"]) == 2
+    assert _snapshot(out) == before
+    assert sorted(p.name for p in data.iterdir() if p.name.startswith(".")) == []  # no temp folder left
+    monkeypatch.undo()
+    (out / "report/stale_plot.png").write_bytes(b"from an older version")
+    assert main([*args, "--method", "best"]) == 0
+    assert json.loads((out / "run.json").read_text())["method"] == "best"
+    assert not (out / "report/stale_plot.png").exists()
+    assert json.loads((out / "preds_test.meta.json").read_text())["run_dir"] == str(out)
+    assert ".building" not in (out / "run.json").read_text() + (out / "report/ensemble_report.md").read_text()
+
+
+def test_a_folder_out_with_other_files_is_refused(data: Path, capsys: pytest.CaptureFixture) -> None:
+    # the folder holding the data and the runs: replacing it whole would delete them
+    preds = [str(data / f"runs/sys{k}/preds_{s}.csv") for k in range(3) for s in ("dev", "test")]
+    assert main(["--preds", *preds, "--out", str(data)]) == 2
+    assert "holds data, runs" in capsys.readouterr().err and (data / "runs/sys0/preds_dev.csv").is_file()
+
+
+def test_a_kill_between_the_two_renames_is_repaired_by_the_next_run(tmp_path: Path) -> None:
+    from competition.rules.files import clear_temp_dirs_beside, replace_dir, temp_dir_beside
+
+    target = tmp_path / "ens"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    aside = tmp_path / ".ens.0123456789ab.old"
+    target.rename(aside)  # killed here: the old folder aside, the new one still building
+    (temp_dir_beside(target) / "new.txt").write_text("half")
+    clear_temp_dirs_beside(target)
+    assert [p.name for p in tmp_path.iterdir()] == ["ens"] and (target / "old.txt").read_text() == "old"
+    building = temp_dir_beside(target)
+    (building / "new.txt").write_text("new")
+    replace_dir(building, target)
+    assert [p.name for p in tmp_path.iterdir()] == ["ens"] and [p.name for p in target.iterdir()] == ["new.txt"]

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import secrets
+import shutil
 from pathlib import Path
 from typing import Callable, Iterator
 
 _CREATE_ATTEMPTS = 100
+_BUILDING, _ASIDE = ".building", ".old"  # suffixes of a folder being built and of one set aside while replaced
 
 
 def _create_temp_beside(path: Path) -> Path:
@@ -30,7 +33,36 @@ def temp_dir_beside(path: Path | str) -> Path:
     `tempfile.mkdtemp` makes 0700). Build a checkpoint in it, then rename it to `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return _unique_beside(path, ".building", lambda temp: os.mkdir(temp, 0o777))
+    return _unique_beside(path, _BUILDING, lambda temp: os.mkdir(temp, 0o777))
+
+
+def replace_dir(building: Path | str, target: Path | str) -> Path:
+    """Move the complete folder `building` (from `temp_dir_beside(target)`) to `target`, replacing an existing one
+    whole: the old folder is renamed aside, the new one in, then the old one removed. A kill between the two
+    renames leaves `target` absent and the old folder aside; `clear_temp_dirs_beside` puts it back."""
+    building, target = Path(building), Path(target)
+    aside = target.parent / f".{target.name}.{secrets.token_hex(6)}{_ASIDE}" if target.exists() else None
+    if aside is not None:
+        os.rename(target, aside)
+    os.rename(building, target)
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
+    return target
+
+
+def clear_temp_dirs_beside(target: Path | str) -> None:
+    """Clean up after an interrupted `replace_dir`: remove `target`'s unfinished builds; a folder set aside is put
+    back when `target` is missing (the kill came between the renames), else removed."""
+    target = Path(target)
+    if not target.parent.is_dir():
+        return
+    for temp in sorted(target.parent.glob(f".{glob.escape(target.name)}.*")):
+        if not temp.is_dir() or temp.suffix not in (_BUILDING, _ASIDE):
+            continue
+        if temp.suffix == _ASIDE and not target.exists():
+            os.rename(temp, target)
+        else:
+            shutil.rmtree(temp, ignore_errors=True)
 
 
 def _unique_beside(path: Path, suffix: str, create: Callable[[Path], None]) -> Path:
