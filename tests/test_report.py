@@ -121,15 +121,32 @@ def test_mismatched_lengths_are_rejected(tmp_path):
         write_rouge_report(tmp_path, ["a", "b"], ["x", "y"], [["x"], ["y"]], topics=["t"])
 
 
+TOPICS_12_10_SMALL = ["호텔 방 예약"] * 12 + ["길 안내"] * 10 + ["음식 주문"] * 9 + [f"주제 {i}" for i in range(19)]
+
+
 def test_topics_are_grouped_into_the_frequent_ones_and_other(tmp_path):
-    """Real dev has 475 topics in 499 rows: one-row topics join one `other` group instead of 20 noise bars."""
-    samples = make_samples(30)
-    samples["topics"] = ["호텔 방 예약"] * 5 + ["길 안내"] * 3 + [f"주제 {i}" for i in range(22)]
+    """Real dev has 475 topics in 499 rows: topics under 10 rows join one `other` group instead of noise bars."""
+    samples = make_samples(50)
+    samples["topics"] = TOPICS_12_10_SMALL
     result = write_rouge_report(tmp_path, analyzer="whitespace", **samples)
     by_topic = json.loads((tmp_path / REPORT_JSON).read_text(encoding="utf-8"))["by_topic"]
-    assert [(g["name"], g["count"]) for g in by_topic] == [("호텔 방 예약", 5), ("길 안내", 3), ("other (22 topics)", 22)]
-    assert by_topic[2]["final"] == pytest.approx(result.sample_final[8:].mean())
-    assert "| other (22 topics) | 22 |" in (tmp_path / REPORT_MARKDOWN).read_text(encoding="utf-8")
+    assert [(g["name"], g["count"]) for g in by_topic] == [("호텔 방 예약", 12), ("길 안내", 10),
+                                                            ("other (20 topics)", 28)]
+    assert by_topic[2]["final"] == pytest.approx(result.sample_final[22:].mean())
+    assert "| other (20 topics) | 28 |" in (tmp_path / REPORT_MARKDOWN).read_text(encoding="utf-8")
+
+
+def test_singleton_topics_give_no_topic_plot_only_length_buckets(tmp_path):
+    """Like the real dev set (the largest of 475 topics holds 5 rows): no topic plot, the length buckets stay."""
+    samples = make_samples(60)
+    samples["topics"] = ["호텔 방 예약"] * 5 + ["길 안내"] * 4 + [f"주제 {i}" for i in range(51)]
+    (tmp_path / TOPIC_PLOT).write_bytes(b"stale")  # from an earlier report
+    write_rouge_report(tmp_path, analyzer="whitespace", **samples)
+    report = json.loads((tmp_path / REPORT_JSON).read_text(encoding="utf-8"))
+    assert isinstance(report["by_topic"], str) and "53 topics in 60 rows" in report["by_topic"]
+    assert len(report["by_length"]) > 1 and (tmp_path / LENGTH_PLOT).read_bytes().startswith(b"\x89PNG")
+    assert not (tmp_path / TOPIC_PLOT).exists()
+    assert "no topic has 10 or more rows (53 topics in 60 rows)" in (tmp_path / REPORT_MARKDOWN).read_text()
 
 
 def test_plots_draw_korean_with_the_shipped_font(tmp_path):
@@ -156,9 +173,9 @@ def test_without_a_korean_font_the_topic_plot_falls_back_to_labels(tmp_path, mon
     import competition.rules.report as report
 
     monkeypatch.setattr(report, "korean_font", lambda: None)
-    samples = make_samples(30)
-    samples["topics"] = ["호텔 방 예약"] * 5 + ["길 안내"] * 3 + [f"주제 {i}" for i in range(22)]
+    samples = make_samples(50)
+    samples["topics"] = TOPICS_12_10_SMALL
     write_rouge_report(tmp_path, analyzer="whitespace", **samples)
     markdown = (tmp_path / REPORT_MARKDOWN).read_text(encoding="utf-8")
-    assert "| T1 | 호텔 방 예약 | 5 |" in markdown and "| other | other (22 topics) | 22 |" in markdown
+    assert "| T1 | 호텔 방 예약 | 12 |" in markdown and "| other | other (20 topics) | 28 |" in markdown
     assert (tmp_path / TOPIC_PLOT).read_bytes().startswith(b"\x89PNG")

@@ -1,8 +1,8 @@
 """Dev-set ROUGE report: markdown + JSON + PNG plots, written atomically.
 
 The tracks call `write_rouge_report` right after predicting on dev; `competition.score --report DIR`
-calls it too. Sections: headline scores, score per topic (the frequent topics and one "other" group), score by
-dialogue length, worst samples. Plots draw Korean labels with a Korean font when one is present (`korean_font`).
+calls it too. Sections: headline scores, score per topic (topics with enough rows and one "other" group; none when
+no topic has enough, as on the real dev set), score by dialogue length, worst samples. Plots draw Korean labels with a Korean font when one is present (`korean_font`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ LENGTH_PLOT = "rouge_by_length.png"
 NOT_AVAILABLE = "not available"
 WORST_COUNT = 20
 PLOTTED_TOPICS = 15  # dev has 475 topics for 499 dialogues: the most frequent ones are shown, the rest as "other"
-MIN_TOPIC_ROWS = 2  # a topic with fewer rows joins "other": one dialogue's score says nothing about its topic
+MIN_TOPIC_ROWS = 10  # a topic with fewer rows joins "other": its mean is noise (real dev: at most 5 rows a topic)
 OTHER_TOPICS = "other"
 LABEL_CHARS = 12  # topic names on the plot's axis are cut to this many characters
 # Families that draw Hangul, as Debian (fonts-nanum, fonts-noto-cjk), Windows and macOS install them.
@@ -66,8 +66,10 @@ def scores_by_topic(result: RougeResult, topics: Sequence[str]) -> list[GroupSco
 
 def grouped_topic_scores(result: RougeResult, topics: Sequence[str]) -> list[GroupScore]:
     """The most frequent topics (at least MIN_TOPIC_ROWS rows each, at most PLOTTED_TOPICS), then one group `other`
-    holding every remaining row (absent when nothing remains)."""
+    holding every remaining row (absent when nothing remains); empty when no topic has MIN_TOPIC_ROWS rows."""
     shown = [g for g in scores_by_topic(result, topics) if g.count >= MIN_TOPIC_ROWS][:PLOTTED_TOPICS]
+    if not shown:
+        return []
     names = {g.name for g in shown}
     rest = np.array([str(t) not in names for t in topics])
     if not rest.any():
@@ -180,7 +182,13 @@ def _group_table(groups: list[GroupScore], labels: list[str] | None = None) -> l
     return head + rows
 
 
-def _markdown(result: RougeResult, topics: list[GroupScore] | None, lengths: list[GroupScore] | None,
+def sparse_topics_note(topics: Sequence[str]) -> str:
+    """Why the topic section is empty: no topic holds MIN_TOPIC_ROWS rows."""
+    return (f"no topic has {MIN_TOPIC_ROWS} or more rows ({len(set(map(str, topics)))} topics in {len(topics)} rows), "
+            f"so per-topic scores would be noise; see the score by dialogue length")
+
+
+def _markdown(result: RougeResult, topics: list[GroupScore] | str | None, lengths: list[GroupScore] | None,
               worst: list[dict[str, Any]], title: str, notes: Sequence[str] = ()) -> str:
     lines = [f"# {title}", "", f"analyzer: `{result.analyzer}`, samples: {len(result.per_sample)}", "",
              "| metric | value |", "|---|---:|"]
@@ -189,6 +197,8 @@ def _markdown(result: RougeResult, topics: list[GroupScore] | None, lengths: lis
     lines += ["", "## Score per topic", ""]
     if topics is None:
         lines.append(f"Topic: {NOT_AVAILABLE} (no topic column).")
+    elif isinstance(topics, str):
+        lines.append(f"Topic: {topics}.")
     else:
         lines += [f"Topics with at least {MIN_TOPIC_ROWS} rows (at most {PLOTTED_TOPICS}, most frequent first), the "
                   f"other rows as one group; plot `{TOPIC_PLOT}` (its labels in the first column).", ""]
@@ -244,17 +254,18 @@ def _write_report_files(out_dir: Path, result: RougeResult, fnames: Sequence[str
     topic_groups = grouped_topic_scores(result, topics) if topics is not None else None
     length_groups = scores_by_length(result, dialogues) if dialogues is not None else None
     worst = worst_samples(result, fnames, predictions, references)
+    topic_section = None if topics is None else sparse_topics_note(topics)  # used when no topic group is shown
 
-    if topic_groups is not None:
+    if topic_groups:
         frequent = len([g for g in topic_groups if not g.name.startswith(f"{OTHER_TOPICS} (")])
         _bar_plot(out_dir / TOPIC_PLOT, topic_groups, topic_labels(topic_groups),
-                  f"Score per topic: the {frequent} most frequent of {len(set(map(str, topics)))}, the rest as other",
-                  "topic" if korean_font() else "topic (labels: see the report's table)")
+                  f"Score per topic: the {frequent} of {len(set(map(str, topics)))} topics with {MIN_TOPIC_ROWS}+ rows, "
+                  f"the rest as other", "topic" if korean_font() else "topic (labels: see the report's table)")
     if length_groups is not None:
         _bar_plot(out_dir / LENGTH_PLOT, length_groups, [g.name.replace(" chars", "") for g in length_groups],
                   "Score by dialogue length", "dialogue length bucket (characters)")
     for plot, groups in ((TOPIC_PLOT, topic_groups), (LENGTH_PLOT, length_groups)):
-        if groups is None:
+        if not groups:
             (out_dir / plot).unlink(missing_ok=True)  # never leave a stale plot from an earlier report
     payload = {
         "title": title,
@@ -262,9 +273,11 @@ def _write_report_files(out_dir: Path, result: RougeResult, fnames: Sequence[str
         "n_samples": len(fnames),
         "scores": result.as_dict(),
         "notes": notes,
-        "by_topic": [g.__dict__ for g in topic_groups] if topic_groups is not None else NOT_AVAILABLE,
+        "by_topic": ([g.__dict__ for g in topic_groups] if topic_groups
+                     else NOT_AVAILABLE if topics is None else topic_section),
         "by_length": [g.__dict__ for g in length_groups] if length_groups is not None else NOT_AVAILABLE,
         "worst": worst,
     }
     write_text_atomic(out_dir / REPORT_JSON, json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
-    write_text_atomic(out_dir / REPORT_MARKDOWN, _markdown(result, topic_groups, length_groups, worst, title, notes))
+    write_text_atomic(out_dir / REPORT_MARKDOWN, _markdown(result, topic_groups or topic_section, length_groups, worst,
+                                                           title, notes))
