@@ -1,13 +1,15 @@
 """The ensemble report: ensemble_report.md + .json + PNG plots, and the standard dev ROUGE report of the result.
 
 Sections: single systems (raw and post-processed dev score), methods (in-sample and cross-validated dev score),
-post-processing rules (score with/without each rule, harmful ones flagged), per-topic breakdown (most frequent
-topics: each system and the chosen method), how often each system was chosen per split.
+post-processing rules (score with/without each rule, harmful ones flagged), per-topic breakdown (the most frequent
+topics with enough rows: each system and the chosen method), how often each system was chosen per split.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -18,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from competition.rules.files import atomic_path, write_text_atomic  # noqa: E402
-from competition.rules.report import write_rouge_report  # noqa: E402
+from competition.rules.report import MIN_TOPIC_ROWS, korean_text, write_rouge_report  # noqa: E402
 from ensemble.results import EnsembleResult, Inputs  # noqa: E402
 
 REPORT_MARKDOWN = "ensemble_report.md"
@@ -27,10 +29,13 @@ SCORES_PLOT = "ensemble_scores.png"
 RULES_PLOT = "postprocess_rules.png"
 DEV_REPORT_DIR = "dev_rouge"
 TOPICS_SHOWN = 15
+LABEL_CHARS = 18  # a system's name on the plot's axis is cut to this many characters
+_RUN_STAMP = re.compile(r"-\d{8}-\d{6}(?:-\d+)?$")  # the `-YYYYmmdd-HHMMSS[-n]` of a run folder's name
 
 
 def topic_breakdown(result: EnsembleResult, limit: int = TOPICS_SHOWN) -> list[dict[str, Any]]:
-    """Per-topic mean dev score of each system and of the final choice, most frequent topics first."""
+    """Per-topic mean dev score of each system and of the final choice, most frequent topics first; only topics with
+    MIN_TOPIC_ROWS rows (fewer give noise: real dev has at most 5 rows a topic)."""
     if result.dev_topics is None or result.dev_sample_scores is None or result.dev_output_scores is None:
         return []
     topics = np.asarray(result.dev_topics, dtype=object)
@@ -43,7 +48,7 @@ def topic_breakdown(result: EnsembleResult, limit: int = TOPICS_SHOWN) -> list[d
                                  for k, name in enumerate(result.systems)},
                      "ensemble": float(final[members].mean())})
     rows.sort(key=lambda r: (-r["n"], r["topic"]))
-    return rows[:limit]
+    return [r for r in rows if r["n"] >= MIN_TOPIC_ROWS][:limit]
 
 
 def choice_counts(result: EnsembleResult) -> dict[str, dict[str, int]]:
@@ -95,11 +100,14 @@ def _markdown(result: EnsembleResult) -> str:
     topics = topic_breakdown(result)
     if topics:
         names = result.systems
-        lines += [f"## Per topic (dev, {len(topics)} most frequent)", "",
+        lines += [f"## Per topic (dev, {len(topics)} most frequent with {MIN_TOPIC_ROWS}+ rows)", "",
                   "| topic | n | " + " | ".join(names) + " | ensemble |", "|---|---:|" + "---:|" * (len(names) + 1)]
         lines += [f"| {t['topic']} | {t['n']} | " + " | ".join(f"{t['systems'][n]:.2f}" for n in names)
                   + f" | {t['ensemble']:.2f} |" for t in topics]
         lines += [""]
+    elif result.dev_topics is not None:
+        lines += [f"Per topic: no dev topic has {MIN_TOPIC_ROWS} or more rows ({len(set(result.dev_topics))} topics); "
+                  "per-topic scores would be noise.", ""]
     started = " (fusion: the MBR pick each row started from)" if result.method == "fusion" else ""
     lines += [f"## Rows taken from each system{started}", "", "| split | " + " | ".join(result.systems) + " |",
               "|---|" + "---:|" * len(result.systems)]
@@ -129,10 +137,34 @@ def score_axis_limits(values: Sequence[float]) -> tuple[float, float]:
     return float(np.floor(low - pad)), float(np.ceil(high + 2 * pad))
 
 
+def system_labels(names: Sequence[str], width: int = LABEL_CHARS) -> tuple[list[str], str]:
+    """Short axis labels for system names, and the prefix they all shared (dropped from the labels).
+
+    A run folder's time stamp goes when the names stay distinct without it; a long name keeps its start and end
+    around "…"; labels that would still clash get their position (S1..)."""
+    names = list(names)
+    plain = [_RUN_STAMP.sub("", n) for n in names]
+    names = plain if len(set(plain)) == len(plain) else names
+    shared = os.path.commonprefix(names) if len(names) > 1 else ""
+    prefix = shared[:max(shared.rfind(c) for c in "-_. ") + 1]
+    rest = [n[len(prefix):] or n for n in names]
+    head = (width - 1) // 2
+    short = [r if len(r) <= width else r[:head] + "…" + r[-(width - 1 - head):] for r in rest]
+    if len(set(short)) < len(short):
+        short = [f"S{k + 1} {label}" for k, label in enumerate(short)]
+    return short, prefix
+
+
 def _scores_plot(result: EnsembleResult, path: Path) -> None:
-    labels = [f"S{k + 1}" for k in range(len(result.systems))] + [m.method for m in result.method_scores]
+    names, prefix = system_labels(result.systems)
+    labels = names + [m.method for m in result.method_scores]
     values = [s["postprocessed"] for s in result.system_scores.values()] + [m.in_sample for m in result.method_scores]
     cv = [np.nan] * len(result.systems) + [m.cross_validated for m in result.method_scores]
+    with korean_text():
+        _draw_scores(labels, values, cv, prefix, path)
+
+
+def _draw_scores(labels: list[str], values: list[float], cv: list[float], prefix: str, path: Path) -> None:
     x = np.arange(len(labels))
     fig, ax = plt.subplots(figsize=(max(7.0, 0.9 * len(labels) + 3), 4.5))
     for offset, heights, name in ((-0.2, values, "dev (in-sample)"), (0.2, cv, "dev (cross-validated)")):
@@ -140,9 +172,9 @@ def _scores_plot(result: EnsembleResult, path: Path) -> None:
         ax.bar_label(bars, labels=["" if not np.isfinite(h) else f"{h:.1f}" for h in heights], fontsize=7,
                      padding=1)
     ax.set_ylim(*score_axis_limits(values + cv))
-    ax.set_xticks(x, labels, rotation=30)
+    ax.set_xticks(x, labels, rotation=30, ha="right", rotation_mode="anchor")
     ax.set_ylabel("final = mean(R1, R2, RL) x 100\n(axis does not start at 0)")
-    ax.set_title("Systems (S1.. in report order) and methods")
+    ax.set_title("Systems and methods" + (f" (system names without '{prefix}')" if prefix else ""))
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize=8)  # beside, not on, the bars
     _save(fig, path)
 

@@ -70,6 +70,8 @@ def test_runs_folder_ensemble_keeps_every_test_fname(data: Path, capsys: pytest.
     assert cut["delta"] > 0  # sys2's trailing " 그리고" is cut, which raises its score
     assert (out / "report/ensemble_scores.png").stat().st_size > 0
     assert (out / "report/dev_rouge/rouge_report.md").is_file()
+    assert report["by_topic"] == []  # 6 dev rows a topic: too few for per-topic scores
+    assert "no dev topic has 10 or more rows" in (out / "report/ensemble_report.md").read_text()
     # A second run must not pick up its own or another earlier ensemble output as a fourth system.
     assert main(["--runs", str(data / "runs"), "--gold", str(data / "data/dev.csv"), "--out", str(out)]) == 0
     assert main(["--runs", str(data / "runs"), "--gold", str(data / "data/dev.csv"),
@@ -266,3 +268,24 @@ def test_a_kill_between_the_two_renames_is_repaired_by_the_next_run(tmp_path: Pa
     (building / "new.txt").write_text("new")
     replace_dir(building, target)
     assert [p.name for p in tmp_path.iterdir()] == ["ens"] and [p.name for p in target.iterdir()] == ["new.txt"]
+
+
+def test_scores_plot_labels_carry_the_system_names(tmp_path, monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    import ensemble.report as report
+
+    assert report.system_labels(["baseline-kobart-20261205-120301", "llm-qwen3-14b-20261205-130301"]) == (
+        ["baseline-kobart", "llm-qwen3-14b"], "")  # the run stamps go when the names stay distinct
+    assert report.system_labels(["baseline-kobart-20261205-120301", "baseline-kobart-20261205-130301"]) == (
+        ["120301", "130301"], "baseline-kobart-20261205-")
+    long = report.system_labels(["a" * 30 + "1" + "b" * 30, "a" * 30 + "2" + "b" * 30])[0]
+    assert long == ["S1 aaaaaaaa…bbbbbbbbb", "S2 aaaaaaaa…bbbbbbbbb"]  # cut alike: their position tells them apart
+    figures = []
+    monkeypatch.setattr(report, "_save", lambda fig, path: figures.append(fig))
+    names = ["kobart_b", "kobart_c", "kot5_a"]
+    result = SimpleNamespace(systems=names, system_scores={n: {"postprocessed": 44.0} for n in names},
+                             method_scores=[SimpleNamespace(method="mbr", in_sample=45.2, cross_validated=45.1)])
+    report._scores_plot(result, tmp_path / "scores.png")
+    ticks = [t.get_text() for t in figures[0].axes[0].get_xticklabels()]
+    assert ticks == ["kobart_b", "kobart_c", "kot5_a", "mbr"]
