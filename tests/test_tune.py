@@ -214,6 +214,20 @@ def test_importance_needs_two_completed_trials(tmp_path):
     assert "at least 2 completed trials" in (settings.study_dir / "summary.md").read_text()
 
 
+def test_importance_from_few_trials_carries_a_caveat(tmp_path):
+    from tuning.outputs import plot_importance
+
+    settings = settings_for(tmp_path, 3)
+    run_study(fake_track.as_track(), settings)
+    caveat = "3 completed trials: importance is unreliable below ~10"
+    assert json.loads((settings.study_dir / "summary.json").read_text())["importance_note"] == caveat
+    summary = (settings.study_dir / "summary.md").read_text()
+    assert f"Parameter importance: {caveat}." in summary and "![importance](importance.png)" in summary
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(lambda t: t.suggest_float("x", 0, 1) + 0.1 * t.suggest_float("y", 0, 1), n_trials=10)
+    assert plot_importance(study, tmp_path / "importance.png")[1] == ""  # 10 trials: no caveat
+
+
 def test_command_line_override_pins_a_tuned_parameter(tmp_path):
     settings = settings_for(tmp_path, 2, overrides={"lr": 0.01})
     study = run_study(fake_track.as_track(), settings)

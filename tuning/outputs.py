@@ -19,6 +19,8 @@ from competition.rules.files import atomic_path, write_text_atomic
 from tuning.search_space import SearchSpace
 from tuning.study import TuneSettings, best_trial, finished_trials, safe_url, worker_id
 
+RELIABLE_IMPORTANCE_TRIALS = 10  # fANOVA on fewer completed trials ranks parameters mostly by chance
+
 
 def write_study_info(settings: TuneSettings, space: SearchSpace, seed: int) -> None:
     """study.json and the resolved search_space.yaml: what this worker searched, with which seeds and data."""
@@ -136,7 +138,8 @@ def plot_history(study: optuna.Study, path: Path) -> Path | None:
 
 
 def plot_importance(study: optuna.Study, path: Path) -> tuple[Path | None, str]:
-    """Parameter importance (fANOVA) bar chart; returns (path or None, a note on why it was skipped)."""
+    """Parameter importance (fANOVA) bar chart; returns (path or None, a note: why it was skipped, or the caveat
+    that few trials make it unreliable)."""
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     if len(complete) < 2:
         return None, f"parameter importance needs at least 2 completed trials, have {len(complete)}"
@@ -151,16 +154,19 @@ def plot_importance(study: optuna.Study, path: Path) -> tuple[Path | None, str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    caveat = (f"{len(complete)} completed trials: importance is unreliable below ~{RELIABLE_IMPORTANCE_TRIALS}"
+              if len(complete) < RELIABLE_IMPORTANCE_TRIALS else "")
     names = list(importances)[::-1]
-    fig, ax = plt.subplots(figsize=(7, 0.5 * len(names) + 1.5))
+    fig, ax = plt.subplots(figsize=(7, 0.5 * len(names) + 1.5 + (0.3 if caveat else 0)))
     ax.barh(names, [importances[n] for n in names], color="tab:green")
     ax.set_xlabel("importance (fANOVA, normalized)")
-    ax.set_title(f"Parameter importance: {study.study_name}")
+    ax.set_title(f"Parameter importance: {study.study_name}" + (f"\n{caveat}" if caveat else ""),
+                 color="tab:red" if caveat else "black")
     fig.tight_layout()
     with atomic_path(path) as temp:
         fig.savefig(temp, format="png", dpi=110)
     plt.close(fig)
-    return path, ""
+    return path, caveat
 
 
 def train_command(settings: TuneSettings, config_path: Path) -> str:
@@ -225,8 +231,8 @@ def summary_markdown(summary: dict[str, Any], settings: TuneSettings) -> str:
     lines += ["", "Trials: `trials.csv` / `trials.md`.", ""]
     if summary["plots"]["history"]:
         lines.append("![history](history.png)")
+    if summary["importance_note"]:
+        lines.append(f"Parameter importance: {summary['importance_note']}.")
     if summary["plots"]["importance"]:
         lines.append("![importance](importance.png)")
-    elif summary["importance_note"]:
-        lines.append(f"Parameter importance: {summary['importance_note']}.")
     return "\n".join(lines) + "\n"
