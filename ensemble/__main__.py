@@ -2,8 +2,9 @@
 `python -m ensemble (--preds A.csv B.csv ... | --runs DIR) --out OUT [--method M] [--gold DEV.csv] [--test TEST.csv]
  [--config C.yaml] [--disable-rule NAME ...] [KEY=VALUE ...]`
 
-OUT is a folder (preds_dev.csv, preds_test.csv with sidecars, run.json, config.yaml, report/) unless it ends in
-.csv (one split only). --runs finds every preds_dev.csv + preds_test.csv pair below DIR (DIR/ensemble and OUT
+OUT is a folder (preds_dev.csv, preds_test.csv with sidecars, run.json, config.yaml, report/), built beside it and
+swapped in whole (a folder holding other files is refused), unless it ends in .csv (one split only). Identical
+systems count once. --runs finds every preds_dev.csv + preds_test.csv pair below DIR (DIR/ensemble and OUT
 skipped). --test defaults to test.csv beside --gold. Methods: default (auto with --gold, else fusion with >= 3
 systems), auto (best cross-validated dev score), fusion (sentence-level fusion from the MBR pick), mbr,
 weighted-mbr, best, topic. Different fnames across inputs: exit 2.
