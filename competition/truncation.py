@@ -12,7 +12,8 @@ Summaries (train/dev references) are compared with the preset's max_target_lengt
 
 CLI: `python -m competition.truncation --model M --data D --maxlen 512,768,1024,2048 --out reports/truncation`
 (any preset of either track) writes `<out>/<model>/truncation.{md,json}` and `lengths.png`. The tokenizer is the
-preset's (tiny presets: built locally; others: the hub) or `--tokenizer PATH`.
+preset's (tiny presets: built locally; others: the hub) or `--tokenizer PATH`. A rerun on the same data folder and
+tokenizer replaces the report; one on another folder or tokenizer is refused (`--out` keeps both).
 """
 
 from __future__ import annotations
@@ -197,9 +198,26 @@ def _dropped(turns: list[list[list[int]]], tokenizer, style, max_length: int) ->
 
 # ---------------------------------------------------------------- writing
 
+def check_same_inputs(result: TruncationReport, out_dir: Path) -> None:
+    """Refuse to replace a report of another data folder or tokenizer (a rerun on the same ones refreshes it)."""
+    existing = out_dir / REPORT_JSON
+    if not existing.is_file():
+        return
+    try:
+        old = json.loads(existing.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return  # not a report this command wrote whole: replace it
+    for key in ("data_dir", "tokenizer"):
+        if Path(old.get(key) or "").resolve() != Path(result.report[key] or "").resolve():
+            raise DataError(f"{existing}: holds the report of {key} '{old.get(key)}', not '{result.report[key]}'; "
+                            f"expected the same {key} to replace it: pass --out DIR (make: OUT=DIR) to keep both, "
+                            f"or delete {out_dir}")
+
+
 def write_truncation_report(result: TruncationReport, out_dir: Path | str) -> Path:
     """truncation.json + truncation.md + lengths.png in `out_dir`, each written atomically."""
     out_dir = Path(out_dir)
+    check_same_inputs(result, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     plot_lengths(out_dir / REPORT_PLOT, result.lengths, result.report)
     write_text_atomic(out_dir / REPORT_MARKDOWN, markdown(result.report))
@@ -316,8 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer, source = preset_tokenizer(preset, args.tokenizer)
     result = truncation_report(tokenizer, preset, args.data, max_lengths, add_data_tokens=not args.no_data_tokens,
                                progress=not args.no_progress, tokenizer_source=source)
-    name = preset.name + (f"-{Path(args.tokenizer).name}" if args.tokenizer else "")
-    out_dir = write_truncation_report(result, args.out / name)
+    out_dir = write_truncation_report(result, args.out / preset.name)
     for max_length, counts in result.report["splits"]["all"]["by_max_length"].items():
         print(f"max length {max_length}: {counts['cut_rows']}/{counts['rows']} prompts cut "
               f"({100 * counts['cut_fraction']:.2f}%), tokens over: mean {counts['tokens_cut_mean']:.1f}, "
