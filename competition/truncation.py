@@ -198,7 +198,7 @@ def _dropped(turns: list[list[list[int]]], tokenizer, style, max_length: int) ->
 
 # ---------------------------------------------------------------- writing
 
-def check_same_inputs(result: TruncationReport, out_dir: Path) -> None:
+def check_same_inputs(out_dir: Path, data_dir: Path | str, tokenizer: str) -> None:
     """Refuse to replace a report of another data folder or tokenizer (a rerun on the same ones refreshes it)."""
     existing = out_dir / REPORT_JSON
     if not existing.is_file():
@@ -207,17 +207,16 @@ def check_same_inputs(result: TruncationReport, out_dir: Path) -> None:
         old = json.loads(existing.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError):
         return  # not a report this command wrote whole: replace it
-    for key in ("data_dir", "tokenizer"):
-        if Path(old.get(key) or "").resolve() != Path(result.report[key] or "").resolve():
-            raise DataError(f"{existing}: holds the report of {key} '{old.get(key)}', not '{result.report[key]}'; "
-                            f"expected the same {key} to replace it: pass --out DIR (make: OUT=DIR) to keep both, "
-                            f"or delete {out_dir}")
+    for key, new in (("data_dir", str(data_dir)), ("tokenizer", tokenizer)):
+        if Path(old.get(key) or "").resolve() != Path(new or "").resolve():
+            raise DataError(f"{existing}: holds the report of {key} '{old.get(key)}', not '{new}'; expected the same "
+                            f"{key} to replace it: pass --out DIR (make: OUT=DIR) to keep both, or delete {out_dir}")
 
 
 def write_truncation_report(result: TruncationReport, out_dir: Path | str) -> Path:
     """truncation.json + truncation.md + lengths.png in `out_dir`, each written atomically."""
     out_dir = Path(out_dir)
-    check_same_inputs(result, out_dir)
+    check_same_inputs(out_dir, result.report["data_dir"], result.report["tokenizer"])
     out_dir.mkdir(parents=True, exist_ok=True)
     plot_lengths(out_dir / REPORT_PLOT, result.lengths, result.report)
     write_text_atomic(out_dir / REPORT_MARKDOWN, markdown(result.report))
@@ -332,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     preset = get_preset(args.model)
     max_lengths = parse_max_lengths(args.maxlen)
     tokenizer, source = preset_tokenizer(preset, args.tokenizer)
+    check_same_inputs(args.out / preset.name, args.data, source)  # before the measuring, which can take minutes
     result = truncation_report(tokenizer, preset, args.data, max_lengths, add_data_tokens=not args.no_data_tokens,
                                progress=not args.no_progress, tokenizer_source=source)
     out_dir = write_truncation_report(result, args.out / preset.name)

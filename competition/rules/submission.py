@@ -77,12 +77,7 @@ def validate_submission(path: Path | str, test_path: Path | str, shown: Path | s
     for row, (got, expected) in enumerate(zip(submission["fname"], test["fname"]), start=1):
         if got != expected:
             raise DataError(f"{where(path, row, 'fname')}: '{got}'; expected '{expected}' (test order)")
-    placeholders = placeholder_rows(submission["summary"])
-    if placeholders:
-        every = " (every row: the wrong column?)" if len(placeholders) == len(submission) else ""
-        raise DataError(f"{where(path, column='summary')}: {len(placeholders)} summaries are placeholders or numbers, "
-                        f"not text{every}: {describe_rows(submission, placeholders, 'summary')}; expected a "
-                        f"written summary in every row")
+    check_summaries_are_text(submission, path)
     for row, summary in enumerate(submission["summary"], start=1):
         if not summary.strip():
             raise DataError(f"{where(path, row, 'summary')}: empty summary; expected text")
@@ -90,6 +85,16 @@ def validate_submission(path: Path | str, test_path: Path | str, shown: Path | s
         if leftover:
             raise DataError(f"{where(path, row, 'summary')}: leftover model tokens {leftover}; strip them first")
     return len(submission)
+
+
+def check_summaries_are_text(frame: pd.DataFrame, path: Path | str) -> None:
+    """Refuse placeholders ("NaN", "None", "null", "N/A", ...) and numbers as summaries, naming their rows."""
+    placeholders = placeholder_rows(frame["summary"])
+    if placeholders:
+        every = " (every row: the wrong column?)" if len(placeholders) == len(frame) else ""
+        raise DataError(f"{where(path, column='summary')}: {len(placeholders)} summaries are placeholders or numbers, "
+                        f"not text{every}: {describe_rows(frame, placeholders, 'summary')}; expected a "
+                        f"written summary in every row")
 
 
 @dataclass(frozen=True)
