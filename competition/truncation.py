@@ -307,7 +307,7 @@ def preset_tokenizer(preset: Preset, tokenizer_path: str | None):
     except OSError as err:
         hint = " (gated: run `hf auth login` and accept the license)" if preset.gated else ""
         raise ConfigError(f"cannot load the tokenizer of '{preset.name}' from {source}{hint}: {err}. "
-                          f"Offline? Pass --tokenizer PATH to a local tokenizer folder") from None
+                          f"Offline? Pass --tokenizer PATH (make truncation: TOKENIZER=PATH) to a local tokenizer folder") from None
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
