@@ -3,7 +3,7 @@
 # or read ../shared), gpu and postgres.
 # Variables: MODEL (preset), DATA (folder with train/dev/test.csv), CONFIG (YAML), ARGS (KEY=VALUE overrides),
 # RUN (a run folder), RESUME (a run folder to continue), TRACK (baseline|llm), TRIALS, MAXLEN, PREDS (prediction
-# CSVs), GPUS, K (folds), FROM/OUT/SCALE (make checkpoint), SUBMISSIONS (the one folder every command writes
+# CSVs), GPUS, K (folds), FROM/OUT/SCALE (make checkpoint), TOKENIZER/OUT (make truncation), SUBMISSIONS (the one folder every command writes
 # submissions and their ledger to). Both tracks read <track>/configs/<MODEL>.yaml unless CONFIG names another file.
 
 SHELL := /bin/bash
@@ -95,9 +95,12 @@ llm: setup
 	$(LAUNCH) -m llm.run --model $(or $(MODEL),llama3.2-ko-3b) --data $(DATA) --out $(RUNS) \
 	    --submissions $(SUBMISSIONS) $(CONFIG_FLAG) $(RESUME_FLAG) $(ARGS)
 
+# A variable: a literal list inside $(or ...) would be split at its commas.
+TRUNCATION_MAXLEN := 512,768,1024,2048
 truncation: setup
 	$(PY) -m competition.truncation --model $(or $(MODEL),llama3.2-ko-3b) --data $(DATA) \
-	    --maxlen $(or $(MAXLEN),512,768,1024,2048) --out reports/truncation
+	    --maxlen $(or $(MAXLEN),$(TRUNCATION_MAXLEN)) --out $(or $(OUT),reports/truncation) \
+	    $(if $(TOKENIZER),--tokenizer $(TOKENIZER))
 
 # A random-weight checkpoint from a folder of config + tokenizer (offline runs: then ARGS=model_path=$(OUT)).
 checkpoint: setup

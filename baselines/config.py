@@ -68,6 +68,8 @@ class BaselineConfig:
     submit_despite_fill_ins: bool = setting(False, "submit even when fill-ins exceed max_fill_in_share")
 
     def __post_init__(self) -> None:
+        if self.max_train_samples is not None and self.max_train_samples < 1:
+            raise ConfigError(f"max_train_samples={self.max_train_samples}; expected a positive row count (null = all)")
         if self.max_source_length < 8 or self.max_target_length < 4:
             raise ConfigError(f"max_source_length/max_target_length too small: "
                               f"{self.max_source_length}/{self.max_target_length}")

@@ -15,7 +15,12 @@ from competition.harness.cli import exit_on_bad_input
 from competition.harness.config import config_hash
 from competition.rules.data import align_predictions, read_gold, read_split
 from competition.rules.predictions import read_predictions_with_metadata
-from competition.rules.submission import LEDGER_NAME, default_submissions_dir, write_submission
+from competition.rules.submission import (
+    LEDGER_NAME,
+    check_summaries_are_text,
+    default_submissions_dir,
+    write_submission,
+)
 
 
 def dev_score(dev_pred_path: str, gold_path: str, analyzer: str = "mecab") -> float:
@@ -40,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     predictions, metadata = read_predictions_with_metadata(args.pred)
+    check_summaries_are_text(predictions, args.pred)  # named by the file given, before a submission is built
     test = read_split(args.test, "test")
     summaries = align_predictions(predictions, test["fname"], args.pred, reference="the test file")
     score = dev_score(args.dev_pred, args.gold) if args.dev_pred and args.gold else None

@@ -12,7 +12,8 @@ Summaries (train/dev references) are compared with the preset's max_target_lengt
 
 CLI: `python -m competition.truncation --model M --data D --maxlen 512,768,1024,2048 --out reports/truncation`
 (any preset of either track) writes `<out>/<model>/truncation.{md,json}` and `lengths.png`. The tokenizer is the
-preset's (tiny presets: built locally; others: the hub) or `--tokenizer PATH`.
+preset's (tiny presets: built locally; others: the hub) or `--tokenizer PATH`. A rerun on the same data folder and
+tokenizer replaces the report; one on another folder or tokenizer is refused (`--out` keeps both).
 """
 
 from __future__ import annotations
@@ -197,9 +198,25 @@ def _dropped(turns: list[list[list[int]]], tokenizer, style, max_length: int) ->
 
 # ---------------------------------------------------------------- writing
 
+def check_same_inputs(out_dir: Path, data_dir: Path | str, tokenizer: str) -> None:
+    """Refuse to replace a report of another data folder or tokenizer (a rerun on the same ones refreshes it)."""
+    existing = out_dir / REPORT_JSON
+    if not existing.is_file():
+        return
+    try:
+        old = json.loads(existing.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return  # not a report this command wrote whole: replace it
+    for key, new in (("data_dir", str(data_dir)), ("tokenizer", tokenizer)):
+        if Path(old.get(key) or "").resolve() != Path(new or "").resolve():
+            raise DataError(f"{existing}: holds the report of {key} '{old.get(key)}', not '{new}'; expected the same "
+                            f"{key} to replace it: pass --out DIR (make: OUT=DIR) to keep both, or delete {out_dir}")
+
+
 def write_truncation_report(result: TruncationReport, out_dir: Path | str) -> Path:
     """truncation.json + truncation.md + lengths.png in `out_dir`, each written atomically."""
     out_dir = Path(out_dir)
+    check_same_inputs(out_dir, result.report["data_dir"], result.report["tokenizer"])
     out_dir.mkdir(parents=True, exist_ok=True)
     plot_lengths(out_dir / REPORT_PLOT, result.lengths, result.report)
     write_text_atomic(out_dir / REPORT_MARKDOWN, markdown(result.report))
@@ -290,7 +307,7 @@ def preset_tokenizer(preset: Preset, tokenizer_path: str | None):
     except OSError as err:
         hint = " (gated: run `hf auth login` and accept the license)" if preset.gated else ""
         raise ConfigError(f"cannot load the tokenizer of '{preset.name}' from {source}{hint}: {err}. "
-                          f"Offline? Pass --tokenizer PATH to a local tokenizer folder") from None
+                          f"Offline? Pass --tokenizer PATH (make truncation: TOKENIZER=PATH) to a local tokenizer folder") from None
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -314,10 +331,10 @@ def main(argv: list[str] | None = None) -> int:
     preset = get_preset(args.model)
     max_lengths = parse_max_lengths(args.maxlen)
     tokenizer, source = preset_tokenizer(preset, args.tokenizer)
+    check_same_inputs(args.out / preset.name, args.data, source)  # before the measuring, which can take minutes
     result = truncation_report(tokenizer, preset, args.data, max_lengths, add_data_tokens=not args.no_data_tokens,
                                progress=not args.no_progress, tokenizer_source=source)
-    name = preset.name + (f"-{Path(args.tokenizer).name}" if args.tokenizer else "")
-    out_dir = write_truncation_report(result, args.out / name)
+    out_dir = write_truncation_report(result, args.out / preset.name)
     for max_length, counts in result.report["splits"]["all"]["by_max_length"].items():
         print(f"max length {max_length}: {counts['cut_rows']}/{counts['rows']} prompts cut "
               f"({100 * counts['cut_fraction']:.2f}%), tokens over: mean {counts['tokens_cut_mean']:.1f}, "

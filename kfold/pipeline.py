@@ -104,7 +104,9 @@ class FoldPlan:
 
 def plan_folds(settings: KFoldSettings) -> FoldPlan:
     """Read and validate train/dev/test, pool train (and dev with include_dev), assign folds."""
-    splits = load_splits(settings.data_dir, required=("train", "dev", "test"), optional=())
+    # with include_dev, dev is folded in on purpose (IN_SAMPLE_WARNING says so): only a test overlap is news
+    overlap_with = ("test",) if settings.include_dev else ("dev", "test")
+    splits = load_splits(settings.data_dir, required=("train", "dev", "test"), optional=(), overlap_with=overlap_with)
     pool = pool_rows(splits["train"], splits["dev"] if settings.include_dev else None)
     topics = stratification_topics(pool)
     folds = assign_folds(len(pool), settings.k, settings.seed, topics)

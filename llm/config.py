@@ -91,6 +91,8 @@ class LLMConfig:
     submit_despite_fill_ins: bool = setting(False, "submit even when fill-ins exceed max_fill_in_share")
 
     def __post_init__(self) -> None:
+        if self.max_train_samples is not None and self.max_train_samples < 1:
+            raise ConfigError(f"max_train_samples={self.max_train_samples}; expected a positive row count (null = all)")
         positive = ("per_device_train_batch_size", "gradient_accumulation_steps", "per_device_eval_batch_size", "num_beams",
                     "max_new_tokens", "lora_r")
         for name in positive:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
+import unicodedata
 import zipfile
 from pathlib import Path
 from typing import Callable
@@ -75,6 +77,10 @@ def _header_only(text: str) -> bytes:
     return (text.splitlines()[0] + "\n").encode()
 
 
+def _padded_fname(text: str) -> bytes:
+    return re.sub(r"^(\w+_0),", r"\1 ,", text, count=1, flags=re.M).encode()
+
+
 # case -> (make the bad file's bytes from the good text, or None for a folder; fragments of the error line)
 BAD_FILES: dict[str, tuple[Callable[[str], bytes] | None, list[str]]] = {
     "tsv": (_tsv, ["tab-separated", "expected a comma-separated CSV"]),
@@ -82,6 +88,7 @@ BAD_FILES: dict[str, tuple[Callable[[str], bytes] | None, list[str]]] = {
     "directory": (None, ["is a directory", "expected a CSV file"]),
     "repeated header": (_repeated_header, [f"row {N + 1}", "repeats the header"]),
     "empty (header only)": (_header_only, ["has a header but no rows"]),
+    "fname with a trailing space": (_padded_fname, ["row 1, column 'fname'", "_0 ' has leading or trailing spaces"]),
 }
 
 
@@ -244,3 +251,89 @@ def test_a_very_long_text_is_named_in_a_warning(files: dict[str, Path], capsys) 
     frame.to_csv(files["dev"], index=False)
     read_split(files["dev"], "dev")
     assert f"warning: {files['dev']}, row 2, column 'dialogue': 100011 characters" in capsys.readouterr().err
+
+
+def _with_summaries(text: str, summaries: dict[int, str]) -> bytes:
+    frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    for row, summary in summaries.items():
+        frame.loc[row, "summary"] = summary
+    return frame.to_csv(index=False).encode()
+
+
+# case -> (make a predictions file's bytes from the good text; fragments of the one `error:` line of validate and
+# submit, which refuse it as a submission; fragments of the `warning:` score and ensemble print reading it)
+PLACEHOLDER_SUMMARIES: dict[str, tuple[Callable[[str], bytes], list[str], list[str]]] = {
+    "NaN and None": (lambda text: _with_summaries(text, {1: "NaN", 3: "None"}),
+                     ["2 summaries are placeholders or numbers", "rows 2 (fname 'test_1': 'NaN'), 4 (fname 'test_3'"],
+                     ["2 of 6 summaries are placeholders or numbers", "2 (fname 'dev_1': 'NaN')"]),
+    "null, N/A, nan": (lambda text: _with_summaries(text, {0: "null", 2: " N/A ", 5: "nan"}),
+                       ["3 summaries are placeholders", "rows 1 (fname 'test_0': 'null')", "6 (fname 'test_5': 'nan')"],
+                       ["3 of 6 summaries are placeholders"]),
+    "a column of numbers": (lambda text: _with_summaries(text, {i: str(i * 7) for i in range(N)}),
+                            ["6 summaries are placeholders or numbers, not text (every row: the wrong column?)"],
+                            ["6 of 6 summaries are placeholders or numbers"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PLACEHOLDER_SUMMARIES))
+@pytest.mark.parametrize("cli", ["score", "validate", "submit", "ensemble"])
+def test_placeholder_summaries_are_refused_in_a_submission_and_warned_in_predictions(
+        cli: str, case: str, files: dict[str, Path], tmp_path: Path, capsys) -> None:
+    make, error_fragments, warning_fragments = PLACEHOLDER_SUMMARIES[case]
+    target = bad_target(cli, files)
+    target.write_bytes(make(target.read_text(encoding="utf-8")))
+    out = tmp_path / "out"
+    code, stderr = run_cli(cli, files, out, capsys)
+    if cli in ("validate", "submit"):
+        assert_one_error_line(code, stderr, target, error_fragments)
+        assert not out.exists()
+        return
+    assert code == 0, stderr
+    warnings = [line for line in stderr.splitlines() if line.startswith(f"warning: {target}") and "placeholder" in line]
+    assert len(warnings) == 1, stderr
+    for fragment in warning_fragments:
+        assert fragment in warnings[0], (fragment, warnings[0])
+
+
+def _nfd(text: str) -> bytes:
+    return unicodedata.normalize("NFD", text).encode()
+
+
+@pytest.mark.parametrize("cli", CLIS)
+def test_decomposed_hangul_is_read_as_nfc_with_one_warning_naming_the_file(cli: str, files: dict[str, Path],
+                                                                          tmp_path: Path, capsys) -> None:
+    target = bad_target(cli, files)
+    target.write_bytes(_nfd(target.read_text(encoding="utf-8")))
+    out = tmp_path / "out"
+    code, stderr = run_cli(cli, files, out, capsys)
+    assert code == 0, stderr
+    warnings = [line for line in stderr.splitlines() if "NFC" in line]
+    assert warnings == [f"warning: {target}, row 1: {N} of {N} rows were not in Unicode NFC (decomposed Hangul, "
+                        f"as macOS tools write); read as NFC"], stderr
+    if cli == "submit":  # what is written is NFC
+        written = [p for p in out.iterdir() if p.name != "ledger.csv"]
+        assert len(written) == 1 and unicodedata.is_normalized("NFC", written[0].read_text(encoding="utf-8"))
+
+
+def test_model_output_with_carriage_returns_is_named_by_its_file_without_dos2unix(files: dict[str, Path],
+                                                                                  tmp_path: Path, capsys) -> None:
+    """Summaries holding '\r' (model output): each warning names the predictions file or the written submission,
+    never the submission's hidden temp copy, and gives no `dos2unix` advice."""
+    target = files["preds_test"]
+    target.write_bytes(_with_summaries(target.read_text(encoding="utf-8"), {2: "첫 줄\r\n둘째 줄"}))
+    code, stderr = run_cli("submit", files, tmp_path / "out", capsys)
+    assert code == 0, stderr
+    written = next(p for p in (tmp_path / "out").iterdir() if p.name != "ledger.csv")
+    warnings = [line for line in stderr.splitlines() if "\\r" in line]
+    said = "row 3, column 'summary': 1 values keep '\\r': the summaries hold carriage returns; strip them before submitting"
+    assert warnings == [f"warning: {target}, {said}", f"warning: {written}, {said}"], stderr
+
+
+def test_a_file_read_twice_by_one_command_warns_once(files: dict[str, Path], tmp_path: Path, capsys) -> None:
+    """submit reads test.csv, then again to validate the submission: its long-dialogue warning prints once."""
+    frame = pd.read_csv(files["test"], dtype=str)
+    frame.loc[1, "dialogue"] = "#Person1#: " + "가" * 30_000
+    frame.to_csv(files["test"], index=False)
+    code, stderr = run_cli("submit", files, tmp_path / "out", capsys)
+    assert code == 0, stderr
+    assert len([line for line in stderr.splitlines() if "characters (over" in line]) == 1, stderr

@@ -166,3 +166,55 @@ def test_prediction_sidecar_writes_only_the_fields_set_and_its_extras() -> None:
                               "config_hash": "abc", "checkpoint": "runs/r/best", FILL_INS: 2, "kfold_fold": 1,
                               "cv_dev_score": None}
     assert PredictionMeta("test", system="lead").to_dict() == {"split": "test", "system": "lead"}
+
+
+def test_the_same_predictions_in_nfd_score_as_in_nfc(sample_dir: Path, tmp_path: Path, capsys) -> None:
+    """Decomposed Hangul (as macOS tools write) is read as NFC: the score does not move."""
+    import json
+    import unicodedata
+
+    from competition.score import main
+
+    gold = read_split(sample_dir / "dev.csv", "dev")
+    text = gold[["fname", "summary"]].assign(summary=gold["summary"].str[:-3]).to_csv(index=False)
+    nfc, nfd = tmp_path / "nfc.csv", tmp_path / "nfd.csv"
+    nfc.write_text(text, encoding="utf-8")
+    nfd.write_text(unicodedata.normalize("NFD", text), encoding="utf-8")
+    scores = {}
+    for path in (nfc, nfd):
+        assert main(["--pred", str(path), "--gold", str(sample_dir / "dev.csv"), "--json"]) == 0
+        scores[path.name] = json.loads(capsys.readouterr().out)["final"]
+    assert scores["nfd.csv"] == scores["nfc.csv"] > 0
+
+
+def test_train_sharing_fnames_or_dialogues_with_dev_or_test_is_counted_in_a_warning(tmp_path: Path, capsys) -> None:
+    data = write_split_dir(tmp_path, dev=GOOD_DEV + 'dev_1,"#Person1#: 또 봐요",#Person1#이 작별합니다.,인사\n')
+    (data / "train.csv").write_text(
+        GOOD_DEV.replace("dev_0", "train_0")  # the same dialogue as dev_0 (and test_0) under another fname
+        + 'dev_1,"#Person1#: 다른 대화",#Person1#이 말합니다.,일상\ntrain_2,"#Person1#: 처음",요약,일상\n',
+        encoding="utf-8")
+    load_splits(data)
+    stderr = capsys.readouterr().err
+    assert (f"warning: {data / 'train.csv'}: 1 fnames [dev_1] and 1 identical dialogues (fnames in dev.csv: [dev_0]) "
+            f"also in {data / 'dev.csv'}; dev scores of a model trained on them are in-sample") in stderr, stderr
+    assert (f"warning: {data / 'train.csv'}: 0 fnames [] and 1 identical dialogues (fnames in test.csv: [test_0]) "
+            f"also in {data / 'test.csv'}; a model trained on them has seen those dialogues") in stderr, stderr
+    load_splits(data, overlap_with=("test",))
+    assert "dev.csv; dev scores" not in capsys.readouterr().err
+
+
+def test_a_dialogue_without_speaker_tags_is_named_in_a_warning(tmp_path: Path, capsys) -> None:
+    data = write_split_dir(tmp_path, test=GOOD_TEST + 'test_1,"안녕하세요\n네 반가워요"\n')
+    load_splits(data, required=("dev", "test"), optional=())
+    assert (f"warning: {data / 'test.csv'}, row 2, column 'dialogue': 1 of 2 dialogues have no speaker tag "
+            f"(#Person1#: ...; first: fname 'test_1')") in capsys.readouterr().err
+
+
+def test_an_fname_with_a_trailing_space_in_test_is_blamed_on_test(tmp_path: Path, capsys) -> None:
+    from competition.validate import main
+
+    data = write_split_dir(tmp_path, test=GOOD_TEST.replace("test_0,", "test_0 ,"))
+    (data / "sample_submission.csv").write_text(",fname,summary\n0,test_0,요약\n", encoding="utf-8")
+    assert main(["--data", str(data)]) == 2
+    assert capsys.readouterr().err == (f"error: {data / 'test.csv'}, row 1, column 'fname': fname 'test_0 ' has "
+                                       f"leading or trailing spaces; expected the bare fname\n")

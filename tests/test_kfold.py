@@ -25,6 +25,7 @@ from competition.rules.predictions import read_predictions_with_metadata
 from competition.rules.submission import read_ledger, validate_submission
 from competition.trivial import first_utterance
 from kfold.folds import assign_folds, assignment_hash, fold_split, pool_rows, stratification_topics
+from kfold.pipeline import KFoldSettings, plan_folds
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = PROJECT_ROOT / "data" / "sample"
@@ -282,3 +283,17 @@ def test_include_dev_says_dev_is_in_sample(tmp_path: Path) -> None:
 
 def printed_line(stdout: str, prefix: str) -> str:
     return next(line for line in stdout.splitlines() if line.startswith(prefix))
+
+
+@pytest.mark.parametrize("include_dev", [False, True])
+def test_train_overlapping_dev_is_warned_once_unless_include_dev_says_so_already(tmp_path: Path, capsys,
+                                                                                  include_dev: bool) -> None:
+    dev = sample_rows("dev", 8)
+    train = pd.concat([sample_rows("train", 16), dev.head(2)], ignore_index=True)  # two dev dialogues again in train
+    data = write_data_dir(tmp_path / "data", train, dev, sample_rows("test", 6))
+    plan_folds(KFoldSettings("baseline", "tiny-bart", data, tmp_path / "runs", k=2, include_dev=include_dev))
+    warned = [line for line in capsys.readouterr().err.splitlines() if "identical dialogues" in line]
+    assert warned == ([] if include_dev else [
+        f"warning: {data / 'train.csv'}: 0 fnames [] and 2 identical dialogues (fnames in dev.csv: "
+        f"[{dev['fname'][0]}, {dev['fname'][1]}]) also in {data / 'dev.csv'}; dev scores of a model trained on them "
+        f"are in-sample: remove them from train"])

@@ -189,3 +189,16 @@ def test_a_submission_whose_ledger_row_fails_is_removed(tmp_path: Path) -> None:
     with pytest.raises(OSError):
         write_submission(["test_0", "test_1", "test_2"], ["가.", "나.", "다."], test, out_dir=subs)
     assert [p.name for p in subs.iterdir()] == ["ledger.csv"]
+
+
+def test_a_missing_or_extra_row_is_named_by_its_fname(tmp_path: Path, sample_dir: Path) -> None:
+    test = pd.read_csv(sample_dir / "test.csv")
+    short = tmp_path / "short.csv"
+    pd.DataFrame({"fname": test["fname"].drop(index=[3]), "summary": "요약"}).to_csv(short)
+    with pytest.raises(DataError, match=rf"59 rows; expected 60 \(one per test dialogue\): 1 missing \[{test['fname'][3]}\], "
+                                        r"0 extra \[\]"):
+        validate_submission(short, sample_dir / "test.csv")
+    long = tmp_path / "long.csv"
+    pd.DataFrame({"fname": [*test["fname"], "test_extra"], "summary": "요약"}).to_csv(long)
+    with pytest.raises(DataError, match=r"61 rows; expected 60 \(one per test dialogue\): 0 missing \[\], 1 extra \[test_extra\]"):
+        validate_submission(long, sample_dir / "test.csv")

@@ -167,3 +167,27 @@ def test_tuning_layers_are_typed_too(track_name: str, tmp_path: Path) -> None:
                             n_trials=1, space_path=space)
     with pytest.raises(ConfigError, match="num_train_epochs='three': expected"):
         check_inputs(track, settings, load_search_space(space))
+
+
+def test_resuming_a_run_of_the_other_track_says_which_track_it_is(tmp_path: Path) -> None:
+    saved = BASELINE.resolve(BASELINE.layers("tiny-bart"))
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(saved)), encoding="utf-8")
+    with pytest.raises(ConfigError) as raised:
+        LLM.resume_layers(tmp_path)
+    assert str(raised.value) == (f"{tmp_path}: a baseline run (preset 'tiny-bart'), not a llm run; resume it with "
+                                 f"`make baseline RESUME={tmp_path}`")
+
+
+@pytest.mark.parametrize("settings, preset", [(BASELINE, "tiny-bart"), (LLM, "tiny-llama")])
+def test_max_train_samples_zero_is_refused_with_the_way_to_say_all(settings: TrackSettings, preset: str) -> None:
+    with pytest.raises(ConfigError, match=r"max_train_samples=0; expected a positive row count \(null = all\)"):
+        settings.resolve(settings.layers(preset, overrides={"max_train_samples": 0}))
+    assert settings.resolve(settings.layers(preset, overrides={"max_train_samples": None})).max_train_samples is None
+
+
+def test_a_key_given_twice_in_a_yaml_is_refused_naming_the_key_and_file(tmp_path: Path) -> None:
+    path = tmp_path / "my.yaml"
+    path.write_text("learning_rate: 3.0e-5\nnum_train_epochs: 2\nlearning_rate: 1.0e-4\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as raised:
+        BASELINE.layers("tiny-bart", yaml_path=path)
+    assert str(raised.value) == f"{path}, line 3: key 'learning_rate' is given twice; expected each key once (delete one)"

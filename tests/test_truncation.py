@@ -133,3 +133,34 @@ def test_cli_bad_input_exits_2(tmp_path, capsys, argv, message):
     assert main([x for pair in base.items() for x in pair] + ["--no-progress"]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_local_tokenizer_writes_to_the_models_folder_and_other_data_is_not_overwritten(tmp_path, capsys):
+    tokenizer = str(ensure_tiny_checkpoint(get_preset("tiny-neox")))
+    first, second = tmp_path / "data", tmp_path / "other"
+    for folder, rows in ((first, 8), (second, 5)):
+        folder.mkdir()
+        read_split(SAMPLE_DIR / "dev.csv", "dev").head(rows).drop(columns="references").to_csv(folder / "dev.csv",
+                                                                                               index=False)
+    argv = ["--model", "tiny-neox", "--tokenizer", tokenizer, "--maxlen", "128", "--out", str(tmp_path / "out"),
+            "--no-progress"]
+    assert main([*argv, "--data", str(first)]) == 0
+    report = tmp_path / "out" / "tiny-neox" / REPORT_JSON
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["tiny-neox"]
+    assert main([*argv, "--data", str(first)]) == 0  # the same data again: the report is refreshed
+    capsys.readouterr()
+    assert main([*argv, "--data", str(second)]) == 2
+    assert capsys.readouterr().err == (f"error: {report}: holds the report of data_dir '{first}', not '{second}'; "
+                                       f"expected the same data_dir to replace it: pass --out DIR (make: OUT=DIR) to "
+                                       f"keep both, or delete {report.parent}\n")
+    assert json.loads(report.read_text(encoding="utf-8"))["splits"]["dev"]["rows"] == 8
+
+
+@pytest.mark.integration
+def test_make_truncation_passes_a_local_tokenizer_and_the_default_max_lengths(tmp_path):
+    from test_readme_commands import make_dry_run
+
+    (line,) = [line for line in make_dry_run(["truncation", "MODEL=tiny-neox", "TOKENIZER=/models/tok"])
+               if "-m competition.truncation" in line]
+    assert line.split()[1:] == ["-m", "competition.truncation", "--model", "tiny-neox", "--data", "data", "--maxlen",
+                                "512,768,1024,2048", "--out", "reports/truncation", "--tokenizer", "/models/tok"]

@@ -6,7 +6,7 @@ import functools
 import sys
 from typing import Callable
 
-from competition.rules.errors import BAD_INPUT_EXIT_CODE, ConfigError, DataError
+from competition.rules.errors import BAD_INPUT_EXIT_CODE, ConfigError, DataError, each_warning_once
 
 
 def os_error_message(err: OSError) -> str:
@@ -18,12 +18,14 @@ def os_error_message(err: OSError) -> str:
 
 
 def exit_on_bad_input(main: Callable[..., int | None]) -> Callable[..., int]:
-    """Wrap a CLI `main` so DataError, ConfigError and OSError print one `error: ...` line and return 2."""
+    """Wrap a CLI `main` so DataError, ConfigError and OSError print one `error: ...` line and return 2 (and a
+    warning repeated within the command prints once)."""
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs) -> int:
         try:
-            return main(*args, **kwargs) or 0
+            with each_warning_once():
+                return main(*args, **kwargs) or 0
         except (DataError, ConfigError) as err:
             print(f"error: {err}", file=sys.stderr)
         except OSError as err:

@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 import pydantic
 import yaml
 
+from competition.harness.presets import PRESETS
 from competition.rules.errors import ConfigError
 from competition.rules.files import write_text_atomic
 
@@ -73,15 +74,37 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     return overrides
 
 
+class _DuplicateKey(Exception):
+    def __init__(self, key: Any, line: int) -> None:
+        super().__init__(key, line)
+        self.key, self.line = key, line
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (plain YAML keeps the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise _DuplicateKey(key, key_node.start_mark.line + 1)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_yaml(path: Path | str) -> dict[str, Any]:
-    """Read a YAML config file as a flat mapping."""
+    """Read a YAML config file as a flat mapping; a key given twice is refused."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        loaded = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    except _DuplicateKey as dup:
+        raise ConfigError(f"{path}, line {dup.line}: key '{dup.key}' is given twice; expected each key once "
+                          f"(delete one)") from None
     if not isinstance(loaded, dict):
         raise ConfigError(f"{path}: expected a mapping of KEY: VALUE")
     return loaded
@@ -213,6 +236,15 @@ def _differs(cls: type, key: str, value: Any, saved: Any) -> bool:
     return coerce_value(cls, key, value, "command line") != coerce_value(cls, key, saved, "saved config")
 
 
+def _check_same_track(run_dir: Path | str, saved: Layer, track: str) -> None:
+    """Refuse to resume another track's run, saying which track it is (not listing its keys as unknown)."""
+    tracks = {preset.name: preset.track for preset in PRESETS}
+    other = tracks.get(str(saved.values.get("preset")))
+    if other is not None and other != track:
+        raise ConfigError(f"{run_dir}: a {other} run (preset '{saved.values['preset']}'), not a {track} run; resume "
+                          f"it with `make {other} RESUME={run_dir}`")
+
+
 @dataclass(frozen=True)
 class TrackSettings:
     """How one track builds its config: the dataclass, its shipped YAMLs, the preset and demo layers."""
@@ -249,6 +281,7 @@ class TrackSettings:
     def resume_layers(self, run_dir: Path | str, overrides: Mapping[str, Any] | None = None) -> list[Layer]:
         """A resumed run: its saved config, plus overrides that cannot change what it trains or writes."""
         saved = yaml_layer(_saved_config(run_dir))
+        _check_same_track(run_dir, saved, self.track)
         changed = {key: value for key, value in (overrides or {}).items()
                    if key not in saved.values or _differs(self.config_class, key, value, saved.values[key])}
         unsafe = sorted(set(changed) - SAFE_ON_RESUME)

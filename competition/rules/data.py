@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Literal, Sequence
@@ -31,6 +32,9 @@ UTF8_BOM = b"\xef\xbb\xbf"
 ZIP_MAGIC = b"PK\x03\x04"  # .xlsx (and any zip)
 OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # legacy .xls
 LONG_TEXT_CHARS = 20_000  # real dialogues are a few thousand characters; far longer is a pasted file
+# What a spreadsheet, pandas or a script writes for a missing value; never a summary.
+PLACEHOLDERS = frozenset({"nan", "none", "null", "n/a", "na", "<na>", "nil", "undefined", "-", "--", "."})
+NUMBER = re.compile(r"[-+]?(\d+([.,]\d*)?|\.\d+)([eE][-+]?\d+)?")
 
 
 def where(path: Path | str, row: int | None = None, column: str | None = None) -> str:
@@ -128,7 +132,25 @@ def read_csv_checked(path: Path | str) -> pd.DataFrame:
                         f"(check the quotes: an unclosed quote around a multi-line dialogue?)") from None
     if frame.empty:
         raise DataError(f"{path}: has a header but no rows")
-    return frame
+    return frame if unicodedata.is_normalized("NFC", text) else to_nfc(frame, path)
+
+
+def to_nfc(frame: pd.DataFrame, path: Path | str) -> pd.DataFrame:
+    """Every value in Unicode NFC, with one warning counting the rows that changed.
+
+    Decomposed Hangul (NFD, as macOS tools and some editors write) looks the same but matches no composed
+    morpheme: the same predictions in NFD score far lower.
+    """
+    changed = pd.Series(False, index=frame.index)
+    columns = {}
+    for column in frame.columns:
+        columns[column] = frame[column].map(lambda text: unicodedata.normalize("NFC", text))
+        changed |= columns[column] != frame[column]
+    if changed.any():
+        row = int(changed.to_numpy().argmax()) + 1
+        warn(f"{where(path, row)}: {int(changed.sum())} of {len(frame)} rows were not in Unicode NFC (decomposed "
+             f"Hangul, as macOS tools write); read as NFC")
+    return pd.DataFrame(columns, index=frame.index)
 
 
 def reference_columns(columns: Iterable[str]) -> list[str]:
@@ -178,6 +200,15 @@ def check_unique_fnames(frame: pd.DataFrame, path: Path | str) -> None:
         first_row[fname] = row
 
 
+def check_fnames_trimmed(frame: pd.DataFrame, path: Path | str) -> None:
+    """Reject an fname with leading or trailing spaces: it would never match the same fname elsewhere."""
+    padded = frame["fname"] != frame["fname"].str.strip()
+    if padded.any():
+        row = int(padded.to_numpy().argmax()) + 1
+        raise DataError(f"{where(path, row, 'fname')}: fname {frame['fname'].iloc[row - 1]!r} has leading or trailing "
+                        f"spaces; expected the bare fname")
+
+
 def check_non_empty(frame: pd.DataFrame, path: Path | str, columns: Sequence[str]) -> None:
     """Reject blank cells in the given columns."""
     for column in columns:
@@ -199,15 +230,16 @@ def check_no_repeated_header(frame: pd.DataFrame, path: Path | str) -> None:
                         f"expected data rows only")
 
 
-def warn_about_text(frame: pd.DataFrame, path: Path | str) -> None:
+def warn_about_text(frame: pd.DataFrame, path: Path | str, written_by_model: bool = False) -> None:
     """Warn on carriage returns left inside values (a file saved with CRLF) and on very long texts."""
     for column in [c for c in frame.columns if c != "fname"]:
         values = frame[column]
         carriage = values.str.contains("\r", regex=False)
         if carriage.any():
             row = int(carriage.to_numpy().argmax()) + 1
-            warn(f"{where(path, row, column)}: {int(carriage.sum())} values keep '\\r' (CRLF line endings) "
-                 f"inside the text; the model sees them as characters (convert with `dos2unix`)")
+            advice = ("the summaries hold carriage returns; strip them before submitting" if written_by_model else
+                      "CRLF line endings inside the text; the model sees them as characters (convert with `dos2unix`)")
+            warn(f"{where(path, row, column)}: {int(carriage.sum())} values keep '\\r': {advice}")
         lengths = values.str.len()
         if (lengths > LONG_TEXT_CHARS).any():
             row = int(lengths.to_numpy().argmax()) + 1
@@ -215,17 +247,43 @@ def warn_about_text(frame: pd.DataFrame, path: Path | str) -> None:
                  f"expected a dialogue or summary, not a pasted file")
 
 
-def read_split(path: Path | str, kind: SplitKind) -> pd.DataFrame:
+def warn_untagged_dialogues(frame: pd.DataFrame, path: Path | str) -> None:
+    """Warn on dialogues without any `#PersonN#` speaker tag: the tracks and the fill-ins expect tagged turns."""
+    untagged = ~frame["dialogue"].str.contains(SPEAKER_PATTERN)
+    if untagged.any():
+        row = int(untagged.to_numpy().argmax()) + 1
+        warn(f"{where(path, row, 'dialogue')}: {int(untagged.sum())} of {len(frame)} dialogues have no speaker tag "
+             f"(#Person1#: ...; first: fname '{frame['fname'].iloc[row - 1]}'); expected tagged turns")
+
+
+def placeholder_rows(summaries: pd.Series) -> list[int]:
+    """0-based rows whose summary is a missing-value placeholder ("NaN", "None", "null", "N/A") or a number."""
+    return [row for row, text in enumerate(summaries)
+            if text.strip().lower() in PLACEHOLDERS or NUMBER.fullmatch(text.strip())]
+
+
+def describe_rows(frame: pd.DataFrame, rows: Sequence[int], column: str, limit: int = 5) -> str:
+    """`rows 3 (fname 'a': 'NaN'), 7 (...), ... (12 in all)` for a message (rows 1-based, header excluded)."""
+    shown = ", ".join(f"{row + 1} (fname '{frame['fname'].iloc[row]}': {frame[column].iloc[row]!r})"
+                      for row in rows[:limit])
+    return f"rows {shown}" + (f", ... ({len(rows)} in all)" if len(rows) > limit else "")
+
+
+def read_split(path: Path | str, kind: SplitKind, shown: Path | str | None = None) -> pd.DataFrame:
     """Read and validate one competition file (warnings on stderr for CRLF remnants and very long texts).
 
-    Files with references (train, dev, gold) gain a `references` column holding a list of strings.
+    Files with references (train, dev, gold) gain a `references` column holding a list of strings. `shown` names
+    the file in warnings when `path` is a temporary copy of it.
     """
     schema = SCHEMAS[kind]
     frame = check_columns(read_csv_checked(path), path, schema)
     check_no_repeated_header(frame, path)
-    warn_about_text(frame, path)
+    warn_about_text(frame, shown or path, written_by_model=kind in ("predictions", "submission"))
     check_unique_fnames(frame, path)
     check_non_empty(frame, path, ["fname"] + [c for c in ("dialogue",) if c in frame.columns])
+    check_fnames_trimmed(frame, path)
+    if kind in ("train", "dev", "test"):
+        warn_untagged_dialogues(frame, shown or path)
     if schema.references:
         ref_columns = reference_columns(frame.columns)
         check_non_empty(frame, path, ref_columns)
@@ -236,7 +294,8 @@ def read_split(path: Path | str, kind: SplitKind) -> pd.DataFrame:
 def read_predictions(path: Path | str) -> pd.DataFrame:
     """Read `fname,summary` predictions (a leading index column, as in submissions, is accepted).
 
-    Empty summaries are read (they score 0) with a warning: the leaderboard rejects them.
+    Empty summaries, placeholders ("NaN", "None", ...) and numbers are read (they score about 0) with a warning:
+    a submission refuses them.
     """
     frame = read_split(path, "predictions")
     blank = frame["summary"].str.strip() == ""
@@ -244,6 +303,11 @@ def read_predictions(path: Path | str) -> pd.DataFrame:
         row = int(blank.to_numpy().argmax()) + 1
         warn(f"{where(path, row, 'summary')}: {int(blank.sum())} of {len(frame)} summaries are empty "
              f"(first: fname '{frame['fname'].iloc[row - 1]}'); they score 0 and a submission rejects them")
+    placeholders = placeholder_rows(frame["summary"])
+    if placeholders:
+        warn(f"{where(path, column='summary')}: {len(placeholders)} of {len(frame)} summaries are placeholders or "
+             f"numbers, not text: {describe_rows(frame, placeholders, 'summary', limit=3)}; they score about 0 and "
+             f"a submission refuses them")
     return frame
 
 
@@ -264,13 +328,14 @@ def align_predictions(pred: pd.DataFrame, fnames: Sequence[str], pred_path: Path
     missing = [f for f in fnames if f not in predicted]
     extra = sorted(set(predicted) - set(fnames))
     if missing or extra:
-        show = show_names or _preview
+        show = show_names or preview
         raise DataError(f"{where(pred_path, column='fname')}: fnames differ from {reference}: "
                         f"{len(missing)} missing {show(missing)}, {len(extra)} extra {show(extra)}")
     return [predicted[f] for f in fnames]
 
 
-def _preview(items: Sequence[str], limit: int = 5) -> str:
+def preview(items: Sequence[str], limit: int = 5) -> str:
+    """`[a, b, c, ...]`: the first names of a list, for a message."""
     shown = ", ".join(items[:limit])
     return f"[{shown}{', ...' if len(items) > limit else ''}]"
 
@@ -303,9 +368,10 @@ class Splits:
 
 
 def load_splits(data: Splits | Path | str, required: Sequence[str] = TRAINING_SPLITS,
-                optional: Sequence[str] = ("test",)) -> Splits:
+                optional: Sequence[str] = ("test",), overlap_with: Sequence[str] = ("dev", "test")) -> Splits:
     """The `required` splits (a DataError names every missing file) and the `optional` ones present, validated.
 
+    Train rows shared with the `overlap_with` splits (same fname or same dialogue) are counted in a warning.
     Splits already loaded are returned as they are, once they hold the required ones.
     """
     present = data.frames if isinstance(data, Splits) else split_paths(data)
@@ -318,7 +384,24 @@ def load_splits(data: Splits | Path | str, required: Sequence[str] = TRAINING_SP
         return data
     frames = {split: read_split(present[split], split) for split in (*required, *optional)  # type: ignore[arg-type]
               if split in present}
+    for split in overlap_with:
+        if "train" in frames and split in frames:
+            warn_train_overlap(frames["train"], frames[split], present["train"], present[split])
     return Splits(Path(data), frames, present)
+
+
+def warn_train_overlap(train: pd.DataFrame, other: pd.DataFrame, train_path: Path, other_path: Path) -> None:
+    """Warn when train shares fnames or identical dialogues with another split: its scores would be in-sample."""
+    fnames = sorted(set(train["fname"]) & set(other["fname"]))
+    dialogues = set(train["dialogue"].str.strip()) & set(other["dialogue"].str.strip())
+    if not fnames and not dialogues:
+        return
+    rows = other["fname"][other["dialogue"].str.strip().isin(dialogues)].tolist()
+    consequence = ("dev scores of a model trained on them are in-sample" if "references" in other.columns
+                   else "a model trained on them has seen those dialogues")
+    warn(f"{train_path}: {len(fnames)} fnames {preview(fnames, 3)} and {len(dialogues)} identical dialogues "
+         f"(fnames in {other_path.name}: {preview(rows, 3)}) also in {other_path}; {consequence}: remove them "
+         f"from train")
 
 
 def first_utterance(dialogue: str) -> str:

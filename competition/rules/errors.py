@@ -3,9 +3,12 @@ and `warn` for a problem that does not stop the run."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from typing import Iterator
 
 BAD_INPUT_EXIT_CODE = 2
+_said: set[str] | None = None  # inside `each_warning_once`: the warnings already printed
 
 
 class DataError(ValueError):
@@ -18,4 +21,19 @@ class ConfigError(ValueError):
 
 def warn(message: str) -> None:
     """A problem that does not stop the run, on stderr (the same `warning: ...` line in every CLI)."""
+    if _said is not None:
+        if message in _said:
+            return  # a file read twice by one command (test.csv, then against a submission) warns once
+        _said.add(message)
     print(f"warning: {message}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def each_warning_once() -> Iterator[None]:
+    """Within this block (one command, `exit_on_bad_input`), a repeated warning is printed only the first time."""
+    global _said
+    outer, _said = _said, set() if _said is None else _said
+    try:
+        yield
+    finally:
+        _said = outer

@@ -16,13 +16,14 @@ import io
 import os
 import re
 import time
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import pandas as pd
 
-from competition.rules.data import read_split, read_text_checked, where
+from competition.rules.data import describe_rows, placeholder_rows, preview, read_split, read_text_checked, where
 from competition.rules.errors import DataError
 from competition.rules.files import atomic_path
 
@@ -49,25 +50,34 @@ def default_submissions_dir() -> Path:
 
 
 def submission_csv_text(fnames: Sequence[str], summaries: Sequence[str]) -> str:
-    """Render rows exactly like sample_submission.csv."""
+    """Render rows exactly like sample_submission.csv, in Unicode NFC (composed Hangul, as the references are)."""
     buffer = io.StringIO()
-    pd.DataFrame({"fname": list(fnames), "summary": list(summaries)}).to_csv(buffer, index=True)
+    pd.DataFrame({"fname": list(fnames),
+                  "summary": [unicodedata.normalize("NFC", s) for s in summaries]}).to_csv(buffer, index=True)
     return buffer.getvalue()
 
 
-def validate_submission(path: Path | str, test_path: Path | str) -> int:
-    """Check a submission against the test file; return the row count or raise DataError naming the problem."""
-    submission = read_split(path, "submission")  # encoding, BOM, spreadsheet, TSV, empty file, columns
+def validate_submission(path: Path | str, test_path: Path | str, shown: Path | str | None = None) -> int:
+    """Check a submission against the test file; return the row count or raise DataError naming the problem.
+
+    `shown` names the submission in warnings when `path` is its temporary copy.
+    """
+    submission = read_split(path, "submission", shown)  # encoding, BOM, spreadsheet, TSV, empty file, columns
     header = read_text_checked(path).splitlines()[0]
     if header.strip() not in HEADERS:
         raise DataError(f"{where(path, column='header')}: header '{header}'; expected '{HEADER}' "
                         f"(leading unnamed index column, then fname,summary) or 'fname,summary'")
     test = read_split(test_path, "test")
     if len(submission) != len(test):
-        raise DataError(f"{where(path)}: {len(submission)} rows; expected {len(test)} (one per test dialogue)")
+        given, expected_fnames = set(submission["fname"]), set(test["fname"])
+        missing = [f for f in test["fname"] if f not in given]
+        extra = [f for f in submission["fname"] if f not in expected_fnames]
+        raise DataError(f"{where(path)}: {len(submission)} rows; expected {len(test)} (one per test dialogue): "
+                        f"{len(missing)} missing {preview(missing)}, {len(extra)} extra {preview(extra)}")
     for row, (got, expected) in enumerate(zip(submission["fname"], test["fname"]), start=1):
         if got != expected:
             raise DataError(f"{where(path, row, 'fname')}: '{got}'; expected '{expected}' (test order)")
+    check_summaries_are_text(submission, path)
     for row, summary in enumerate(submission["summary"], start=1):
         if not summary.strip():
             raise DataError(f"{where(path, row, 'summary')}: empty summary; expected text")
@@ -75,6 +85,16 @@ def validate_submission(path: Path | str, test_path: Path | str) -> int:
         if leftover:
             raise DataError(f"{where(path, row, 'summary')}: leftover model tokens {leftover}; strip them first")
     return len(submission)
+
+
+def check_summaries_are_text(frame: pd.DataFrame, path: Path | str) -> None:
+    """Refuse placeholders ("NaN", "None", "null", "N/A", ...) and numbers as summaries, naming their rows."""
+    placeholders = placeholder_rows(frame["summary"])
+    if placeholders:
+        every = " (every row: the wrong column?)" if len(placeholders) == len(frame) else ""
+        raise DataError(f"{where(path, column='summary')}: {len(placeholders)} summaries are placeholders or numbers, "
+                        f"not text{every}: {describe_rows(frame, placeholders, 'summary')}; expected a "
+                        f"written summary in every row")
 
 
 @dataclass(frozen=True)
@@ -139,7 +159,7 @@ def _write_validated(path: Path, text: str, test_path: Path | str) -> int:
         except OSError as err:
             raise OSError(err.errno, err.strerror, str(path)) from None  # a full disk names the submission
         try:
-            return validate_submission(temp, test_path)
+            return validate_submission(temp, test_path, shown=path)
         except DataError as err:
             raise DataError(str(err).replace(str(temp), f"submission {path}")) from None
 
