@@ -119,6 +119,13 @@ def test_the_3b_fits_24_gib_by_smaller_micro_batches_and_80_gib_as_shipped():
     assert fit.changes == {}
 
 
+def test_without_liger_the_3b_gets_checkpointing_on_24_gib():
+    """transformers' own modules keep more activations: 4,096-token micro-batches no longer fit without checkpointing."""
+    layers = llm.config.SETTINGS.layers("llama3.2-ko-3b")
+    fitted, _ = llm.config.SETTINGS.fitted(layers, Gpu("no liger", 23.5, 23.5, fused_kernels=False))
+    assert llm.config.SETTINGS.resolve(fitted).gradient_checkpointing
+
+
 def test_qwen3_14b_predicts_through_the_adapter_on_24_gib():
     layers, _ = _fit(llm.config.SETTINGS, "qwen3-14b", 24)
     config = llm.config.SETTINGS.resolve(layers)
@@ -195,6 +202,39 @@ def test_the_fit_is_recorded_in_run_json(tmp_path):
     config = llm.config.SETTINGS.resolve(layers)
     run_dir = open_run(tmp_path, "llm", config, [], extra=fit.record())
     info = load_run_info(run_dir)
-    assert info["gpu"] == {"name": "test card", "total_gib": 23.5, "free_gib": 23.5, "bf16": True}
+    assert info["gpu"] == {"name": "test card", "total_gib": 23.5, "free_gib": 23.5, "bf16": True,
+                           "fused_kernels": True}
     assert info["fitted"]["batch_tokens"] == [16384, 4096]
     assert info["config"]["batch_tokens"] == 4096
+
+
+def _readme_fits() -> dict[str, tuple[int, int]]:
+    """The README presets table's `smallest card, as shipped` (free GiB) of each preset."""
+    import re
+
+    from helpers import PROJECT_ROOT
+
+    fits = {}
+    for line in (PROJECT_ROOT / "README.md").read_text(encoding="utf-8").splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if len(cells) != 4 or not re.match(r"\d", cells[3]):
+            continue
+        pairs = re.findall(r"(\d+), (\d+)", cells[3].split("measured")[0].split("; trained")[0].split("; gated")[0])
+        names = re.findall(r"`([^`]+)`", cells[0])
+        for name, pair in zip(names, pairs * len(names) if len(pairs) == 1 else pairs):
+            fits[name] = (int(pair[0]), int(pair[1]))
+    return fits
+
+
+def test_the_readme_presets_table_says_what_the_memory_model_says():
+    fits = _readme_fits()
+    assert set(fits) == {p.name for p in PRESETS if not p.tiny}
+    for preset, (smallest, shipped) in fits.items():
+        settings = llm.config.SETTINGS if get_preset(preset).track == "llm" else baselines.config.SETTINGS
+        assert not _fit(settings, preset, smallest)[1].warnings, preset
+        try:
+            assert _fit(settings, preset, smallest - 1)[1].warnings, preset  # fits, with a warning, or ...
+        except ConfigError:
+            pass  # ... is refused
+        assert _fit(settings, preset, shipped)[1].changes == {}, preset
+        assert _fit(settings, preset, shipped - 1)[1].changes, preset

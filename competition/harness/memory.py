@@ -14,6 +14,7 @@ warns. A card too small for the preset at all raises ConfigError naming the smal
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -32,6 +33,7 @@ NF4_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)  # 4-bit weights + double-quantized bl
 WEIGHT_BYTES = {"nf4": NF4_BYTES, "int8": 1.0, "none": 2.0}  # per quantized parameter; embeddings stay 16-bit
 LORA_STATE_BYTES = {"paged_adamw_8bit": 10, "adamw_torch": 16}  # fp32 weight + fp32 grad + optimizer states
 RECOMPUTE_FACTOR = 2.8  # checkpointing: one layer's recomputed activations + their gradients, at the peak
+LIGER_FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "gemma2")  # families with liger kernels (llm/kernels.py)
 MIN_GRAPH_BEAM_BATCH = 64  # seq2seq: a smaller beam-search batch beside CUDA-graph pools -> compile off instead
 MIN_NO_CHECKPOINT_TOKENS = 4096  # below this, checkpointing with larger micro-batches is the faster way to fit
 
@@ -44,6 +46,7 @@ class Gpu:
     total_gib: float
     free_gib: float
     bf16: bool = True
+    fused_kernels: bool = True  # liger-kernel installed (the GPU extras): the LLM track's fused kernels can run
 
     @property
     def label(self) -> str:
@@ -71,7 +74,7 @@ def detect_gpu() -> Gpu | None:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         free = total - CONTEXT_GIB * GIB
     return Gpu(torch.cuda.get_device_name(device), round(total / GIB, 2), round(free / GIB, 2),
-               bool(torch.cuda.is_bf16_supported()))
+               bool(torch.cuda.is_bf16_supported()), importlib.util.find_spec("liger_kernel") is not None)
 
 
 @dataclass
@@ -92,7 +95,7 @@ class Fit:
     def record(self) -> dict[str, Any]:
         """For run.json: the card and what was fitted."""
         return {"gpu": {"name": self.gpu.name, "total_gib": self.gpu.total_gib, "free_gib": self.gpu.free_gib,
-                        "bf16": self.gpu.bf16},
+                        "bf16": self.gpu.bf16, "fused_kernels": self.gpu.fused_kernels},
                 "fitted": dict(self.changes), "memory_estimate_gib": dict(self.estimates)}
 
     def summary(self) -> str:
@@ -212,7 +215,9 @@ def fit_llm(values: Mapping[str, Any], explicit: set[str], gpu: Gpu) -> Fit:
     arch = architecture(values["preset"], values.get("model_path"))
     quantization = values["quantization"] if values.get("finetune", "lora") == "lora" else "none"
     longest_row = values["max_source_length"] + values["max_target_length"]
-    common = dict(quantization=quantization, lora_r=values["lora_r"], fused=values["fused_kernels"] != "off",
+    family = get_preset(values["preset"]).family
+    fused = values["fused_kernels"] != "off" and gpu.fused_kernels and family in LIGER_FAMILIES
+    common = dict(quantization=quantization, lora_r=values["lora_r"], fused=fused,
                   lora_dropout=values["lora_dropout"] > 0,
                   optim="paged_adamw_8bit" if values["optim"] == "auto" else values["optim"])
     usable = gpu.usable_gib
