@@ -238,3 +238,30 @@ def test_the_readme_presets_table_says_what_the_memory_model_says():
             pass  # ... is refused
         assert _fit(settings, preset, shipped)[1].changes == {}, preset
         assert _fit(settings, preset, shipped - 1)[1].changes, preset
+
+
+def test_the_card_to_fit_is_the_asked_one_none_on_resume_and_none_without_a_gpu(tmp_path, capsys):
+    import argparse
+
+    from competition.harness.tracks import card_to_fit
+    from llm.run import main
+
+    def args(**kwargs):
+        return argparse.Namespace(**{"resume": None, "gpu_memory": None, "gpu_name": None, **kwargs})
+
+    assert card_to_fit(args(gpu_memory=24.0)) == Gpu("a GPU", 24.0, 24.0)
+    assert card_to_fit(args(gpu_memory=24.0, resume=tmp_path)) is None  # a resumed run keeps its fitted config
+    if not memory.detect_gpu():
+        assert card_to_fit(args()) is None  # the CPU: nothing fitted, today's settings
+    assert main(["--model", "qwen3-14b", "--print-config", "--gpu-memory", "0"]) == 2
+    assert "error: --gpu-memory 0.0: expected the card's free memory in GiB" in capsys.readouterr().err
+
+
+def test_without_a_gpu_print_config_is_unchanged(capsys):
+    from llm.run import main
+
+    if memory.detect_gpu():
+        pytest.skip("this machine has a GPU")
+    assert main(["--model", "llama3.2-ko-3b", "--print-config"]) == 0
+    out = capsys.readouterr().out
+    assert "gpu:" not in out and "batch_tokens: 16384" in out

@@ -57,12 +57,14 @@ def get_track(name: str) -> Track:
 def card_to_fit(args: argparse.Namespace) -> Gpu | None:
     """The card the settings are fitted to: `--gpu-memory` (any machine), else this machine's GPU; none when
     resuming (the saved config was fitted when the run started) or without a GPU (nothing is fitted)."""
+    if args.resume is not None:
+        return None
     if args.gpu_memory is not None:
         if args.gpu_memory <= 0:
             raise ConfigError(f"--gpu-memory {args.gpu_memory}: expected the card's free memory in GiB, above 0")
         name = args.gpu_name or "a GPU"
         return Gpu(name, args.gpu_memory, args.gpu_memory)
-    return None if args.resume is not None else detect_gpu()
+    return detect_gpu()
 
 
 def track_cli(track: Track, argv: list[str] | None, prog: str, description: str, default_model: str) -> int:
