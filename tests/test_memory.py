@@ -274,3 +274,13 @@ def test_without_a_gpu_print_config_is_unchanged(capsys):
     assert main(["--model", "llama3.2-ko-3b", "--print-config"]) == 0
     out = capsys.readouterr().out
     assert "gpu:" not in out and "batch_tokens: 16384" in out
+
+
+def test_an_odd_generation_batch_still_shrinks_to_what_fits():
+    fitted, fit = llm.config.SETTINGS.fitted(llm.config.SETTINGS.layers("qwen3-14b"), Gpu("small", 17, 17))
+    config = llm.config.SETTINGS.resolve(fitted)
+    assert config.per_device_eval_batch_size < 128 and not fit.warnings
+    values = {**llm.config.SETTINGS.resolve(llm.config.SETTINGS.layers("qwen3-14b")).__dict__,
+              "per_device_eval_batch_size": 100}
+    fit = memory.fit_llm(values, set(), Gpu("small", 17, 17))
+    assert 1 <= fit.values["per_device_eval_batch_size"] < 100 and not fit.warnings

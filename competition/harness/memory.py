@@ -219,6 +219,14 @@ def _halvings(value: int, smallest: int) -> list[int]:
     return out
 
 
+def _shrinking(value: int) -> list[int]:
+    """value, then halves rounded up, down to 1: generation batches need not divide anything."""
+    out = [value]
+    while out[-1] > 1:
+        out.append((out[-1] + 1) // 2)
+    return out
+
+
 def _divisors_down(value: int) -> list[int]:
     return [d for d in range(value, 0, -1) if value % d == 0]
 
@@ -287,7 +295,7 @@ def fit_llm(values: Mapping[str, Any], explicit: set[str], gpu: Gpu) -> Fit:
 
     predict_with = values["predict_with"]
     predict_weights = "none" if predict_with in ("dequantized", "merged") else quantization
-    sizes = [(r, t) for r, t in zip(_halvings(rows, 1), _halvings(gen_tokens, 1) if gen_tokens else [0] * 99)]
+    sizes = [(r, max(1, gen_tokens * r // rows) if gen_tokens else 0) for r in _shrinking(rows)]
     if {"per_device_eval_batch_size", "generation_batch_tokens"} & explicit:
         sizes = [(rows, gen_tokens)]
     chosen_gen = next(((r, t) for r, t in sizes if fits(predict_weights, r, t)), None)
@@ -379,7 +387,7 @@ def fit_seq2seq(values: Mapping[str, Any], explicit: set[str], gpu: Gpu) -> Fit:
     fit.estimates["training"] = round(training(micro), 2)
 
     rows = values["per_device_eval_batch_size"]
-    sizes = [rows] if "per_device_eval_batch_size" in explicit else _halvings(rows, 1)
+    sizes = [rows] if "per_device_eval_batch_size" in explicit else _shrinking(rows)
     pools = seq2seq_activation_gib(arch, micro, source, target) * 1.05
 
     def generation(batch: int, with_graphs: bool) -> float:
