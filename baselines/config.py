@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping
 
 from competition.harness.config import SdpaBackend, TrackSettings, setting
+from competition.harness.memory import fit_seq2seq
 from competition.harness.presets import get_preset
 from competition.rules.errors import ConfigError
 from competition.rules.metric import DEFAULT_ANALYZER, Analyzer
@@ -110,7 +111,7 @@ RENAMED = {"encoder_max_len": "max_source_length", "decoder_max_len": "max_targe
 
 SETTINGS = TrackSettings(track=TRACK, config_class=BaselineConfig,
                          configs_dir=Path(__file__).resolve().parent / "configs",
-                         preset_layer=preset_layer, demo_layer=DEMO_LAYER, renamed=RENAMED)
+                         preset_layer=preset_layer, demo_layer=DEMO_LAYER, renamed=RENAMED, fit=fit_seq2seq)
 
 
 def load_config(preset_name: str, yaml_path: Path | str | None = None,

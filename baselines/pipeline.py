@@ -33,16 +33,17 @@ log = logging.getLogger(__name__)
 
 
 def run(config: BaselineConfig, data_dir: Path | str, out_dir: Path | str, run_dir: Path | str | None = None,
-        submissions_dir: Path | str | None = None) -> Path:
+        submissions_dir: Path | str | None = None, run_info: dict | None = None) -> Path:
     """Train, predict dev and test, report and submit; returns the run folder.
 
     Pass `run_dir` (an earlier run folder) to resume it: training continues from its last checkpoint, and a
     finished run is not submitted again. Submissions go to `submissions_dir` (default: $SUBMISSIONS or
     submissions/); a run whose fill-ins exceed `max_fill_in_share` does not submit unless `submit_despite_fill_ins`.
+    `run_info` (the card and the fitted settings, from the CLI) goes into run.json.
     """
     ensure_process_group()  # no-op unless launched by torchrun (GPUS>1)
     splits = load_splits(data_dir)  # every input validated before any work
-    run_dir = open_run(out_dir, TRACK, config, splits.paths.values(), run_dir)
+    run_dir = open_run(out_dir, TRACK, config, splits.paths.values(), run_dir, extra=run_info)
     clock = StageClock()
     with clock.stage("train"):  # model loading included
         result = train(config, splits, run_dir)

@@ -79,9 +79,10 @@ def build_rows(tokenizer, layout: TokenLayout, dialogues: Sequence[str], summari
     return Seq2SeqRows(inputs, labels)
 
 
-def precision_flags(precision: str) -> dict[str, bool]:
-    """bf16/fp16 flags: `auto` picks bf16 where the GPU supports it, else fp16; fp32 without a GPU."""
-    precision = resolve_precision(precision)
+def precision_flags(precision: str, cuda: bool | None = None, bf16_supported: bool | None = None) -> dict[str, bool]:
+    """bf16/fp16 flags: `auto` picks bf16 where the GPU supports it, else fp16 (the Trainer's loss scaling); fp32
+    without a GPU. `cuda` and `bf16_supported` default to this machine (parameters for tests)."""
+    precision = resolve_precision(precision, cuda=cuda, bf16_supported=bf16_supported)
     return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping
 
 from competition.harness.config import SdpaBackend, TrackSettings, setting
+from competition.harness.memory import fit_llm
 from competition.harness.presets import get_preset
 from competition.rules.errors import ConfigError
 
@@ -25,6 +26,7 @@ PredictWith = Literal["adapter", "dequantized", "merged"]
 Decoding = Literal["fast", "generate"]
 DecodeAttention = Literal["auto", "packed", "cudnn"]  # llm/decode.py
 FusedKernels = Literal["auto", "liger", "off"]  # llm/kernels.py
+Precision = Literal["auto", "bf16", "fp16", "fp32"]
 
 
 @dataclass
@@ -35,6 +37,7 @@ class LLMConfig:
     seed: int = setting(42, "seed for python, numpy, torch and the Trainer")
     # --- model loading ---
     quantization: Quantization = setting("nf4", "nf4 = QLoRA 4-bit double-quant | int8 | none (plain LoRA); GPU only, CPU uses none")
+    precision: Precision = setting("auto", "GPU compute dtype (NF4 compute, LoRA autocast): auto = bf16 where the GPU has it, else fp16 with loss scaling | bf16 | fp16 (forces the no-bf16 path) | fp32; CPU: fp32")
     finetune: Finetune = setting("lora", "lora | full (full fine-tune: tiny models only)")
     kbit_fp32_norms: bool = setting(False, "k-bit: true = peft's fp32 upcast of embeddings and norms (markedly slower) | false = keep them in bf16")
     gradient_checkpointing: bool = setting(True, "recompute activations in backward: much less memory, slower; turn off when the batch fits without it")
@@ -139,7 +142,7 @@ RENAMED = {"epochs": "num_train_epochs", "batch_size": "per_device_train_batch_s
 
 SETTINGS = TrackSettings(track=TRACK, config_class=LLMConfig,
                          configs_dir=Path(__file__).resolve().parent / "configs",
-                         preset_layer=preset_layer, demo_layer=DEMO_LAYER, renamed=RENAMED)
+                         preset_layer=preset_layer, demo_layer=DEMO_LAYER, renamed=RENAMED, fit=fit_llm)
 
 
 def load_config(preset_name: str, yaml_path: Path | str | None = None, overrides: Mapping[str, Any] | None = None,

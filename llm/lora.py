@@ -25,10 +25,14 @@ def config_dtype(model_config: Any) -> torch.dtype | None:
     return value if isinstance(value, torch.dtype) else None
 
 
-def compute_dtype(model_config: Any, cuda: bool | None = None, bf16_supported: bool | None = None) -> torch.dtype:
+def compute_dtype(model_config: Any, cuda: bool | None = None, bf16_supported: bool | None = None,
+                  requested: str = "auto") -> torch.dtype:
     """bf16 where the GPU supports it, fp16 on other GPUs, fp32 on CPU; a checkpoint saved in fp16 stays fp16
-    (`competition.modeling.loading.resolve_precision`). `cuda` and `bf16_supported` are parameters for tests."""
-    return precision_dtype(resolve_precision("auto", config_dtype(model_config), cuda, bf16_supported))
+    (`competition.modeling.loading.resolve_precision`). `requested` (the `precision` setting) forces one on a GPU.
+    `cuda` and `bf16_supported` are parameters for tests."""
+    cuda = torch.cuda.is_available() if cuda is None else cuda
+    requested = requested if cuda else "auto"  # k-bit and 16-bit training need a GPU: the CPU computes in fp32
+    return precision_dtype(resolve_precision(requested, config_dtype(model_config), cuda, bf16_supported))
 
 
 def linear_layer_names(model: torch.nn.Module) -> list[str]:

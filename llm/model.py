@@ -112,7 +112,7 @@ def load_base_model(source: str | Path, config: LLMConfig, quantization: str, dt
     from transformers import AutoConfig, AutoModelForCausalLM
 
     model_config = AutoConfig.from_pretrained(str(source), trust_remote_code=config.trust_remote_code)
-    dtype = dtype or compute_dtype(model_config)
+    dtype = dtype or compute_dtype(model_config, requested=config.precision)
     kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": config.attn_implementation,
                               "use_safetensors": True, "trust_remote_code": config.trust_remote_code}
     bnb = quantization_config(quantization, dtype)
@@ -235,4 +235,5 @@ def load_checkpoint(folder: Path | str, config: LLMConfig, for_merge: bool = Fal
 def _inference_dtype(source: str | Path, config: LLMConfig) -> torch.dtype:
     from transformers import AutoConfig
 
-    return compute_dtype(AutoConfig.from_pretrained(str(source), trust_remote_code=config.trust_remote_code))
+    model_config = AutoConfig.from_pretrained(str(source), trust_remote_code=config.trust_remote_code)
+    return compute_dtype(model_config, requested=config.precision)

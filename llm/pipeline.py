@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 
 def run(config: LLMConfig, data_dir: Path | str, out_dir: Path | str, run_dir: Path | str | None = None,
-        submissions_dir: Path | str | None = None) -> Path:
+        submissions_dir: Path | str | None = None, run_info: dict | None = None) -> Path:
     """Train, predict dev and test, write the report and a submission; return the run folder.
 
     Submissions go to `submissions_dir` (default: $SUBMISSIONS or submissions/), once per run (a finished run that
@@ -44,10 +44,11 @@ def run(config: LLMConfig, data_dir: Path | str, out_dir: Path | str, run_dir: P
 
     Under torchrun every rank calls this: rank 0 creates the run folder and writes every file, all ranks train and
     generate their shares, and each returns the same folder once rank 0 is done.
+    `run_info` (the card and the fitted settings, from the CLI) goes into run.json.
     """
     ensure_process_group()  # before the Trainer sets up its own distributed state
     splits = load_splits(data_dir)  # every input validated before any work
-    run_dir = open_run(out_dir, TRACK, config, splits.paths.values(), run_dir)
+    run_dir = open_run(out_dir, TRACK, config, splits.paths.values(), run_dir, extra=run_info)
     log.info("run folder: %s", run_dir)
     clock = StageClock()
     with clock.stage("train"):  # model loading included

@@ -218,6 +218,12 @@ def _dev_score_callback(config: LLMConfig, tokenizer, style, dev: pd.DataFrame, 
     return DevScoreCallback()
 
 
+def mixed_precision(dtype: torch.dtype) -> dict[str, bool]:
+    """The Trainer's flags for the model's compute dtype: bf16 autocast, or fp16 with loss scaling (GPUs without
+    bf16, or precision=fp16); neither in fp32."""
+    return {"use_bf16": dtype == torch.bfloat16, "use_fp16": dtype == torch.float16}
+
+
 def training_arguments(config: LLMConfig, output_dir: Path, use_bf16: bool, use_fp16: bool,
                        liger: dict[str, bool] | None = None):
     """TrainingArguments from the config (checkpointing aligned with evaluation so the best can be kept);
@@ -281,8 +287,7 @@ def train(config: LLMConfig, splits: Splits | Path | str, run_dir: Path | str,
     callbacks.append(speed)  # last: the dev generation of each evaluation is not training time
     dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
     kernels = liger_kernel_config(config.fused_kernels, model)
-    args = training_arguments(config, run_dir / "checkpoints", use_bf16=dtype == torch.bfloat16,
-                              use_fp16=dtype == torch.float16, liger=kernels)
+    args = training_arguments(config, run_dir / "checkpoints", **mixed_precision(dtype), liger=kernels)
     trainer = counting_trainer(Trainer, speed)(
         model=model, args=args, train_dataset=training_dataset(train_examples, config), eval_dataset=dev_examples,
         data_collator=speed.counting(make_collator(config, tokenizer, fused_loss(kernels))),

@@ -104,6 +104,34 @@ def test_compute_dtype_follows_config_and_gpu(saved, cuda, bf16, expected):
     assert compute_dtype(FakeConfig(saved), cuda=cuda, bf16_supported=bf16) == expected
 
 
+@pytest.mark.parametrize(("requested", "cuda", "bf16", "expected"), [
+    ("fp16", True, True, torch.float16),  # precision=fp16 forces the no-bf16 path on any GPU
+    ("auto", True, False, torch.float16),
+    ("fp16", False, False, torch.float32),  # the CPU computes in fp32 whatever is asked
+    ("bf16", True, True, torch.bfloat16),
+])
+def test_the_precision_setting_decides_the_compute_dtype_and_the_trainers_loss_scaling(requested, cuda, bf16, expected):
+    """fp16 compute means NF4 compute/storage in fp16 and the Trainer's fp16 flag (loss scaling), never bf16."""
+    from llm.model import quantization_config
+    from llm.train import mixed_precision
+
+    dtype = compute_dtype(FakeConfig(torch.bfloat16), cuda=cuda, bf16_supported=bf16, requested=requested)
+    assert dtype == expected
+    flags = mixed_precision(dtype)
+    assert flags == {"use_bf16": dtype == torch.bfloat16, "use_fp16": dtype == torch.float16}
+    if dtype != torch.float32:
+        nf4 = quantization_config("nf4", dtype)
+        assert nf4.bnb_4bit_compute_dtype == dtype and nf4.bnb_4bit_quant_storage == dtype
+
+
+def test_baseline_precision_flags_fall_back_to_fp16_without_bf16():
+    from baselines.train import precision_flags
+
+    assert precision_flags("auto", cuda=True, bf16_supported=False) == {"bf16": False, "fp16": True}
+    assert precision_flags("auto", cuda=True, bf16_supported=True) == {"bf16": True, "fp16": False}
+    assert precision_flags("auto", cuda=False) == {"bf16": False, "fp16": False}
+
+
 def test_every_llm_presets_lora_targets_are_the_linear_layers_of_its_family():
     """LoRA lands on every linear layer (lm_head aside) of the family's model: checked on its tiny build."""
     layers = {family: linear_layer_names(load_tiny(name)[1]) for name, family in TINY_FAMILIES.items()}

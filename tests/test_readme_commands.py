@@ -42,6 +42,7 @@ COVERAGE = {
     "make llm MODEL=tiny-llama DATA=data/sample": "demo:demo-llm",
     "python -m llm.run --model qwen3-14b --print-config": "config",
     "python -m baselines.run --model pko-t5-large --print-config": "config",
+    "python -m llm.run --model qwen3-14b --print-config --gpu-memory 24": "config",
     "make truncation MODEL=qwen3-14b MAXLEN=512,768,1024,2048": "test:test_truncation.py::test_cli_writes_the_report",
     "python -m competition.truncation": "test:test_truncation.py::test_cli_writes_the_report",
     "make tune TRACK=baseline MODEL=kobart TRIALS=30":

@@ -44,6 +44,7 @@ class Layer:
 
     source: str
     values: Mapping[str, Any]
+    explicit: bool = False  # set by the user (--config, KEY=VALUE): GPU fitting never changes these keys
 
 
 def setting(default: Any, hint: str) -> Any:
@@ -255,6 +256,7 @@ class TrackSettings:
     preset_layer: Callable[[str], dict[str, Any]]  # preset name -> what it implies (ConfigError if unknown)
     demo_layer: Mapping[str, Any]
     renamed: Mapping[str, str] = field(default_factory=dict)  # old key -> new key
+    fit: Callable[..., Any] | None = None  # (values, explicit keys, Gpu) -> competition.harness.memory.Fit
 
     def shipped_yaml(self, preset: str) -> Path | None:
         """The preset's own YAML in the track's configs folder, when it ships one."""
@@ -267,11 +269,14 @@ class TrackSettings:
         layers = [Layer(f"preset {preset_name}", self.preset_layer(preset_name))]
         if demo:
             layers.append(Layer("--demo", self.demo_layer))
-        path = yaml_path if yaml_path is not None else self.shipped_yaml(preset_name)
+        shipped = self.shipped_yaml(preset_name)
+        path = yaml_path if yaml_path is not None else shipped
         if path is not None:
-            layers.append(yaml_layer(path))
+            layer = yaml_layer(path)
+            user_file = shipped is None or Path(path).resolve() != shipped.resolve()
+            layers.append(Layer(layer.source, layer.values, explicit=user_file))
         if overrides:
-            layers.append(Layer("command line", dict(overrides)))
+            layers.append(Layer("command line", dict(overrides), explicit=True))
         for layer in layers[1:]:
             chosen = layer.values.get("preset", preset_name)
             if chosen != preset_name:
@@ -299,6 +304,18 @@ class TrackSettings:
         _, sources = resolve_layers(self.config_class, layers, self.renamed)
         return describe_config(self.resolve(layers), sources)
 
+    def fitted(self, layers: Sequence[Layer], gpu: Any) -> tuple[list[Layer], Any]:
+        """The layers plus a `gpu: ...` layer of execution settings fitted to `gpu` (a `memory.Gpu`), placed above
+        defaults, preset and shipped YAML but below the user's own values; and the `Fit` (None: nothing to fit)."""
+        if self.fit is None or gpu is None:
+            return list(layers), None
+        explicit = {key for layer in layers if layer.explicit for key in layer.values}
+        fit = self.fit(dataclasses.asdict(self.resolve(layers)), explicit, gpu)
+        if not fit.values:
+            return list(layers), fit
+        first_user = next((i for i, layer in enumerate(layers) if layer.explicit), len(layers))
+        return [*layers[:first_user], Layer(gpu.label, fit.values), *layers[first_user:]], fit
+
 
 def add_track_arguments(parser: argparse.ArgumentParser, default_model: str) -> None:
     """The options every track CLI takes, with the same meaning in both."""
@@ -312,6 +329,10 @@ def add_track_arguments(parser: argparse.ArgumentParser, default_model: str) -> 
                         help="folder for submissions and their ledger (default: $SUBMISSIONS, else submissions/)")
     parser.add_argument("--print-config", action="store_true",
                         help="print the resolved config (value, hint, the layer that set it) and exit")
+    parser.add_argument("--gpu-memory", type=float, metavar="GIB",
+                        help="fit the settings to a card with this much free memory (GiB) instead of this machine's "
+                             "GPU; with --print-config: what such a card would get, on any machine")
+    parser.add_argument("--gpu-name", default=None, help="the card's name shown with --gpu-memory")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. learning_rate=3e-5")
 
 

@@ -119,15 +119,16 @@ def start_run(run_dir: Path | str, config: Any, data_files: Iterable[Path | str]
 
 
 def open_run(out_dir: Path | str, track: str, config: Any, data_files: Iterable[Path | str],
-             run_dir: Path | str | None = None) -> Path:
+             run_dir: Path | str | None = None, extra: dict[str, Any] | None = None) -> Path:
     """The run folder, started: `run_dir` when resuming, else a new `<out_dir>/<track>-<preset>-<stamp>`, with its
-    `config.yaml` and `run.json` (rank 0 writes them; a resumed run keeps its own). Every rank gets the same folder."""
+    `config.yaml` and `run.json` (rank 0 writes them, with `extra`; a resumed run keeps its own). Every rank gets the
+    same folder."""
     from competition.harness.distributed import broadcast_from_main, is_main_process
 
     run_dir = Path(run_dir) if run_dir is not None else broadcast_from_main(
         lambda: new_run_dir(out_dir, track, config.preset))
     if is_main_process():
-        start_run(run_dir, config, data_files, track)
+        start_run(run_dir, config, data_files, track, extra)
     return run_dir
 
 

@@ -22,8 +22,9 @@ from typing import Any, Callable, Mapping
 from competition.harness.config import TrackSettings, add_track_arguments, layers_from_args
 from competition.harness.distributed import end_multi_process_run, is_main_process
 from competition.harness.logs import setup_logging
+from competition.harness.memory import Gpu, detect_gpu
 from competition.harness.runs import TrainResult
-from competition.rules.errors import ConfigError
+from competition.rules.errors import ConfigError, warn
 
 OnEvaluate = Callable[[int, float], None]  # (epoch or step, dev score); may raise (e.g. optuna.TrialPruned)
 TRACK_MODULES = {"baseline": "baselines.track", "llm": "llm.track"}
@@ -53,6 +54,19 @@ def get_track(name: str) -> Track:
     return importlib.import_module(TRACK_MODULES[name]).TRACK
 
 
+def card_to_fit(args: argparse.Namespace) -> Gpu | None:
+    """The card the settings are fitted to: `--gpu-memory` (any machine), else this machine's GPU; none when
+    resuming (the saved config was fitted when the run started) or without a GPU (nothing is fitted)."""
+    if args.resume is not None:
+        return None
+    if args.gpu_memory is not None:
+        if args.gpu_memory <= 0:
+            raise ConfigError(f"--gpu-memory {args.gpu_memory}: expected the card's free memory in GiB, above 0")
+        name = args.gpu_name or "a GPU"
+        return Gpu(name, args.gpu_memory, args.gpu_memory)
+    return detect_gpu()
+
+
 def track_cli(track: Track, argv: list[str] | None, prog: str, description: str, default_model: str) -> int:
     """The one CLI of both tracks: resolve the config layers, then `--print-config` or the whole run."""
     parser = argparse.ArgumentParser(prog=prog, description=description,
@@ -61,12 +75,17 @@ def track_cli(track: Track, argv: list[str] | None, prog: str, description: str,
     args = parser.parse_args(argv)
     setup_logging()
     layers = layers_from_args(track.settings, args)
+    layers, fit = track.settings.fitted(layers, card_to_fit(args))
+    for message in fit.warnings if fit else ():
+        warn(message)
     if args.print_config:
-        print(track.settings.describe(layers), end="")
+        print((fit.summary() + "\n" if fit else "") + track.settings.describe(layers), end="")
         return 0
     log.info("config layers: %s", ", ".join(layer.source for layer in layers))
+    if fit:
+        log.info("%s", fit.summary().lstrip("# "))
     run_dir = track.run(track.settings.resolve(layers), args.data, args.out, run_dir=args.resume,
-                        submissions_dir=args.submissions)
+                        submissions_dir=args.submissions, **({"run_info": fit.record()} if fit else {}))
     if is_main_process():  # every rank returns the run folder; say it once
         print(f"run folder: {run_dir}")
     end_multi_process_run()
