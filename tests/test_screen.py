@@ -7,11 +7,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import shlex
 import shutil
+import subprocess
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import PROJECT_ROOT
 from helpers.data import sample_frames, sample_rows, write_data_dir
 
 from competition.harness.presets import get_preset
@@ -165,15 +168,32 @@ def test_screen_tiny_presets_end_to_end(tmp_path: Path, monkeypatch: pytest.Monk
                                         capsys: pytest.CaptureFixture) -> None:
     """Two families, 0 and 1 shot, dev and test: the ranked table, its plot, predictions the ensembler reads; a
     rerun skips finished folders, an interrupted one continues its predictions, other settings are refused."""
+    import llm.generate
     import llm.model
     from ensemble.__main__ import main as ensemble_main
 
     data = write_data_dir(tmp_path / "data", sample_rows("train", 300), sample_rows("dev", 6), sample_rows("test", 4))
     out = tmp_path / "screen"
-    argv = ["--models", "tiny-llama,tiny-qwen3", "--shots", "0,1", "--data", str(data), "--out", str(out), "--test",
-            "max_new_tokens=8"]
+    dry_run = subprocess.run(["make", "-n", "screen", "MODELS=tiny-llama,tiny-qwen3", "SHOTS=0,1", f"DATA={data}",
+                              f"RUNS={tmp_path}", "ARGS=--test max_new_tokens=8", "PY=python"],
+                             cwd=PROJECT_ROOT, capture_output=True, text=True, check=True).stdout
+    (command,) = [line for line in dry_run.replace("\\\n", " ").splitlines() if " -m llm.screen " in line]
+    argv = shlex.split(command)[3:]  # what `make screen` runs, after `python -m llm.screen`
+    assert argv == ["--models", "tiny-llama,tiny-qwen3", "--shots", "0,1", "--data", str(data), "--out", str(out),
+                    "--test", "max_new_tokens=8"]
+    generated_prompt_lengths: list[int] = []  # what the model was given: the few-shot prompts, not the track's own
+    new_tokens = llm.generate._new_tokens
+
+    def spy(model, inputs, *args, **kwargs):
+        generated_prompt_lengths.extend(inputs["attention_mask"].sum(dim=1).tolist())
+        return new_tokens(model, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(llm.generate, "_new_tokens", spy)
     assert screen.main(argv) == 0
     table = json.loads((out / "screen.json").read_text(encoding="utf-8"))["rows"]
+    longest = {r["shots"]: max(r["prompt_tokens_max"], r["test_prompt_tokens_max"]) for r in table
+               if r["preset"] == "tiny-qwen3"}
+    assert max(generated_prompt_lengths) >= longest[1] > longest[0]
     assert [r["rank"] for r in table] == [1, 2, 3, 4]
     assert [r["score"] for r in table] == sorted((r["score"] for r in table), reverse=True)
     by_job = {(r["preset"], r["shots"]): r for r in table}
