@@ -78,8 +78,23 @@ def rank_examples(queries: Sequence[str], train: Sequence[str], k: int, query_to
         topic = query_topics[index] if query_topics is not None else None
         same_topic = (train_topic_array == topic) if topic else np.zeros(len(train), dtype=bool)
         ranked = np.lexsort((order_in_train, -dice, ~same_topic))
-        chosen.append([int(i) for i in ranked if train[i] != query][:k])
+        picks: list[int] = []
+        for i in ranked:  # best first, until k
+            if len(picks) == k:
+                break
+            if train[i] != query:
+                picks.append(int(i))
+        chosen.append(picks)
     return chosen
+
+
+def choose_examples(splits: Splits, k: int, with_test: bool) -> dict[str, list[list[int]]]:
+    """The `k` best train rows for every dev (and test) dialogue (`rank_examples`; topics where a split has them)."""
+    train = splits["train"]
+    topics = list(train["topic"]) if "topic" in train else None
+    return {split: rank_examples(list(splits[split]["dialogue"]), list(train["dialogue"]), k,
+                                 list(splits[split]["topic"]) if "topic" in splits[split] else None, topics)
+            for split in (("dev", "test") if with_test else ("dev",))}
 
 
 # ---------------------------------------------------------------- one preset, one shot count
@@ -233,9 +248,10 @@ def plot_table(path: Path, rows: Sequence[dict[str, Any]]) -> None:
         labels = [f"{r['preset']} · {r['shots']}-shot" for r in rows][::-1]
         scores = [r["score"] for r in rows][::-1]
         bars = ax.barh(labels, scores, color="tab:blue")
-        ax.bar_label(bars, labels=[f"{s:.2f}" for s in scores], padding=3, fontsize=8)
+        fills = [f"{r['fill_ins']}/{r['rows']}" for r in rows][::-1]
+        ax.bar_label(bars, labels=[f"{s:.2f} (fill-ins {f})" for s, f in zip(scores, fills)], padding=3, fontsize=8)
         ax.set(xlabel="dev score (ROUGE-1/2/L F1 mean x 100)", title="Screening: base models, no training")
-        ax.set_xlim(0, max(scores, default=1) * 1.15 + 1)
+        ax.set_xlim(0, max(scores, default=1) * 1.35 + 1)  # room for the labels
         fig.tight_layout()
         with atomic_path(path) as temp:
             fig.savefig(temp, format="png", dpi=100)
@@ -291,10 +307,7 @@ def screen(models: Sequence[str], shots: Sequence[int], data_dir: Path | str, ou
     splits = load_splits(data_dir, required=("train", "dev", "test") if with_test else ("train", "dev"))
     out_dir = Path(out_dir)
     configs = screen_configs(models, overrides or {}, model_dir)
-    examples = {split: rank_examples(list(splits[split]["dialogue"]), list(splits["train"]["dialogue"]),
-                                     max(shots), list(splits[split]["topic"]) if "topic" in splits[split] else None,
-                                     list(splits["train"]["topic"]) if "topic" in splits["train"] else None)
-                for split in (("dev", "test") if with_test else ("dev",))}
+    examples: dict[str, list[list[int]]] = {}  # chosen once, when the first job needs them (tokenizes train)
     for config in configs:
         jobs = [Job(config, k, out_dir / folder_name(config.preset, k)) for k in shots]
         todo = []
@@ -314,6 +327,8 @@ def screen(models: Sequence[str], shots: Sequence[int], data_dir: Path | str, ou
         from llm.model import load_base_for_prediction
 
         model, tokenizer, style, source = load_base_for_prediction(config)
+        if not examples:
+            examples.update(choose_examples(splits, max(shots), with_test))
         load_seconds = round(time.perf_counter() - start, 2)
         for job in todo:
             row = screen_job(job, model, tokenizer, style, source, splits, examples, with_test, load_seconds)

@@ -235,3 +235,21 @@ def test_screen_tiny_presets_end_to_end(tmp_path: Path, monkeypatch: pytest.Monk
     # other settings into the same folders are refused
     assert screen.main([*argv[:-1], "max_new_tokens=9"]) == 2
     assert "screened earlier with other settings (max_new_tokens)" in capsys.readouterr().err
+
+
+@pytest.mark.integration  # reads ../shared
+@pytest.mark.parametrize("preset_name", ["llama3.2-ko-3b", "qwen2.5-7b", "qwen3-14b", "solar-10.7b", "solar-10.7b-base",
+                                         "deepseek-r1-qwen-32b"])
+def test_few_shot_pieces_equal_the_full_render_with_real_templates(preset_name: str) -> None:
+    from helpers.real_models import models_dir
+
+    from competition.modeling.loading import load_tokenizer
+
+    tokenizer = load_tokenizer(models_dir() / preset_name)  # as screening loads it: no tokens added
+    style = resolve_template(prompt_style_for(get_preset(preset_name), max_length=8192), tokenizer)
+    examples = train_examples(2)
+    for dialogue in sample_frames()[1]["dialogue"][:10]:
+        prompt = encode_few_shot_prompt(tokenizer, style, dialogue, examples)
+        text = render_prompt_text(tokenizer, style, dialogue, examples)
+        assert prompt.examples_used == 2
+        assert prompt.input_ids == tokenizer(text, add_special_tokens=False)["input_ids"]
