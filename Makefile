@@ -3,8 +3,9 @@
 # or read ../shared), gpu and postgres.
 # Variables: MODEL (preset), DATA (folder with train/dev/test.csv), CONFIG (YAML), ARGS (KEY=VALUE overrides),
 # RUN (a run folder), RESUME (a run folder to continue), TRACK (baseline|llm), TRIALS, MAXLEN, PREDS (prediction
-# CSVs), GPUS, K (folds), FROM/OUT/SCALE (make checkpoint), TOKENIZER/OUT (make truncation), SUBMISSIONS (the one folder every command writes
-# submissions and their ledger to). Both tracks read <track>/configs/<MODEL>.yaml unless CONFIG names another file.
+# CSVs), GPUS, K (folds), FROM/OUT/SCALE (make checkpoint), TOKENIZER/OUT (make truncation), MODELS/SHOTS (make
+# screen: presets, few-shot counts), SUBMISSIONS (the one folder every command writes submissions and their ledger
+# to). Both tracks read <track>/configs/<MODEL>.yaml unless CONFIG names another file.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -25,7 +26,7 @@ RESUME_FLAG = $(if $(RESUME),--resume $(RESUME),)
 # GPUS>1: one process per GPU through torchrun (DDP); only rank 0 writes files.
 LAUNCH = $(if $(filter-out 1,$(GPUS)),.venv/bin/torchrun --standalone --nproc_per_node=$(GPUS),$(PY))
 
-.PHONY: setup demo test test-fast baseline llm truncation checkpoint tune tune-gen kfold ensemble submit bench \
+.PHONY: setup demo test test-fast baseline llm screen truncation checkpoint tune tune-gen kfold ensemble submit bench \
         bench-metric bench-baseline bench-llm bench-ensemble sample-data demo-core demo-baseline demo-llm demo-tune \
         demo-ensemble test-services clean
 
@@ -94,6 +95,11 @@ baseline: setup
 llm: setup
 	$(LAUNCH) -m llm.run --model $(or $(MODEL),llama3.2-ko-3b) --data $(DATA) --out $(RUNS) \
 	    --submissions $(SUBMISSIONS) $(CONFIG_FLAG) $(RESUME_FLAG) $(ARGS)
+
+# Base models scored on dev without training (zero-/few-shot), ranked in $(RUNS)/screen/screen.md; rerun to resume.
+screen: setup
+	$(PY) -m llm.screen --models $(or $(MODELS),llama3.2-ko-3b) --shots $(or $(SHOTS),0) --data $(DATA) \
+	    --out $(RUNS)/screen $(ARGS)
 
 # A variable: a literal list inside $(or ...) would be split at its commas.
 TRUNCATION_MAXLEN := 512,768,1024,2048

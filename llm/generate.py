@@ -80,15 +80,17 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int, max_tokens: i
 @torch.inference_mode()
 def generate_summaries(model, tokenizer, style, dialogues: Sequence[str], config: LLMConfig,
                        on_batch: BatchCallback | None = None,
-                       desc: str = "generate") -> list[str]:
+                       desc: str = "generate", prompt_ids: Sequence[Sequence[int]] | None = None) -> list[str]:
     """Summaries of `dialogues`, in input order; `on_batch(indices, summaries)` sees each finished batch.
+    `prompt_ids`: the prompts already encoded (few-shot screening), else each dialogue's `encode_for_generation`.
 
     Under several processes each round deals one batch to each rank (`distributed_map`) and gathers the results, so
     every rank gets every summary and `on_batch` sees every batch on every rank; one process runs batch after batch.
     """
     from competition.modeling.prompts import clean_generated, encode_for_generation, left_pad_batch
 
-    prompts = [encode_for_generation(tokenizer, style, d).input_ids for d in dialogues]
+    prompts = ([list(p) for p in prompt_ids] if prompt_ids is not None
+               else [encode_for_generation(tokenizer, style, d).input_ids for d in dialogues])
     kwargs = generation_kwargs(config, model, tokenizer, style)
     device = next(model.parameters()).device
     fast = config.decoding == "fast" and _fast_greedy_fits(model, kwargs)
@@ -180,10 +182,12 @@ def read_partial(path: Path, wanted: set[str]) -> dict[str, str]:
 
 
 def predict_to_file(model, tokenizer, style, fnames: Sequence[str], dialogues: Sequence[str], out_path: Path | str,
-                    config: LLMConfig, metadata: PredictionMeta, on_batch: BatchCallback | None = None) -> list[str]:
+                    config: LLMConfig, metadata: PredictionMeta, on_batch: BatchCallback | None = None,
+                    prompt_ids: Sequence[Sequence[int]] | None = None) -> list[str]:
     """Generate the missing summaries, appending each batch to the partial sidecar, then write the CSV atomically.
 
     Returns the summaries in `fnames` order. `on_batch` (tests, progress hooks) runs after each batch is saved.
+    `prompt_ids`: each row's prompt already encoded (see `generate_summaries`).
     Under several processes rank 0 reads and writes the files; every rank generates its share of the missing
     fnames and returns the same summaries.
     """
@@ -210,7 +214,8 @@ def predict_to_file(model, tokenizer, style, fnames: Sequence[str], dialogues: S
                 on_batch([missing[i] for i in indices], summaries)
 
         generate_summaries(model, tokenizer, style, [dialogues[i] for i in missing], config,
-                           on_batch=save_batch, desc=out_path.stem)
+                           on_batch=save_batch, desc=out_path.stem,
+                           prompt_ids=None if prompt_ids is None else [prompt_ids[i] for i in missing])
     summaries, empty = fill_empty([done[f] for f in fnames], dialogues)
     if is_main_process():
         resumed = {"resumed_rows": len(fnames) - len(missing)}

@@ -125,6 +125,24 @@ def load_base_model(source: str | Path, config: LLMConfig, quantization: str, dt
     return model
 
 
+def load_base_for_prediction(config: LLMConfig):
+    """(model, tokenizer, prompt style, source) of the preset's base model as it ships, in eval mode, loaded as prediction
+    loads a trained adapter's base (the config's quantization, `predict_with=dequantized` honoured; 4-bit falls back
+    to plain weights without a GPU). No tokens are added (their embedding rows would be untrained), so a preset's end
+    marker is a stop string, not a token."""
+    preset = get_preset(config.preset, "llm")
+    source = model_source(preset, config.model_path)
+    tokenizer = load_tokenizer(source, config.trust_remote_code)
+    style = build_prompt_style(config, tokenizer, preset)
+    quantization = effective_quantization(config)
+    dtype = _inference_dtype(source, config)
+    model = load_base_model(source, config, quantization, dtype=dtype)
+    if config.predict_with == "dequantized" and quantization != "none":
+        model = model.dequantize(dtype=dtype)
+    model.eval()
+    return model, tokenizer, style, source
+
+
 def this_process_gpu() -> int:
     """The GPU this process owns: its local rank under torchrun (DDP: one model per GPU), else the current one."""
     from competition.harness.distributed import local_rank, world_size

@@ -40,6 +40,7 @@ COVERAGE = {
     'make llm ARGS="learning_rate=1e-4 batch_tokens=8192"': "config",
     "make llm RESUME=runs/llm-<model>-<stamp>": "config",
     "make llm MODEL=tiny-llama DATA=data/sample": "demo:demo-llm",
+    "make screen MODELS=llama3.2-ko-3b,qwen3-4b SHOTS=0,1,3": "test:test_screen.py::test_screen_tiny_presets_end_to_end",
     "python -m llm.run --model qwen3-14b --print-config": "config",
     "python -m baselines.run --model pko-t5-large --print-config": "config",
     "python -m llm.run --model qwen3-14b --print-config --gpu-memory 24": "config",

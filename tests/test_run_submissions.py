@@ -61,7 +61,7 @@ def llm(monkeypatch):
     monkeypatch.setattr(llm_run, "train", fake_train)
     monkeypatch.setattr(llm_run, "load_checkpoint", lambda checkpoint, config: (None, None, None, {}))
 
-    def generate_summaries(model, tokenizer, style, dialogues, config, on_batch=None, desc=""):
+    def generate_summaries(model, tokenizer, style, dialogues, config, on_batch=None, desc="", prompt_ids=None):
         summaries = state["summarise"](dialogues)
         if on_batch is not None:
             on_batch(list(range(len(dialogues))), summaries)

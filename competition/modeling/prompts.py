@@ -56,6 +56,9 @@ DEFAULT_CUT_MARKER = "...\n"
 DEFAULT_DATE_STRING = "26 Jul 2024"
 SENTENCEPIECE_SPACE = "\u2581"  # "▁", SentencePiece's word-start mark
 _PLACEHOLDER = "\u2063DIALOGUE\u2063"  # invisible separator: never in real text, survives jinja rendering
+_EXAMPLE_PLACEHOLDER = "\u2063EX{part}{index}\u2063"  # a few-shot example's dialogue (D) or summary (S)
+_ANY_PLACEHOLDER = re.compile("\u2063(EX[DS]\\d+|DIALOGUE)\u2063")
+EXAMPLE_SEPARATOR = "\n\n"  # after a few-shot example's summary in the fallback template
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 EMPTY_THINK_CLOSE = "\n\n</think>\n\n"  # after an open "<think>": the empty block Qwen3 writes with thinking off
 _THINK_BLOCK = re.compile(re.escape(THINK_OPEN) + ".*?" + re.escape(THINK_CLOSE), re.DOTALL)
@@ -191,20 +194,33 @@ def scaffold_for(tokenizer, style: PromptStyle) -> Scaffold:
     return per_tokenizer[key]
 
 
-def render_prompt_text(tokenizer, style: PromptStyle, dialogue: str) -> str:
-    """The full prompt text for a dialogue (the template rendered with it), ending with the assistant header."""
+def render_prompt_text(tokenizer, style: PromptStyle, dialogue: str,
+                       examples: Sequence[tuple[str, str]] = ()) -> str:
+    """The full prompt text for a dialogue (the template rendered with it), ending with the assistant header.
+
+    `examples` (few-shot, (dialogue, summary) pairs) come first, each as the task asked and answered: with a chat
+    template, earlier user/assistant turns, the way chat models are few-shot prompted; with the fallback template,
+    the template filled in and followed by its summary.
+    """
     if style.template == "chat":
         if not getattr(tokenizer, "chat_template", None):
             raise ConfigError("prompt template 'chat' but the tokenizer has no chat template; "
                               "use template=fallback (see resolve_template)")
-        content = style.user_template.format(instruction=style.instruction, dialogue=dialogue)
-        text = tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
-                                             add_generation_prompt=True, **template_kwargs(style))
+        messages = []
+        for shown, summary in (*examples, (dialogue, None)):
+            content = style.user_template.format(instruction=style.instruction, dialogue=shown)
+            messages.append({"role": "user", "content": content})
+            if summary is not None:
+                messages.append({"role": "assistant", "content": summary})
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
+                                             **template_kwargs(style))
         if style.disable_thinking and text.rstrip().endswith(THINK_OPEN):  # DeepSeek-R1 opens the block itself
             text = text.rstrip() + EMPTY_THINK_CLOSE
         lead = _leading_special_text(tokenizer)  # SOLAR's template omits the <s> its tokenizer puts before text
         return text if text.startswith(lead) else lead + text
-    return _leading_special_text(tokenizer) + style.fallback_template.format(
+    shown = "".join(style.fallback_template.format(instruction=style.instruction, dialogue=d) + s + EXAMPLE_SEPARATOR
+                    for d, s in examples)
+    return _leading_special_text(tokenizer) + shown + style.fallback_template.format(
         instruction=style.instruction, dialogue=dialogue)
 
 
@@ -425,6 +441,83 @@ def encode_for_training(tokenizer, style: PromptStyle, dialogue: str, summary: s
     target = summary_ids[: style.max_target_length] + list(scaffold.suffix_ids)
     labels = [IGNORE_INDEX] * len(prompt) + target
     return Encoded(prompt + target, labels, dialogue_cut, target_cut, len(prompt))
+
+
+# ---------------------------------------------------------------- few-shot prompts (screening base models)
+
+@dataclass(frozen=True)
+class FewShotScaffold:
+    """The fixed pieces of a prompt with `k` examples: head, the 2k joints (after each example's dialogue, after its
+    summary) and the tail (assistant header); the examples and the dialogue go between them."""
+
+    head_ids: tuple[int, ...]
+    joint_ids: tuple[tuple[int, ...], ...]
+    tail_ids: tuple[int, ...]
+
+    @property
+    def fixed_length(self) -> int:
+        return len(self.head_ids) + sum(len(j) for j in self.joint_ids) + len(self.tail_ids)
+
+
+@dataclass(frozen=True)
+class FewShotPrompt:
+    """A generation prompt with few-shot examples, and what was cut to fit the budget."""
+
+    input_ids: list[int]
+    dialogue_tokens_cut: int
+    examples_used: int  # examples in the prompt, whole or shortened
+    examples_dropped: int  # whole examples left out
+    example_tokens_cut: int  # tokens cut from the one example kept when even it did not fit whole
+
+
+def few_shot_scaffold(tokenizer, style: PromptStyle, k: int) -> FewShotScaffold:
+    """The cached pieces of a `k`-example prompt, split out of the template rendered with placeholders."""
+    per_tokenizer = _SCAFFOLDS.setdefault(tokenizer, {})
+    key = (len(tokenizer), style, "few-shot", k)
+    if key not in per_tokenizer:
+        examples = [(_EXAMPLE_PLACEHOLDER.format(part="D", index=i), _EXAMPLE_PLACEHOLDER.format(part="S", index=i))
+                    for i in range(k)]
+        parts = _ANY_PLACEHOLDER.split(render_prompt_text(tokenizer, style, _PLACEHOLDER, examples))
+        texts, names = parts[0::2], parts[1::2]
+        if names != [f"EX{p}{i}" for i in range(k) for p in "DS"] + ["DIALOGUE"]:
+            raise ConfigError("the chat template reordered or repeated the few-shot turns; use template=fallback")
+        per_tokenizer[key] = FewShotScaffold(tuple(_encode(tokenizer, texts[0])),
+                                             tuple(tuple(encode_continuation(tokenizer, t)) for t in texts[1:-1]),
+                                             tuple(encode_continuation(tokenizer, texts[-1])))
+    return per_tokenizer[key]
+
+
+def encode_few_shot_prompt(tokenizer, style: PromptStyle, dialogue: str,
+                           examples: Sequence[tuple[str, str]]) -> FewShotPrompt:
+    """The generation prompt of a dialogue after `examples` ((dialogue, summary) pairs, best first), within the
+    prompt budget of `encode_prompt`: whole examples are dropped from the last, then the one left is shortened (its
+    dialogue cut like any dialogue, its summary never), and only with no example left is the dialogue cut. The
+    instruction and the assistant header are never cut; without examples this is `encode_prompt`."""
+    scaffold = scaffold_for(tokenizer, style)
+    budget = scaffold.dialogue_budget(style) + len(scaffold.head_ids) + len(scaffold.tail_ids)
+    turn_ids = encode_continuations(tokenizer, split_turns(dialogue))
+    dialogue_ids = [i for turn in turn_ids for i in turn]
+    encoded = [(encode_continuations(tokenizer, split_turns(d)), encode_continuation(tokenizer, s))
+               for d, s in examples]
+    markers = (scaffold.cut_marker_ids, scaffold.end_cut_marker_ids)
+    for k in range(len(encoded), 0, -1):
+        pieces = few_shot_scaffold(tokenizer, style, k)
+        room = budget - pieces.fixed_length - len(dialogue_ids)  # for the k examples' dialogues and summaries
+        shown = [([i for turn in turns for i in turn], summary) for turns, summary in encoded[:k]]
+        cut = 0
+        if sum(len(d) + len(s) for d, s in shown) > room:
+            example_room = room - len(shown[0][1])
+            if k > 1 or example_room <= max(len(m) for m in markers):
+                continue  # drop the last example; the one left is shortened only when something of it fits
+            shortened = cut_dialogue_to_budget(encoded[0][0], example_room, style.cut, *markers)
+            shown, cut = [(shortened.ids, shown[0][1])], shortened.tokens_cut
+        ids = list(pieces.head_ids)
+        for index, (example_dialogue, summary) in enumerate(shown):
+            ids += example_dialogue + list(pieces.joint_ids[2 * index]) + summary + list(pieces.joint_ids[2 * index + 1])
+        ids += dialogue_ids + list(pieces.tail_ids)
+        return FewShotPrompt(ids, 0, k, len(encoded) - k, cut)
+    ids, dialogue_cut = encode_prompt(tokenizer, style, dialogue)
+    return FewShotPrompt(ids, dialogue_cut, 0, len(encoded), 0)
 
 
 def left_pad_batch(tokenizer, batch_of_input_ids: Sequence[Sequence[int]]) -> dict[str, Any]:
