@@ -21,7 +21,7 @@ from helpers.data import sample_rows, write_data_dir
 
 from competition.harness.tracks import get_track
 from competition.rules.data import first_utterance
-from competition.rules.predictions import FILL_INS, read_predictions_with_metadata
+from competition.rules.predictions import FILL_INS, read_predictions_with_metadata, write_predictions
 
 TINY_RUNS = {  # one short training per track; the tiny LLM trains until it writes some summaries (about a minute)
     "baseline": ("tiny-bart", {"num_train_epochs": 1, "learning_rate": 2e-3, "generation_max_length": 12}),
@@ -174,3 +174,42 @@ def test_readme_shows_the_commands_the_tests_run():
     readme = " ".join((PROJECT_ROOT / "README.md").read_text(encoding="utf-8").split())
     assert "`make predict RUN=runs/<a run> INPUT=FILE.csv`" in readme
     assert "`python -m competition.predict --run RUN --dialogue -`" in readme
+
+
+ITEMS = ["사과", "포도", "딸기", "수박", "참외", "자두", "복숭아", "바나나"]
+
+
+def toy_summary(i: int, system: int) -> str:
+    words = [ITEMS[(i + k + system * (i % 2)) % len(ITEMS)] for k in range(4 - system)]
+    return f"#Person1#은 {' '.join(words)}를 산다." + (" 그리고" if system == 2 else "")
+
+
+@pytest.mark.parametrize("method", ["fusion", "mbr", "weighted-mbr", "best", "topic"])
+def test_a_fitted_ensemble_applied_to_new_rows_gives_its_test_summaries(method, tmp_path):
+    """What kfold.predict does with the folds' summaries: the ensemble's method, params and rules from its saved
+    outputs (JSON sidecar, config.yaml) reproduce its test predictions, for every method."""
+    from competition.harness.config import CONFIG_FILE, Layer, resolve_config, yaml_layer
+    from ensemble.pipeline import EnsembleConfig, apply_fitted, load_inputs, run_ensemble, write_outputs
+
+    frames = {split: pd.DataFrame({"fname": [f"{split}_{i}" for i in range(n)],
+                                   "dialogue": [f"#Person1#: 안녕 {i}.\n#Person2#: 네 {i % 3}." for i in range(n)],
+                                   "topic": ["쇼핑" if i % 2 else "여행" for i in range(n)]})
+              for split, n in (("dev", 12), ("test", 9))}
+    frames["dev"]["summary"] = [toy_summary(i, 0) for i in range(12)]
+    for split, frame in frames.items():
+        frame.to_csv(tmp_path / f"{split}.csv", index=False)
+    files = []
+    for system in range(3):
+        for split, frame in frames.items():
+            path = tmp_path / f"sys{system}" / f"preds_{split}.csv"
+            summaries = [toy_summary(i, system) if i % 4 else "" for i in range(len(frame))]  # rules see empties
+            files.append(write_predictions(path, frame["fname"], summaries, {"split": split, "run_dir": str(path.parent)}))
+    inputs = load_inputs(files, None, tmp_path / "dev.csv", tmp_path / "test.csv")
+    result = run_ensemble(resolve_config(EnsembleConfig, Layer("test", {"method": method})), inputs, progress=False)
+    write_outputs(result, inputs, tmp_path / "ensemble")
+    expected, fitted = read_predictions_with_metadata(tmp_path / "ensemble" / "preds_test.csv")
+    config = resolve_config(EnsembleConfig, yaml_layer(tmp_path / "ensemble" / CONFIG_FILE))
+    by_system = {s.name: s.summaries["test"] for s in inputs.systems}
+    combined = apply_fitted(config, fitted["method"], fitted["params"], [by_system[s] for s in fitted["systems"]],
+                            list(frames["test"]["dialogue"]), list(frames["test"]["topic"]))
+    assert fitted["method"] == method and combined == list(expected["summary"])
