@@ -28,7 +28,7 @@ from competition.harness.tracks import Track, get_track
 from competition.rules.data import load_splits
 from competition.rules.errors import ConfigError, DataError
 from competition.rules.metric import compute_rouge
-from competition.rules.predictions import PredictionMeta, fill_empty, write_predictions
+from competition.rules.predictions import PredictionMeta, write_predictions
 from tuning.outputs import write_study_info, write_study_outputs
 from tuning.search_space import SEARCH_SPACE_DIR, SearchSpace, load_search_space
 from tuning.study import (
@@ -100,7 +100,6 @@ def make_generation_objective(track: Track, settings: TuneSettings, space: Searc
         trial.set_user_attr("worker", worker_id())
         trial.set_user_attr("config", config_as_dict(config))
         summaries = run_guarded(trial, lambda: track.predict(checkpoint, dialogues, config))
-        summaries, _ = fill_empty(summaries, dialogues)  # as the run's own predictions: scores stay comparable
         result = compute_rouge(summaries, references, analyzer=getattr(config, "analyzer", "mecab"))
         write_predictions(trial_dir / "preds_dev.csv", fnames, summaries,
                           PredictionMeta("dev", str(run_dir), settings.track, settings.preset, checkpoint=str(checkpoint),
