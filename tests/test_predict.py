@@ -6,6 +6,7 @@ Run: .venv/bin/python -m pytest -q tests/test_predict.py -m integration     (tra
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shlex
@@ -140,7 +141,7 @@ def test_bad_inputs_exit_2_with_one_line(finished_runs, tiny_data, tmp_path, cap
 
 
 @pytest.mark.integration
-def test_kfold_predictions_equal_its_ensembles(tmp_path):
+def test_kfold_predictions_equal_its_ensembles(tmp_path, monkeypatch, capsys):
     from kfold.pipeline import KFoldSettings, run_kfold
 
     data = write_data_dir(tmp_path / "data", sample_rows("train", 16), sample_rows("dev", 6), sample_rows("test", 6))
@@ -160,6 +161,10 @@ def test_kfold_predictions_equal_its_ensembles(tmp_path):
     assert meta["method"] == ensemble_meta["method"] and len(meta["folds"]) == 2
     assert meta["fill_ins_per_fold"] == {Path(f).name: json.loads(
         (Path(f) / "preds_test.meta.json").read_text(encoding="utf-8"))[FILL_INS] for f in meta["folds"]}
+    capsys.readouterr()
+    monkeypatch.setattr(sys, "stdin", io.StringIO(pd.read_csv(data / "test.csv")["dialogue"][0]))
+    assert predict_main([sys.executable, "-m", "kfold.predict", "--run", str(kfold_dir), "--dialogue", "-"]) == 0
+    assert capsys.readouterr().out == expected["summary"][0] + "\n"
 
 
 @pytest.mark.parametrize("track", list(TINY_RUNS))
