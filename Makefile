@@ -4,8 +4,8 @@
 # Variables: MODEL (preset), DATA (folder with train/dev/test.csv), CONFIG (YAML), ARGS (KEY=VALUE overrides),
 # RUN (a run folder), RESUME (a run folder to continue), TRACK (baseline|llm), TRIALS, MAXLEN, PREDS (prediction
 # CSVs), GPUS, K (folds), FROM/OUT/SCALE (make checkpoint), TOKENIZER/OUT (make truncation), MODELS/SHOTS (make
-# screen: presets, few-shot counts), SUBMISSIONS (the one folder every command writes submissions and their ledger
-# to). Both tracks read <track>/configs/<MODEL>.yaml unless CONFIG names another file.
+# screen: presets, few-shot counts), INPUT/OUT (make predict), SUBMISSIONS (the one folder every command writes
+# submissions and their ledger to). Both tracks read <track>/configs/<MODEL>.yaml unless CONFIG names another file.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -26,9 +26,9 @@ RESUME_FLAG = $(if $(RESUME),--resume $(RESUME),)
 # GPUS>1: one process per GPU through torchrun (DDP); only rank 0 writes files.
 LAUNCH = $(if $(filter-out 1,$(GPUS)),.venv/bin/torchrun --standalone --nproc_per_node=$(GPUS),$(PY))
 
-.PHONY: setup demo test test-fast baseline llm screen truncation checkpoint tune tune-gen kfold ensemble submit bench \
-        bench-metric bench-baseline bench-llm bench-ensemble sample-data demo-core demo-baseline demo-llm demo-tune \
-        demo-ensemble test-services clean
+.PHONY: setup demo test test-fast baseline llm screen truncation checkpoint tune tune-gen kfold predict ensemble \
+        submit bench bench-metric bench-baseline bench-llm bench-ensemble sample-data demo-core demo-baseline \
+        demo-llm demo-tune demo-ensemble test-services clean
 
 setup: .venv/.installed
 
@@ -126,6 +126,14 @@ kfold: setup
 	$(LAUNCH) -m kfold --track $(or $(TRACK),baseline) \
 	    --model $(or $(MODEL),$(if $(filter llm,$(TRACK)),llama3.2-ko-3b,kobart)) --data $(DATA) --k $(or $(K),5) \
 	    --out $(RUNS)/kfold $(CONFIG_FLAG) $(ARGS)
+
+# Summaries of INPUT (fname,dialogue CSV) from a finished run or K-fold folder, with its generation settings (ARGS:
+# generation KEY=VALUE only); OUT defaults to $(RUN)/predict/<input stem>.csv and is never overwritten.
+predict: setup
+	$(if $(RUN),,$(error RUN=runs/<a run folder> is required))
+	$(if $(INPUT),,$(error INPUT=FILE.csv is required))
+	$(PY) -m $(if $(wildcard $(RUN)/folds.csv),kfold.predict,competition.predict) --run $(RUN) --input $(INPUT) \
+	    $(if $(OUT),--out $(OUT),) $(ARGS)
 
 ensemble: setup
 	$(PY) -m ensemble --runs $(RUNS) --gold $(DATA)/dev.csv --out $(RUNS)/ensemble $(if $(PREDS),--preds $(PREDS),) $(ARGS)

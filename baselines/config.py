@@ -109,6 +109,9 @@ RENAMED = {"encoder_max_len": "max_source_length", "decoder_max_len": "max_targe
            "label_smoothing": "label_smoothing_factor", "max_dev_samples": "max_eval_samples",
            "eval_batch_size": "per_device_eval_batch_size"}
 
+# What `make predict` may change on a finished run: decoding and its batch, never what the model learned or reads.
+GENERATION_KEYS = frozenset({"num_beams", "no_repeat_ngram_size", "generation_max_length", "length_penalty",
+                             "beam_early_stopping", "max_new_tokens_by_length", "per_device_eval_batch_size"})
 SETTINGS = TrackSettings(track=TRACK, config_class=BaselineConfig,
                          configs_dir=Path(__file__).resolve().parent / "configs",
                          preset_layer=preset_layer, demo_layer=DEMO_LAYER, renamed=RENAMED, fit=fit_seq2seq)

@@ -208,6 +208,22 @@ def run_ensemble(config: EnsembleConfig, inputs: Inputs, progress: bool = True) 
     return result
 
 
+def apply_fitted(config: EnsembleConfig, method: str, params: dict, summaries_by_system: Sequence[Sequence[str]],
+                 dialogues: Sequence[str], topics: Sequence[str] | None = None) -> list[str]:
+    """An ensemble that was fitted already (its method, params and rules, as its sidecar records them) applied to
+    new rows, as `run_ensemble` applies it to test: each system's summaries post-processed, then combined."""
+    processed = [apply_pipeline(list(s), list(dialogues), config.rules) for s in summaries_by_system]
+    candidates = [list(row) for row in zip(*processed)]
+    data = SplitData(similarity_tensor(candidates, config.analyzer, False),
+                     np.asarray(topics, dtype=object) if topics is not None else None,
+                     candidates=candidates, analyzer=config.analyzer)
+    rows = np.arange(data.n_rows)
+    if method == SINGLE:
+        return [row[0] for row in candidates]
+    chosen_method = build_methods(config)[method]
+    return output_summaries(chosen_method, data, rows, params, chosen_method.choose(data, rows, params))
+
+
 def _apply(result: EnsembleResult, method: Method | None, data: SplitData, split: str) -> None:
     """One summary per row of a split into ``result``; ``method`` None: the single system's candidates."""
     rows = np.arange(data.n_rows)
@@ -310,5 +326,5 @@ def _write_files(result: EnsembleResult, inputs: Inputs, out: Path, targets: dic
     return written
 
 
-__all__ = ["EnsembleConfig", "Inputs", "EnsembleResult", "load_inputs", "run_ensemble", "write_outputs",
+__all__ = ["EnsembleConfig", "Inputs", "EnsembleResult", "load_inputs", "run_ensemble", "write_outputs", "apply_fitted",
            "measure_rules", "METHODS", "SPLITS"]

@@ -140,6 +140,10 @@ RENAMED = {"epochs": "num_train_epochs", "batch_size": "per_device_train_batch_s
            "gen_batch_size": "per_device_eval_batch_size", "max_length": "max_source_length",
            "resume": "the --resume RUN_DIR option (make llm RESUME=RUN_DIR)"}
 
+# What `make predict` may change on a finished run: decoding and its batches, never what the model learned or reads.
+GENERATION_KEYS = frozenset({"num_beams", "max_new_tokens", "min_new_tokens", "repetition_penalty",
+                             "no_repeat_ngram_size", "per_device_eval_batch_size", "generation_batch_tokens",
+                             "decoding", "decode_attention", "compile_decode", "cache_implementation"})
 SETTINGS = TrackSettings(track=TRACK, config_class=LLMConfig,
                          configs_dir=Path(__file__).resolve().parent / "configs",
                          preset_layer=preset_layer, demo_layer=DEMO_LAYER, renamed=RENAMED, fit=fit_llm)

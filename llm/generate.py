@@ -153,12 +153,12 @@ def _new_tokens(model, inputs: dict[str, torch.Tensor], kwargs: dict[str, Any], 
 
 
 def predict(checkpoint_dir: Path | str, dialogues: list[str], config: LLMConfig) -> list[str]:
-    """Track contract: summaries of `dialogues` from a saved checkpoint (never drops a row)."""
+    """Track contract: summaries of `dialogues` from a saved checkpoint, in input order (never drops a row); empty
+    ones stay empty, so the caller can fill them in and count them (`fill_empty`)."""
     from llm.model import load_checkpoint
 
     model, tokenizer, style, _ = load_checkpoint(checkpoint_dir, config)
-    summaries = generate_summaries(model, tokenizer, style, dialogues, config)
-    return fill_empty(summaries, dialogues)[0]
+    return generate_summaries(model, tokenizer, style, dialogues, config)
 
 
 def partial_path(out_path: Path | str) -> Path:

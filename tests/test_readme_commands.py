@@ -61,6 +61,11 @@ COVERAGE = {
         "test:test_kfold.py::test_kfold_end_to_end_then_resume",
     "make kfold MODEL=kobart K=5": "test:test_kfold.py::test_readme_settings_are_what_make_kfold_runs",
     "make kfold MODEL=kobart K=5 ARGS=\"--include-dev\"": "test:test_kfold.py::test_include_dev_says_dev_is_in_sample",
+    # in the prose of "A first day", step 8
+    "make predict RUN=runs/<a run> INPUT=FILE.csv":
+        "test:test_predict.py::test_make_predict_on_the_runs_test_file_equals_its_preds_test",
+    "python -m competition.predict --run RUN --dialogue -":
+        "test:test_predict.py::test_dialogue_from_stdin_prints_the_summary_the_file_gets",
 }
 
 

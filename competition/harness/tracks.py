@@ -6,7 +6,7 @@ shared core never imports a track (the tracks import the core, never the other w
     track = get_track("baseline")
     config = track.config("kobart", yaml_path=None, overrides={"learning_rate": 3e-5})
     result = track.train(config, load_splits(data_dir), run_dir, on_evaluate=None)  # (or the folder) -> TrainResult
-    summaries = track.predict(result.best_checkpoint, dialogues, config)  # -> list[str], input order
+    summaries = track.predict(result.best_checkpoint, dialogues, config)  # -> list[str], input order, empty ones kept
     run_dir = track.run(config, data_dir, out_dir)  # load_splits, open_run, train, predict_splits, report
 """
 
@@ -38,8 +38,9 @@ class Track:
     name: str
     settings: TrackSettings
     train: Callable[..., TrainResult]  # (config, splits or data folder, run_dir, on_evaluate=None)
-    predict: Callable[..., list[str]]  # (checkpoint_dir, dialogues, config)
+    predict: Callable[..., list[str]]  # (checkpoint_dir, dialogues, config); callers fill in empty ones (fill_empty)
     run: Callable[..., Path]  # (config, data_dir, out_dir, run_dir=None) -> the run folder
+    generation_keys: frozenset[str] = frozenset()  # settings a finished run may change when it predicts again
 
     def config(self, preset: str, yaml_path: Path | str | None = None, overrides: Mapping[str, Any] | None = None,
                demo: bool = False) -> Any:

@@ -89,11 +89,12 @@ def metadata_path(predictions_path: Path | str) -> Path:
 
 
 def write_predictions(path: Path | str, fnames: Sequence[str], summaries: Sequence[str],
-                      metadata: PredictionMeta | Mapping[str, Any] | None = None) -> Path:
-    """Write predictions atomically, in the given fname order, with an optional metadata sidecar."""
+                      metadata: PredictionMeta | Mapping[str, Any] | None = None, overwrite: bool = True) -> Path:
+    """Write predictions atomically, in the given fname order, with an optional metadata sidecar; `overwrite=False`
+    never replaces an existing file (FileExistsError, even in a race)."""
     if len(fnames) != len(summaries):
         raise ValueError(f"{len(fnames)} fnames but {len(summaries)} summaries")
-    with atomic_path(path) as temp:
+    with atomic_path(path, overwrite=overwrite) as temp:
         pd.DataFrame({"fname": list(fnames), "summary": list(summaries)}).to_csv(temp, index=False)
     if metadata is not None:
         sidecar = metadata.to_dict() if isinstance(metadata, PredictionMeta) else dict(metadata)
