@@ -38,6 +38,7 @@ from llm.model import has_cuda, load_for_training, save_checkpoint
 log = logging.getLogger(__name__)
 
 PAD_TO_MULTIPLE_OF = 8  # padded widths (collator and token budget) round up to this
+OOM_HINT = "set gradient_checkpointing=true, a smaller batch_tokens or max_source_length, or quantization=nf4"
 
 
 def encode_rows(tokenizer, style, frame: pd.DataFrame) -> tuple[list[dict[str, list[int]]], dict[str, int]]:
@@ -283,7 +284,7 @@ def train(config: LLMConfig, splits: Splits | Path | str, run_dir: Path | str,
     kernels = liger_kernel_config(config.fused_kernels, model)
     args = training_arguments(config, run_dir / "checkpoints", use_bf16=dtype == torch.bfloat16,
                               use_fp16=dtype == torch.float16, liger=kernels)
-    trainer = counting_trainer(Trainer, speed)(
+    trainer = counting_trainer(Trainer, speed, OOM_HINT)(
         model=model, args=args, train_dataset=training_dataset(train_examples, config), eval_dataset=dev_examples,
         data_collator=speed.counting(make_collator(config, tokenizer, fused_loss(kernels))),
         compute_loss_func=loss_function(kernels), processing_class=tokenizer, callbacks=callbacks)
