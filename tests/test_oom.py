@@ -26,15 +26,20 @@ def force_oom(monkeypatch, model_class, max_rows: int, failing_calls: tuple[int,
     @functools.wraps(original)
     def forward(self, *args, **kwargs):
         calls["n"] += 1
-        if _rows(args, kwargs) > max_rows or calls["n"] in failing_calls:
-            raise torch.OutOfMemoryError(f"injected: {_rows(args, kwargs)} rows")
+        rows = _rows(args, kwargs, packed=self.training)
+        if rows > max_rows or calls["n"] in failing_calls:
+            raise torch.OutOfMemoryError(f"injected: {rows} rows")
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(model_class, "forward", forward)
     return calls
 
 
-def _rows(args, kwargs) -> int:
+def _rows(args, kwargs, packed: bool) -> int:
+    """Rows of a forward's batch; in training, a packed sequence's rows (where its positions restart)."""
+    positions = kwargs.get("position_ids")
+    if packed and positions is not None and positions.shape[0] == 1:
+        return int((positions == 0).sum())
     for key in ("input_ids", "decoder_input_ids", "inputs_embeds"):
         if kwargs.get(key) is not None:
             return int(kwargs[key].shape[0])
@@ -56,6 +61,33 @@ def test_split_rows_slices_the_batch_tensors_and_keeps_the_rest():
     assert [p["input_ids"].tolist() for p in pieces] == [[[0, 1, 2], [3, 4, 5]], [[6, 7, 8], [9, 10, 11]]]
     assert all(p["labels"].shape == (2, 2) and p["logits_to_keep"] is batch["logits_to_keep"] and p["count"] == 7
                for p in pieces)
+
+
+@pytest.mark.parametrize("batching", ["packed", "padded"])
+@pytest.mark.parametrize("model_loss", [False, True])
+def test_llm_batches_split_into_what_their_rows_collate_to(batching, model_loss):
+    """A packed batch is cut at the seams between its rows, a padded one by rows (width kept): each piece holds the
+    tokens, positions, kept logits and labels its rows have when collated alone."""
+    from llm.train import LabelledLogitsCollator, PackedCollator, PaddedCollator, split_batch_rows
+
+    examples = [{"input_ids": list(range(10, 10 + n)), "labels": [IGNORE] * (n - t) + list(range(50, 50 + t))}
+                for n, t in ((7, 3), (5, 2), (9, 4))]
+    collate = LabelledLogitsCollator(PackedCollator() if batching == "packed" else PaddedCollator(0, multiple=1),
+                                     shift_labels=model_loss)
+    pieces = split_batch_rows(collate(examples), 2)
+    alone = [collate(examples[:2]), collate(examples[2:])]
+    if batching == "padded":  # pieces keep the batch's width, so compare the padded batch's slices
+        whole = collate(examples)
+        alone = [{**whole, "input_ids": whole["input_ids"][rows], "labels": whole["labels"][rows],
+                  **({"shift_labels": whole["shift_labels"][rows]} if model_loss else {})}
+                 for rows in (slice(0, 2), slice(2, 3))]
+    for piece, expected in zip(pieces, alone, strict=True):
+        assert piece.keys() == expected.keys()
+        for key in piece:
+            assert torch.equal(piece[key], expected[key]), key
+
+
+IGNORE = -100
 
 
 def test_split_on_oom_doubles_the_pieces_keeps_them_and_records_each_fallback(capsys):
@@ -95,7 +127,15 @@ def _llm_trainer_run(config, data: Path, work_dir: Path) -> tuple[dict[str, torc
     from competition.modeling.trainer import counting_trainer, training_speed_callback
     from competition.rules.data import load_splits
     from llm.model import load_for_training
-    from llm.train import OOM_HINT, encode_rows, loss_function, make_collator, real_tokens, training_arguments
+    from llm.train import (
+        OOM_HINT,
+        encode_rows,
+        loss_function,
+        make_collator,
+        real_tokens,
+        split_batch_rows,
+        training_arguments,
+    )
 
     torch.manual_seed(0)
     model, tokenizer, style, _ = load_for_training(config, [])
@@ -104,7 +144,7 @@ def _llm_trainer_run(config, data: Path, work_dir: Path) -> tuple[dict[str, torc
     args.max_steps, args.eval_strategy, args.save_strategy, args.load_best_model_at_end = 3, "no", "no", False
     args.logging_steps = 1
     speed = training_speed_callback(real_tokens)
-    trainer = counting_trainer(Trainer, speed, OOM_HINT)(
+    trainer = counting_trainer(Trainer, speed, OOM_HINT, split_batch_rows)(
         model=model, args=args, train_dataset=examples, data_collator=speed.counting(make_collator(config, tokenizer)),
         compute_loss_func=loss_function(None), processing_class=tokenizer, callbacks=[speed])
     trainer.train()
@@ -113,7 +153,8 @@ def _llm_trainer_run(config, data: Path, work_dir: Path) -> tuple[dict[str, torc
 
 
 @pytest.mark.integration
-def test_llm_training_split_after_an_oom_takes_the_same_steps(tmp_path, monkeypatch):
+@pytest.mark.parametrize("batching", ["padded", "packed"])
+def test_llm_training_split_after_an_oom_takes_the_same_steps(batching, tmp_path, monkeypatch):
     """4-row micro-batches, 2 accumulated per step: an OOM above 2 rows, and one more in the second micro-batch of a
     step (its first micro-batch is then run again), give the same losses and LoRA weights as an unforced run."""
     from transformers import LlamaForCausalLM
@@ -123,7 +164,7 @@ def test_llm_training_split_after_an_oom_takes_the_same_steps(tmp_path, monkeypa
     data = write_data_dir(tmp_path / "data", sample_rows("train", 24), sample_rows("dev", 4))
     config = load_config("tiny-llama", overrides={
         "quantization": "none", "lora_dropout": 0.0, "per_device_train_batch_size": 4,
-        "gradient_accumulation_steps": 2, "max_source_length": 96, "batching": "padded", "optim": "sgd",
+        "gradient_accumulation_steps": 2, "max_source_length": 96, "batching": batching, "optim": "sgd",
         "learning_rate": 0.5, "max_grad_norm": 0.0, "warmup_ratio": 0.0, "gradient_checkpointing": False})
     weights, losses = _llm_trainer_run(config, data, tmp_path / "whole")
     with oom.recording() as fallbacks:
@@ -163,15 +204,60 @@ def test_baseline_training_and_prediction_split_after_an_oom_give_the_same_model
             summaries = predict(result.best_checkpoint, list(dev["dialogue"]), config)
         monkeypatch.undo()
         results[forced] = result, summaries, load_file(result.best_checkpoint / "model.safetensors"), fallbacks
-    (plain, plain_summaries, plain_weights, none), (split, split_summaries, split_weights, fallbacks) = results.values()
+    (plain, plain_summaries, _, none), (split, split_summaries, _, fallbacks) = results.values()
     assert none == [] and {f["stage"] for f in fallbacks} == {"training", "evaluation", "generation"}
     assert [h["epoch"] for h in split.history] == [h["epoch"] for h in plain.history] == [1, 2]
     for ours, theirs in zip(split.history, plain.history):
         assert ours["dev_score"] == pytest.approx(theirs["dev_score"], abs=1e-6)
         assert ours["loss"] == pytest.approx(theirs["loss"], rel=1e-5)
-    for name, weight in plain_weights.items():
+    assert split_summaries == plain_summaries  # (AdamW turns float-rounding gradients into lr-sized steps: the
+    # weights are compared after plain SGD steps below)
+
+
+@pytest.mark.integration
+def test_baseline_training_split_after_an_oom_takes_the_same_sgd_steps(tmp_path, monkeypatch):
+    """tiny-bart through the counting Seq2SeqTrainer: 8-row batches that run out of memory above 4 rows, and once
+    more at the third forward call, give the same losses and weights after 2 plain SGD steps as unforced ones."""
+    from transformers import BartForConditionalGeneration
+
+    results = [_bart_sgd_steps(tmp_path / "whole")]
+    with oom.recording() as fallbacks:
+        force_oom(monkeypatch, BartForConditionalGeneration, max_rows=4, failing_calls=(3,))
+        results.append(_bart_sgd_steps(tmp_path / "split"))
+    (weights, losses), (split_weights, split_losses) = results
+    assert [(f["stage"], f["step"], f["split"]) for f in fallbacks] == [("training", 1, 2), ("training", 1, 4)]
+    assert len(losses) == 2 and split_losses == pytest.approx(losses, rel=1e-5)
+    for name, weight in weights.items():
         torch.testing.assert_close(split_weights[name], weight, rtol=1e-4, atol=1e-5, msg=name)
-    assert split_summaries == plain_summaries
+
+
+def _bart_sgd_steps(work_dir: Path) -> tuple[dict[str, torch.Tensor], list[float]]:
+    from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments
+
+    from baselines.config import TRACK, load_config
+    from baselines.model import configure_family, load_pretrained
+    from baselines.train import OOM_HINT, build_rows, real_tokens, seq2seq_loss
+    from competition.harness.presets import get_preset
+    from competition.modeling.loading import model_source
+    from competition.modeling.tokens import IGNORE_INDEX
+    from competition.modeling.trainer import counting_trainer, training_speed_callback
+
+    rows = sample_rows("train", 16)
+    tokenizer, model = load_pretrained(model_source(get_preset("tiny-bart", TRACK)))
+    layout = configure_family(tokenizer, model, "bart")
+    args = Seq2SeqTrainingArguments(output_dir=str(work_dir), max_steps=2, per_device_train_batch_size=8,
+                                    optim="sgd", learning_rate=1.0, lr_scheduler_type="constant", max_grad_norm=0.0,
+                                    save_strategy="no", logging_steps=1, report_to="none", use_cpu=True,
+                                    train_sampling_strategy="sequential")
+    speed = training_speed_callback(real_tokens)
+    trainer = counting_trainer(Seq2SeqTrainer, speed, OOM_HINT)(
+        model=model, args=args, callbacks=[speed],
+        train_dataset=build_rows(tokenizer, layout, rows["dialogue"], rows["summary"], load_config("tiny-bart")),
+        data_collator=speed.counting(DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=IGNORE_INDEX)),
+        compute_loss_func=seq2seq_loss(label_smoothing=0.0))
+    trainer.train()
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    return {name: weight.detach().clone() for name, weight in model.named_parameters()}, losses
 
 
 # ---------------------------------------------------------------- LLM generation and the dev evaluation
@@ -223,7 +309,7 @@ def test_an_oom_in_the_dev_generation_leaves_the_training_batch_alone(tmp_path, 
 
 
 @pytest.mark.integration
-def test_the_cli_ends_a_run_whose_single_row_does_not_fit_with_one_error_line(tmp_path, monkeypatch, capsys):
+def test_the_cli_ends_a_run_whose_single_row_does_not_fit_with_one_error_line(tmp_path, monkeypatch, capfd):
     from transformers import LlamaForCausalLM
 
     from competition.harness.runs import load_run_info
@@ -233,7 +319,8 @@ def test_the_cli_ends_a_run_whose_single_row_does_not_fit_with_one_error_line(tm
     force_oom(monkeypatch, LlamaForCausalLM, max_rows=0)
     code = main(["--model", "tiny-llama", "--data", str(data), "--out", str(tmp_path / "runs"),
                  "quantization=none", "per_device_train_batch_size=2", "num_train_epochs=1"])
-    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    lines = capfd.readouterr().err.replace("\r", "\n").splitlines()  # a progress bar ends its lines with \r
+    errors = [line for line in lines if line.startswith("error:")]
     assert code == 2
     assert errors == ["error: out of memory in training (step 1) with one row at a time; no GPU: set "
                       "gradient_checkpointing=true, a smaller batch_tokens or max_source_length, or quantization=nf4"]

@@ -79,17 +79,21 @@ def row_slices(rows: int, parts: int) -> list[slice]:
 
 
 def batch_rows(batch: Mapping[str, Any]) -> int:
-    """Rows of a collated batch: its `input_ids`' first dimension."""
-    return int(batch["input_ids"].shape[0])
+    """Rows of a collated batch: its `input_ids`' first dimension, or for a packed one (one sequence) the number of
+    rows packed into it (where its `position_ids` restart at 0)."""
+    rows = int(batch["input_ids"].shape[0])
+    positions = batch.get("position_ids")
+    return int((positions == 0).sum()) if rows == 1 and positions is not None else rows
 
 
 def split_rows(batch: Mapping[str, Any], parts: int) -> list[dict[str, Any]]:
-    """A collated batch cut by rows into min(parts, rows) pieces: each tensor whose first dimension is the batch's
-    rows is sliced (padding width kept), anything else (e.g. `logits_to_keep` positions) goes to every piece."""
+    """A collated batch cut by rows into min(parts, rows) pieces: each tensor of rows (two or more dimensions, the
+    first the batch's rows) is sliced, padding width kept; anything else (e.g. `logits_to_keep` positions, a count)
+    goes to every piece."""
     rows = batch_rows(batch)
 
     def take(value: Any, rows_slice: slice) -> Any:
-        shaped = hasattr(value, "shape") and len(value.shape) > 0 and value.shape[0] == rows
+        shaped = hasattr(value, "shape") and len(value.shape) > 1 and value.shape[0] == rows
         return value[rows_slice] if shaped else value
 
     return [{key: take(value, piece) for key, value in batch.items()} for piece in row_slices(rows, parts)]
