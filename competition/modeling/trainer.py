@@ -1,5 +1,6 @@
-"""Glue between both tracks and transformers' Trainer: TrainingArguments that avoid per-step GPU syncs, and the
-real-token training speed (a callback, a counting collator and a Trainer subclass)."""
+"""Glue between both tracks and transformers' Trainer: TrainingArguments that avoid per-step GPU syncs, the
+real-token training speed (a callback, a counting collator and a Trainer subclass), and the subclass's recovery
+from out-of-memory errors (`competition.modeling.oom`)."""
 
 from __future__ import annotations
 
