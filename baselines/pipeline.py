@@ -24,6 +24,7 @@ from competition.harness.runs import (
     update_run_info,
 )
 from competition.modeling.loading import load_tokenizer
+from competition.modeling.oom import recorded_in_run
 from competition.rules.data import Splits, load_splits
 from competition.rules.predictions import fill_empty, write_predictions
 from competition.rules.submission import default_submissions_dir
@@ -45,12 +46,13 @@ def run(config: BaselineConfig, data_dir: Path | str, out_dir: Path | str, run_d
     splits = load_splits(data_dir)  # every input validated before any work
     run_dir = open_run(out_dir, TRACK, config, splits.paths.values(), run_dir, extra=run_info)
     clock = StageClock()
-    with clock.stage("train"):  # model loading included
-        result = train(config, splits, run_dir)
-    log.info("best dev ROUGE during training: %.2f (%s)", result.best_dev_score, result.best_checkpoint)
-    predictions = predict_splits(config, splits, result.best_checkpoint, run_dir, clock)
-    if is_main_process():
-        report(config, splits, result, predictions, run_dir, submissions_dir or default_submissions_dir(), clock)
+    with recorded_in_run(run_dir):  # out-of-memory fallbacks go into run.json
+        with clock.stage("train"):  # model loading included
+            result = train(config, splits, run_dir)
+        log.info("best dev ROUGE during training: %.2f (%s)", result.best_dev_score, result.best_checkpoint)
+        predictions = predict_splits(config, splits, result.best_checkpoint, run_dir, clock)
+        if is_main_process():
+            report(config, splits, result, predictions, run_dir, submissions_dir or default_submissions_dir(), clock)
     barrier()  # every rank returns once the run's files exist
     return run_dir
 

@@ -18,6 +18,9 @@ from baselines.model import configure_family, decode, encode_texts, generation_k
 from baselines.train import TRACK_INFO
 from competition.modeling.attention import configure_attention
 from competition.modeling.loading import precision_dtype, resolve_precision
+from competition.modeling.oom import SplitOnOom, split_rows
+
+GENERATION_OOM_HINT = "set a smaller num_beams, max_source_length or generation_max_length"  # one dialogue did not fit
 
 
 def summary_budget(dialogue_tokens: int, config: BaselineConfig) -> dict[str, int]:
@@ -66,11 +69,17 @@ def predict(checkpoint_dir: Path | str, dialogues: Sequence[str], config: Baseli
     budgets = [summary_budget(n, config) for n in lengths]
     summaries: list[str | None] = [None] * len(dialogues)
     batches = batches_by_length([len(ids) for ids in inputs], budgets, config.per_device_eval_batch_size)
+    splitter = SplitOnOom("generation", GENERATION_OOM_HINT)  # an OOM splits the batch; later batches stay split
     with tqdm(total=len(dialogues), desc=desc, unit="dialogue") as progress:
         for batch in batches:
             padded = tokenizer.pad({"input_ids": [inputs[i] for i in batch]}, return_tensors="pt").to(model.device)
-            generated = model.generate(**padded, **generation_kwargs(config), **budgets[batch[0]])
-            for index, text in zip(batch, decode(tokenizer, generated)):
+
+            def attempt(parts: int, retry: bool) -> list[str]:  # row pieces keep the batch's padding
+                return [text for piece in split_rows(dict(padded), parts)
+                        for text in decode(tokenizer, model.generate(**piece, **generation_kwargs(config),
+                                                                     **budgets[batch[0]]))]
+
+            for index, text in zip(batch, splitter.run(attempt, len(batch), batch=desc)):
                 summaries[index] = text
             progress.update(len(batch))
     missing = [i for i, s in enumerate(summaries) if s is None]

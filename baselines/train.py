@@ -48,6 +48,7 @@ SCORE_KEY = "rouge_final"  # compute_metrics key; the Trainer logs it as eval_ro
 # On a GPU, batches are padded to a multiple of this many tokens (masked, so the loss is the same): aligned shapes
 # pick faster kernels. Measured on an H200 (bench_baseline, one KoBART epoch): 20.3 s -> 17.3 s. CPU: no padding.
 GPU_PAD_TO_MULTIPLE_OF = 64
+OOM_HINT = "set a smaller max_source_length or per_device_eval_batch_size, or precision=bf16"  # one row did not fit
 
 log = logging.getLogger(__name__)
 
@@ -283,7 +284,7 @@ def train(config: BaselineConfig, splits: Splits | Path | str, run_dir: Path | s
     resume_from = last_checkpoint(checkpoint_dir)
     speed = training_speed_callback(real_tokens)
     with compile_scope(config):
-        trainer = counting_trainer(Seq2SeqTrainer, speed)(
+        trainer = counting_trainer(Seq2SeqTrainer, speed, OOM_HINT)(
             model=model, args=training_arguments(config, checkpoint_dir),
             data_collator=speed.counting(DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=IGNORE_INDEX,
                                                                 pad_to_multiple_of=pad_to_multiple_of())),

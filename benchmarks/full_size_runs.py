@@ -5,6 +5,8 @@ track's own run command end to end, timed by the run itself.
     python benchmarks/full_size_runs.py --models MODELS --presets qwen3-14b --work /tmp/full --out qwen.json \\
         --train-rows 512 --set max_new_tokens=100
     python benchmarks/full_size_runs.py --smoke --models MODELS --presets llama3.2-ko-3b,kobart --work /tmp/smoke
+    python benchmarks/full_size_runs.py --models MODELS --presets llama3.2-ko-3b --work /tmp/full \\
+        --memory-cap 23.5,46,78        # each preset at each cap: what a 24, 48 and 80 GB card would see
 
 MODELS is the folder of real preset files (config + tokenizer, no weights) that `../shared/tools/models.sh` prints.
 For each preset:
@@ -20,6 +22,10 @@ For each preset:
    nothing: when the run refuses to submit over its fill-in share, it is resumed once with
    `submit_despite_fill_ins=true` (the fill-in share is reported either way);
 4. collect what the run recorded in its run.json: seconds per stage, real training tokens/s, peak GPU memory.
+With `--memory-cap N[,N...]` (GiB) steps 3-4 run once per cap, each while `benchmarks/hold_gpu_memory.py` holds all
+but N GiB of the GPU (the checkpoint is built before, uncapped: a 14B build alone needs about 28 GiB), and a second
+table gives per preset and cap: fits (or the stage that failed), the fitted settings run.json records, real
+tokens/s, prediction seconds, peak memory, optimizer steps, tokens per step and out-of-memory fallbacks.
 Random weights rarely stop early, so every summary runs to max_new_tokens: the prediction seconds are an upper
 bound of a trained model's. This process holds a CUDA context (about 0.5 GiB) while the run's process trains.
 
@@ -39,8 +45,9 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pandas as pd
 
@@ -68,6 +75,7 @@ SMOKE_OVERRIDES: dict[str, dict[str, Any]] = {
                  "num_beams": 1, "per_device_eval_batch_size": 4},
 }
 SMOKE_ROWS = {"train": 8, "dev": 4, "test": 4}
+FITTED_KEYS = ("gpu", "fitted")  # what run.json records of the card and the settings fitted to it, when present
 STAGES = ("train", "export_merged", "load_for_prediction", "predict_dev", "predict_test", "report_and_submit")
 
 
@@ -85,13 +93,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--keep-checkpoints", action="store_true", help="keep the random checkpoints for a rerun "
                         "(default: deleted after each preset's run; a 14B one is 30 GB)")
     parser.add_argument("--smoke", action="store_true", help="CPU, --scale tiny checkpoints, a few rows")
+    parser.add_argument("--memory-cap", default="", metavar="GIB[,GIB...]", help="run each preset once per cap, "
+                        "with all but GIB GiB of the GPU held by another process (ignored with --smoke)")
     args = parser.parse_args(argv)
+    args.memory_caps = parse_caps(args.memory_cap, parser.error)
     if args.train_rows < 1:
         parser.error(f"--train-rows {args.train_rows}; expected a positive number")
     for item in args.overrides:
         if "=" not in item:
             parser.error(f"--set {item!r}; expected KEY=VALUE or PRESET:KEY=VALUE")
     return args
+
+
+def parse_caps(text: str, error) -> list[float | None]:
+    """`23.5,46` -> [23.5, 46.0]; empty -> [None] (one uncapped pass)."""
+    caps: list[float | None] = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        try:
+            caps.append(float(item))
+        except ValueError:
+            error(f"--memory-cap {text!r}; expected GiB numbers separated by commas, e.g. 23.5,46,78")
+        if caps[-1] <= 0:
+            error(f"--memory-cap {item}; expected a positive number of GiB")
+    return caps or [None]
 
 
 # ---------------------------------------------------------------- inputs
@@ -137,7 +161,15 @@ def checkpoint_for(preset: str, models: Path, work: Path, smoke: bool) -> tuple[
     device = "cpu" if smoke else "cuda"
     start = time.perf_counter()
     build_checkpoint(models / preset, out, scale=scale, device=device)
+    _empty_cuda_cache()  # the build's cached blocks would stay reserved by this process during the runs
     return out, round(time.perf_counter() - start, 1)
+
+
+def _empty_cuda_cache() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def overrides_for(preset: str, track: str, checkpoint: Path, args: argparse.Namespace) -> list[str]:
@@ -176,40 +208,103 @@ def log_tail(log_path: Path, lines: int = 40) -> str:
     return "\n".join(log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
 
 
-def run_preset(preset_name: str, args: argparse.Namespace, data: Path) -> dict[str, Any]:
-    """Build, run, resume once if the fill-ins blocked the submission, and collect one preset's figures."""
+def run_preset(preset_name: str, args: argparse.Namespace, data: Path) -> list[dict[str, Any]]:
+    """Build the checkpoint (uncapped), then run the preset once per memory cap; one result per cap."""
+    checkpoint, build_seconds = checkpoint_for(preset_name, args.models, args.work, args.smoke)
+    results = []
+    for cap in args.memory_caps:
+        results.append(run_capped(preset_name, cap, checkpoint, args, data))
+        results[-1]["build_seconds"] = build_seconds if len(results) == 1 else None
+        print(json.dumps(results[-1], ensure_ascii=False), file=sys.stderr, flush=True)  # survives a crash
+    if not args.keep_checkpoints:
+        shutil.rmtree(checkpoint, ignore_errors=True)
+    return results
+
+
+def run_capped(preset_name: str, cap: float | None, checkpoint: Path, args: argparse.Namespace,
+               data: Path) -> dict[str, Any]:
+    """One run of the preset with all but `cap` GiB of the GPU held (None: uncapped), resumed once if the fill-ins
+    blocked the submission; its figures."""
     track = get_preset(preset_name).track
-    folder = args.work / preset_name
+    folder = args.work / preset_name / (f"cap-{cap:g}" if cap is not None else "")
     folder.mkdir(parents=True, exist_ok=True)
     log_path = folder / "run.log"
-    checkpoint, build_seconds = checkpoint_for(preset_name, args.models, args.work, args.smoke)
     runs, submissions = folder / "runs", folder / "submissions"
     before = set(runs.glob("*")) if runs.is_dir() else set()
     common = ["--data", str(data), "--out", str(runs), "--submissions", str(submissions)]
-    code, seconds = run_cli(RUN_MODULES[track], ["--model", preset_name, *common,
-                                                 *overrides_for(preset_name, track, checkpoint, args)],
-                            log_path, args.smoke)
     result: dict[str, Any] = {"preset": preset_name, "track": track, "checkpoint": str(checkpoint),
-                              "build_seconds": build_seconds, "command_seconds": seconds, "log": str(log_path)}
-    new_runs = sorted(set(runs.glob("*")) - before) if runs.is_dir() else []
-    if code != 0 or not new_runs:
-        print(f"{preset_name}: the run failed (exit {code}); last lines of {log_path}:\n{log_tail(log_path)}",
-              file=sys.stderr)
-        figures = recorded_figures(new_runs[-1]) if new_runs else {}  # the stages measured before the failure
-        return {**result, **figures, "error": f"exit {code}", "log_tail": log_tail(log_path, 15)}
-    run_dir = new_runs[-1]
-    result.update(recorded_figures(run_dir), run_dir=str(run_dir))
-    if result["submission_blocked"] and not result["submission"]:
-        code, seconds = run_cli(RUN_MODULES[track], ["--resume", str(run_dir), *common,
-                                                     "submit_despite_fill_ins=true"], log_path, args.smoke)
-        after = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-        result.update(resumed_to_submit_seconds=seconds, submission=after.get("submission"))
-        if code != 0:
-            result["error"] = f"resume to submit: exit {code}"
+                              "memory_cap_gib": cap, "log": str(log_path)}
+    with memory_capped(cap, args.smoke) as held:
+        result["memory"] = held
+        code, seconds = run_cli(RUN_MODULES[track], ["--model", preset_name, *common,
+                                                     *overrides_for(preset_name, track, checkpoint, args)],
+                                log_path, args.smoke)
+        result["command_seconds"] = seconds
+        new_runs = sorted(set(runs.glob("*")) - before) if runs.is_dir() else []
+        if code != 0 or not new_runs:
+            print(f"{preset_name}: the run failed (exit {code}); last lines of {log_path}:\n{log_tail(log_path)}",
+                  file=sys.stderr)
+            figures = recorded_figures(new_runs[-1]) if new_runs else {}  # the stages measured before the failure
+            return {**result, **figures, "error": f"exit {code}", "failed_stage": failed_stage(new_runs),
+                    "error_line": error_line(log_path), "log_tail": log_tail(log_path, 15)}
+        run_dir = new_runs[-1]
+        result.update(recorded_figures(run_dir), run_dir=str(run_dir))
+        if result["submission_blocked"] and not result["submission"]:
+            code, seconds = run_cli(RUN_MODULES[track], ["--resume", str(run_dir), *common,
+                                                         "submit_despite_fill_ins=true"], log_path, args.smoke)
+            after = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+            result.update(resumed_to_submit_seconds=seconds, submission=after.get("submission"))
+            if code != 0:
+                result["error"] = f"resume to submit: exit {code}"
     result["submission_rows"] = validated_rows(result.get("submission"), data / "test.csv")
-    if not args.keep_checkpoints:
-        shutil.rmtree(checkpoint, ignore_errors=True)
     return result
+
+
+@contextmanager
+def memory_capped(cap: float | None, smoke: bool) -> Iterator[dict[str, Any] | None]:
+    """All but `cap` GiB of GPU 0 held by a `hold_gpu_memory.py` process inside the block; yields what it reports
+    (held_gib, free_gib, total_gib). No cap, or --smoke (the CPU): nothing held, None (the cap is noted, not run)."""
+    if cap is None or smoke:
+        yield None if cap is None else {"ignored": "the CPU (--smoke)"}
+        return
+    holder = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "benchmarks" / "hold_gpu_memory.py"),
+                               "--free-gib", str(cap)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        line = holder.stdout.readline()
+        if not line:
+            raise ConfigError(f"hold_gpu_memory.py --free-gib {cap} ended: {holder.stderr.read().strip()[-500:]}")
+        held = json.loads(line)
+        print(f"memory cap {cap:g} GiB: holding {held['held_gib']} GiB, {held['free_gib']} GiB free", file=sys.stderr)
+        yield held
+    finally:
+        holder.stdin.close()  # the holder exits and its memory goes back
+        try:
+            holder.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            holder.kill()
+            holder.wait()
+
+
+def failed_stage(new_runs: list[Path]) -> str:
+    """The first stage of a failed run without its output: train, predict_dev, predict_test or report_and_submit."""
+    if not new_runs:
+        return "start"
+    run_dir = new_runs[-1]
+    for stage, output in (("train", "train_result.json"), ("predict_dev", "preds_dev.csv"),
+                          ("predict_test", "preds_test.csv")):
+        if not (run_dir / output).is_file():
+            return stage
+    return "report_and_submit"
+
+
+def error_line(log_path: Path) -> str | None:
+    """The last `error: ...` line (the CLI's one-line failure) or Python exception line of a run's log."""
+    lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines() if log_path.is_file() else []
+    for line in reversed(lines):
+        if line.startswith("error:") or line.split(":")[0].endswith(("Error", "Exception")):
+            return line[:300]
+    return None
 
 
 def recorded_figures(run_dir: Path) -> dict[str, Any]:
@@ -222,8 +317,12 @@ def run_figures(info: dict[str, Any]) -> dict[str, Any]:
     """What a run recorded of itself in run.json (the first pass, before any resume)."""
     train = info.get("train") or {}
     steps = info.get("global_step", train.get("global_step"))
+    tokens = (info.get("training_speed") or {}).get("train_tokens")
     return {"stage_seconds": info.get("stage_seconds", {}), "training_speed": info.get("training_speed", {}),
             "peak_gpu_memory_gib": info.get("peak_gpu_memory_gib"), "global_step": steps,
+            "tokens_per_step": round(tokens / steps, 1) if tokens and steps else None,
+            "fitted": {key: info[key] for key in FITTED_KEYS if key in info},
+            "oom_fallbacks": info.get("oom_fallbacks", []),
             "dev_score": info.get("dev_score"), "fill_ins": info.get("fill_ins", {}),
             "submission_blocked": info.get("submission_blocked"), "submission": info.get("submission")}
 
@@ -245,11 +344,11 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in results:
         if "error" in r and "stage_seconds" not in r:
-            lines.append(f"| {r['preset']} | {_cell(r.get('build_seconds'))} | " + f"failed: {r['error']} |")
+            lines.append(f"| {_label(r)} | {_cell(r.get('build_seconds'))} | " + f"failed: {r['error']} |")
             continue
         peak = r.get("peak_gpu_memory_gib")
         fills = r.get("fill_ins", {})
-        row = [r["preset"], _cell(r.get("build_seconds")),
+        row = [_label(r), _cell(r.get("build_seconds")),
                *[_cell(r["stage_seconds"].get(s)) for s in stages], _cell(r.get("command_seconds")),
                _cell(r.get("global_step")), _cell(r.get("training_speed", {}).get("real_tokens_per_s")),
                f"{peak['allocated']:.1f} / {peak['reserved']:.1f}" if peak else "-",
@@ -257,6 +356,33 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
                f"failed: {r['error']}" if r.get("error") else _cell(r.get("submission_rows"))]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
+
+
+def cap_table(results: list[dict[str, Any]]) -> str:
+    """Per preset and memory cap: fits (or the failing stage), fitted settings, speed, prediction seconds, peak
+    memory, optimizer steps, tokens per step and out-of-memory fallbacks."""
+    header = ["preset", "cap GiB (free seen)", "fits", "fitted settings", "real tokens/s", "predict dev s",
+              "predict test s", "peak GiB (alloc/reserved)", "steps", "tokens/step", "OOM fallbacks"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in results:
+        cap, held = r.get("memory_cap_gib"), r.get("memory") or {}
+        seen = f" ({held['free_gib']})" if "free_gib" in held else " (ignored: CPU)" if "ignored" in held else ""
+        fits = "finished" if "error" not in r else f"failed in {r.get('failed_stage', '?')}: {r.get('error_line') or r['error']}"
+        peak, stages = r.get("peak_gpu_memory_gib"), r.get("stage_seconds", {})
+        fitted = json.dumps(r["fitted"], ensure_ascii=False).replace("|", "/") if r.get("fitted") else "-"
+        row = [r["preset"], ("-" if cap is None else f"{cap:g}") + seen, fits.replace("|", "/"), fitted,
+               _cell((r.get("training_speed") or {}).get("real_tokens_per_s")), _cell(stages.get("predict_dev")),
+               _cell(stages.get("predict_test")), f"{peak['allocated']:.1f} / {peak['reserved']:.1f}" if peak else "-",
+               _cell(r.get("global_step")), _cell(r.get("tokens_per_step")),
+               ", ".join(f"{f['stage']} x{f.get('split')}" for f in r.get("oom_fallbacks", [])) or "-"]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _label(result: dict[str, Any]) -> str:
+    """The preset, with its memory cap when it ran under one."""
+    cap = result.get("memory_cap_gib")
+    return result["preset"] if cap is None else f"{result['preset']} @ {cap:g} GiB"
 
 
 def _cell(value: Any) -> str:
@@ -286,11 +412,11 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"{args.models / name}: no config.json; --models is the folder models.sh prints")
     report: dict[str, Any] = {"device": device_name(args.smoke), "smoke": args.smoke, "train_rows": args.train_rows,
                               "data": str(args.data), "overrides": args.overrides, "presets": []}
+    report["memory_caps_gib"] = args.memory_caps
     data = write_stand_in_data(args.data, args.work / "data", args.train_rows, args.smoke)
     for name in presets:
-        report["presets"].append(run_preset(name, args, data))
-        print(json.dumps(report["presets"][-1], ensure_ascii=False), file=sys.stderr, flush=True)  # survives a crash
-    report["table"] = markdown_table(report["presets"])
+        report["presets"].extend(run_preset(name, args, data))
+    report["table"] = markdown_table(report["presets"]) + "\n" + cap_table(report["presets"])
     print(json.dumps(report, ensure_ascii=False, indent=2))
     print(report["table"])
     if args.out:

@@ -381,6 +381,8 @@ def _capture(model, cache, state: _DecodeState, step: StepFn = _eager_step):
                 step(state, model, cache)
             finally:
                 graph.capture_end()
+    except torch.OutOfMemoryError:
+        raise  # the caller splits the batch; a smaller one captures its own graph and cache
     except RuntimeError as err:  # an op that syncs with the host cannot be captured
         log.warning("decode step could not be captured as a CUDA graph (%s); decoding eagerly", err)
         return None

@@ -21,12 +21,15 @@ import torch
 from tqdm.auto import tqdm
 
 from competition.harness.distributed import broadcast_from_main, distributed_map, is_main_process, world_size
+from competition.modeling.oom import SplitOnOom, split_rows
 from competition.rules.predictions import PredictionMeta, fill_empty, write_predictions
 from llm.config import LLMConfig
 
 log = logging.getLogger(__name__)
 
 BatchCallback = Callable[[list[int], list[str]], None]
+# what to change when one dialogue alone does not fit while generating
+GENERATION_OOM_HINT = "set predict_with=adapter (the k-bit base), a smaller max_source_length or max_new_tokens"
 
 
 def stop_token_ids(model, tokenizer, style) -> list[int]:
@@ -95,13 +98,23 @@ def generate_summaries(model, tokenizer, style, dialogues: Sequence[str], config
     device = next(model.parameters()).device
     fast = config.decoding == "fast" and _fast_greedy_fits(model, kwargs)
 
+    splitter = SplitOnOom("generation", GENERATION_OOM_HINT)  # an OOM splits the batch; later batches stay split
+
     def run_batches(my_batches: list[list[int]]) -> list[list[str]]:
         texts_per_batch = []
         for indices in my_batches:
             batch = left_pad_batch(tokenizer, [prompts[i] for i in indices])
             inputs = {k: torch.as_tensor(v).to(device) for k, v in batch.items()}
-            new_tokens = _new_tokens(model, inputs, kwargs, fast, config.compile_decode, config.decode_attention)
-            texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+
+            def attempt(parts: int, retry: bool) -> list[str]:  # row pieces keep the batch's padding: same tokens
+                texts = []
+                for piece in split_rows(inputs, parts):
+                    new_tokens = _new_tokens(model, piece, kwargs, fast, config.compile_decode,
+                                             config.decode_attention)
+                    texts.extend(tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
+                return texts
+
+            texts = splitter.run(attempt, len(indices), batch=desc)
             texts_per_batch.append([clean_generated(t, style) for t in texts])
         return texts_per_batch
 

@@ -22,6 +22,7 @@ from competition.harness.runs import (
     report_and_submit,
     update_run_info,
 )
+from competition.modeling.oom import recorded_in_run
 from competition.rules.data import Splits, load_splits
 from competition.rules.files import write_text_atomic
 from competition.rules.submission import default_submissions_dir
@@ -51,11 +52,12 @@ def run(config: LLMConfig, data_dir: Path | str, out_dir: Path | str, run_dir: P
     run_dir = open_run(out_dir, TRACK, config, splits.paths.values(), run_dir, extra=run_info)
     log.info("run folder: %s", run_dir)
     clock = StageClock()
-    with clock.stage("train"):  # model loading included
-        result = train(config, splits, run_dir)
-    predictions = predict_splits(config, splits, result.best_checkpoint, run_dir, clock)
-    if is_main_process():
-        report(config, splits, result, predictions, run_dir, submissions_dir or default_submissions_dir(), clock)
+    with recorded_in_run(run_dir):  # out-of-memory fallbacks go into run.json
+        with clock.stage("train"):  # model loading included
+            result = train(config, splits, run_dir)
+        predictions = predict_splits(config, splits, result.best_checkpoint, run_dir, clock)
+        if is_main_process():
+            report(config, splits, result, predictions, run_dir, submissions_dir or default_submissions_dir(), clock)
     barrier()  # every rank returns once the run's files exist
     return run_dir
 

@@ -24,6 +24,7 @@ from competition.harness.distributed import barrier, broadcast_from_main, ensure
 from competition.harness.runs import BEST_DIR, TrainResult, seed_everything
 from competition.harness.tracks import OnEvaluate
 from competition.modeling.checkpoints import last_complete_checkpoint, mark_complete_callback
+from competition.modeling.oom import row_slices, split_rows
 from competition.modeling.prompts import encode_for_training
 from competition.modeling.tokens import IGNORE_INDEX, pad_rows, padded_width, token_sum_loss
 from competition.modeling.trainer import NO_STEP_SYNC_ARGUMENTS, counting_trainer, training_speed_callback
@@ -38,6 +39,7 @@ from llm.model import has_cuda, load_for_training, save_checkpoint
 log = logging.getLogger(__name__)
 
 PAD_TO_MULTIPLE_OF = 8  # padded widths (collator and token budget) round up to this
+OOM_HINT = "set gradient_checkpointing=true, a smaller batch_tokens or max_source_length, or quantization=nf4"
 
 
 def encode_rows(tokenizer, style, frame: pd.DataFrame) -> tuple[list[dict[str, list[int]]], dict[str, int]]:
@@ -131,6 +133,32 @@ class BucketCollator:
         if features and "bucket" in features[0]:
             features = [example for feature in features for example in feature["bucket"]]
         return self.collate(features)
+
+
+def split_batch_rows(batch: dict[str, Any], parts: int) -> list[dict[str, Any]]:
+    """A collated batch cut into row pieces after an out-of-memory error: a padded one by rows (`oom.split_rows`), a
+    packed one (rows in one sequence, position_ids restarting at 0) at the seams between its rows, each piece with
+    the kept logits and labels its own rows would have been collated with."""
+    if "position_ids" not in batch or batch["input_ids"].shape[0] != 1:
+        return split_rows(batch, parts)
+    positions = batch["position_ids"][0]
+    starts = (positions == 0).nonzero().flatten().tolist() + [positions.numel()]
+    targets = torch.full_like(positions, IGNORE_INDEX)[None]  # [1, T]: the next-token target of each position
+    targets[0, batch["logits_to_keep"]] = batch["labels"][0, 1:]
+    packed = ("input_ids", "position_ids", "labels", "logits_to_keep", "shift_labels")
+    pieces = []
+    for rows in row_slices(len(starts) - 1, parts):
+        begin, end = starts[rows.start], starts[rows.stop]
+        piece_targets = targets[:, begin:end]
+        kept = (piece_targets[0] != IGNORE_INDEX).nonzero().flatten()
+        piece = {key: value for key, value in batch.items() if key not in packed}
+        piece.update(input_ids=batch["input_ids"][:, begin:end], position_ids=batch["position_ids"][:, begin:end],
+                     logits_to_keep=kept,
+                     labels=torch.nn.functional.pad(piece_targets[:, kept], (1, 0), value=IGNORE_INDEX))
+        if "shift_labels" in batch:
+            piece["shift_labels"] = piece_targets[:, kept].contiguous()
+        pieces.append(piece)
+    return pieces
 
 
 def real_tokens(feature: dict[str, Any]) -> int:
@@ -288,7 +316,7 @@ def train(config: LLMConfig, splits: Splits | Path | str, run_dir: Path | str,
     dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
     kernels = liger_kernel_config(config.fused_kernels, model)
     args = training_arguments(config, run_dir / "checkpoints", **mixed_precision(dtype), liger=kernels)
-    trainer = counting_trainer(Trainer, speed)(
+    trainer = counting_trainer(Trainer, speed, OOM_HINT, split_batch_rows)(
         model=model, args=args, train_dataset=training_dataset(train_examples, config), eval_dataset=dev_examples,
         data_collator=speed.counting(make_collator(config, tokenizer, fused_loss(kernels))),
         compute_loss_func=loss_function(kernels), processing_class=tokenizer, callbacks=callbacks)

@@ -74,3 +74,72 @@ def test_track_commands_see_the_project_and_the_callers_python_path(tmp_path, mo
     code, _ = runner.run_cli("probe_module", [], log, smoke=True)
     assert code == 0, log.read_text()
     assert "probe saw competition.rules.files" in log.read_text()
+
+
+def load_runner():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("full_size_runs", SCRIPT)
+    runner = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runner)
+    return runner
+
+
+def test_memory_caps_run_each_preset_once_per_cap_and_tabulate_fits_and_fitted_settings(tmp_path, monkeypatch):
+    """--memory-cap 23.5,46 under --smoke: the checkpoint is built once, the track command runs once per cap (the cap
+    noted as ignored on the CPU), and the cap table shows what each run.json recorded, or the failing stage."""
+    runner = load_runner()
+    models = tmp_path / "models"
+    (models / "kobart").mkdir(parents=True)
+    (models / "kobart" / "config.json").write_text("{}")
+    builds, commands = [], []
+    monkeypatch.setattr(runner, "checkpoint_for", lambda preset, *a: builds.append(preset) or (tmp_path / "ck", 1.5))
+
+    def fake_cli(module, args, log_path, smoke):  # the first cap finishes, the second fails at prediction
+        commands.append((module, log_path.parent.name))
+        run_dir = Path(args[args.index("--out") + 1]) / f"run-{len(commands)}"
+        run_dir.mkdir(parents=True)
+        info = {"stage_seconds": {"train": 3.0}, "training_speed": {"train_tokens": 1200, "real_tokens_per_s": 400.0},
+                "global_step": 4, "gpu": {"name": "fake card", "free_gib": 23.5}, "fitted": {"batch_tokens": 4096},
+                "oom_fallbacks": [{"stage": "training", "step": 2, "split": 2}], "submission_blocked": False}
+        (run_dir / "run.json").write_text(json.dumps(info))
+        (run_dir / "train_result.json").write_text("{}")
+        if len(commands) == 2:
+            log_path.write_text("error: out of memory in generation (batch preds_dev) with one row at a time\n")
+            return 2, 5.0
+        (run_dir / "preds_dev.csv").write_text("")
+        (run_dir / "preds_test.csv").write_text("")
+        return 0, 9.0
+
+    monkeypatch.setattr(runner, "run_cli", fake_cli)
+    out = tmp_path / "caps.json"
+    code = runner.main(["--smoke", "--models", str(models), "--presets", "kobart", "--data", str(SAMPLE_DIR),
+                        "--work", str(tmp_path / "work"), "--out", str(out), "--memory-cap", "23.5,46"])
+    assert code == 1  # one cap failed
+    assert builds == ["kobart"] and commands == [("baselines.run", "cap-23.5"), ("baselines.run", "cap-46")]
+    finished, failed = json.loads(out.read_text(encoding="utf-8"))["presets"]
+    assert finished["memory_cap_gib"] == 23.5 and finished["memory"] == {"ignored": "the CPU (--smoke)"}
+    assert finished["tokens_per_step"] == 300.0 and finished["fitted"]["fitted"] == {"batch_tokens": 4096}
+    assert failed["failed_stage"] == "predict_dev" and failed["error_line"].startswith("error: out of memory")
+    table = out.with_suffix(".md").read_text(encoding="utf-8")
+    assert "| kobart | 23.5 (ignored: CPU) | finished | " in table and '"batch_tokens": 4096' in table
+    assert "| kobart | 46 (ignored: CPU) | failed in predict_dev: error: out of memory" in table
+    assert "| 400.0 | - | - | - | 4 | 300.0 | training x2 |" in table
+
+
+def test_a_bad_memory_cap_is_a_clear_error(tmp_path):
+    done = run_script(["--smoke", "--models", str(tmp_path), "--presets", "kobart", "--work", str(tmp_path),
+                       "--memory-cap", "24,big"])
+    assert done.returncode == 2 and "--memory-cap '24,big'; expected GiB numbers" in done.stderr
+
+
+def test_the_memory_holder_leaves_the_asked_gibibytes_free():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("hold", PROJECT_ROOT / "benchmarks" / "hold_gpu_memory.py")
+    hold = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hold)
+    gib = 2**30
+    assert hold.bytes_to_hold(80 * gib, 23.5) == int(56.5 * gib) and hold.bytes_to_hold(10 * gib, 23.5) == 0
+    sizes = hold.chunk_sizes(int(2.5 * gib))
+    assert sizes == [gib, gib, gib // 2] and sum(hold.chunk_sizes(gib + 3 * 2**20)) == gib + 2 * 2**20

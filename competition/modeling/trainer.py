@@ -1,8 +1,10 @@
-"""Glue between both tracks and transformers' Trainer: TrainingArguments that avoid per-step GPU syncs, and the
-real-token training speed (a callback, a counting collator and a Trainer subclass)."""
+"""Glue between both tracks and transformers' Trainer: TrainingArguments that avoid per-step GPU syncs, the
+real-token training speed (a callback, a counting collator and a Trainer subclass), and the subclass's recovery
+from out-of-memory errors (`competition.modeling.oom`)."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -84,9 +86,20 @@ class _CountingCollator:
         return batch
 
 
-def counting_trainer(trainer_class: type, speed) -> type:
-    """`trainer_class` taking REAL_TOKENS_KEY out of every batch before the model sees it, and adding the count
-    of each training batch to `speed` (a training_speed_callback)."""
+def counting_trainer(trainer_class: type, speed, oom_hint: str = "use a smaller batch",
+                     split_batch: Callable[[dict, int], list[dict]] | None = None) -> type:
+    """`trainer_class` taking REAL_TOKENS_KEY out of every batch before the model sees it, adding the count of each
+    training batch to `speed` (a training_speed_callback), and recovering from out-of-memory errors.
+
+    Out of memory in a training step: the step's gradients so far are dropped and its micro-batches run again, each
+    cut into row pieces (`split_batch(batch, parts)`, default `oom.split_rows`); the loss is summed over targets and
+    divided by the Trainer's count of the whole step's targets (`num_items_in_batch`, both tracks' losses), so the
+    pieces' gradients add up to the same step. Later steps keep the pieces. Evaluation batches split on their own
+    count, never the training one. One row that does not fit raises `oom.OutOfMemory` naming `oom_hint`.
+    """
+    from competition.modeling import oom
+
+    split = split_batch or oom.split_rows
 
     class CountingTrainer(trainer_class):
         def get_batch_samples(self, epoch_iterator, num_batches, device):  # the training loop's batches only
@@ -99,8 +112,89 @@ def counting_trainer(trainer_class: type, speed) -> type:
             inputs.pop(REAL_TOKENS_KEY, None)
             return super()._prepare_inputs(inputs)
 
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            import torch
+
+            splitter = _attribute(self, "_train_split", lambda: oom.SplitOnOom("training", oom_hint))
+            earlier = _attribute(self, "_step_batches", list)  # this optimizer step's finished micro-batches
+            parent = super(CountingTrainer, self)
+
+            def attempt(parts: int, retry: bool):
+                if retry:  # the failed attempt may have added part of its gradients: redo the whole step so far
+                    model.zero_grad(set_to_none=True)
+                    for batch in earlier:
+                        for piece in split(batch, parts):
+                            with self.accelerator.no_sync(model):
+                                parent.training_step(model, piece, num_items_in_batch)
+                if parts == 1:
+                    return parent.training_step(model, inputs, num_items_in_batch)
+                pieces = split(inputs, parts)
+                losses = []
+                for index, piece in enumerate(pieces):  # only the last piece may synchronise DDP gradients
+                    with self.accelerator.no_sync(model) if index < len(pieces) - 1 else contextlib.nullcontext():
+                        losses.append(parent.training_step(model, piece, num_items_in_batch))
+                return torch.stack(losses).sum()
+
+            loss = splitter.run(attempt, oom.batch_rows(inputs), step=self.state.global_step + 1)
+            earlier.append(inputs)
+            if self.accelerator.sync_gradients:  # the optimizer step follows: a new step starts next
+                earlier.clear()
+            return loss
+
+        def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None, **kwargs):
+            splitter = _attribute(self, "_eval_split", lambda: oom.SplitOnOom("evaluation", oom_hint))
+            parent = super(CountingTrainer, self)
+
+            def attempt(parts: int, retry: bool):
+                if parts == 1:
+                    return parent.prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys,
+                                                  **kwargs)
+                pieces = split(inputs, parts)
+                counts = [_target_count(piece) for piece in pieces]
+                outputs = [parent.prediction_step(model, piece, prediction_loss_only, ignore_keys=ignore_keys,
+                                                  **kwargs) for piece in pieces]
+                return _joined_predictions(outputs, counts)
+
+            return splitter.run(attempt, oom.batch_rows(inputs), step=self.state.global_step)
+
     CountingTrainer.__name__ = CountingTrainer.__qualname__ = f"Counting{trainer_class.__name__}"
     return CountingTrainer
+
+
+def _attribute(owner: Any, name: str, make: Callable[[], Any]) -> Any:
+    """`owner.name`, set to `make()` the first time (the Trainer's __init__ is left alone)."""
+    if not hasattr(owner, name):
+        setattr(owner, name, make())
+    return getattr(owner, name)
+
+
+def _target_count(batch: dict) -> int:
+    labels = batch.get("labels")
+    return int((labels != -100).sum()) if labels is not None else int(batch["input_ids"].shape[0])
+
+
+def _joined_predictions(outputs: list[tuple], counts: list[int]) -> tuple:
+    """One (loss, predictions, labels) of a batch from its pieces': the loss their target-weighted mean (each piece's
+    is the mean over its own targets), predictions and labels stacked, padded with -100 to the widest piece."""
+    losses = [out[0] for out in outputs]
+    loss = None
+    if all(value is not None for value in losses):
+        loss = sum(value.float() * count for value, count in zip(losses, counts)) / max(sum(counts), 1)
+    return loss, _stacked([out[1] for out in outputs]), _stacked([out[2] for out in outputs])
+
+
+def _stacked(tensors: list) -> Any:
+    import torch
+
+    if any(t is None for t in tensors):
+        return None
+    if isinstance(tensors[0], (tuple, list)):  # e.g. several logits tensors
+        return type(tensors[0])(_stacked(list(group)) for group in zip(*tensors))
+    if tensors[0].dim() < 2:
+        return torch.cat(tensors)
+    width = max(t.shape[1] for t in tensors)
+    return torch.cat([torch.nn.functional.pad(t, (0, 0) * (t.dim() - 2) + (0, width - t.shape[1]), value=-100)
+                      for t in tensors])
 
 
 def _cuda_synchronize() -> None:
