@@ -32,9 +32,14 @@ DEFAULTS = "defaults"
 CONFIG_FILE = "config.yaml"  # a run folder's resolved config; `--resume` reloads it
 # CUDA attention kernel of both tracks (competition/modeling/attention.py); a setting type, so its check is the config's
 SdpaBackend = typing.Literal["auto", "torch", "cudnn", "flash", "efficient", "math"]
+# Where both tracks' Trainer logs a run (competition/modeling/tracking.py); the Trainer's names
+ReportTo = typing.Literal["none", "tensorboard", "wandb", "mlflow"]
+REPORT_TO_HINT = ("follow the run in: none | tensorboard (<run>/tensorboard/, offline) | wandb (pip install wandb; "
+                  "wandb login or WANDB_MODE=offline) | mlflow (pip install mlflow)")
 # Keys a resumed run may change: they decide how fast or how verbosely it runs, not what it learns or writes.
 SAFE_ON_RESUME = frozenset({"per_device_eval_batch_size", "logging_steps", "gradient_checkpointing",
-                            "save_total_limit", "keep_checkpoints", "max_fill_in_share", "submit_despite_fill_ins"})
+                            "save_total_limit", "keep_checkpoints", "max_fill_in_share", "submit_despite_fill_ins",
+                            "report_to"})
 
 
 @dataclass(frozen=True)
