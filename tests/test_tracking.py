@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from competition.harness.config import config_hash
 from competition.modeling import tracking
 from competition.rules.errors import ConfigError
 
@@ -39,6 +40,35 @@ def test_missing_package_is_one_config_error_naming_what_to_install(monkeypatch)
         tracking.require_reporter("wandb")
     with pytest.raises(ConfigError, match="pip install mlflow"):
         tracking.require_reporter("mlflow")
+
+
+def test_report_to_leaves_the_config_hash_alone():
+    """Following a run in another tool keeps it the same run (K-fold reruns, submissions' config hash)."""
+    from baselines.config import load_config
+
+    plain = load_config("tiny-bart")
+    assert config_hash(plain) == config_hash(load_config("tiny-bart", overrides={"report_to": "tensorboard"}))
+    assert config_hash(plain) != config_hash(load_config("tiny-bart", overrides={"seed": 7}))
+
+
+def test_kfold_and_tuning_check_the_package_before_any_work(monkeypatch, tmp_path, sample_dir):
+    from competition.harness.tracks import get_track
+    from kfold.pipeline import KFoldSettings, run_kfold
+    from tuning.search_space import SEARCH_SPACE_DIR, load_search_space
+    from tuning.study import TuneSettings
+    from tuning.tune import check_inputs
+
+    monkeypatch.setattr(tracking.importlib.util, "find_spec", lambda name: None)
+    wandb = {"report_to": "wandb"}
+    with pytest.raises(ConfigError, match="pip install wandb"):
+        run_kfold(KFoldSettings(track="baseline", preset="tiny-bart", data_dir=sample_dir, out_dir=tmp_path / "kf",
+                                k=2, overrides=wandb))
+    assert not (tmp_path / "kf").exists()
+    space = SEARCH_SPACE_DIR / "baseline.yaml"
+    settings = TuneSettings(track="baseline", preset="tiny-bart", data_dir=sample_dir, out_dir=tmp_path / "tune",
+                            n_trials=1, space_path=space, overrides=wandb)
+    with pytest.raises(ConfigError, match="pip install wandb"):
+        check_inputs(get_track("baseline"), settings, load_search_space(space))
 
 
 def test_run_summary_holds_fill_in_shares_speed_and_stage_seconds():

@@ -36,6 +36,9 @@ SdpaBackend = typing.Literal["auto", "torch", "cudnn", "flash", "efficient", "ma
 ReportTo = typing.Literal["none", "tensorboard", "wandb", "mlflow"]
 REPORT_TO_HINT = ("follow the run in: none | tensorboard (<run>/tensorboard/, offline) | wandb (pip install wandb; "
                   "wandb login or WANDB_MODE=offline) | mlflow (pip install mlflow)")
+# Keys that change where a run is followed, not what it computes: a config's hash (K-fold reruns, submissions)
+# leaves them out, so following a run in another tool keeps it the same run.
+UNHASHED = frozenset({"report_to"})
 # Keys a resumed run may change: they decide how fast or how verbosely it runs, not what it learns or writes.
 SAFE_ON_RESUME = frozenset({"per_device_eval_batch_size", "logging_steps", "gradient_checkpointing",
                             "save_total_limit", "keep_checkpoints", "max_fill_in_share", "submit_despite_fill_ins",
@@ -194,8 +197,9 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 
 
 def config_hash(config: Any) -> str:
-    """Short stable hash of a resolved config, used to name and trace runs and submissions."""
-    payload = json.dumps(config_to_dict(config) if dataclasses.is_dataclass(config) else config, sort_keys=True)
+    """Short stable hash of a resolved config, used to name and trace runs and submissions (UNHASHED keys left out)."""
+    values = config_to_dict(config) if dataclasses.is_dataclass(config) else config
+    payload = json.dumps({key: value for key, value in values.items() if key not in UNHASHED}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
