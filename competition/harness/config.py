@@ -35,7 +35,7 @@ SdpaBackend = typing.Literal["auto", "torch", "cudnn", "flash", "efficient", "ma
 # Where both tracks' Trainer logs a run (competition/modeling/tracking.py); the Trainer's names
 ReportTo = typing.Literal["none", "tensorboard", "wandb", "mlflow"]
 REPORT_TO_HINT = ("follow the run in: none | tensorboard (<run>/tensorboard/, offline) | wandb (pip install wandb; "
-                  "wandb login or WANDB_MODE=offline) | mlflow (pip install mlflow)")
+                  "wandb login or WANDB_MODE=offline) | mlflow (pip install mlflow; MLFLOW_TRACKING_URI)")
 # Keys that change where a run is followed, not what it computes: a config's hash (K-fold reruns, submissions)
 # leaves them out, so following a run in another tool keeps it the same run.
 UNHASHED = frozenset({"report_to"})

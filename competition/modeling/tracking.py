@@ -32,7 +32,7 @@ DEV_SCORE_KEY = "score"  # dev competition score at each evaluation; the Trainer
 # what each setting needs installed, and how to get it
 INSTALL_HINTS = {"tensorboard": "pip install tensorboard",
                  "wandb": "pip install wandb, then `wandb login` (or WANDB_MODE=offline to log without an account)",
-                 "mlflow": "pip install mlflow (runs go to ./mlruns unless MLFLOW_TRACKING_URI is set)"}
+                 "mlflow": "pip install mlflow; MLFLOW_TRACKING_URI names the store (e.g. sqlite:///mlflow.db)"}
 
 
 def require_reporter(report_to: str) -> None:
