@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from competition.harness.config import SdpaBackend, TrackSettings, setting
+from competition.harness.config import REPORT_TO_HINT, ReportTo, SdpaBackend, TrackSettings, setting
 from competition.harness.memory import fit_seq2seq
 from competition.harness.presets import get_preset
 from competition.rules.errors import ConfigError
@@ -50,6 +50,7 @@ class BaselineConfig:
     torch_compile_regional: bool = setting(True, "with torch_compile_mode: compile one encoder and one decoder layer and reuse them (accelerate's regional compilation): shorter compile")
     dataloader_num_workers: int = setting(2, "CUDA: loader processes collating batches while the GPU trains (kept across epochs); CPU: 0, one process")
     sdpa_sync_free_masks: bool = setting(True, "CUDA, sdpa: always build padding masks instead of checking them on the host (a GPU sync per forward); CPU unaffected")
+    report_to: ReportTo = setting("none", REPORT_TO_HINT)
     # generation (dev evaluation and prediction)
     num_beams: int = setting(4, "beam search width")
     no_repeat_ngram_size: int = setting(2, "baseline value; blocks repeated bigrams such as '#Person2# 는'")

@@ -25,6 +25,7 @@ from competition.harness.runs import (
 )
 from competition.modeling.loading import load_tokenizer
 from competition.modeling.oom import recorded_in_run
+from competition.modeling.tracking import log_run_summary, require_reporter, run_summary
 from competition.rules.data import Splits, load_splits
 from competition.rules.predictions import fill_empty, write_predictions
 from competition.rules.submission import default_submissions_dir
@@ -42,6 +43,7 @@ def run(config: BaselineConfig, data_dir: Path | str, out_dir: Path | str, run_d
     submissions/); a run whose fill-ins exceed `max_fill_in_share` does not submit unless `submit_despite_fill_ins`.
     `run_info` (the card and the fitted settings, from the CLI) goes into run.json.
     """
+    require_reporter(config.report_to)  # a missing wandb/mlflow fails before any work
     ensure_process_group()  # no-op unless launched by torchrun (GPUS>1)
     splits = load_splits(data_dir)  # every input validated before any work
     run_dir = open_run(out_dir, TRACK, config, splits.paths.values(), run_dir, extra=run_info)
@@ -94,6 +96,7 @@ def report(config: BaselineConfig, splits: Splits, result: TrainResult, predicti
              results["submission"])
     finish_run(run_dir, {"train": result.to_dict(), **results, "truncation": truncation,
                          "training_speed": result.speed, **clock.record()})
+    log_run_summary(config, run_dir, run_summary(results, result.speed, clock.seconds), result.global_step)
 
 
 def encoder_truncation_report(checkpoint: Path, splits: Splits, config: BaselineConfig, run_dir: Path) -> dict:

@@ -36,6 +36,7 @@ from competition.modeling.attention import configure_attention
 from competition.modeling.checkpoints import last_complete_checkpoint, mark_complete_callback
 from competition.modeling.loading import model_source, resolve_precision
 from competition.modeling.tokens import IGNORE_INDEX, TokenLayout, token_sum_loss
+from competition.modeling.tracking import DEV_SCORE_KEY, rouge_metrics, tracked_training, tracking_arguments
 from competition.modeling.trainer import NO_STEP_SYNC_ARGUMENTS, counting_trainer, training_speed_callback
 from competition.rules.data import Splits, data_special_tokens, load_splits
 from competition.rules.files import write_text_atomic
@@ -44,7 +45,7 @@ from competition.rules.metric import compute_rouge
 CHECKPOINTS_DIR = "checkpoints"
 TRACK_INFO = "track.json"  # beside the best checkpoint: how to rebuild inputs for it
 REGIONAL_COMPILATION_ENV = "ACCELERATE_DYNAMO_USE_REGIONAL_COMPILATION"  # read by accelerate's TorchDynamoPlugin
-SCORE_KEY = "rouge_final"  # compute_metrics key; the Trainer logs it as eval_rouge_final
+SCORE_KEY = DEV_SCORE_KEY  # compute_metrics key; the Trainer logs it as eval_score, as the LLM track does
 # On a GPU, batches are padded to a multiple of this many tokens (masked, so the loss is the same): aligned shapes
 # pick faster kernels. Measured on an H200 (bench_baseline, one KoBART epoch): 20.3 s -> 17.3 s. CPU: no padding.
 GPU_PAD_TO_MULTIPLE_OF = 64
@@ -122,9 +123,7 @@ def make_compute_metrics(tokenizer, dev_rows: Seq2SeqRows, references: Sequence[
                    for labels in eval_prediction.label_ids]
         if any(refs is None for refs in matched):
             raise RuntimeError("dev predictions could not be matched to their references by label ids")
-        result = compute_rouge(decode(tokenizer, sequences), matched, analyzer=analyzer)
-        return {SCORE_KEY: result.final, "rouge1": result.rouge1 * 100, "rouge2": result.rouge2 * 100,
-                "rougeL": result.rougeL * 100}
+        return rouge_metrics(compute_rouge(decode(tokenizer, sequences), matched, analyzer=analyzer))
 
     return compute_metrics
 
@@ -162,7 +161,8 @@ def seq2seq_loss(label_smoothing: float) -> Callable[..., torch.Tensor]:
 
 
 def training_arguments(config: BaselineConfig, output_dir: Path):
-    """Seq2SeqTrainingArguments from the config: evaluate and save every epoch, best by dev ROUGE."""
+    """Seq2SeqTrainingArguments from the config: evaluate and save every epoch, best by dev ROUGE; `output_dir` is
+    `<run>/checkpoints`, the run folder names the run in `report_to`'s tool."""
     from transformers import Seq2SeqTrainingArguments
 
     return Seq2SeqTrainingArguments(
@@ -190,7 +190,7 @@ def training_arguments(config: BaselineConfig, output_dir: Path):
         train_sampling_strategy="group_by_length" if config.group_by_length else "random",
         seed=config.seed,
         full_determinism=config.full_determinism,
-        report_to="none",
+        **tracking_arguments(config.report_to, Path(output_dir).parent),
         **loader_arguments(config.dataloader_num_workers),
         use_cpu=not torch.cuda.is_available(),
         **compile_arguments(config.torch_compile_mode),
@@ -297,7 +297,8 @@ def train(config: BaselineConfig, splits: Splits | Path | str, run_dir: Path | s
     try:
         if resume_from:
             log.info("resuming from %s", resume_from)
-        trainer.train(resume_from_checkpoint=resume_from)
+        with tracked_training(trainer, config, run_dir):
+            trainer.train(resume_from_checkpoint=resume_from)
         best_score = float(trainer.state.best_metric)
         best = save_best(trainer, tokenizer, config, preset, run_dir, best_score)
         full_history = [{"epoch": int(round(e["epoch"])), "dev_score": e[f"eval_{SCORE_KEY}"], "loss": e["eval_loss"]}

@@ -36,6 +36,7 @@ from competition.harness.runs import (
     write_run_files,
 )
 from competition.harness.tracks import Track, get_track
+from competition.modeling.tracking import require_reporter
 from competition.rules.data import Splits, load_splits, split_paths
 from competition.rules.errors import ConfigError
 from competition.rules.files import atomic_path, write_text_atomic
@@ -301,6 +302,7 @@ def run_kfold(settings: KFoldSettings, api: Any | None = None) -> Path:
     api = api or load_track_api(settings.track)
     config = api.config(settings.preset, settings.config_path, settings.overrides, settings.demo)
     ensemble_config(settings)  # a bad --ensemble-method fails now, not after K trainings
+    require_reporter(getattr(config, "report_to", "none"))  # a missing wandb/mlflow too
     plan = plan_folds(settings)
     kfold_dir = settings.kfold_dir
     check_same_run(kfold_dir, config_hash(config), plan.hash)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from competition.harness.config import SdpaBackend, TrackSettings, setting
+from competition.harness.config import REPORT_TO_HINT, ReportTo, SdpaBackend, TrackSettings, setting
 from competition.harness.memory import fit_llm
 from competition.harness.presets import get_preset
 from competition.rules.errors import ConfigError
@@ -76,6 +76,7 @@ class LLMConfig:
     save_total_limit: int = setting(2, "checkpoints kept (the best one is always kept)")
     max_train_samples: int | None = setting(None, "use only the first N train rows; null = all")
     logging_steps: int = setting(10, "optimizer steps between loss logs")
+    report_to: ReportTo = setting("none", REPORT_TO_HINT)
     # --- generation ---
     num_beams: int = setting(1, "1 = greedy, >1 = beam search")
     max_new_tokens: int = setting(128, "generated tokens per summary at most")

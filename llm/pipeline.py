@@ -23,6 +23,7 @@ from competition.harness.runs import (
     update_run_info,
 )
 from competition.modeling.oom import recorded_in_run
+from competition.modeling.tracking import log_run_summary, require_reporter, run_summary
 from competition.rules.data import Splits, load_splits
 from competition.rules.files import write_text_atomic
 from competition.rules.submission import default_submissions_dir
@@ -47,6 +48,7 @@ def run(config: LLMConfig, data_dir: Path | str, out_dir: Path | str, run_dir: P
     generate their shares, and each returns the same folder once rank 0 is done.
     `run_info` (the card and the fitted settings, from the CLI) goes into run.json.
     """
+    require_reporter(config.report_to)  # a missing wandb/mlflow fails before any work
     ensure_process_group()  # before the Trainer sets up its own distributed state
     splits = load_splits(data_dir)  # every input validated before any work
     run_dir = open_run(out_dir, TRACK, config, splits.paths.values(), run_dir, extra=run_info)
@@ -97,3 +99,4 @@ def report(config: LLMConfig, splits: Splits, result: TrainResult, predictions: 
     print(f"dev score {summary['dev_score']:.2f} | run {run_dir}"
           + (f" | submission {summary['submission']}" if summary["submission"] else ""))
     finish_run(run_dir, {**summary, "training_speed": result.speed, **clock.record()})
+    log_run_summary(config, run_dir, run_summary(summary, result.speed, clock.seconds), result.global_step)

@@ -27,6 +27,7 @@ from competition.modeling.checkpoints import last_complete_checkpoint, mark_comp
 from competition.modeling.oom import row_slices, split_rows
 from competition.modeling.prompts import encode_for_training
 from competition.modeling.tokens import IGNORE_INDEX, pad_rows, padded_width, token_sum_loss
+from competition.modeling.tracking import DEV_SCORE_KEY, rouge_metrics, tracked_training, tracking_arguments
 from competition.modeling.trainer import NO_STEP_SYNC_ARGUMENTS, counting_trainer, training_speed_callback
 from competition.rules.data import Splits, data_special_tokens, load_splits
 from competition.rules.errors import ConfigError
@@ -222,18 +223,22 @@ def dev_subset_indices(n_rows: int, subset: int, seed: int) -> list[int]:
 
 
 def _dev_score_callback(config: LLMConfig, tokenizer, style, dev: pd.DataFrame, on_evaluate: OnEvaluate | None):
-    """A TrainerCallback adding `eval_score` (dev ROUGE of generated summaries) to each evaluation's metrics."""
+    """A TrainerCallback adding `eval_score` (dev ROUGE of generated summaries) to each evaluation's metrics, and
+    logging it with its ROUGE-1/2/L through `callback.trainer` (set once the Trainer exists) to `report_to`'s tool."""
     from transformers import TrainerCallback
 
     class DevScoreCallback(TrainerCallback):
+        trainer = None
+
         def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
             metrics = metrics if metrics is not None else {}
             if config.select_by == "score":
                 summaries = generate_summaries(model, tokenizer, style, list(dev["dialogue"]), config,
                                                desc=f"dev@{state.global_step}")  # shared out over the ranks
-                metrics["eval_score"] = broadcast_from_main(
-                    lambda: compute_rouge(summaries, list(dev["references"])).final)
-                score = metrics["eval_score"]
+                rouge = broadcast_from_main(lambda: compute_rouge(summaries, list(dev["references"])))
+                metrics[f"eval_{DEV_SCORE_KEY}"] = score = rouge.final
+                if self.trainer is not None:  # the Trainer logged this evaluation before calling back: add the score
+                    self.trainer.log(rouge_metrics(rouge, "eval_"))
             else:
                 score = -float(metrics["eval_loss"])
             # kept in the Trainer's state, so it is saved with every checkpoint and survives a resume
@@ -255,7 +260,8 @@ def mixed_precision(dtype: torch.dtype) -> dict[str, bool]:
 def training_arguments(config: LLMConfig, output_dir: Path, use_bf16: bool, use_fp16: bool,
                        liger: dict[str, bool] | None = None):
     """TrainingArguments from the config (checkpointing aligned with evaluation so the best can be kept);
-    `liger`: the fused kernels the Trainer applies (`llm.kernels.liger_kernel_config`), None = none."""
+    `liger`: the fused kernels the Trainer applies (`llm.kernels.liger_kernel_config`), None = none;
+    `output_dir`: `<run>/checkpoints`, the run folder names the run in `report_to`'s tool."""
     from transformers import TrainingArguments
 
     strategy = "steps" if config.eval_steps > 0 else "epoch"
@@ -275,7 +281,8 @@ def training_arguments(config: LLMConfig, output_dir: Path, use_bf16: bool, use_
         greater_is_better=config.select_by == "score", restore_callback_states_from_checkpoint=True,
         train_sampling_strategy="group_by_length" if config.batching == "grouped" and config.batch_tokens <= 0
         else "random",
-        remove_unused_columns=False, label_names=["labels"], report_to="none", dataloader_num_workers=0,
+        remove_unused_columns=False, label_names=["labels"], dataloader_num_workers=0,
+        **tracking_arguments(config.report_to, Path(output_dir).parent),
         # DDP only: every trainable (LoRA or full) weight takes part in each step, so skip the unused-weight
         # search (the Trainer would turn it on for a PeftModel; it also clashes with gradient checkpointing)
         ddp_find_unused_parameters=False,
@@ -309,7 +316,8 @@ def train(config: LLMConfig, splits: Splits | Path | str, run_dir: Path | str,
     dev = splits["dev"].iloc[dev_subset_indices(len(splits["dev"]), config.max_eval_samples or 0, config.seed)]
     dev_examples, _ = encode_rows(tokenizer, style, dev)
     speed = training_speed_callback(real_tokens)
-    callbacks = [_dev_score_callback(config, tokenizer, style, dev, on_evaluate), mark_complete_callback()]
+    dev_score = _dev_score_callback(config, tokenizer, style, dev, on_evaluate)
+    callbacks = [dev_score, mark_complete_callback()]
     if config.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
     callbacks.append(speed)  # last: the dev generation of each evaluation is not training time
@@ -320,10 +328,12 @@ def train(config: LLMConfig, splits: Splits | Path | str, run_dir: Path | str,
         model=model, args=args, train_dataset=training_dataset(train_examples, config), eval_dataset=dev_examples,
         data_collator=speed.counting(make_collator(config, tokenizer, fused_loss(kernels))),
         compute_loss_func=loss_function(kernels), processing_class=tokenizer, callbacks=callbacks)
+    dev_score.trainer = trainer
     last = last_complete_checkpoint(run_dir / "checkpoints")  # a checkpoint cut short is skipped
     if last:
         log.info("resuming training from %s", last)
-    trainer.train(resume_from_checkpoint=last)
+    with tracked_training(trainer, config, run_dir):
+        trainer.train(resume_from_checkpoint=last)
     result = TrainResult(run_dir / BEST_DIR, _best_score(trainer, config),
                          history=[e for e in trainer.state.log_history if "dev_score" in e],
                          global_step=trainer.state.global_step, resumed_from=last, cuts=cuts,

@@ -25,6 +25,7 @@ from competition.harness.config import parse_overrides
 from competition.harness.logs import setup_logging
 from competition.harness.runs import start_run
 from competition.harness.tracks import TRACK_MODULES, Track, get_track
+from competition.modeling.tracking import require_reporter
 from competition.rules.data import Splits, load_splits
 from competition.rules.errors import ConfigError
 from tuning.outputs import write_study_info, write_study_outputs
@@ -93,7 +94,8 @@ def check_inputs(track: Track, settings: TuneSettings, space: SearchSpace) -> Sp
     if settings.n_trials < 1:
         raise ConfigError(f"--trials must be at least 1, got {settings.n_trials}")
     example = space.overrides(settings.overrides, space.example_params())
-    track.config(settings.preset, settings.config_path, example, settings.demo)  # unknown keys -> ConfigError
+    config = track.config(settings.preset, settings.config_path, example, settings.demo)  # unknown keys -> ConfigError
+    require_reporter(getattr(config, "report_to", "none"))  # a missing wandb/mlflow fails before the first trial
     return splits
 
 

@@ -33,9 +33,17 @@ DEFAULTS = "defaults"
 CONFIG_FILE = "config.yaml"  # a run folder's resolved config; `--resume` reloads it
 # CUDA attention kernel of both tracks (competition/modeling/attention.py); a setting type, so its check is the config's
 SdpaBackend = typing.Literal["auto", "torch", "cudnn", "flash", "efficient", "math"]
+# Where both tracks' Trainer logs a run (competition/modeling/tracking.py); the Trainer's names
+ReportTo = typing.Literal["none", "tensorboard", "wandb", "mlflow"]
+REPORT_TO_HINT = ("follow the run in: none | tensorboard (<run>/tensorboard/, offline) | wandb (pip install wandb; "
+                  "wandb login or WANDB_MODE=offline) | mlflow (pip install mlflow; MLFLOW_TRACKING_URI)")
+# Keys that change where a run is followed, not what it computes: a config's hash (K-fold reruns, submissions)
+# leaves them out, so following a run in another tool keeps it the same run.
+UNHASHED = frozenset({"report_to"})
 # Keys a resumed run may change: they decide how fast or how verbosely it runs, not what it learns or writes.
 SAFE_ON_RESUME = frozenset({"per_device_eval_batch_size", "logging_steps", "gradient_checkpointing",
-                            "save_total_limit", "keep_checkpoints", "max_fill_in_share", "submit_despite_fill_ins"})
+                            "save_total_limit", "keep_checkpoints", "max_fill_in_share", "submit_despite_fill_ins",
+                            "report_to"})
 
 
 @dataclass(frozen=True)
@@ -213,8 +221,9 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 
 
 def config_hash(config: Any) -> str:
-    """Short stable hash of a resolved config, used to name and trace runs and submissions."""
-    payload = json.dumps(config_to_dict(config) if dataclasses.is_dataclass(config) else config, sort_keys=True)
+    """Short stable hash of a resolved config, used to name and trace runs and submissions (UNHASHED keys left out)."""
+    values = config_to_dict(config) if dataclasses.is_dataclass(config) else config
+    payload = json.dumps({key: value for key, value in values.items() if key not in UNHASHED}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
