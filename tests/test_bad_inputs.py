@@ -244,3 +244,63 @@ def test_a_very_long_text_is_named_in_a_warning(files: dict[str, Path], capsys) 
     frame.to_csv(files["dev"], index=False)
     read_split(files["dev"], "dev")
     assert f"warning: {files['dev']}, row 2, column 'dialogue': 100011 characters" in capsys.readouterr().err
+
+
+# Settings with a closed set of values or a range, refused when the config resolves (before any run folder):
+# (track CLI, override, fragments of the one error line; transformers' names where they apply)
+BAD_SETTINGS = [
+    ("baselines", "num_beams=-1", ["num_beams=-1", "expected int >= 1"]),
+    ("baselines", "per_device_train_batch_size=0", ["per_device_train_batch_size=0", "expected int >= 1"]),
+    ("baselines", "lr_scheduler_type=cosine_with_restart", ["'cosine_with_restart'", "'cosine_with_restarts'"]),
+    ("baselines", "analyzer=kiwi", ["analyzer='kiwi'", "'mecab'"]),
+    ("baselines", "warmup_ratio=1.5", ["warmup_ratio=1.5", "expected float >= 0 and <= 1"]),
+    ("baselines", "torch_compile_mode=fast", ["torch_compile_mode='fast'", "'reduce-overhead'"]),
+    ("llm", "num_beams=-1", ["num_beams=-1", "expected int >= 1"]),
+    ("llm", "per_device_train_batch_size=0", ["per_device_train_batch_size=0", "expected int >= 1"]),
+    ("llm", "lr_scheduler_type=cosine_with_restart", ["'cosine_with_restart'", "'cosine_with_restarts'"]),
+    ("llm", "optim=adamw8bit", ["optim='adamw8bit'", "'auto'", "'adamw_8bit'", "'paged_adamw_8bit'"]),
+    ("llm", "lora_dropout=2", ["lora_dropout=2", "expected float >= 0 and <= 1"]),
+    ("llm", "max_new_tokens=0", ["max_new_tokens=0", "expected int >= 1"]),
+]
+
+
+@pytest.mark.parametrize("print_config", [False, True], ids=["run", "print-config"])
+@pytest.mark.parametrize(("track", "override", "fragments"), BAD_SETTINGS, ids=lambda v: v if "=" in str(v) else None)
+def test_a_setting_out_of_its_values_is_one_error_line_before_any_run(track: str, override: str, fragments: list[str],
+                                                                     print_config: bool, tmp_path: Path,
+                                                                     capsys) -> None:
+    import importlib
+
+    main = importlib.import_module(f"{track}.run").main
+    model = "tiny-bart" if track == "baselines" else "tiny-llama"
+    out = tmp_path / "runs"
+    code = main(["--model", model, "--data", str(tmp_path / "data"), "--out", str(out), override,
+                 *(["--print-config"] if print_config else [])])
+    stderr = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in stderr, stderr
+    (error,) = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert error.startswith("error: command line: "), error
+    for fragment in fragments:
+        assert fragment in error, (fragment, error)
+    assert not out.exists()
+
+
+def test_torch_compile_mode_off_in_a_yaml_is_taken_as_off(tmp_path: Path) -> None:
+    """YAML 1.1 reads an unquoted `off` as the boolean false."""
+    from baselines.config import load_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text("torch_compile_mode: off\n", encoding="utf-8")
+    assert load_config("tiny-bart", path).torch_compile_mode == "off"
+
+
+def test_the_closed_sets_are_transformers_names() -> None:
+    from typing import get_args
+
+    from transformers import SchedulerType
+    from transformers.training_args import OptimizerNames
+
+    from competition.harness.config import OptimizerName, SchedulerName
+
+    assert set(get_args(SchedulerName)) == {s.value for s in SchedulerType}
+    assert set(get_args(OptimizerName)) == {o.value for o in OptimizerNames}
