@@ -5,8 +5,10 @@ a run measures of itself (stage seconds, peak GPU memory, real training tokens/s
 from __future__ import annotations
 
 import json
+import logging
 import platform
 import random
+import shutil
 import subprocess
 import time
 from contextlib import contextmanager
@@ -21,10 +23,12 @@ from competition.rules.files import write_text_atomic
 from competition.rules.predictions import PredictionMeta, fill_in_block, fill_in_counts, fill_in_note
 from competition.rules.submission import write_submission
 
+log = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 RUN_INFO_FILE = "run.json"
 BEST_DIR = "best"  # a run folder's best checkpoint, in both tracks
 TRAIN_RESULT_FILE = "train_result.json"
+RUN_SETUP_FILES = frozenset({CONFIG_FILE, RUN_INFO_FILE})  # what open_run writes: nothing yet to keep
 TRACKED_LIBRARIES = ("torch", "transformers", "peft", "accelerate", "bitsandbytes", "optuna", "python-mecab-ko")
 
 
@@ -129,6 +133,38 @@ def open_run(out_dir: Path | str, track: str, config: Any, data_files: Iterable[
     if is_main_process():
         start_run(run_dir, config, data_files, track)
     return run_dir
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; `resume` is the command that continues it (None when its folder was removed)."""
+
+    def __init__(self, resume: str | None) -> None:
+        super().__init__(resume)
+        self.resume = resume
+
+
+def holds_only_setup(run_dir: Path | str) -> bool:
+    """True when the run folder holds nothing but its config.yaml and run.json (and empty folders)."""
+    return all(path.is_dir() or path.name in RUN_SETUP_FILES for path in Path(run_dir).rglob("*"))
+
+
+@contextmanager
+def guard_run(run_dir: Path | str, track: str, resumed: bool) -> Iterator[None]:
+    """The body of a run after `open_run`: a new run that fails before it wrote anything but its config.yaml and
+    run.json (bad value, unreachable hub, unreadable file) leaves no folder behind; Ctrl-C becomes `RunInterrupted`
+    naming `make <track> RESUME=<run_dir>` when the folder stays. A resumed run's folder is never removed."""
+    from competition.harness.distributed import is_main_process
+
+    run_dir = Path(run_dir)
+    try:
+        yield
+    except BaseException as err:
+        if not resumed and is_main_process() and run_dir.is_dir() and holds_only_setup(run_dir):
+            shutil.rmtree(run_dir, ignore_errors=True)
+            log.info("%s: removed (the run stopped before it had anything to keep)", run_dir)
+        if isinstance(err, KeyboardInterrupt) and not isinstance(err, RunInterrupted):
+            raise RunInterrupted(f"make {track} RESUME={run_dir}" if run_dir.is_dir() else None) from None
+        raise
 
 
 def submission_blocked(fill_ins: Mapping[str, Mapping[str, Any]], config: Any) -> str | None:

@@ -1,0 +1,119 @@
+"""How a track run ends when something stops it: a failure before training leaves no run folder, Ctrl-C says how
+to resume (exit 130), an unreachable hub and a full disk are one `error:` line (exit 2), a random-weight checkpoint
+never submits. Both tracks, through their CLIs.
+
+Run: `.venv/bin/python -m pytest -q tests/test_run_failures.py` (the unit tests in seconds; `-m integration` trains
+tiny models).
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import pytest
+from helpers.data import sample_rows, write_data_dir
+
+from competition.rules.errors import ConfigError
+
+TRACKS = {"baseline": ("baselines", "tiny-bart"), "llm": ("llm", "tiny-llama")}
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    return write_data_dir(tmp_path / "data", sample_rows("train", 8), sample_rows("dev", 4), sample_rows("test", 3))
+
+
+def run_track(track: str, data: Path, out: Path, *more: str) -> int:
+    package, model = TRACKS[track]
+    main = importlib.import_module(f"{package}.run").main
+    return main(["--model", model, "--data", str(data), "--out", str(out), "--submissions", str(out.parent / "subs"),
+                 "--demo", *more])
+
+
+def run_folders(out: Path) -> list[Path]:
+    return sorted(out.glob("*")) if out.is_dir() else []
+
+
+@pytest.mark.parametrize("track", TRACKS)
+@pytest.mark.parametrize("failure", [OSError(13, "Permission denied", "model/config.json"),
+                                     ConfigError("model_path x: not a folder with config.json")],
+                         ids=["unreadable file", "bad value"])
+def test_a_run_that_fails_before_training_leaves_no_run_folder(track: str, failure: Exception, data: Path,
+                                                               tmp_path: Path, monkeypatch, capsys) -> None:
+    package, _ = TRACKS[track]
+
+    def fail(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(f"{package}.pipeline.train", fail)
+    code = run_track(track, data, tmp_path / "runs")
+    stderr = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in stderr, stderr
+    assert run_folders(tmp_path / "runs") == []
+
+
+@pytest.mark.parametrize("track", TRACKS)
+def test_a_resumed_run_that_fails_keeps_its_folder(track: str, data: Path, tmp_path: Path, monkeypatch,
+                                                   capsys) -> None:
+    package, _ = TRACKS[track]
+    monkeypatch.setattr(f"{package}.pipeline.train", lambda *a, **k: (_ for _ in ()).throw(ConfigError("bad")))
+    assert run_track(track, data, tmp_path / "runs") == 2
+    from competition.harness.runs import open_run
+
+    config = importlib.import_module(f"{package}.config").load_config(TRACKS[track][1], demo=True)
+    run_dir = open_run(tmp_path / "runs", track, config, [])
+    assert run_track(track, data, tmp_path / "runs", "--resume", str(run_dir)) == 2
+    assert run_dir.is_dir() and (run_dir / "config.yaml").is_file()
+
+
+@pytest.mark.parametrize("track", TRACKS)
+@pytest.mark.parametrize("wrote_checkpoint", [True, False], ids=["during training", "before training"])
+def test_ctrl_c_says_interrupted_and_how_to_resume_with_exit_130(track: str, wrote_checkpoint: bool, data: Path,
+                                                                 tmp_path: Path, monkeypatch, capsys) -> None:
+    package, _ = TRACKS[track]
+
+    def interrupted(config, splits, run_dir, *args, **kwargs):
+        if wrote_checkpoint:
+            (Path(run_dir) / "checkpoints" / "checkpoint-1").mkdir(parents=True)
+            (Path(run_dir) / "checkpoints" / "checkpoint-1" / "COMPLETE").write_text("step 1\n")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(f"{package}.pipeline.train", interrupted)
+    code = run_track(track, data, tmp_path / "runs")
+    stderr = capsys.readouterr().err
+    assert code == 130 and "Traceback" not in stderr, stderr
+    if wrote_checkpoint:
+        (run_dir,) = run_folders(tmp_path / "runs")
+        assert stderr.strip().splitlines()[-1] == f"interrupted; resume with make {track} RESUME={run_dir}"
+    else:
+        assert run_folders(tmp_path / "runs") == []
+        assert stderr.strip().splitlines()[-1] == "interrupted"
+
+
+@pytest.mark.integration
+def test_sigint_to_a_training_baseline_run_is_one_line_and_exit_130(tmp_path: Path) -> None:
+    """A real Ctrl-C (SIGINT) once the first checkpoint is complete: no traceback, the resume command."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from helpers import PROJECT_ROOT
+
+    data = write_data_dir(tmp_path / "data", sample_rows("train", 16), sample_rows("dev", 4), sample_rows("test", 3))
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "baselines.run", "--model", "tiny-bart", "--data", str(data),
+                                "--out", str(tmp_path / "runs"), "--demo", "num_train_epochs=200",
+                                "early_stopping_patience=200", "generation_max_length=8"],
+                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not list((tmp_path / "runs").glob("*/checkpoints/checkpoint-*/COMPLETE")):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1][-3000:]
+        time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    (run_dir,) = (tmp_path / "runs").glob("baseline-tiny-bart-*")
+    assert process.returncode == 130 and "Traceback" not in stderr, stderr[-3000:]
+    assert f"interrupted; resume with make baseline RESUME={run_dir}" in stderr.splitlines()  # a progress bar may follow
