@@ -304,3 +304,46 @@ def test_the_closed_sets_are_transformers_names() -> None:
 
     assert set(get_args(SchedulerName)) == {s.value for s in SchedulerType}
     assert set(get_args(OptimizerName)) == {o.value for o in OptimizerNames}
+
+
+# A full disk while a track saves a checkpoint, as each track's library reports it (neither is an OSError):
+# case -> (track CLI package, tiny preset, Python that makes the library raise its own error at save time)
+FULL_DISK_AT_SAVE = {
+    "baseline safetensors": ("baselines", "tiny-bart", """
+import transformers.modeling_utils
+from safetensors import SafetensorError
+def save(*args, **kwargs):
+    raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })')
+transformers.modeling_utils.safe_save_file = save
+"""),
+    "llm torch.save": ("llm", "tiny-llama", """
+import torch
+real_save = torch.save
+def save(obj, f, *args, **kwargs):
+    if str(f).endswith("optimizer.pt"):  # the Trainer's optimizer state, after the LoRA weights
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 8689664 vs 8689552")
+    return real_save(obj, f, *args, **kwargs)
+torch.save = save
+"""),
+}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("case", sorted(FULL_DISK_AT_SAVE))
+def test_full_disk_during_a_checkpoint_save_is_one_error_line(case: str, tmp_path: Path) -> None:
+    from helpers.data import sample_rows, write_data_dir
+
+    package, model, inject = FULL_DISK_AT_SAVE[case]
+    data = write_data_dir(tmp_path / "data", sample_rows("train", 8), sample_rows("dev", 4), sample_rows("test", 3))
+    script = f"import sys\n{inject}\nfrom {package}.run import main\nsys.exit(main(sys.argv[1:]))\n"
+    done = subprocess.run([sys.executable, "-c", script, "--model", model, "--data", str(data), "--out",
+                           str(tmp_path / "runs"), "--submissions", str(tmp_path / "s"), "--demo", "num_train_epochs=1"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    errors = [line[line.index("error:"):] for line in done.stderr.splitlines() if "error:" in line]  # after a bar
+    assert len(errors) == 1, done.stderr[-3000:]
+    (checkpoint,) = (tmp_path / "runs").glob("*/checkpoints/checkpoint-*")
+    assert errors[0] == f"error: {checkpoint}: No space left on device", errors[0]
+    assert not (checkpoint / "COMPLETE").exists()  # a resumed run skips the checkpoint cut short
+    assert not (tmp_path / "s").exists()

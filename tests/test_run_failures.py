@@ -117,3 +117,22 @@ def test_sigint_to_a_training_baseline_run_is_one_line_and_exit_130(tmp_path: Pa
     (run_dir,) = (tmp_path / "runs").glob("baseline-tiny-bart-*")
     assert process.returncode == 130 and "Traceback" not in stderr, stderr[-3000:]
     assert f"interrupted; resume with make baseline RESUME={run_dir}" in stderr.splitlines()  # a progress bar may follow
+
+
+@pytest.mark.parametrize("error", [
+    'Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })',
+    "[enforce fail at inline_container.cc:672] . unexpected pos 8689664 vs 8689552"])
+def test_a_librarys_full_disk_error_becomes_enospc_naming_the_checkpoint_cut_short(error: str, tmp_path: Path) -> None:
+    from safetensors import SafetensorError
+
+    from competition.modeling.checkpoints import disk_full_as_os_error
+
+    (tmp_path / "checkpoint-1").mkdir()
+    (tmp_path / "checkpoint-1" / "COMPLETE").write_text("step 1\n")
+    (tmp_path / "checkpoint-2").mkdir()  # being saved
+    kind = SafetensorError if "serializing" in error else RuntimeError
+    with pytest.raises(OSError) as raised, disk_full_as_os_error(tmp_path):
+        raise kind(error)
+    assert raised.value.filename == str(tmp_path / "checkpoint-2") and raised.value.strerror == "No space left on device"
+    with pytest.raises(RuntimeError, match="CUDA out of memory"), disk_full_as_os_error(tmp_path):
+        raise RuntimeError("CUDA out of memory")  # not a disk error: as it was
