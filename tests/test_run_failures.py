@@ -136,3 +136,64 @@ def test_a_librarys_full_disk_error_becomes_enospc_naming_the_checkpoint_cut_sho
     assert raised.value.filename == str(tmp_path / "checkpoint-2") and raised.value.strerror == "No space left on device"
     with pytest.raises(RuntimeError, match="CUDA out of memory"), disk_full_as_os_error(tmp_path):
         raise RuntimeError("CUDA out of memory")  # not a disk error: as it was
+
+
+@pytest.fixture
+def hub_unreachable(monkeypatch):
+    """Online mode with a hub that cannot be reached (the tests themselves never reach it)."""
+    import huggingface_hub
+    import huggingface_hub.constants
+
+    calls = []
+
+    def model_info(self, repo_id, **kwargs):
+        calls.append(repo_id)
+        raise ConnectionError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", model_info)
+    return calls
+
+
+@pytest.mark.parametrize(("package", "model", "hub_id"), [("baselines", "kobart", "digit82/kobart-summarization"),
+                                                         ("llm", "qwen3-14b", "Qwen/Qwen3-14B")])
+def test_an_unreachable_hub_is_one_line_naming_the_model_and_the_way_out(package: str, model: str, hub_id: str,
+                                                                        hub_unreachable, data: Path, tmp_path: Path,
+                                                                        capsys) -> None:
+    main = importlib.import_module(f"{package}.run").main
+    code = main(["--model", model, "--data", str(data), "--out", str(tmp_path / "runs")])
+    stderr = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in stderr, stderr
+    (error,) = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert f"cannot reach the Hugging Face hub for '{hub_id}' (preset {model}" in error, error
+    assert "pass model_path=DIR" in error and "HF_HUB_OFFLINE=1" in error, error
+    assert hub_unreachable == [hub_id]  # asked once
+    assert run_folders(tmp_path / "runs") == []
+
+
+def test_the_truncation_command_names_its_own_way_out(hub_unreachable, data: Path, tmp_path: Path, capsys) -> None:
+    from competition.truncation import main
+
+    assert main(["--model", "qwen3-14b", "--data", str(data), "--out", str(tmp_path / "t")]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "'Qwen/Qwen3-14B'" in error and "pass --tokenizer PATH" in error, error
+
+
+def test_a_hub_that_answers_or_offline_mode_is_not_refused(monkeypatch) -> None:
+    import huggingface_hub
+    import huggingface_hub.constants
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from competition.modeling.loading import check_hub
+
+    class Gated(HfHubHTTPError):
+        def __init__(self) -> None:
+            Exception.__init__(self, "401 gated")
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", lambda self, repo_id, **kw: (_ for _ in ()).throw(
+        Gated()))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    check_hub("org/gated", "x")  # the hub answered: the load says what is wrong
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", lambda *a, **k: pytest.fail("asked the hub offline"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    check_hub("org/model", "x")
