@@ -197,3 +197,44 @@ def test_a_hub_that_answers_or_offline_mode_is_not_refused(monkeypatch) -> None:
     monkeypatch.setattr(huggingface_hub.HfApi, "model_info", lambda *a, **k: pytest.fail("asked the hub offline"))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     check_hub("org/model", "x")
+
+
+def test_the_ensembler_skips_a_run_of_random_weights_with_a_note(tmp_path: Path, capsys) -> None:
+    import json
+
+    from ensemble.systems import discover_prediction_files
+
+    for name, extra in (("real", {}), ("random", {"random_weights": True})):
+        for split in ("dev", "test"):
+            (tmp_path / name).mkdir(exist_ok=True)
+            (tmp_path / name / f"preds_{split}.csv").write_text("fname,summary\nx,y\n", encoding="utf-8")
+            (tmp_path / name / f"preds_{split}.meta.json").write_text(json.dumps({"split": split, **extra}))
+    assert discover_prediction_files(tmp_path) == [tmp_path / "real" / "preds_dev.csv",
+                                                   tmp_path / "real" / "preds_test.csv"]
+    assert f"note: skipping {tmp_path / 'random'} (a run of random weights" in capsys.readouterr().out
+
+
+@pytest.mark.integration
+def test_a_run_of_a_random_weight_build_never_submits_and_is_marked(data: Path, tmp_path: Path, capsys) -> None:
+    """Even with submit_despite_fill_ins=true: run.json, the report and the predictions' sidecars say why."""
+    import json
+
+    from competition.build_checkpoint import build_checkpoint
+    from competition.harness.presets import get_preset
+    from competition.modeling.tiny import ensure_tiny_checkpoint
+    from competition.rules.predictions import read_predictions_with_metadata
+
+    build = build_checkpoint(ensure_tiny_checkpoint(get_preset("tiny-bart")), tmp_path / "random-build")
+    code = run_track("baseline", data, tmp_path / "runs", "num_train_epochs=1", f"model_path={build}",
+                     "submit_despite_fill_ins=true", "generation_max_length=8")
+    stderr = capsys.readouterr().err
+    assert code == 0, stderr[-3000:]
+    (run_dir,) = run_folders(tmp_path / "runs")
+    assert f"model_path {build} holds random weights" in stderr and "NOT SUBMITTING" in stderr
+    info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    assert info["random_weights"] is True and info["submission"] is None and "random weights" in info[
+        "submission_blocked"]
+    assert info["random_checkpoint"]["source"] == str(ensure_tiny_checkpoint(get_preset("tiny-bart")))
+    assert "random weights" in (run_dir / "report" / "rouge_report.md").read_text(encoding="utf-8")
+    assert read_predictions_with_metadata(run_dir / "preds_test.csv")[1]["random_weights"] is True
+    assert not (tmp_path / "subs").exists()
