@@ -18,6 +18,7 @@ from competition.harness.runs import (
     StageClock,
     TrainResult,
     finish_run,
+    guard_run,
     open_run,
     prediction_meta,
     report_and_submit,
@@ -46,16 +47,18 @@ def run(config: BaselineConfig, data_dir: Path | str, out_dir: Path | str, run_d
     require_reporter(config.report_to)  # a missing wandb/mlflow fails before any work
     ensure_process_group()  # no-op unless launched by torchrun (GPUS>1)
     splits = load_splits(data_dir)  # every input validated before any work
+    resumed = run_dir is not None
     run_dir = open_run(out_dir, TRACK, config, splits.paths.values(), run_dir, extra=run_info)
-    clock = StageClock()
-    with recorded_in_run(run_dir):  # out-of-memory fallbacks go into run.json
+    # a failure before training leaves no folder, Ctrl-C names RESUME; out-of-memory fallbacks go into run.json
+    with guard_run(run_dir, TRACK, resumed), recorded_in_run(run_dir):
+        clock = StageClock()
         with clock.stage("train"):  # model loading included
             result = train(config, splits, run_dir)
         log.info("best dev ROUGE during training: %.2f (%s)", result.best_dev_score, result.best_checkpoint)
         predictions = predict_splits(config, splits, result.best_checkpoint, run_dir, clock)
         if is_main_process():
             report(config, splits, result, predictions, run_dir, submissions_dir or default_submissions_dir(), clock)
-    barrier()  # every rank returns once the run's files exist
+        barrier()  # every rank returns once the run's files exist
     return run_dir
 
 

@@ -33,7 +33,7 @@ from competition.harness.presets import Preset, get_preset
 from competition.harness.runs import BEST_DIR, TrainResult, seed_everything
 from competition.harness.tracks import OnEvaluate
 from competition.modeling.attention import configure_attention
-from competition.modeling.checkpoints import last_complete_checkpoint, mark_complete_callback
+from competition.modeling.checkpoints import disk_full_as_os_error, last_complete_checkpoint, mark_complete_callback
 from competition.modeling.loading import model_source, resolve_precision
 from competition.modeling.tokens import IGNORE_INDEX, TokenLayout, token_sum_loss
 from competition.modeling.tracking import DEV_SCORE_KEY, rouge_metrics, tracked_training, tracking_arguments
@@ -297,10 +297,11 @@ def train(config: BaselineConfig, splits: Splits | Path | str, run_dir: Path | s
     try:
         if resume_from:
             log.info("resuming from %s", resume_from)
-        with tracked_training(trainer, config, run_dir):
+        with tracked_training(trainer, config, run_dir), disk_full_as_os_error(checkpoint_dir):
             trainer.train(resume_from_checkpoint=resume_from)
         best_score = float(trainer.state.best_metric)
-        best = save_best(trainer, tokenizer, config, preset, run_dir, best_score)
+        with disk_full_as_os_error(run_dir / f".{BEST_DIR}.building"):
+            best = save_best(trainer, tokenizer, config, preset, run_dir, best_score)
         full_history = [{"epoch": int(round(e["epoch"])), "dev_score": e[f"eval_{SCORE_KEY}"], "loss": e["eval_loss"]}
                         for e in trainer.state.log_history if f"eval_{SCORE_KEY}" in e]
         result = TrainResult(best, best_score, history=full_history, global_step=trainer.state.global_step,

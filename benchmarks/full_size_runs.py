@@ -18,9 +18,9 @@ For each preset:
 3. run the track's CLI as a subprocess (`python -m llm.run` / `python -m baselines.run`: what `make llm` and
    `make baseline` run) with `model_path=<checkpoint>` and bounded training (one epoch of `--train-rows` rows, a
    small dev subset at the evaluation), then dev prediction of every dev dialogue, test prediction of all test
-   dialogues and a validated submission; its output goes to WORK/<preset>/run.log. Random weights may write
-   nothing: when the run refuses to submit over its fill-in share, it is resumed once with
-   `submit_despite_fill_ins=true` (the fill-in share is reported either way);
+   dialogues; its output goes to WORK/<preset>/run.log. A run of random weights never submits (it says so in
+   its run.json): the run's preds_test.csv is validated as a submission instead and its rows reported (the
+   fill-in share is reported too);
 4. collect what the run recorded in its run.json: seconds per stage, real training tokens/s, peak GPU memory.
 With `--memory-cap N[,N...]` (GiB) steps 3-4 run once per cap, each while `benchmarks/hold_gpu_memory.py` holds all
 but N GiB of the GPU (the checkpoint is built before, uncapped: a 14B build alone needs about 28 GiB), and a second
@@ -223,8 +223,8 @@ def run_preset(preset_name: str, args: argparse.Namespace, data: Path) -> list[d
 
 def run_capped(preset_name: str, cap: float | None, checkpoint: Path, args: argparse.Namespace,
                data: Path) -> dict[str, Any]:
-    """One run of the preset with all but `cap` GiB of the GPU held (None: uncapped), resumed once if the fill-ins
-    blocked the submission; its figures."""
+    """One run of the preset with all but `cap` GiB of the GPU held (None: uncapped); its figures, and its test
+    predictions validated as the submission they would be (random weights never submit)."""
     track = get_preset(preset_name).track
     folder = args.work / preset_name / (f"cap-{cap:g}" if cap is not None else "")
     folder.mkdir(parents=True, exist_ok=True)
@@ -239,24 +239,19 @@ def run_capped(preset_name: str, cap: float | None, checkpoint: Path, args: argp
         code, seconds = run_cli(RUN_MODULES[track], ["--model", preset_name, *common,
                                                      *overrides_for(preset_name, track, checkpoint, args)],
                                 log_path, args.smoke)
-        result["command_seconds"] = seconds
-        new_runs = sorted(set(runs.glob("*")) - before) if runs.is_dir() else []
-        if code != 0 or not new_runs:
-            print(f"{preset_name}: the run failed (exit {code}); last lines of {log_path}:\n{log_tail(log_path)}",
-                  file=sys.stderr)
-            figures = recorded_figures(new_runs[-1]) if new_runs else {}  # the stages measured before the failure
-            return {**result, **figures, "error": f"exit {code}", "failed_stage": failed_stage(new_runs),
-                    "error_line": error_line(log_path), "log_tail": log_tail(log_path, 15)}
-        run_dir = new_runs[-1]
-        result.update(recorded_figures(run_dir), run_dir=str(run_dir))
-        if result["submission_blocked"] and not result["submission"]:
-            code, seconds = run_cli(RUN_MODULES[track], ["--resume", str(run_dir), *common,
-                                                         "submit_despite_fill_ins=true"], log_path, args.smoke)
-            after = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-            result.update(resumed_to_submit_seconds=seconds, submission=after.get("submission"))
-            if code != 0:
-                result["error"] = f"resume to submit: exit {code}"
-    result["submission_rows"] = validated_rows(result.get("submission"), data / "test.csv")
+    result["command_seconds"] = seconds
+    new_runs = sorted(set(runs.glob("*")) - before) if runs.is_dir() else []
+    if code != 0 or not new_runs:
+        print(f"{preset_name}: the run failed (exit {code}); last lines of {log_path}:\n{log_tail(log_path)}",
+              file=sys.stderr)
+        figures = recorded_figures(new_runs[-1]) if new_runs else {}  # the stages measured before the failure
+        return {**result, **figures, "error": f"exit {code}", "failed_stage": failed_stage(new_runs),
+                "error_line": error_line(log_path), "log_tail": log_tail(log_path, 15)}
+    run_dir = new_runs[-1]
+    result.update(recorded_figures(run_dir), run_dir=str(run_dir))
+    # random weights never submit: the test predictions are validated as the submission they would be
+    result["submission_rows"] = validated_rows(result.get("submission") or str(run_dir / "preds_test.csv"),
+                                               data / "test.csv")
     return result
 
 
@@ -324,11 +319,13 @@ def run_figures(info: dict[str, Any]) -> dict[str, Any]:
             "fitted": {key: info[key] for key in FITTED_KEYS if key in info},
             "oom_fallbacks": info.get("oom_fallbacks", []),
             "dev_score": info.get("dev_score"), "fill_ins": info.get("fill_ins", {}),
-            "submission_blocked": info.get("submission_blocked"), "submission": info.get("submission")}
+            "submission_blocked": info.get("submission_blocked"), "submission": info.get("submission"),
+            "random_weights": info.get("random_weights", False)}
 
 
 def validated_rows(submission: str | None, test_csv: Path) -> int | None:
-    """Rows of the submission as the validator counts them (it raises on a bad file), or None without one."""
+    """Rows of the submission (or of test predictions validated as one) as the validator counts them (it raises on
+    a bad file), or None without one."""
     from competition.rules.submission import validate_submission
 
     return validate_submission(submission, test_csv) if submission else None
@@ -340,7 +337,7 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
     """Preset x stage seconds, real training tokens/s, peak GPU memory, fill-ins and the submission."""
     stages = [s for s in STAGES if any(s in r.get("stage_seconds", {}) for r in results)]
     header = ["preset", "build s", *[f"{s} s" for s in stages], "command s", "steps", "real tokens/s",
-              "peak GiB (alloc/reserved)", "fill-ins dev/test", "submission rows"]
+              "peak GiB (alloc/reserved)", "fill-ins dev/test", "validated test rows"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in results:
         if "error" in r and "stage_seconds" not in r:

@@ -23,12 +23,13 @@ from typing import Any, Literal
 
 from competition.harness.cli import exit_on_bad_input
 from competition.harness.logs import setup_logging
+from competition.harness.runs import RANDOM_CHECKPOINT_FILE
 from competition.modeling.loading import load_tokenizer
 from competition.rules.errors import ConfigError
 from competition.rules.files import temp_dir_beside
 
 Scale = Literal["tiny", "full"]
-BUILD_INFO = "random_checkpoint.json"
+BUILD_INFO = RANDOM_CHECKPOINT_FILE  # the runs read it: a run of such a build never submits
 TINY_HIDDEN, TINY_LAYERS, TINY_HEADS, TINY_KV_HEADS, TINY_FFN = 64, 2, 4, 2, 128
 
 # Config attribute names of each size, per architecture family (only those a config has are changed).

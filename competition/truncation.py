@@ -301,7 +301,7 @@ def preset_tokenizer(preset: Preset, tokenizer_path: str | None):
             raise ConfigError(f"--tokenizer {tokenizer_path}: not a folder with a saved tokenizer")
         source = tokenizer_path
     else:
-        source = model_source(preset)
+        source = model_source(preset, way_out="--tokenizer PATH")
     try:
         return load_tokenizer(source), source
     except OSError as err:

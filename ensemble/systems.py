@@ -49,8 +49,8 @@ class System:
 def discover_prediction_files(runs_dir: Path | str, exclude: Sequence[Path | str] = ()) -> list[Path]:
     """Every `preds_dev.csv` + `preds_test.csv` pair under `runs_dir` (recursive), skipping `exclude` folders.
 
-    Folders with only one of the two files (an unfinished run) and earlier ensemble outputs (sidecar track
-    "ensemble") are skipped with a note on stdout.
+    Folders with only one of the two files (an unfinished run), earlier ensemble outputs (sidecar track
+    "ensemble") and runs of random weights (sidecar `random_weights`) are skipped with a note on stdout.
     """
     runs_dir = Path(runs_dir)
     excluded = [Path(p).resolve() for p in exclude]
@@ -64,6 +64,8 @@ def discover_prediction_files(runs_dir: Path | str, exclude: Sequence[Path | str
         test = dev.with_name("preds_test.csv")
         if _is_ensemble_output(dev):
             print(f"note: skipping {dev.parent} (an ensemble output)")
+        elif _sidecar(dev).get("random_weights"):
+            print(f"note: skipping {dev.parent} (a run of random weights: model_path is a `make checkpoint` build)")
         elif test.is_file():
             found += [dev, test]
         else:
@@ -73,11 +75,17 @@ def discover_prediction_files(runs_dir: Path | str, exclude: Sequence[Path | str
 
 def _is_ensemble_output(path: Path) -> bool:
     """True when the sidecar says an earlier ensemble wrote the file (never ensemble an ensemble by accident)."""
+    return _sidecar(path).get("track") == "ensemble"
+
+
+def _sidecar(path: Path) -> dict[str, Any]:
+    """The file's `.meta.json` sidecar, or {} when it has none (or an unreadable one: reading the file says so)."""
     sidecar = metadata_path(path)
     try:
-        return sidecar.is_file() and json.loads(sidecar.read_text(encoding="utf-8")).get("track") == "ensemble"
-    except (json.JSONDecodeError, AttributeError):
-        return False
+        loaded = json.loads(sidecar.read_text(encoding="utf-8")) if sidecar.is_file() else {}
+    except json.JSONDecodeError:
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
 
 
 def _split_from_name(path: Path) -> str | None:

@@ -11,7 +11,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from competition.harness.config import REPORT_TO_HINT, ReportTo, SdpaBackend, TrackSettings, setting
+from competition.harness.config import (
+    REPORT_TO_HINT,
+    NonNegativeFloat,
+    NonNegativeInt,
+    OptimizerName,
+    PositiveFloat,
+    PositiveInt,
+    ReportTo,
+    SchedulerName,
+    SdpaBackend,
+    Share,
+    TrackSettings,
+    setting,
+)
 from competition.harness.memory import fit_llm
 from competition.harness.presets import get_preset
 from competition.rules.errors import ConfigError
@@ -27,6 +40,7 @@ Decoding = Literal["fast", "generate"]
 DecodeAttention = Literal["auto", "packed", "cudnn"]  # llm/decode.py
 FusedKernels = Literal["auto", "liger", "off"]  # llm/kernels.py
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
+Optim = Literal["auto", OptimizerName]  # auto: paged_adamw_8bit on CUDA, adamw_torch on CPU
 
 
 @dataclass
@@ -49,49 +63,49 @@ class LLMConfig:
     model_path: str | None = setting(None, "local folder with the preset's files (config + tokenizer [+ weights]); null = the hub id")
     trust_remote_code: bool = setting(False, "opt in to remote code, only for presets that need it")
     # --- LoRA ---
-    lora_r: int = setting(16, "LoRA rank")
-    lora_alpha: int = setting(32, "LoRA scaling alpha")
-    lora_dropout: float = setting(0.05, "dropout on the LoRA path")
+    lora_r: PositiveInt = setting(16, "LoRA rank")
+    lora_alpha: PositiveInt = setting(32, "LoRA scaling alpha")
+    lora_dropout: Share = setting(0.05, "dropout on the LoRA path")
     # --- prompt ---
     instruction: str | None = setting(None, "instruction text; null = the preset's default")
     cut: Cut = setting("middle", "how an over-long dialogue is cut: middle | keep_end | keep_start")
     max_source_length: int = setting(1024, "max prompt tokens (scaffolding+instruction+dialogue); the preset sets it")
     max_target_length: int = setting(160, "max summary tokens in training; the preset sets it")
     # --- training ---
-    num_train_epochs: float = setting(3.0, "training epochs (early stopping may end sooner)")
-    learning_rate: float = setting(2e-4, "peak learning rate")
-    per_device_train_batch_size: int = setting(4, "sequences per device per step")
-    gradient_accumulation_steps: int = setting(4, "gradient accumulation steps")
-    batch_tokens: int = setting(0, "tokens per batch (padding included): batches of similar length up to this budget, batch_size ignored; 0 = off")
-    warmup_ratio: float = setting(0.03, "share of steps spent warming up the learning rate")
-    weight_decay: float = setting(0.0, "AdamW weight decay")
-    lr_scheduler_type: str = setting("cosine", "learning-rate schedule (transformers name)")
-    optim: str = setting("auto", "auto = paged_adamw_8bit on CUDA, adamw_torch on CPU; or any transformers optim")
-    max_grad_norm: float = setting(1.0, "gradient clipping norm")
+    num_train_epochs: PositiveFloat = setting(3.0, "training epochs (early stopping may end sooner)")
+    learning_rate: PositiveFloat = setting(2e-4, "peak learning rate")
+    per_device_train_batch_size: PositiveInt = setting(4, "sequences per device per step")
+    gradient_accumulation_steps: PositiveInt = setting(4, "gradient accumulation steps")
+    batch_tokens: NonNegativeInt = setting(0, "tokens per batch (padding included): batches of similar length up to this budget, batch_size ignored; 0 = off")
+    warmup_ratio: Share = setting(0.03, "share of steps spent warming up the learning rate")
+    weight_decay: NonNegativeFloat = setting(0.0, "AdamW weight decay")
+    lr_scheduler_type: SchedulerName = setting("cosine", "learning-rate schedule (transformers name)")
+    optim: Optim = setting("auto", "auto = paged_adamw_8bit on CUDA, adamw_torch on CPU; or any transformers optim")
+    max_grad_norm: NonNegativeFloat = setting(1.0, "gradient clipping norm")
     batching: Batching = setting("grouped", "grouped (by length) | padded (random) | packed (padding-free; quadratic mask under sdpa, use with flash_attention_2)")
-    eval_steps: int = setting(0, "optimizer steps between dev evaluations; 0 = once per epoch")
+    eval_steps: NonNegativeInt = setting(0, "optimizer steps between dev evaluations; 0 = once per epoch")
     select_by: SelectBy = setting("score", "pick the best checkpoint by dev score (generates) or eval loss: score | loss")
     max_eval_samples: int | None = setting(100, "dev rows (a fixed random subset) generated at each evaluation; null = all")
-    early_stopping_patience: int = setting(2, "evaluations without improvement before stopping; 0 = never")
-    save_total_limit: int = setting(2, "checkpoints kept (the best one is always kept)")
+    early_stopping_patience: NonNegativeInt = setting(2, "evaluations without improvement before stopping; 0 = never")
+    save_total_limit: PositiveInt = setting(2, "checkpoints kept (the best one is always kept)")
     max_train_samples: int | None = setting(None, "use only the first N train rows; null = all")
-    logging_steps: int = setting(10, "optimizer steps between loss logs")
+    logging_steps: PositiveInt = setting(10, "optimizer steps between loss logs")
     report_to: ReportTo = setting("none", REPORT_TO_HINT)
     # --- generation ---
-    num_beams: int = setting(1, "1 = greedy, >1 = beam search")
-    max_new_tokens: int = setting(128, "generated tokens per summary at most")
-    min_new_tokens: int = setting(0, "generated tokens per summary at least (stop tokens are held back until then)")
-    repetition_penalty: float = setting(1.0, "1.0 = off")
-    no_repeat_ngram_size: int = setting(0, "0 = off")
-    per_device_eval_batch_size: int = setting(16, "dialogues per generation batch (length-sorted)")
-    generation_batch_tokens: int = setting(0, "end a generation batch before its dialogues x longest prompt pass this many tokens (less left padding); 0 = off")
+    num_beams: PositiveInt = setting(1, "1 = greedy, >1 = beam search")
+    max_new_tokens: PositiveInt = setting(128, "generated tokens per summary at most")
+    min_new_tokens: NonNegativeInt = setting(0, "generated tokens per summary at least (stop tokens are held back until then)")
+    repetition_penalty: PositiveFloat = setting(1.0, "1.0 = off")
+    no_repeat_ngram_size: NonNegativeInt = setting(0, "0 = off")
+    per_device_eval_batch_size: PositiveInt = setting(16, "dialogues per generation batch (length-sorted)")
+    generation_batch_tokens: NonNegativeInt = setting(0, "end a generation batch before its dialogues x longest prompt pass this many tokens (less left padding); 0 = off")
     decoding: Decoding = setting("fast", "fast = greedy with a static cache (+ CUDA graph on GPU; beams and penalties use generate) | generate")
     decode_attention: DecodeAttention = setting("auto", "decoding=fast: cudnn = cuDNN over grouped KV heads (CUDA, bf16/fp16; faster) | packed = PyTorch's SDPA | auto = cudnn where it runs")
     compile_decode: bool = setting(False, "decoding=fast: torch.compile the prefill and step (fewer kernels); on when one process predicts many times, the compile takes minutes")
     cache_implementation: str | None = setting(None, "decoding=generate only: null = dynamic KV cache | static")
     predict_with: PredictWith = setting("adapter", "adapter = base as trained + adapter | dequantized = k-bit base as 16-bit, adapter unmerged (faster, more memory) | merged = export a merged model")
     # --- submission ---
-    max_fill_in_share: float = setting(0.05, "share of empty summaries (replaced by the first utterance) above which the run does not submit")
+    max_fill_in_share: Share = setting(0.05, "share of empty summaries (replaced by the first utterance) above which the run does not submit")
     submit_despite_fill_ins: bool = setting(False, "submit even when fill-ins exceed max_fill_in_share")
 
     def __post_init__(self) -> None:

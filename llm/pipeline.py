@@ -17,6 +17,7 @@ from competition.harness.runs import (
     StageClock,
     TrainResult,
     finish_run,
+    guard_run,
     open_run,
     prediction_meta,
     report_and_submit,
@@ -51,16 +52,18 @@ def run(config: LLMConfig, data_dir: Path | str, out_dir: Path | str, run_dir: P
     require_reporter(config.report_to)  # a missing wandb/mlflow fails before any work
     ensure_process_group()  # before the Trainer sets up its own distributed state
     splits = load_splits(data_dir)  # every input validated before any work
+    resumed = run_dir is not None
     run_dir = open_run(out_dir, TRACK, config, splits.paths.values(), run_dir, extra=run_info)
     log.info("run folder: %s", run_dir)
-    clock = StageClock()
-    with recorded_in_run(run_dir):  # out-of-memory fallbacks go into run.json
+    # a failure before training leaves no folder, Ctrl-C names RESUME; out-of-memory fallbacks go into run.json
+    with guard_run(run_dir, TRACK, resumed), recorded_in_run(run_dir):
+        clock = StageClock()
         with clock.stage("train"):  # model loading included
             result = train(config, splits, run_dir)
         predictions = predict_splits(config, splits, result.best_checkpoint, run_dir, clock)
         if is_main_process():
             report(config, splits, result, predictions, run_dir, submissions_dir or default_submissions_dir(), clock)
-    barrier()  # every rank returns once the run's files exist
+        barrier()  # every rank returns once the run's files exist
     return run_dir
 
 

@@ -23,7 +23,7 @@ import torch
 from competition.harness.distributed import barrier, broadcast_from_main, ensure_process_group, is_main_process
 from competition.harness.runs import BEST_DIR, TrainResult, seed_everything
 from competition.harness.tracks import OnEvaluate
-from competition.modeling.checkpoints import last_complete_checkpoint, mark_complete_callback
+from competition.modeling.checkpoints import disk_full_as_os_error, last_complete_checkpoint, mark_complete_callback
 from competition.modeling.oom import row_slices, split_rows
 from competition.modeling.prompts import encode_for_training
 from competition.modeling.tokens import IGNORE_INDEX, pad_rows, padded_width, token_sum_loss
@@ -332,14 +332,15 @@ def train(config: LLMConfig, splits: Splits | Path | str, run_dir: Path | str,
     last = last_complete_checkpoint(run_dir / "checkpoints")  # a checkpoint cut short is skipped
     if last:
         log.info("resuming training from %s", last)
-    with tracked_training(trainer, config, run_dir):
+    with tracked_training(trainer, config, run_dir), disk_full_as_os_error(run_dir / "checkpoints"):
         trainer.train(resume_from_checkpoint=last)
     result = TrainResult(run_dir / BEST_DIR, _best_score(trainer, config),
                          history=[e for e in trainer.state.log_history if "dev_score" in e],
                          global_step=trainer.state.global_step, resumed_from=last, cuts=cuts,
                          speed=speed.figures())
     if is_main_process():
-        save_checkpoint(trainer.model, tokenizer, style, info, result.best_checkpoint)  # best weights loaded at end
+        with disk_full_as_os_error(result.best_checkpoint):
+            save_checkpoint(trainer.model, tokenizer, style, info, result.best_checkpoint)  # best weights loaded at end
         result.save(run_dir)
     barrier()  # the other ranks load best/ next
     return result

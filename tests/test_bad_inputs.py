@@ -337,3 +337,106 @@ def test_a_file_read_twice_by_one_command_warns_once(files: dict[str, Path], tmp
     code, stderr = run_cli("submit", files, tmp_path / "out", capsys)
     assert code == 0, stderr
     assert len([line for line in stderr.splitlines() if "characters (over" in line]) == 1, stderr
+
+
+# Settings with a closed set of values or a range, refused when the config resolves (before any run folder):
+# (track CLI, override, fragments of the one error line; transformers' names where they apply)
+BAD_SETTINGS = [
+    ("baselines", "num_beams=-1", ["num_beams=-1", "expected int >= 1"]),
+    ("baselines", "per_device_train_batch_size=0", ["per_device_train_batch_size=0", "expected int >= 1"]),
+    ("baselines", "lr_scheduler_type=cosine_with_restart", ["'cosine_with_restart'", "'cosine_with_restarts'"]),
+    ("baselines", "analyzer=kiwi", ["analyzer='kiwi'", "'mecab'"]),
+    ("baselines", "warmup_ratio=1.5", ["warmup_ratio=1.5", "expected float >= 0 and <= 1"]),
+    ("baselines", "torch_compile_mode=fast", ["torch_compile_mode='fast'", "'reduce-overhead'"]),
+    ("llm", "num_beams=-1", ["num_beams=-1", "expected int >= 1"]),
+    ("llm", "per_device_train_batch_size=0", ["per_device_train_batch_size=0", "expected int >= 1"]),
+    ("llm", "lr_scheduler_type=cosine_with_restart", ["'cosine_with_restart'", "'cosine_with_restarts'"]),
+    ("llm", "optim=adamw8bit", ["optim='adamw8bit'", "'auto'", "'adamw_8bit'", "'paged_adamw_8bit'"]),
+    ("llm", "lora_dropout=2", ["lora_dropout=2", "expected float >= 0 and <= 1"]),
+    ("llm", "max_new_tokens=0", ["max_new_tokens=0", "expected int >= 1"]),
+]
+
+
+@pytest.mark.parametrize("print_config", [False, True], ids=["run", "print-config"])
+@pytest.mark.parametrize(("track", "override", "fragments"), BAD_SETTINGS, ids=lambda v: v if "=" in str(v) else None)
+def test_a_setting_out_of_its_values_is_one_error_line_before_any_run(track: str, override: str, fragments: list[str],
+                                                                     print_config: bool, tmp_path: Path,
+                                                                     capsys) -> None:
+    import importlib
+
+    main = importlib.import_module(f"{track}.run").main
+    model = "tiny-bart" if track == "baselines" else "tiny-llama"
+    out = tmp_path / "runs"
+    code = main(["--model", model, "--data", str(tmp_path / "data"), "--out", str(out), override,
+                 *(["--print-config"] if print_config else [])])
+    stderr = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in stderr, stderr
+    (error,) = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert error.startswith("error: command line: "), error
+    for fragment in fragments:
+        assert fragment in error, (fragment, error)
+    assert not out.exists()
+
+
+def test_torch_compile_mode_off_in_a_yaml_is_taken_as_off(tmp_path: Path) -> None:
+    """YAML 1.1 reads an unquoted `off` as the boolean false."""
+    from baselines.config import load_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text("torch_compile_mode: off\n", encoding="utf-8")
+    assert load_config("tiny-bart", path).torch_compile_mode == "off"
+
+
+def test_the_closed_sets_are_transformers_names() -> None:
+    from typing import get_args
+
+    from transformers import SchedulerType
+    from transformers.training_args import OptimizerNames
+
+    from competition.harness.config import OptimizerName, SchedulerName
+
+    assert set(get_args(SchedulerName)) == {s.value for s in SchedulerType}
+    assert set(get_args(OptimizerName)) == {o.value for o in OptimizerNames}
+
+
+# A full disk while a track saves a checkpoint, as each track's library reports it (neither is an OSError):
+# case -> (track CLI package, tiny preset, Python that makes the library raise its own error at save time)
+FULL_DISK_AT_SAVE = {
+    "baseline safetensors": ("baselines", "tiny-bart", """
+import transformers.modeling_utils
+from safetensors import SafetensorError
+def save(*args, **kwargs):
+    raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })')
+transformers.modeling_utils.safe_save_file = save
+"""),
+    "llm torch.save": ("llm", "tiny-llama", """
+import torch
+real_save = torch.save
+def save(obj, f, *args, **kwargs):
+    if str(f).endswith("optimizer.pt"):  # the Trainer's optimizer state, after the LoRA weights
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 8689664 vs 8689552")
+    return real_save(obj, f, *args, **kwargs)
+torch.save = save
+"""),
+}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("case", sorted(FULL_DISK_AT_SAVE))
+def test_full_disk_during_a_checkpoint_save_is_one_error_line(case: str, tmp_path: Path) -> None:
+    from helpers.data import sample_rows, write_data_dir
+
+    package, model, inject = FULL_DISK_AT_SAVE[case]
+    data = write_data_dir(tmp_path / "data", sample_rows("train", 8), sample_rows("dev", 4), sample_rows("test", 3))
+    script = f"import sys\n{inject}\nfrom {package}.run import main\nsys.exit(main(sys.argv[1:]))\n"
+    done = subprocess.run([sys.executable, "-c", script, "--model", model, "--data", str(data), "--out",
+                           str(tmp_path / "runs"), "--submissions", str(tmp_path / "s"), "--demo", "num_train_epochs=1"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    errors = [line[line.index("error:"):] for line in done.stderr.splitlines() if "error:" in line]  # after a bar
+    assert len(errors) == 1, done.stderr[-3000:]
+    (checkpoint,) = (tmp_path / "runs").glob("*/checkpoints/checkpoint-*")
+    assert errors[0] == f"error: {checkpoint}: No space left on device", errors[0]
+    assert not (checkpoint / "COMPLETE").exists()  # a resumed run skips the checkpoint cut short
+    assert not (tmp_path / "s").exists()

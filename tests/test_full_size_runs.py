@@ -42,7 +42,8 @@ def test_smoke_run_of_a_real_llm_preset_records_stages_speed_and_a_valid_submiss
     speed = result["training_speed"]
     assert speed["train_tokens"] > 8 * 100 and speed["real_tokens_per_s"] > 0  # 8 real prompts, one epoch
     assert result["peak_gpu_memory_gib"] is None  # the CPU
-    assert result["submission_rows"] == 4 and result["fill_ins"]["test"]["rows"] == 4
+    assert result["submission_rows"] == 4 and result["fill_ins"]["test"]["rows"] == 4  # preds_test.csv, validated
+    assert result["random_weights"] and result["submission"] is None  # random weights never submit
     config = json.loads((Path(result["run_dir"]) / "run.json").read_text(encoding="utf-8"))["config"]
     assert config["model_path"] == result["checkpoint"] and config["max_train_samples"] == 8
     assert config["lora_r"] == 4  # the preset's --set, not another preset's

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
+import annotated_types
 import pydantic
 import yaml
 
@@ -40,6 +41,28 @@ REPORT_TO_HINT = ("follow the run in: none | tensorboard (<run>/tensorboard/, of
 # Keys that change where a run is followed, not what it computes: a config's hash (K-fold reruns, submissions)
 # leaves them out, so following a run in another tool keeps it the same run.
 UNHASHED = frozenset({"report_to"})
+
+
+# Closed sets and ranges as setting types: `coerce_value` checks them as each layer resolves and names the allowed
+# values. The names are transformers' own (SchedulerType, OptimizerNames; tests/test_config.py keeps them in step).
+SchedulerName = typing.Literal[
+    "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt",
+    "reduce_lr_on_plateau", "cosine_with_min_lr", "cosine_warmup_with_min_lr", "warmup_stable_decay", "greedy"]
+OptimizerName = typing.Literal[
+    "adamw_torch", "adamw_torch_fused", "adamw_torch_xla", "adamw_torch_npu_fused", "adafactor", "adamw_anyprecision",
+    "adamw_torch_4bit", "adamw_torch_8bit", "ademamix", "sgd", "adagrad", "adamw_bnb_8bit", "adamw_8bit",
+    "ademamix_8bit", "lion_8bit", "lion_32bit", "paged_adamw_32bit", "paged_adamw_8bit", "paged_ademamix_32bit",
+    "paged_ademamix_8bit", "paged_lion_32bit", "paged_lion_8bit", "rmsprop", "rmsprop_bnb", "rmsprop_bnb_8bit",
+    "rmsprop_bnb_32bit", "galore_adamw", "galore_adamw_8bit", "galore_adafactor", "galore_adamw_layerwise",
+    "galore_adamw_8bit_layerwise", "galore_adafactor_layerwise", "lomo", "adalomo", "grokadamw",
+    "schedule_free_radam", "schedule_free_adamw", "schedule_free_sgd", "apollo_adamw", "apollo_adamw_layerwise",
+    "stable_adamw"]
+PositiveInt = typing.Annotated[int, annotated_types.Ge(1)]
+NonNegativeInt = typing.Annotated[int, annotated_types.Ge(0)]
+PositiveFloat = typing.Annotated[float, annotated_types.Gt(0)]
+NonNegativeFloat = typing.Annotated[float, annotated_types.Ge(0)]
+Share = typing.Annotated[float, annotated_types.Ge(0), annotated_types.Le(1)]  # a fraction, 0 to 1
+_BOUNDS = (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
 # Keys a resumed run may change: they decide how fast or how verbosely it runs, not what it learns or writes.
 SAFE_ON_RESUME = frozenset({"per_device_eval_batch_size", "logging_steps", "gradient_checkpointing",
                             "save_total_limit", "keep_checkpoints", "max_fill_in_share", "submit_despite_fill_ins",
@@ -132,7 +155,7 @@ def yaml_layer(path: Path | str) -> Layer:
 @functools.lru_cache(maxsize=None)
 def field_types(cls: type) -> dict[str, Any]:
     """Each field's declared type, resolved from its annotation."""
-    return typing.get_type_hints(cls)
+    return typing.get_type_hints(cls, include_extras=True)  # constraints (Annotated) kept
 
 
 @functools.lru_cache(maxsize=None)
@@ -141,7 +164,12 @@ def _adapter(annotation: Any) -> pydantic.TypeAdapter:
 
 
 def type_label(annotation: Any) -> str:
-    """`float`, `int | None`, `one of ['a', 'b']`: the expected type as a user reads it."""
+    """`float`, `int | None`, `int >= 1`, `one of ['a', 'b']`: the expected type as a user reads it."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        base, *constraints = typing.get_args(annotation)
+        bounds = [f"{op} {getattr(c, name)}" for c in constraints for name, op in _BOUNDS
+                  if getattr(c, name, None) is not None]
+        return f"{type_label(base)} {' and '.join(bounds)}".strip()
     if typing.get_origin(annotation) is typing.Literal:
         return f"one of {list(typing.get_args(annotation))}"
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")

@@ -5,8 +5,10 @@ a run measures of itself (stage seconds, peak GPU memory, real training tokens/s
 from __future__ import annotations
 
 import json
+import logging
 import platform
 import random
+import shutil
 import subprocess
 import time
 from contextlib import contextmanager
@@ -17,14 +19,18 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from competition.harness.config import CONFIG_FILE, config_hash, config_to_dict, save_yaml
 from competition.rules.data import Splits, file_sha256
+from competition.rules.errors import warn
 from competition.rules.files import write_text_atomic
 from competition.rules.predictions import PredictionMeta, fill_in_block, fill_in_counts, fill_in_note
 from competition.rules.submission import write_submission
 
+log = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 RUN_INFO_FILE = "run.json"
 BEST_DIR = "best"  # a run folder's best checkpoint, in both tracks
 TRAIN_RESULT_FILE = "train_result.json"
+RANDOM_CHECKPOINT_FILE = "random_checkpoint.json"  # written by competition.build_checkpoint: random weights
+RUN_SETUP_FILES = frozenset({CONFIG_FILE, RUN_INFO_FILE})  # what open_run writes: nothing yet to keep
 TRACKED_LIBRARIES = ("torch", "transformers", "peft", "accelerate", "bitsandbytes", "optuna", "python-mecab-ko")
 
 
@@ -118,6 +124,27 @@ def start_run(run_dir: Path | str, config: Any, data_files: Iterable[Path | str]
         write_run_files(run_dir, config, data_files, {"track": track, **(extra or {})})
 
 
+def random_weights_build(config: Any) -> dict[str, Any] | None:
+    """The `random_checkpoint.json` of the config's `model_path` (a `make checkpoint` build: random weights, never
+    to submit), or None for a real model."""
+    model_path = getattr(config, "model_path", None)
+    marker = Path(model_path).expanduser() / RANDOM_CHECKPOINT_FILE if model_path else None
+    if marker is None or not marker.is_file():
+        return None
+    try:
+        return {"random_weights": True, **json.loads(marker.read_text(encoding="utf-8"))}
+    except (OSError, json.JSONDecodeError):
+        return {"random_weights": True}
+
+
+def random_weights_note(config: Any) -> str | None:
+    """Why a run of a random-weight build never submits (for the run's report and stderr), or None."""
+    if random_weights_build(config) is None:
+        return None
+    return (f"model_path {config.model_path} holds random weights ({RANDOM_CHECKPOINT_FILE}: a `make checkpoint` "
+            f"build for timing and memory, not quality): this run is never submitted nor ensembled")
+
+
 def open_run(out_dir: Path | str, track: str, config: Any, data_files: Iterable[Path | str],
              run_dir: Path | str | None = None, extra: dict[str, Any] | None = None) -> Path:
     """The run folder, started: `run_dir` when resuming, else a new `<out_dir>/<track>-<preset>-<stamp>`, with its
@@ -128,8 +155,42 @@ def open_run(out_dir: Path | str, track: str, config: Any, data_files: Iterable[
     run_dir = Path(run_dir) if run_dir is not None else broadcast_from_main(
         lambda: new_run_dir(out_dir, track, config.preset))
     if is_main_process():
-        start_run(run_dir, config, data_files, track, extra)
+        random = random_weights_build(config)
+        marks = {"random_weights": True, "random_checkpoint": random} if random else {}
+        start_run(run_dir, config, data_files, track, {**(extra or {}), **marks})
     return run_dir
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; `resume` is the command that continues it (None when its folder was removed)."""
+
+    def __init__(self, resume: str | None) -> None:
+        super().__init__(resume)
+        self.resume = resume
+
+
+def holds_only_setup(run_dir: Path | str) -> bool:
+    """True when the run folder holds nothing but its config.yaml and run.json (and empty folders)."""
+    return all(path.is_dir() or path.name in RUN_SETUP_FILES for path in Path(run_dir).rglob("*"))
+
+
+@contextmanager
+def guard_run(run_dir: Path | str, track: str, resumed: bool) -> Iterator[None]:
+    """The body of a run after `open_run`: a new run that fails before it wrote anything but its config.yaml and
+    run.json (bad value, unreachable hub, unreadable file) leaves no folder behind; Ctrl-C becomes `RunInterrupted`
+    naming `make <track> RESUME=<run_dir>` when the folder stays. A resumed run's folder is never removed."""
+    from competition.harness.distributed import is_main_process
+
+    run_dir = Path(run_dir)
+    try:
+        yield
+    except BaseException as err:
+        if not resumed and is_main_process() and run_dir.is_dir() and holds_only_setup(run_dir):
+            shutil.rmtree(run_dir, ignore_errors=True)
+            log.info("%s: removed (the run stopped before it had anything to keep)", run_dir)
+        if isinstance(err, KeyboardInterrupt) and not isinstance(err, RunInterrupted):
+            raise RunInterrupted(f"make {track} RESUME={run_dir}" if run_dir.is_dir() else None) from None
+        raise
 
 
 def submission_blocked(fill_ins: Mapping[str, Mapping[str, Any]], config: Any) -> str | None:
@@ -166,22 +227,30 @@ def report_and_submit(run_dir: Path, splits: Splits, predictions: dict[str, Sequ
     fill_ins = fill_in_counts({split: run_dir / f"preds_{split}.csv" for split in predictions})
     print(fill_in_note(fill_ins))
     dev = splits["dev"]
+    random = random_weights_note(config)
     report = write_rouge_report(run_dir / "report", list(dev["fname"]), list(predictions["dev"]),
                                 list(dev["references"]), topics=list(dev["topic"]) if "topic" in dev else None,
-                                dialogues=list(dev["dialogue"]), title=title, notes=[fill_in_note(fill_ins)],
+                                dialogues=list(dev["dialogue"]), title=title,
+                                notes=[fill_in_note(fill_ins), *([random] if random else [])],
                                 **({"analyzer": analyzer} if analyzer else {}))
     blocked = submission_blocked(fill_ins, config)
+    if random:  # never submitted, whatever submit_despite_fill_ins says
+        warn(f"{random}; NOT SUBMITTING")
+        blocked = random
     submission = None
     if "test" in predictions and blocked is None:
         submission = submit_once(run_dir, list(splits["test"]["fname"]), predictions["test"], splits.paths["test"],
                                  submissions_dir, report.final, config_hash(config))
     return {"dev_score": report.final, "fill_ins": fill_ins, "submission_blocked": blocked,
-            "submission": str(submission) if submission else None}
+            "submission": str(submission) if submission else None, **({"random_weights": True} if random else {})}
 
 
 def prediction_meta(config: Any, track: str, run_dir: Path | str, checkpoint: Path | str, split: str,
                     **more: Any) -> PredictionMeta:
-    """The sidecar of a track run's predictions: its preset, track, config hash, checkpoint and run folder."""
+    """The sidecar of a track run's predictions: its preset, track, config hash, checkpoint and run folder (and
+    `random_weights: true` for a random-weight build, which the ensembler skips)."""
+    if random_weights_build(config) is not None:
+        more["extra"] = {**more.get("extra", {}), "random_weights": True}
     return PredictionMeta(split, str(run_dir), track, config.preset, config_hash(config), str(checkpoint), **more)
 
 

@@ -20,12 +20,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MIN_VOCAB_SHARE = 0.5  # a tokenizer below this share of config.json vocab_size is broken
+HUB_CHECK_TIMEOUT_S = 10.0  # one request; the libraries' own retries take about 50 s
 PRECISION_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}  # precision -> torch dtype name
 
 
-def model_source(preset: Preset, model_path: str | Path | None = None) -> str:
+def model_source(preset: Preset, model_path: str | Path | None = None, way_out: str = "model_path=DIR") -> str:
     """Where a preset loads from: `model_path` (a local folder with the preset's files) when given, else the local
-    folder of a tiny preset, else its hub id. The same `from_pretrained` code loads all three."""
+    folder of a tiny preset, else its hub id, once the hub answers (`check_hub`; `way_out` is what the error advises
+    instead). The same `from_pretrained` code loads all three."""
     if model_path:
         folder = Path(model_path).expanduser()
         if not (folder / "config.json").is_file():
@@ -36,7 +38,30 @@ def model_source(preset: Preset, model_path: str | Path | None = None) -> str:
         return str(ensure_tiny_checkpoint(preset))
     if not preset.hub_id:
         raise ValueError(f"preset {preset.name} has no hub_id")
+    check_hub(preset.hub_id, preset.name, way_out)
     return preset.hub_id
+
+
+def check_hub(hub_id: str, preset_name: str, way_out: str = "model_path=DIR") -> None:
+    """One request to the model hub before `hub_id` loads from it, so that an unreachable hub is one ConfigError
+    naming the id and the way out, not the libraries' retries (about 50 s) ending in "couldn't connect". With
+    HF_HUB_OFFLINE=1 nothing is asked: the cache answers."""
+    from huggingface_hub import HfApi, constants, try_to_load_from_cache
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if constants.HF_HUB_OFFLINE:
+        return
+    try:
+        HfApi().model_info(hub_id, timeout=HUB_CHECK_TIMEOUT_S)
+    except HfHubHTTPError:
+        return  # the hub answered (gated, private, no such repo): the load itself says which
+    except Exception as err:  # no network, DNS, proxy, timeout: the transport's own error types
+        cached = isinstance(try_to_load_from_cache(hub_id, "config.json"), str)
+        advice = (f"its files are in your cache: set HF_HUB_OFFLINE=1 to use them, or pass {way_out}" if cached else
+                  f"pass {way_out} (a local folder with the model's files), or set HF_HUB_OFFLINE=1 with a filled "
+                  f"cache")
+        raise ConfigError(f"cannot reach the Hugging Face hub for '{hub_id}' (preset {preset_name}; "
+                          f"{type(err).__name__}): {advice}") from None
 
 
 def ensure_pad_token(tokenizer) -> int:
