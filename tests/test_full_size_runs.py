@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from helpers import PROJECT_ROOT, REAL_DATA_DIR, SAMPLE_DIR
 from helpers.real_models import models_dir
@@ -109,7 +110,8 @@ def test_memory_caps_run_each_preset_once_per_cap_and_tabulate_fits_and_fitted_s
             log_path.write_text("error: out of memory in generation (batch preds_dev) with one row at a time\n")
             return 2, 5.0
         (run_dir / "preds_dev.csv").write_text("")
-        (run_dir / "preds_test.csv").write_text("")
+        fnames = pd.read_csv(Path(args[args.index("--data") + 1]) / "test.csv")["fname"]  # validated as a submission
+        pd.DataFrame({"fname": fnames, "summary": "요약."}).to_csv(run_dir / "preds_test.csv", index=False)
         return 0, 9.0
 
     monkeypatch.setattr(runner, "run_cli", fake_cli)
@@ -121,7 +123,7 @@ def test_memory_caps_run_each_preset_once_per_cap_and_tabulate_fits_and_fitted_s
     finished, failed = json.loads(out.read_text(encoding="utf-8"))["presets"]
     assert finished["memory_cap_gib"] == 23.5 and finished["memory"] == {"ignored": "the CPU (--smoke)"}
     assert finished["tokens_per_step"] == 300.0 and finished["fitted"]["fitted"] == {"batch_tokens": 4096}
-    assert failed["failed_stage"] == "predict_dev" and failed["error_line"].startswith("error: out of memory")
+    assert finished["submission_rows"] == 4 and failed["failed_stage"] == "predict_dev" and failed["error_line"].startswith("error: out of memory")
     table = out.with_suffix(".md").read_text(encoding="utf-8")
     assert "| kobart | 23.5 (ignored: CPU) | finished | " in table and '"batch_tokens": 4096' in table
     assert "| kobart | 46 (ignored: CPU) | failed in predict_dev: error: out of memory" in table
