@@ -426,7 +426,11 @@ torch.save = save
 def test_full_disk_during_a_checkpoint_save_is_one_error_line(case: str, tmp_path: Path) -> None:
     from helpers.data import sample_rows, write_data_dir
 
+    from competition.harness.presets import get_preset
+    from competition.modeling.tiny import ensure_tiny_checkpoint
+
     package, model, inject = FULL_DISK_AT_SAVE[case]
+    ensure_tiny_checkpoint(get_preset(model))  # built here, so the injected failure meets the run's own saves
     data = write_data_dir(tmp_path / "data", sample_rows("train", 8), sample_rows("dev", 4), sample_rows("test", 3))
     script = f"import sys\n{inject}\nfrom {package}.run import main\nsys.exit(main(sys.argv[1:]))\n"
     done = subprocess.run([sys.executable, "-c", script, "--model", model, "--data", str(data), "--out",

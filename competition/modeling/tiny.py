@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from competition.harness.presets import Preset
+from competition.modeling.checkpoints import disk_full_as_os_error
 from competition.rules.files import temp_dir_beside
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -168,8 +169,9 @@ def ensure_tiny_checkpoint(preset: Preset, sample_dir: Path | str = DEFAULT_SAMP
     auto = transformers.AutoModelForSeq2SeqLM if preset.track == "baseline" else transformers.AutoModelForCausalLM
     model = auto.from_config(config)
     building = temp_dir_beside(target)  # renamed into place when complete
-    model.save_pretrained(building)
-    tokenizer.save_pretrained(building)
+    with disk_full_as_os_error(building):
+        model.save_pretrained(building)
+        tokenizer.save_pretrained(building)
     (building / "tiny.json").write_text(json.dumps({"preset": preset.name, "seed": seed}), encoding="utf-8")
     try:
         building.rename(target)
