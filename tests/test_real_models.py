@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
 import subprocess
 import sys
@@ -284,8 +285,9 @@ def test_llm_run_trains_and_predicts_on_a_scaled_real_checkpoint(preset_name, ch
     best = run_dir / "best"
     assert load_prompt_style(best).date_string == DEFAULT_DATE_STRING
     assert str(checkpoint) in (best / "llm_checkpoint.json").read_text(encoding="utf-8")  # prediction's base
-    (submission,) = (tmp_path / "submissions").glob("*_*-*.csv")  # beside ledger.csv
-    assert validate_submission(submission, data / "test.csv") == 2
+    assert not list((tmp_path / "submissions").glob("*_*-*.csv"))  # a random-weight build never submits
+    assert json.loads((run_dir / "run.json").read_text(encoding="utf-8"))["random_weights"] is True
+    assert validate_submission(run_dir / "preds_test.csv", data / "test.csv") == 2  # what it would have submitted
 
 
 def test_baseline_run_trains_and_predicts_on_a_scaled_kobart(checkpoints, tmp_path):
@@ -298,5 +300,6 @@ def test_baseline_run_trains_and_predicts_on_a_scaled_kobart(checkpoints, tmp_pa
     assert done.returncode == 0, done.stderr[-4000:]
     (run_dir,) = (tmp_path / "runs").glob("baseline-kobart-*")
     assert (run_dir / "truncation.md").is_file()
-    (submission,) = (tmp_path / "submissions").glob("*_*-*.csv")  # beside ledger.csv
-    assert validate_submission(submission, data / "test.csv") == 2
+    assert not list((tmp_path / "submissions").glob("*_*-*.csv"))  # a random-weight build never submits
+    assert json.loads((run_dir / "run.json").read_text(encoding="utf-8"))["random_weights"] is True
+    assert validate_submission(run_dir / "preds_test.csv", data / "test.csv") == 2  # what it would have submitted

@@ -209,7 +209,9 @@ def test_screen_tiny_presets_end_to_end(tmp_path: Path, monkeypatch: pytest.Monk
 
     assert ensemble_main(["--runs", str(out), "--gold", str(data / "dev.csv"), "--out", str(tmp_path / "ens")]) == 0
     report = json.loads((tmp_path / "ens/report/ensemble_report.json").read_text(encoding="utf-8"))
-    assert set(report["systems"]) == {f"{p}-{k}shot" for p in ("tiny-llama", "tiny-qwen3") for k in (0, 1)}
+    folders = {f"{p}-{k}shot" for p in ("tiny-llama", "tiny-qwen3") for k in (0, 1)}
+    identical = " ".join(note for note in report["notes"] if note.startswith("identical"))  # random tiny models agree
+    assert set(report["systems"]) <= folders and {f for f in folders if f in identical} | set(report["systems"]) == folders
 
     # a rerun loads no model: every folder is finished
     monkeypatch.setattr(llm.model, "load_base_for_prediction", lambda config: pytest.fail("loaded a model"))
