@@ -170,8 +170,12 @@ class RunInterrupted(KeyboardInterrupt):
 
 
 def holds_only_setup(run_dir: Path | str) -> bool:
-    """True when the run folder holds nothing but its config.yaml and run.json (and empty folders)."""
-    return all(path.is_dir() or path.name in RUN_SETUP_FILES for path in Path(run_dir).rglob("*"))
+    """True when the run folder holds nothing but its config.yaml and run.json (and empty folders), and run.json
+    records no out-of-memory fallbacks (where a run ran out of memory is worth keeping)."""
+    run_dir = Path(run_dir)
+    if (run_dir / RUN_INFO_FILE).is_file() and "oom_fallbacks" in load_run_info(run_dir):
+        return False
+    return all(path.is_dir() or path.name in RUN_SETUP_FILES for path in run_dir.rglob("*"))
 
 
 @contextmanager
