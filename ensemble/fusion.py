@@ -5,7 +5,7 @@ Per dialogue: start from the MBR pick (uniform weights, the competition similari
 walks the units: at each position it tries replacing the unit with any pool unit and deleting it, and keeps the
 best move when it raises the objective; then it tries appending any pool unit. Two passes. The objective is the
 summary's mean competition similarity (`competition.rules.metric.similarity`: mean ROUGE-1/2/L F1 on morphemes) to ALL
-candidates, its own sources included (issue 14: leaving them out scored worse). Nothing is fitted on dev.
+candidates, its own sources included (leaving them out scored worse). Nothing is fitted on dev.
 
 Speed: a hypothesis is scored on the concatenation of its units' morphemes (each text tokenised once by the
 metric's cached tokenizer), with the n-gram overlaps of a whole batch of hypotheses in numpy and the LCS against

@@ -74,11 +74,8 @@ def gqa_decode_sdpa(module, query, key, value, attention_mask, dropout: float = 
 def cudnn_decode_sdpa(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None,
                       is_causal=None, **kwargs):
     """The fast loop's attention through cuDNN's kernel, over the grouped KV heads as they are (`enable_gqa`): the
-    one-token steps (masked), and the prefill (causal, no mask; flash where cuDNN cannot take it). On an H200 (3B
-    shape, bf16): a one-token step over a 128 x 1,098-slot cache took 146 us a layer, 92% of the memory bound (289 us
-    for the packed rows through the memory-efficient kernel); a causal prefill of 128 x 1,018 tokens 1.7 ms a layer
-    (5.4 ms masked, 14.9 ms for transformers' repeated KV through the memory-efficient kernel). cuDNN plans each new
-    shape on the host: once per batch here."""
+    one-token steps (masked), and the prefill (causal, no mask; flash where cuDNN cannot take it). Near the memory
+    bound on Hopper (figures in docs/performance.md); cuDNN plans each new shape on the host, once per batch here."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     if kwargs.get("softcap") is not None:
@@ -328,7 +325,7 @@ def _grouped_prefill(model, bodies: torch.Tensor, body_lengths: list[int], cache
 @functools.cache
 def _compiled_prefill() -> Callable:
     """The prefill compiled once for the process (dynamic shapes): its norms, rotary embedding and activations
-    fused, which were about 40% of a 128 x 1,018-token prefill's GPU time on an H200."""
+    fused (a large share of a long prefill's GPU time)."""
     return torch.compile(_prefill, dynamic=True)
 
 

@@ -1,9 +1,8 @@
 """Which kernel PyTorch's scaled_dot_product_attention (SDPA) runs on a CUDA GPU: one setting for both tracks.
 
 On Hopper GPUs (H100, H200) PyTorch tries cuDNN's attention first. cuDNN builds an execution plan on the host for
-each new input shape, and length-grouped batches bring new shapes at almost every step: measured on one H200
-(`make bench-baseline`), one KoBART epoch spent about 4 ms of host time per attention call for 0.1 ms of GPU work,
-80 s an epoch against 16 s with cuDNN off. So `auto` turns cuDNN off and keeps PyTorch's order for the rest
+each new input shape, and length-grouped batches bring new shapes at almost every step (a KoBART epoch about 5x
+slower; docs/performance.md). So `auto` turns cuDNN off and keeps PyTorch's order for the rest
 (flash, then memory-efficient, then math). Every other value enables one fused kernel plus the math fallback
 (a call the kernel cannot take, e.g. flash with a padding mask, runs in math, slowly but correctly).
 
