@@ -93,8 +93,6 @@ class BaselineConfig:
                               f"{self.max_source_length}/{self.max_target_length}")
         if not 0.0 <= self.label_smoothing_factor < 1.0:
             raise ConfigError(f"label_smoothing_factor {self.label_smoothing_factor}; expected 0 <= value < 1")
-        if self.dataloader_num_workers < 0:
-            raise ConfigError(f"dataloader_num_workers {self.dataloader_num_workers}; expected 0 or more")
         for bucket in self.max_new_tokens_by_length:
             if len(bucket) != 2:
                 raise ConfigError(f"max_new_tokens_by_length item {bucket!r}; expected [min_dialogue_tokens, "

@@ -111,19 +111,9 @@ class LLMConfig:
     def __post_init__(self) -> None:
         if self.max_train_samples is not None and self.max_train_samples < 1:
             raise ConfigError(f"max_train_samples={self.max_train_samples}; expected a positive row count (null = all)")
-        positive = ("per_device_train_batch_size", "gradient_accumulation_steps", "per_device_eval_batch_size", "num_beams",
-                    "max_new_tokens", "lora_r")
-        for name in positive:
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"{name}={getattr(self, name)!r}; expected a positive integer")
         if self.max_source_length < 8 or self.max_target_length < 4:
             raise ConfigError(f"max_source_length/max_target_length too small: "
                               f"{self.max_source_length}/{self.max_target_length}")
-        if self.generation_batch_tokens < 0:
-            raise ConfigError(f"generation_batch_tokens={self.generation_batch_tokens}; expected 0 (off) or a token count")
-        if self.num_train_epochs <= 0 or self.learning_rate <= 0:
-            raise ConfigError(f"num_train_epochs={self.num_train_epochs}, learning_rate={self.learning_rate}; "
-                              "expected positive numbers")
         if get_preset(self.preset, TRACK).trust_remote_code and not self.trust_remote_code:
             raise ConfigError(f"preset '{self.preset}' needs remote code; opt in with trust_remote_code=true")
 
