@@ -13,8 +13,6 @@ from typing import Any, Callable
 # Trainer's NaN/inf filter of the logged loss reads each step's loss back (without it a NaN loss is logged as NaN),
 # and a blocking copy of a batch to the GPU waits for the GPU (non_blocking copies from the pinned batch instead).
 NO_STEP_SYNC_ARGUMENTS = {"logging_nan_inf_filter": False, "accelerator_config": {"non_blocking": True}}
-# transformers' defaults, for the benchmarks' comparison rows
-STEP_SYNC_ARGUMENTS = {"logging_nan_inf_filter": True, "accelerator_config": {"non_blocking": False}}
 
 REAL_TOKENS_KEY = "harness_real_tokens"  # a training batch's real-token count, from its collator to the Trainer
 
