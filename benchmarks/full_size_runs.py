@@ -60,10 +60,10 @@ from competition.rules.errors import ConfigError, DataError  # noqa: E402
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data" / "competition"
 DEFAULT_PRESETS = "kobart,llama3.2-ko-3b,qwen3-14b"
 RUN_MODULES = {"baseline": "baselines.run", "llm": "llm.run"}  # what `make baseline` / `make llm` run
-# Bounded training and large generation batches (KEY=VALUE of the track's config), before --set.
+# Bounded training (KEY=VALUE of the track's config), before --set; execution settings stay the run's to fit.
 TRACK_OVERRIDES: dict[str, dict[str, Any]] = {
-    "llm": {"num_train_epochs": 1, "max_eval_samples": 32, "per_device_eval_batch_size": 128},
-    "baseline": {"num_train_epochs": 1, "max_eval_samples": 50, "per_device_eval_batch_size": 128},
+    "llm": {"num_train_epochs": 1, "max_eval_samples": 32},
+    "baseline": {"num_train_epochs": 1, "max_eval_samples": 50},
 }
 # --smoke: a CPU minute per preset (tiny builds, short prompts and summaries).
 SMOKE_OVERRIDES: dict[str, dict[str, Any]] = {

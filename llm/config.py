@@ -103,7 +103,7 @@ class LLMConfig:
     decode_attention: DecodeAttention = setting("auto", "decoding=fast: cudnn = cuDNN over grouped KV heads (CUDA, bf16/fp16; faster) | packed = PyTorch's SDPA | auto = cudnn where it runs")
     compile_decode: bool = setting(False, "decoding=fast: torch.compile the prefill and step (fewer kernels); on when one process predicts many times, the compile takes minutes")
     cache_implementation: str | None = setting(None, "decoding=generate only: null = dynamic KV cache | static")
-    predict_with: PredictWith = setting("adapter", "adapter = base as trained + adapter | dequantized = k-bit base as 16-bit, adapter unmerged (faster, more memory) | merged = export a merged model")
+    predict_with: PredictWith = setting("dequantized", "dequantized = k-bit base as 16-bit, adapter unmerged (fastest; a card it does not fit gets adapter) | adapter = base as trained + adapter (least memory) | merged = export a merged model")
     # --- submission ---
     max_fill_in_share: Share = setting(0.05, "share of empty summaries (replaced by the first utterance) above which the run does not submit")
     submit_despite_fill_ins: bool = setting(False, "submit even when fill-ins exceed max_fill_in_share")

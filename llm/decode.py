@@ -178,11 +178,6 @@ def _attention(model, name: str) -> Iterator[None]:
         config._attn_implementation = before
 
 
-def _is_quantized(model) -> bool:
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return getattr(base, "is_quantized", False) or getattr(base.config, "quantization_config", None) is not None
-
-
 class _DecodeState:
     """The static tensors one decode step reads and advances (a CUDA graph replays on these same addresses)."""
 
@@ -231,8 +226,9 @@ def fast_greedy_generate(model, input_ids: torch.Tensor, attention_mask: torch.T
                          decode_attention: DecodeAttention = "auto") -> torch.Tensor:
     """Greedy continuations of a left-padded batch: [B, n] new token ids, `pad_token_id` after each row's stop.
 
-    Same tokens as `model.generate(do_sample=False, eos_token_id=stop_ids, min_new_tokens=...)`. A CUDA graph is
-    used on CUDA for unquantized models when `cuda_graph`; any capture failure falls back to the eager loop.
+    Same tokens as `model.generate(do_sample=False, eos_token_id=stop_ids, min_new_tokens=...)`. On CUDA the step is
+    replayed as a CUDA graph when `cuda_graph` (a 4-bit base too: bitsandbytes launches its kernels on the capturing
+    stream); any capture failure falls back to the eager loop.
     `compile_step` compiles the prefill and the one-token step (the first batch of a process pays the compile).
     `decode_attention` picks the attention kernel (`decode_attention_name`).
     """
@@ -254,7 +250,7 @@ def fast_greedy_generate(model, input_ids: torch.Tensor, attention_mask: torch.T
             _unguard_cache_addresses(cache)
         state = _DecodeState(input_ids[:, -1], lengths, key_ok, body, max_new_tokens, stops,
                              forbid_stop=min_new_tokens > 0)
-        use_graph = cuda_graph and device.type == "cuda" and not _is_quantized(model)
+        use_graph = cuda_graph and device.type == "cuda"
         step = _compiled_step() if compile_step else _eager_step
         with torch.cuda.device(device) if use_graph else nullcontext():  # capture on the model's GPU (DDP ranks)
             _decode(model, cache, state, max_new_tokens, min_new_tokens, use_graph, step)

@@ -6,6 +6,7 @@ Run: .venv/bin/python -m pytest tests/test_llm_generate.py -q
 from __future__ import annotations
 
 import copy
+import dataclasses
 import importlib.util
 import json
 
@@ -16,7 +17,6 @@ import torch
 from competition.modeling.prompts import encode_for_generation, left_pad_batch
 from competition.rules.predictions import PredictionMeta, fill_empty, read_predictions_with_metadata
 from llm.config import load_config
-from llm.decode import _is_quantized
 from llm.generate import (
     generate_summaries,
     generation_kwargs,
@@ -123,6 +123,11 @@ def _last_logits(loaded, dialogues: list[str]) -> torch.Tensor:
         return model(**{k: v.to(model.device) for k, v in batch.items()}).logits[:, -1].float()
 
 
+def _is_quantized(model) -> bool:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return getattr(base, "is_quantized", False) or getattr(base.config, "quantization_config", None) is not None
+
+
 def _adapter_and_dequantized(folder, config):
     dequantized = load_config("tiny-llama", overrides={**{k: getattr(config, k) for k in (
         "finetune", "quantization", "max_new_tokens", "per_device_eval_batch_size")}, "predict_with": "dequantized"})
@@ -160,3 +165,27 @@ def test_dequantized_nf4_base_gives_the_quantized_models_logits_without_quantize
 
     assert error(quantized) < 0.1, error(quantized)  # the yardstick itself: NF4 + adapter is close to exact
     assert error(dequantized) <= 2 * error(quantized) + 1e-3, (error(dequantized), error(quantized))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="NF4 needs a CUDA GPU")
+@pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is None, reason="bitsandbytes not installed")
+def test_a_4bit_base_decodes_in_a_cuda_graph_with_generates_tokens(tmp_path, sample_dir, monkeypatch):
+    """predict_with=adapter on QLoRA: the fast loop captures the NF4 step (bitsandbytes' kernels on the capturing
+    stream) and replays it, token for token what `model.generate` picks (fp32 compute: no bf16 near-ties)."""
+    import llm.decode
+
+    folder, config = _adapter_checkpoint(tmp_path, "nf4")
+    config = load_config("tiny-llama", overrides={**{k: getattr(config, k) for k in (
+        "finetune", "quantization", "max_new_tokens", "per_device_eval_batch_size")}, "predict_with": "adapter",
+        "precision": "fp32", "max_new_tokens": 24})
+    model, tokenizer, style, _ = load_checkpoint(folder, config)
+    assert _is_quantized(model)
+    graphs = []
+    capture = llm.decode._capture
+    monkeypatch.setattr(llm.decode, "_capture", lambda *args: graphs.append(capture(*args)) or graphs[-1])
+    dialogues = list(pd.read_csv(sample_dir / "dev.csv", dtype=str, keep_default_na=False)["dialogue"].head(6))
+    fast = generate_summaries(model, tokenizer, style, dialogues, config)
+    assert graphs and all(graph is not None for graph in graphs)  # captured, not fallen back to eager steps
+    eager = generate_summaries(model, tokenizer, style, dialogues, dataclasses.replace(config, decoding="generate"))
+    assert fast == eager and any(fast)

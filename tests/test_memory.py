@@ -276,11 +276,17 @@ def test_without_a_gpu_print_config_is_unchanged(capsys):
     assert "gpu:" not in out and "batch_tokens: 16384" in out
 
 
-def test_an_odd_generation_batch_still_shrinks_to_what_fits():
-    fitted, fit = llm.config.SETTINGS.fitted(llm.config.SETTINGS.layers("qwen3-14b"), Gpu("small", 17, 17))
-    config = llm.config.SETTINGS.resolve(fitted)
-    assert config.per_device_eval_batch_size < 128 and not fit.warnings
+def test_generation_sizes_halve_the_token_budget_before_the_rows():
+    assert memory.generation_sizes(8, 0, 100) == [(8, 0), (8, 400), (8, 200), (8, 100), (4, 100), (2, 100), (1, 100)]
+    assert memory.generation_sizes(5, 1000, 300) == [(5, 1000), (5, 500), (3, 500), (2, 500), (1, 300)]
+
+
+def test_a_small_card_gets_a_token_budget_first_then_fewer_rows():
+    config = llm.config.SETTINGS.resolve(llm.config.SETTINGS.fitted(llm.config.SETTINGS.layers("qwen3-14b"),
+                                                                    Gpu("small", 20, 20))[0])
+    assert config.per_device_eval_batch_size == 128 and 0 < config.generation_batch_tokens < 128 * 1024
     values = {**llm.config.SETTINGS.resolve(llm.config.SETTINGS.layers("qwen3-14b")).__dict__,
-              "per_device_eval_batch_size": 100}
+              "per_device_eval_batch_size": 100, "max_new_tokens": 512}
     fit = memory.fit_llm(values, set(), Gpu("small", 17, 17))
     assert 1 <= fit.values["per_device_eval_batch_size"] < 100 and not fit.warnings
+    assert fit.values["predict_with"] == "adapter"

@@ -227,6 +227,19 @@ def _shrinking(value: int) -> list[int]:
     return out
 
 
+def generation_sizes(rows: int, batch_tokens: int, prompt_tokens: int) -> list[tuple[int, int]]:
+    """(rows, token budget) of a generation batch, largest first: the token budget halves first, down to one longest
+    prompt (the batch keeps its rows for short prompts), then the rows halve. A budget of 0 (off) starts at rows x
+    the longest prompt."""
+    sizes = [(rows, batch_tokens)]
+    budget = batch_tokens or rows * prompt_tokens
+    while budget // 2 >= prompt_tokens:
+        budget //= 2
+        sizes.append((rows, budget))
+    sizes += [(smaller, min(budget, smaller * prompt_tokens)) for smaller in _shrinking(rows)[1:]]
+    return sizes
+
+
 def _divisors_down(value: int) -> list[int]:
     return [d for d in range(value, 0, -1) if value % d == 0]
 
@@ -295,11 +308,14 @@ def fit_llm(values: Mapping[str, Any], explicit: set[str], gpu: Gpu) -> Fit:
 
     predict_with = values["predict_with"]
     predict_weights = "none" if predict_with in ("dequantized", "merged") else quantization
-    sizes = [(r, max(1, gen_tokens * r // rows) if gen_tokens else 0) for r in _shrinking(rows)]
+    sizes = generation_sizes(rows, gen_tokens, prompt)
     if {"per_device_eval_batch_size", "generation_batch_tokens"} & explicit:
         sizes = [(rows, gen_tokens)]
-    chosen_gen = next(((r, t) for r, t in sizes if fits(predict_weights, r, t)), None)
-    if chosen_gen is None and predict_with == "dequantized" and "predict_with" not in explicit:
+    demotable = predict_with == "dequantized" and quantization != "none" and "predict_with" not in explicit
+    # the 16-bit base only where it keeps the batch's rows: more, smaller batches are slower than the k-bit base's
+    tried = [(r, t) for r, t in sizes if r == rows] if demotable else sizes
+    chosen_gen = next(((r, t) for r, t in tried if fits(predict_weights, r, t)), None)
+    if chosen_gen is None and demotable:
         predict_with, predict_weights = "adapter", quantization
         chosen_gen = next(((r, t) for r, t in sizes if fits(predict_weights, r, t)), None)
     if chosen_gen is None:
