@@ -24,6 +24,7 @@ import pandas as pd
 from competition.harness.cli import exit_on_bad_input
 from competition.harness.config import CONFIG_FILE, Layer, parse_overrides, yaml_layer
 from competition.harness.logs import setup_logging
+from competition.harness.memory import prefer_expandable_segments
 from competition.harness.runs import BEST_DIR, RUN_INFO_FILE, load_run_info, prediction_meta
 from competition.harness.tracks import Track, get_track
 from competition.rules.data import read_csv_checked, read_split, reference_columns
@@ -155,6 +156,7 @@ def cli(argv: list[str] | None, prog: str, open_predictor: Callable[[Path, dict[
     """The predict CLI over `open_predictor(run_dir, overrides)` (a track run here, a K-fold folder in kfold)."""
     args = build_parser(prog).parse_args(argv)
     setup_logging()
+    prefer_expandable_segments()
     predictor = open_predictor(args.run, parse_overrides(args.overrides))
     if args.dialogue is not None:
         dialogue = read_dialogue(args.dialogue, "standard input" if args.dialogue is sys.stdin else args.dialogue.name)

@@ -17,6 +17,7 @@ from pathlib import Path
 from competition.harness.cli import exit_on_bad_input
 from competition.harness.config import parse_overrides
 from competition.harness.distributed import end_multi_process_run, is_main_process
+from competition.harness.memory import prefer_expandable_segments
 from competition.harness.tracks import TRACK_MODULES
 from competition.rules.submission import default_submissions_dir
 from kfold.pipeline import KFoldSettings, run_kfold
@@ -48,6 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 @exit_on_bad_input
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    prefer_expandable_segments()
     settings = KFoldSettings(
         track=args.track, preset=args.model, data_dir=Path(args.data), out_dir=Path(args.out), k=args.k,
         seed=args.seed, include_dev=args.include_dev, config_path=Path(args.config) if args.config else None,

@@ -9,7 +9,8 @@ forward and picks the same greedy tokens, but:
   every real token from the padding after it, so the prefill runs SDPA's causal kernel with no mask at all. The
   last prompt token is the first decode step, at one slot shared by the batch (positions stay per row);
 - prompts of very different lengths are prefilled in groups of similar length, each as wide as its longest
-  prompt (`_prefill_groups`), so the prefill computes little padding; the batch then decodes as one;
+  prompt and cut into chunks of at most PREFILL_CHUNK_TOKENS (`_prefill_groups`), so the prefill computes little
+  padding and its activations stay small; the batch then decodes as one;
 - the steps' masks are built once per batch as 4D boolean tensors (transformers uses a 4D mask as given);
 - at a one-token step the query heads sharing a KV head are packed as query rows of one SDPA call, so the cache
   is read once per KV head (`GQA_DECODE_ATTENTION`);
@@ -36,6 +37,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
+from competition.harness.memory import GENERATION_PREFILL_TOKENS
 from competition.rules.errors import ConfigError
 from llm.config import DecodeAttention
 
@@ -49,6 +51,7 @@ STOP_CHECK_EVERY = 16
 # track's batches of 128 rows / 49,152 tokens: 178,312 prefilled tokens in 5 batches -> 140,824 in 16 groups.
 PREFILL_GROUP_SHORTER = 0.9
 PREFILL_GROUP_MIN_ROWS = 8
+PREFILL_CHUNK_TOKENS = GENERATION_PREFILL_TOKENS
 _GRAPH_WARMUP_STEPS = 2  # eager steps before capture (allocator and cuBLAS workspaces settle)
 
 
@@ -276,7 +279,8 @@ def _prefill(model, bodies: torch.Tensor, cache) -> None:
 def _prefill_groups(body_lengths: Sequence[int]) -> list[list[int]]:
     """Row indices in prefill groups, longest body first: a group ends before a body shorter than
     PREFILL_GROUP_SHORTER x its longest once it holds PREFILL_GROUP_MIN_ROWS rows; a smaller last group joins the one
-    before it."""
+    before it. A group over PREFILL_CHUNK_TOKENS (rows x its longest body) is cut into row chunks under it, so one
+    forward's activations stay small beside the KV cache."""
     order = sorted(range(len(body_lengths)), key=lambda i: -body_lengths[i])
     groups = [order[:1]]
     for index in order[1:]:
@@ -288,7 +292,11 @@ def _prefill_groups(body_lengths: Sequence[int]) -> list[list[int]]:
     if len(groups) > 1 and len(groups[-1]) < PREFILL_GROUP_MIN_ROWS:
         tail = groups.pop()
         groups[-1] += tail
-    return groups
+    chunks = []
+    for group in groups:
+        rows = max(1, PREFILL_CHUNK_TOKENS // max(1, body_lengths[group[0]]))
+        chunks += [group[start:start + rows] for start in range(0, len(group), rows)]
+    return chunks
 
 
 def _grouped_prefill(model, bodies: torch.Tensor, body_lengths: list[int], cache, prefill: Callable) -> None:

@@ -34,6 +34,7 @@ import numpy as np
 from competition.harness.cli import exit_on_bad_input
 from competition.harness.config import SAFE_ON_RESUME, config_hash, config_to_dict, parse_overrides, save_yaml
 from competition.harness.logs import setup_logging
+from competition.harness.memory import prefer_expandable_segments
 from competition.rules.data import Splits, file_sha256, load_splits
 from competition.rules.errors import ConfigError, DataError, warn
 from competition.rules.files import atomic_path, write_text_atomic
@@ -376,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="LLM config overrides for every preset")
     args = parser.parse_intermixed_args(argv)
     setup_logging()
+    prefer_expandable_segments()
     table = screen(parse_list(args.models, "--models"), parse_list(args.shots, "--shots", as_int=True), args.data,
                    args.out, parse_overrides(args.overrides), args.test, args.model_dir)
     if not table:

@@ -161,6 +161,22 @@ def test_a_grouped_prefill_picks_the_same_tokens_as_generate(preset, compile_ste
         assert widths == [bodies[g[0]] for g in groups]
 
 
+def test_a_prefill_cut_into_row_chunks_picks_the_same_tokens_as_generate(sample_dir, monkeypatch):
+    """A group over PREFILL_CHUNK_TOKENS is prefilled a few rows at a time (forced: two longest prompts' worth)."""
+    import llm.decode as decode
+
+    model, tokenizer, style = _model("tiny-llama")
+    batch = _batch(model, tokenizer, style, sample_dir, rows=8)
+    bodies = (batch["attention_mask"].sum(-1) - 1).tolist()
+    monkeypatch.setattr(decode, "PREFILL_CHUNK_TOKENS", 2 * max(bodies))
+    chunks = decode._prefill_groups(bodies)
+    assert len(chunks) >= 4 and all(len(c) * bodies[c[0]] <= 2 * max(bodies) for c in chunks)
+    assert sorted(i for c in chunks for i in c) == list(range(len(bodies)))
+    stops = stop_token_ids(model, tokenizer, style)
+    reference, fast = _greedy_pair(model, batch, stops, stops[0], 0)
+    _assert_same_tokens(reference, fast, stops[0])
+
+
 def test_generate_summaries_gives_the_same_texts_either_way(sample_dir):
     model, tokenizer, style = _model("tiny-qwen3")
     dialogues = list(pd.read_csv(sample_dir / "dev.csv", dtype=str, keep_default_na=False)["dialogue"].head(5))

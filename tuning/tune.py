@@ -23,6 +23,7 @@ from optuna.trial import Trial
 from competition.harness.cli import exit_on_bad_input
 from competition.harness.config import parse_overrides
 from competition.harness.logs import setup_logging
+from competition.harness.memory import prefer_expandable_segments
 from competition.harness.runs import start_run
 from competition.harness.tracks import TRACK_MODULES, Track, get_track
 from competition.modeling.tracking import require_reporter
@@ -160,6 +161,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging()
+    prefer_expandable_segments()
     settings = TuneSettings(
         track=args.track, preset=args.model, data_dir=Path(args.data), out_dir=Path(args.out),
         n_trials=args.trials, space_path=Path(args.space) if args.space else SEARCH_SPACE_DIR / f"{args.track}.yaml",

@@ -36,6 +36,7 @@ RECOMPUTE_FACTOR = 2.8  # checkpointing: one layer's recomputed activations + th
 LIGER_FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "gemma2")  # families with liger kernels (llm/kernels.py)
 MIN_GRAPH_BEAM_BATCH = 64  # seq2seq: a smaller beam-search batch beside CUDA-graph pools -> compile off instead
 MIN_NO_CHECKPOINT_TOKENS = 4096  # below this, checkpointing with larger micro-batches is the faster way to fit
+GENERATION_PREFILL_TOKENS = 8192  # one prefill forward of the LLM's fast loop covers at most this many prompt tokens
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,14 @@ class Gpu:
     @property
     def usable_gib(self) -> float:
         return self.free_gib / HEADROOM
+
+
+def prefer_expandable_segments() -> None:
+    """Let PyTorch's CUDA allocator grow segments instead of caching fixed-size blocks (`expandable_segments`), so
+    generation's KV caches of changing sizes do not fragment a small card; a user's allocator setting is kept. Must run
+    before the process's first CUDA allocation."""
+    if not {"PYTORCH_ALLOC_CONF", "PYTORCH_CUDA_ALLOC_CONF"} & set(os.environ):
+        os.environ["PYTORCH_ALLOC_CONF"] = "expandable_segments:True"
 
 
 def detect_gpu() -> Gpu | None:
@@ -194,17 +203,21 @@ def llm_training_gib(arch: Architecture, tokens: int, *, quantization: str = "nf
 
 
 def llm_generation_gib(arch: Architecture, rows: int, prompt_tokens: int, new_tokens: int, *,
-                       weights: str = "nf4", lora_r: int = 16, batch_tokens: int = 0) -> float:
+                       weights: str = "nf4", lora_r: int = 16, batch_tokens: int = 0,
+                       prefill_tokens: int = GENERATION_PREFILL_TOKENS) -> float:
     """Peak allocated GiB of generating a batch of `rows` prompts of up to `prompt_tokens` each.
 
     `weights`: the base as predicted from: nf4 / int8 (+ adapter) or `none` (16-bit: dequantized or plain).
-    `batch_tokens` (generation_batch_tokens, 0 = off) caps rows x longest prompt.
+    `batch_tokens` (generation_batch_tokens, 0 = off) caps rows x longest prompt; `prefill_tokens` caps one prefill
+    forward (the fast loop's chunks).
     """
     prompt_total = rows * prompt_tokens if batch_tokens <= 0 else min(rows * prompt_tokens, max(batch_tokens,
                                                                                                   prompt_tokens))
-    cached = prompt_total + rows * new_tokens
+    chunk = min(prompt_total, prefill_tokens)  # one prefill forward
+    part = chunk if prompt_total > prefill_tokens else 0  # several chunks: each fills a cache of its own first
+    cached = prompt_total + rows * new_tokens + part
     kv = cached * 2 * arch.layers * arch.kv_dim * 2 / GIB
-    prefill = prompt_total * 2 * (2 * arch.hidden + 2 * arch.intermediate) / GIB  # one layer's working set
+    prefill = chunk * 2 * (2 * arch.hidden + 2 * arch.intermediate) / GIB  # one layer's working set
     logits = rows * arch.vocab * 4 * 2 / GIB
     adapter = lora_parameters(arch, lora_r) * 4 / GIB
     dequantize = arch.layer_parameters() * 2 / GIB if weights != "none" else 0.0  # one layer at a time

@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping
 from competition.harness.config import TrackSettings, add_track_arguments, layers_from_args
 from competition.harness.distributed import end_multi_process_run, is_main_process
 from competition.harness.logs import setup_logging
-from competition.harness.memory import Gpu, detect_gpu
+from competition.harness.memory import Gpu, detect_gpu, prefer_expandable_segments
 from competition.harness.runs import TrainResult
 from competition.rules.errors import ConfigError, warn
 
@@ -75,6 +75,7 @@ def track_cli(track: Track, argv: list[str] | None, prog: str, description: str,
     add_track_arguments(parser, default_model)
     args = parser.parse_args(argv)
     setup_logging()
+    prefer_expandable_segments()
     layers = layers_from_args(track.settings, args)
     layers, fit = track.settings.fitted(layers, card_to_fit(args))
     for message in fit.warnings if fit else ():
