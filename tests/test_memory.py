@@ -123,21 +123,26 @@ def test_fitting_keeps_the_optimizer_step_across_cards(preset):
         assert fit.estimates["training"] <= free / memory.HEADROOM
 
 
-def test_the_3b_fits_24_gib_by_smaller_micro_batches_and_80_gib_as_shipped():
+def test_the_3b_fits_24_gib_by_checkpointing_48_by_smaller_micro_batches_and_80_gib_as_shipped():
     layers, fit = _fit(llm.config.SETTINGS, "llama3.2-ko-3b", 23.5)
     config = llm.config.SETTINGS.resolve(layers)
-    assert (config.batch_tokens, config.gradient_accumulation_steps) == (4096, 4)
-    assert fit.changes["batch_tokens"] == [16384, 4096]
+    assert (config.batch_tokens, config.gradient_accumulation_steps, config.gradient_checkpointing) == (16384, 1, True)
+    assert fit.changes == {"gradient_checkpointing": [False, True]}
     assert layers[-1].source == "gpu: test card, 23.5 GiB free"
+    layers, fit = _fit(llm.config.SETTINGS, "llama3.2-ko-3b", 46)
+    config = llm.config.SETTINGS.resolve(layers)
+    assert (config.batch_tokens, config.gradient_accumulation_steps, config.gradient_checkpointing) == (8192, 2, False)
     _, fit = _fit(llm.config.SETTINGS, "llama3.2-ko-3b", 80)
     assert fit.changes == {}
 
 
-def test_without_liger_the_3b_gets_checkpointing_on_24_gib():
-    """transformers' own modules keep more activations: 4,096-token micro-batches no longer fit without checkpointing."""
+def test_without_liger_the_3b_gets_checkpointing_on_48_gib():
+    """transformers' own modules keep more activations: 8,192-token micro-batches no longer fit without checkpointing."""
     layers = llm.config.SETTINGS.layers("llama3.2-ko-3b")
-    fitted, _ = llm.config.SETTINGS.fitted(layers, Gpu("no liger", 23.5, 23.5, fused_kernels=False))
+    fitted, _ = llm.config.SETTINGS.fitted(layers, Gpu("no liger", 46, 46, fused_kernels=False))
     assert llm.config.SETTINGS.resolve(fitted).gradient_checkpointing
+    fitted, _ = llm.config.SETTINGS.fitted(layers, Gpu("liger", 46, 46))
+    assert not llm.config.SETTINGS.resolve(fitted).gradient_checkpointing
 
 
 def test_qwen3_14b_predicts_through_the_adapter_on_24_gib():
@@ -170,7 +175,7 @@ def test_a_users_own_yaml_counts_as_explicit_and_the_shipped_one_does_not(tmp_pa
     layers, fit = _fit(llm.config.SETTINGS, "llama3.2-ko-3b", 24, yaml_path=own)
     assert llm.config.SETTINGS.resolve(layers).batch_tokens == 16384 and fit.warnings
     layers, fit = _fit(llm.config.SETTINGS, "llama3.2-ko-3b", 24, yaml_path=shipped)
-    assert llm.config.SETTINGS.resolve(layers).batch_tokens == 4096 and not fit.warnings
+    assert llm.config.SETTINGS.resolve(layers).gradient_checkpointing and not fit.warnings
 
 
 def test_a_card_too_small_for_the_preset_is_refused_naming_the_smallest_card():
@@ -218,8 +223,8 @@ def test_the_fit_is_recorded_in_run_json(tmp_path):
     info = load_run_info(run_dir)
     assert info["gpu"] == {"name": "test card", "total_gib": 23.5, "free_gib": 23.5, "bf16": True,
                            "fused_kernels": True}
-    assert info["fitted"]["batch_tokens"] == [16384, 4096]
-    assert info["config"]["batch_tokens"] == 4096
+    assert info["fitted"]["gradient_checkpointing"] == [False, True]
+    assert info["config"]["gradient_checkpointing"] is True
 
 
 def _readme_fits() -> dict[str, tuple[int, int]]:
