@@ -34,13 +34,13 @@ import numpy as np
 from competition.harness.cli import exit_on_bad_input
 from competition.harness.config import SAFE_ON_RESUME, config_hash, config_to_dict, parse_overrides, save_yaml
 from competition.harness.logs import setup_logging
-from competition.harness.memory import prefer_expandable_segments
+from competition.harness.memory import detect_gpu, prefer_expandable_segments
 from competition.rules.data import Splits, file_sha256, load_splits
 from competition.rules.errors import ConfigError, DataError, warn
 from competition.rules.files import atomic_path, write_text_atomic
 from competition.rules.metric import DEFAULT_ANALYZER, compute_rouge, get_tokenizer
 from competition.rules.predictions import PredictionMeta, fill_in_counts
-from llm.config import TRACK, LLMConfig, load_config
+from llm.config import SETTINGS, TRACK, LLMConfig
 
 log = logging.getLogger(__name__)
 
@@ -280,7 +280,8 @@ def write_table(out_dir: Path, dev_path: Path) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------- all of it
 
 def screen_configs(models: Sequence[str], overrides: dict[str, Any], model_dir: Path | None) -> list[LLMConfig]:
-    """Each preset's config as `make llm` resolves it; `model_path` only with one preset, `--model-dir` for many."""
+    """Each preset's config as `make llm` resolves and fits it to this machine's GPU; `model_path` only with one
+    preset, `--model-dir` for many."""
     if "model_path" in overrides and len(models) > 1:
         raise ConfigError(f"model_path names one preset's files but {len(models)} presets are screened; "
                           f"screen one preset, or give --model-dir ROOT with ROOT/<preset>/ folders")
@@ -295,7 +296,10 @@ def screen_configs(models: Sequence[str], overrides: dict[str, Any], model_dir: 
                 raise ConfigError(f"--model-dir {model_dir}: no {folder}/config.json; expected one folder per "
                                   f"screened preset (config, tokenizer and weights)")
             layer["model_path"] = str(folder)
-        configs.append(load_config(preset, None, layer))
+        layers, fit = SETTINGS.fitted(SETTINGS.layers(preset, None, layer), detect_gpu())  # as `make llm` fits
+        for message in fit.warnings if fit else ():
+            warn(message)
+        configs.append(SETTINGS.resolve(layers))
     return configs
 
 

@@ -106,7 +106,8 @@ def test_interrupted_prediction_resumes_with_only_the_missing_fnames(tiny_checkp
 def _adapter_checkpoint(folder, quantization: str):
     """A tiny-llama LoRA checkpoint whose adapter changes the output (B factors drawn, not zero)."""
     config = load_config("tiny-llama", overrides={"finetune": "lora", "quantization": quantization,
-                                                  "max_new_tokens": 8, "per_device_eval_batch_size": 3})
+                                                  "predict_with": "adapter", "max_new_tokens": 8,
+                                                  "per_device_eval_batch_size": 3})
     torch.manual_seed(0)
     model, tokenizer, style, info = load_for_training(config, [])
     with torch.no_grad():
